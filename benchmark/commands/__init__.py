@@ -1,0 +1,1 @@
+"""Sub-commands of `maebench`; each module exposes `register(app)`."""

@@ -1,0 +1,258 @@
+"""Loading BEIR-format datasets, from a local folder or the official download, with fingerprints.
+
+A BEIR folder holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv. Every malformed line is
+reported with its file and line number; fingerprints are sha256 of the raw file bytes so that
+two results computed on different copies of a dataset can never be compared by accident.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmark.errors import DataError
+from benchmark.paths import cache_dir, data_dir_from_env
+from benchmark.tasks import Fingerprints, TaskSpec, load_catalog
+
+log = logging.getLogger(__name__)
+
+DOWNLOAD_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class Document:
+    title: str
+    text: str
+
+
+@dataclass
+class Dataset:
+    """One task's evaluation data: the whole corpus, the split's queries and their qrels."""
+
+    task: TaskSpec
+    path: Path
+    corpus: dict[str, Document]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    fingerprints: Fingerprints
+    warnings: list[str] = field(default_factory=list)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _json_lines(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
+    if not path.is_file():
+        raise DataError(f"missing file {path}")
+    rows: list[tuple[int, dict]] = []
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: bad JSON line ({exc.msg})") from exc
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object")
+            for key in required:
+                if key not in obj:
+                    raise DataError(f"{path}:{lineno}: missing field '{key}'")
+            if not isinstance(obj["_id"], (str, int)) or isinstance(obj["_id"], bool):
+                raise DataError(f"{path}:{lineno}: field '_id' must be a string")
+            rows.append((lineno, obj))
+    return rows
+
+
+def _text_field(path: Path, lineno: int, obj: dict, key: str) -> str:
+    value = obj.get(key) or ""
+    if not isinstance(value, str):
+        raise DataError(f"{path}:{lineno}: field '{key}' must be a string")
+    return value
+
+
+def load_corpus(path: Path) -> dict[str, Document]:
+    corpus: dict[str, Document] = {}
+    for lineno, obj in _json_lines(path, ("_id", "text")):
+        doc_id = str(obj["_id"])
+        if doc_id in corpus:
+            raise DataError(f"{path}:{lineno}: duplicate document id '{doc_id}'")
+        corpus[doc_id] = Document(
+            title=_text_field(path, lineno, obj, "title"),
+            text=_text_field(path, lineno, obj, "text"),
+        )
+    if not corpus:
+        raise DataError(f"{path}: the corpus is empty")
+    return corpus
+
+
+def load_queries(path: Path) -> dict[str, str]:
+    queries: dict[str, str] = {}
+    for lineno, obj in _json_lines(path, ("_id", "text")):
+        query_id = str(obj["_id"])
+        if query_id in queries:
+            raise DataError(f"{path}:{lineno}: duplicate query id '{query_id}'")
+        queries[query_id] = _text_field(path, lineno, obj, "text")
+    return queries
+
+
+def load_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """Read `query-id<TAB>corpus-id<TAB>score` rows; a non-numeric first row is the header."""
+    if not path.is_file():
+        raise DataError(f"missing file {path}")
+    qrels: dict[str, dict[str, int]] = {}
+    with path.open(encoding="utf-8", newline="") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            cols = line.split("\t")
+            if len(cols) != 3:
+                raise DataError(f"{path}:{lineno}: expected 3 tab-separated columns, got {len(cols)}")
+            query_id, doc_id, raw_score = cols
+            try:
+                score = int(raw_score)
+            except ValueError as exc:
+                if lineno == 1:
+                    continue  # header row
+                raise DataError(f"{path}:{lineno}: relevance '{raw_score}' is not an integer") from exc
+            docs = qrels.setdefault(query_id, {})
+            if doc_id in docs and docs[doc_id] != score:
+                raise DataError(f"{path}:{lineno}: conflicting grades for ({query_id}, {doc_id})")
+            docs[doc_id] = score
+    if not qrels:
+        raise DataError(f"{path}: no relevance judgements")
+    return qrels
+
+
+def load_beir_folder(task: TaskSpec, folder: Path) -> Dataset:
+    """Load and cross-check one BEIR folder; every inconsistency is a DataError naming its file."""
+    if not folder.is_dir():
+        raise DataError(f"no dataset folder for task '{task.name}' at {folder}")
+    files = {
+        "corpus": folder / "corpus.jsonl",
+        "queries": folder / "queries.jsonl",
+        "qrels": folder / "qrels" / f"{task.split}.tsv",
+    }
+    corpus = load_corpus(files["corpus"])
+    all_queries = load_queries(files["queries"])
+    qrels = load_qrels(files["qrels"])
+
+    for query_id, judged in qrels.items():
+        if query_id not in all_queries:
+            raise DataError(f"{files['qrels']}: query-id '{query_id}' is not in {files['queries'].name}")
+        for doc_id in judged:
+            if doc_id not in corpus:
+                raise DataError(f"{files['qrels']}: corpus-id '{doc_id}' is not in {files['corpus'].name}")
+    queries = {qid: all_queries[qid] for qid in qrels}
+
+    fingerprints = Fingerprints(**{name: sha256_file(p) for name, p in files.items()})
+    warnings = _sanity_warnings(task, corpus, queries, fingerprints)
+    for message in warnings:
+        log.warning(message)
+    return Dataset(task, folder, corpus, queries, qrels, fingerprints, warnings)
+
+
+def _sanity_warnings(
+    task: TaskSpec, corpus: dict, queries: dict, fingerprints: Fingerprints
+) -> list[str]:
+    warnings = []
+    if task.fingerprints and task.fingerprints != fingerprints:
+        differing = [
+            name
+            for name in ("corpus", "queries", "qrels")
+            if getattr(task.fingerprints, name) != getattr(fingerprints, name)
+        ]
+        warnings.append(f"{task.name}: {', '.join(differing)} differ from the official release")
+    if task.beir_stats and (len(corpus), len(queries)) != (
+        task.beir_stats.n_docs,
+        task.beir_stats.n_queries,
+    ):
+        warnings.append(
+            f"{task.name}: {len(corpus)} docs / {len(queries)} queries, BEIR lists "
+            f"{task.beir_stats.n_docs} / {task.beir_stats.n_queries}"
+        )
+    return warnings
+
+
+def resolve_folder(task: TaskSpec, data_dir: Path | None = None, download: bool = True) -> Path:
+    """Find a task's folder: embedded, --data-dir / MAEBENCH_DATA_DIR, cache, else download."""
+    if task.embedded_path is not None:
+        return task.embedded_path
+    data_dir = data_dir or data_dir_from_env()
+    if data_dir is not None:
+        folder = Path(data_dir) / task.relative_path
+        if not folder.is_dir():
+            raise DataError(f"task '{task.name}': no folder {folder} (looked in --data-dir {data_dir})")
+        return folder
+    cached = cache_dir() / "beir" / task.relative_path
+    if cached.is_dir():
+        return cached
+    if not download:
+        raise DataError(f"task '{task.name}' is not in the cache {cache_dir()}; pass --data-dir")
+    download_beir(task)
+    return cached
+
+
+def download_beir(task: TaskSpec) -> Path:
+    """Fetch the official BEIR zip into the cache, unpack atomically, then check fingerprints."""
+    if "not_redistributable" in task.quirks:
+        raise DataError(
+            f"task '{task.name}' is not on the BEIR server; build it locally and pass --data-dir"
+        )
+    archive_name = task.relative_path.split("/")[0]
+    url = load_catalog().beir_url.format(name=archive_name)
+    target = cache_dir() / "beir"
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target) as tmp:
+        zip_path = Path(tmp) / f"{archive_name}.zip"
+        try:
+            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, zip_path.open(
+                "wb"
+            ) as out:
+                shutil.copyfileobj(response, out)
+        except (urllib.error.URLError, OSError) as exc:
+            raise DataError(
+                f"cannot download {url} ({exc}); pass --data-dir pointing at a BEIR folder"
+            ) from exc
+        try:
+            with zipfile.ZipFile(zip_path) as archive:
+                _check_members(archive, archive_name)
+                archive.extractall(tmp)
+        except zipfile.BadZipFile as exc:
+            raise DataError(f"{url} is not a valid zip archive") from exc
+        final = target / archive_name
+        if not final.exists():
+            (Path(tmp) / archive_name).rename(final)
+    folder = cache_dir() / "beir" / task.relative_path
+    dataset = load_beir_folder(task, folder)
+    if task.fingerprints and dataset.fingerprints != task.fingerprints:
+        raise DataError(f"downloaded {task.name} does not match the catalog's sha256 fingerprints")
+    return folder
+
+
+def _check_members(archive: zipfile.ZipFile, root: str) -> None:
+    """Refuse archives whose members would land outside their own top folder."""
+    for name in archive.namelist():
+        parts = Path(name).parts
+        if not parts or parts[0] != root or ".." in parts or Path(name).is_absolute():
+            raise DataError(f"unexpected member '{name}' in the {root} archive")
+
+
+def load_dataset(task: TaskSpec, data_dir: Path | None = None, download: bool = True) -> Dataset:
+    if task.is_aggregate:
+        raise DataError(f"task '{task.name}' is the mean of its subtasks; load those one by one")
+    return load_beir_folder(task, resolve_folder(task, data_dir, download))

@@ -1,0 +1,166 @@
+"""The model registry: one validated YAML card per retriever in models/.
+
+Pooling, prefixes, similarity and lengths are the commonest reason a reproduction fails, so a
+dense card must state every one of them: the schema has no silent defaults for those fields,
+and unknown keys are rejected (a typo must not fall back to a default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from benchmark.errors import RegistryError
+from benchmark.paths import models_dir
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._\-]{0,79}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Paper(_Strict):
+    title: str
+    arxiv: str | None = None
+    year: int | None = None
+    venue: str | None = None
+    url: str | None = None
+
+
+class Pretraining(_Strict):
+    """How an MAE-style (or other) encoder was pre-trained, as its paper states it."""
+
+    objective: str
+    encoder_mask_ratio: float | None = None
+    decoder_mask_ratio: float | None = None
+    decoder_layers: int | None = None
+    corpus: str | None = None
+    notes: str | None = None
+
+
+class Finetuning(_Strict):
+    data: str | None = None
+    negatives: str | None = None
+    distillation: str | None = None
+    notes: str | None = None
+
+
+class Bm25Config(_Strict):
+    """A BM25 configuration; each field changes scores by points, so all are recorded."""
+
+    kind: Literal["bm25"]
+    implementation: Literal["bm25s"] = "bm25s"
+    method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"]
+    k1: float = Field(gt=0)
+    b: float = Field(ge=0, le=1)
+    stemmer: str | None
+    stopwords: str | None
+    fields: Literal["flat", "multifield"]
+    title_separator: str = " "
+
+
+class DenseConfig(_Strict):
+    """A bi-encoder: which weights, how texts are formatted, pooled and compared."""
+
+    kind: Literal["dense"]
+    encoder: Literal["shared", "separate", "t5", "dupmae"]
+    checkpoint: str | None = None
+    query_checkpoint: str | None = None
+    passage_checkpoint: str | None = None
+    revision: str | None = None
+    local_package: str | None = Field(
+        default=None, description="importable package whose get_model_path() holds the weights"
+    )
+    pooling: Literal["cls", "mean", "pooler"]
+    normalize: bool
+    similarity: Literal["dot", "cosine"]
+    query_prefix: str
+    passage_prefix: str
+    query_max_length: int = Field(gt=0, le=8192)
+    passage_max_length: int = Field(gt=0, le=8192)
+    title: Literal["prepend", "none"]
+    title_separator: str = " "
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    batch_size: int = Field(default=64, gt=0, le=4096)
+    dupmae_sparse_weight: float | None = None
+    dupmae_sparse_top_k: int | None = None
+
+    @model_validator(mode="after")
+    def _checkpoints_match_encoder(self) -> DenseConfig:
+        separate = self.encoder == "separate"
+        if separate and not (self.query_checkpoint and self.passage_checkpoint):
+            raise ValueError("encoder 'separate' needs query_checkpoint and passage_checkpoint")
+        if not separate and not self.checkpoint:
+            raise ValueError(f"encoder '{self.encoder}' needs checkpoint")
+        if not separate and (self.query_checkpoint or self.passage_checkpoint):
+            raise ValueError("query_checkpoint/passage_checkpoint only go with encoder 'separate'")
+        return self
+
+
+RetrieverConfig = Annotated[Bm25Config | DenseConfig, Field(discriminator="kind")]
+
+
+class ModelCard(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    display_name: str
+    family: Literal["mae", "contrastive", "sparse", "supervised"]
+    description: str
+    source: str = Field(description="where the encoding settings were taken from")
+    paper: Paper | None = None
+    license: str | None = None
+    parameters: int | None = Field(default=None, gt=0)
+    embedding_dim: int | None = Field(default=None, gt=0)
+    retriever: RetrieverConfig
+    pretraining: Pretraining | None = None
+    finetuning: Finetuning | None = None
+    notes: str | None = None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "card"
+    return f"{where}: {err['msg']}"
+
+
+def parse_card(text: str, origin: str) -> ModelCard:
+    """Validate one card's YAML text; `origin` names it in the one-line error."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"{origin}: not valid YAML ({exc.__class__.__name__})") from exc
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{origin}: a model card must be a YAML mapping")
+    try:
+        return ModelCard.model_validate(raw)
+    except ValidationError as exc:
+        raise RegistryError(f"{origin}: {_first_error(exc)}") from exc
+
+
+def load_card(path: Path) -> ModelCard:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RegistryError(f"cannot read model card {path}: {exc.strerror}") from exc
+    card = parse_card(text, str(path))
+    if card.name != path.stem:
+        raise RegistryError(f"{path}: card name '{card.name}' must match the file name")
+    return card
+
+
+def load_registry(directory: Path | None = None) -> dict[str, ModelCard]:
+    directory = directory or models_dir()
+    if not directory.is_dir():
+        raise RegistryError(f"model registry folder {directory} does not exist")
+    cards = [load_card(p) for p in sorted(directory.glob("*.yaml"))]
+    return {card.name: card for card in cards}
+
+
+def get_card(name: str, directory: Path | None = None) -> ModelCard:
+    registry = load_registry(directory)
+    if name not in registry:
+        raise RegistryError(f"unknown model '{name}' (known: {', '.join(sorted(registry))})")
+    return registry[name]

@@ -1,0 +1,221 @@
+"""The result schema (versioned) and atomic reading/writing of the results/ tree.
+
+Layout: results/<model>/<task>.json beside results/<model>/<task>.run.gz (TREC run, top
+`run.depth` per query, gzip with mtime 0 so identical runs give identical bytes). Writes go to
+a temporary file in the same folder and are renamed into place, and an existing result is
+never replaced unless the caller asks, so a crash or a refusal leaves results/ as it was.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from benchmark.errors import ResultError
+from benchmark.evaluate import RankedList
+from benchmark.tasks import Fingerprints
+
+SCHEMA_VERSION = 1
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._\-]{0,79}$")
+RUN_TAG = "maebench"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelInfo(_Strict):
+    name: str = Field(pattern=NAME_RE.pattern)
+    display_name: str
+    family: str
+    kind: Literal["bm25", "dense"]
+    checkpoint: str | None = None
+    revision: str | None = None
+    config: dict[str, Any]
+
+
+class TaskInfo(_Strict):
+    name: str = Field(pattern=NAME_RE.pattern)
+    split: str
+    quirks: list[str]
+    relevance_threshold: int
+    fingerprints: Fingerprints | None
+    n_docs: int | None
+    n_queries: int
+    subtasks: list[str] = []
+
+
+class RunInfo(_Strict):
+    file: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    depth: int = Field(gt=0)
+    format: Literal["trec.gz"] = "trec.gz"
+
+
+class Provenance(_Strict):
+    maebench: str
+    versions: dict[str, str | None]
+    python: str
+    platform: str
+    hardware: dict[str, Any]
+    seed: int
+    runtime: dict[str, Any] = {}
+    timings: dict[str, float]
+    created_at: str
+    command: str | None = None
+
+
+class Result(_Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    model: ModelInfo
+    task: TaskInfo
+    metrics: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+    run: RunInfo | None
+    provenance: Provenance
+
+    def main_score(self, metric: str = "nDCG@10") -> float:
+        return self.metrics[metric]
+
+
+def result_path(results_dir: Path, model: str, task: str) -> Path:
+    for name in (model, task):
+        if not NAME_RE.match(name):
+            raise ResultError(f"invalid name '{name}' (lowercase letters, digits, '.', '-', '_')")
+    return results_dir / model / f"{task}.json"
+
+
+def run_path(json_path: Path) -> Path:
+    return json_path.with_name(json_path.name.removesuffix(".json") + ".run.gz")
+
+
+def encode_run(run: dict[str, RankedList], depth: int) -> bytes:
+    """TREC run lines, canonical order, gzip with a fixed header (deterministic bytes).
+
+    Scores keep 7 significant digits: the explicit ranks carry the (tie-broken) order, so the
+    rounding cannot change any metric recomputed from the file, and the file is ~40% smaller."""
+    lines = io.StringIO()
+    for qid in sorted(run):
+        for rank, (doc_id, score) in enumerate(run[qid][:depth], start=1):
+            lines.write(f"{qid} Q0 {doc_id} {rank} {score:.7g} {RUN_TAG}\n")
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as gz:
+        gz.write(lines.getvalue().encode("utf-8"))
+    return buffer.getvalue()
+
+
+def decode_run(data: bytes, origin: str, max_bytes: int = 1 << 30) -> dict[str, RankedList]:
+    """Parse a gzip TREC run; ranks must be 1..n in order so the stored order is the ranking."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
+            text = gz.read(max_bytes + 1)
+    except (OSError, EOFError) as exc:
+        raise ResultError(f"{origin}: not a gzip file") from exc
+    if len(text) > max_bytes:
+        raise ResultError(f"{origin}: run file larger than {max_bytes} bytes uncompressed")
+    run: dict[str, RankedList] = {}
+    for lineno, line in enumerate(text.decode("utf-8", errors="strict").splitlines(), start=1):
+        parts = line.split()
+        if len(parts) != 6:
+            raise ResultError(f"{origin}:{lineno}: expected 6 columns 'qid Q0 doc rank score tag'")
+        qid, _, doc_id, rank, score, _ = parts
+        ranked = run.setdefault(qid, [])
+        try:
+            rank_value, score_value = int(rank), float(score)
+        except ValueError as exc:
+            raise ResultError(f"{origin}:{lineno}: rank or score is not a number") from exc
+        if rank_value != len(ranked) + 1:
+            raise ResultError(f"{origin}:{lineno}: rank {rank} out of order for query {qid}")
+        ranked.append((doc_id, score_value))
+    return run
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def dump_result(result: Result) -> bytes:
+    return (json.dumps(result.model_dump(mode="json"), indent=1, sort_keys=True) + "\n").encode()
+
+
+def write_result(
+    results_dir: Path,
+    result: Result,
+    run_bytes: bytes | None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the run file, then the JSON (the JSON names the run's hash, so it goes last)."""
+    path = result_path(results_dir, result.model.name, result.task.name)
+    if path.exists() and not overwrite:
+        raise ResultError(f"{path} already exists; pass --overwrite to replace it")
+    if run_bytes is not None:
+        _atomic_write(run_path(path), run_bytes)
+    _atomic_write(path, dump_result(result))
+    return path
+
+
+def read_result(path: Path) -> Result:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultError(f"{path}: cannot read result JSON ({exc})") from exc
+    return parse_result(raw, str(path))
+
+
+def parse_result(raw: Any, origin: str) -> Result:
+    try:
+        return Result.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "result"
+        raise ResultError(f"{origin}: field {where}: {err['msg']}") from exc
+
+
+def read_run(path: Path, result: Result) -> dict[str, RankedList]:
+    """Load a result's run file, checking it is the one the result was computed from."""
+    if result.run is None:
+        raise ResultError(f"{path}: this result has no run file")
+    file = path.parent / result.run.file
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise ResultError(f"{file}: cannot read run file ({exc.strerror})") from exc
+    if sha256_bytes(data) != result.run.sha256:
+        raise ResultError(f"{file}: sha256 does not match the result's run.sha256")
+    return decode_run(data, str(file))
+
+
+def iter_results(results_dir: Path) -> list[tuple[Path, Result]]:
+    """Every stored result (results/reported/ holds papers' numbers and is skipped)."""
+    found = []
+    if not results_dir.is_dir():
+        return found
+    for path in sorted(results_dir.glob("*/*.json")):
+        if path.parent.name == "reported" or path.name.startswith("."):
+            continue
+        found.append((path, read_result(path)))
+    return found

@@ -1,0 +1,20 @@
+"""Retrievers: one module per kind. `build_retriever` is the only entry point the runner uses."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from benchmark.registry import ModelCard
+    from benchmark.retrievers.base import Retriever
+
+
+def build_retriever(card: ModelCard, device: str | None = None) -> Retriever:
+    """Instantiate the retriever a card describes (heavy imports happen only here)."""
+    if card.retriever.kind == "bm25":
+        from benchmark.retrievers.bm25 import Bm25Retriever
+
+        return Bm25Retriever(card.retriever)
+    from benchmark.retrievers.dense import DenseRetriever
+
+    return DenseRetriever(card.retriever, device=device)

@@ -1,0 +1,166 @@
+"""card + task -> retriever -> canonical run -> evaluation -> result file. One call, one result.
+
+The target path is checked before any work starts (an hour of encoding must not end in a
+refusal), and nothing is written until the whole result exists, so a crash half way leaves
+results/ exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.data import load_dataset
+from benchmark.errors import ResultError
+from benchmark.evaluate import STANDARD_METRICS, canonicalize, drop_identical_ids, evaluate
+from benchmark.registry import ModelCard
+from benchmark.results import (
+    ModelInfo,
+    Provenance,
+    Result,
+    RunInfo,
+    TaskInfo,
+    encode_run,
+    read_result,
+    result_path,
+    run_path,
+    sha256_bytes,
+    write_result,
+)
+from benchmark.tasks import Fingerprints, TaskSpec, get_task
+from benchmark.timing import PhaseTimer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    results_dir: Path
+    data_dir: Path | None = None
+    overwrite: bool = False
+    device: str | None = None
+    top_k: int = 1000
+    store_depth: int = 100
+    command: str | None = None
+
+
+def model_info(card: ModelCard) -> ModelInfo:
+    config = card.retriever
+    checkpoint = getattr(config, "checkpoint", None) or getattr(config, "query_checkpoint", None)
+    return ModelInfo(
+        name=card.name,
+        display_name=card.display_name,
+        family=card.family,
+        kind=config.kind,
+        checkpoint=checkpoint,
+        revision=getattr(config, "revision", None),
+        config=config.model_dump(mode="json"),
+    )
+
+
+def _provenance(timer: PhaseTimer, runtime: dict, command: str | None) -> Provenance:
+    from benchmark.provenance import provenance_fields
+
+    return Provenance(
+        **provenance_fields(), runtime=runtime, timings=timer.rounded(), command=command
+    )
+
+
+def run_task(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
+    """Evaluate `card` on `task` and store the result; returns the result's path."""
+    if task.is_aggregate:
+        return _run_aggregate(card, task, options)
+    target = result_path(options.results_dir, card.name, task.name)
+    if target.exists() and not options.overwrite:
+        raise ResultError(f"{target} already exists; pass --overwrite to replace it")
+    from benchmark.retrievers import build_retriever
+
+    timer = PhaseTimer()
+    with timer.phase("load_data"):
+        dataset = load_dataset(task, options.data_dir)
+    with timer.phase("load_model"):
+        retriever = build_retriever(card, options.device)
+    drop_self = "drop_identical_ids" in task.quirks
+    raw_run = retriever.retrieve(dataset, options.top_k + int(drop_self), timer)
+    if drop_self:
+        raw_run = drop_identical_ids(raw_run)
+    ranked = canonicalize(raw_run, options.top_k)
+    with timer.phase("evaluate"):
+        evaluation = evaluate(dataset.qrels, ranked, STANDARD_METRICS, task.relevance_threshold)
+    run_bytes = encode_run(ranked, options.store_depth)
+    result = Result(
+        model=model_info(card),
+        task=TaskInfo(
+            name=task.name,
+            split=task.split,
+            quirks=list(task.quirks),
+            relevance_threshold=task.relevance_threshold,
+            fingerprints=dataset.fingerprints,
+            n_docs=len(dataset.corpus),
+            n_queries=len(dataset.qrels),
+        ),
+        metrics=evaluation.aggregates,
+        per_query=evaluation.per_query,
+        run=RunInfo(
+            file=run_path(target).name, sha256=sha256_bytes(run_bytes), depth=options.store_depth
+        ),
+        provenance=_provenance(timer, retriever.describe(), options.command),
+    )
+    return write_result(options.results_dir, result, run_bytes, overwrite=options.overwrite)
+
+
+def _combined_fingerprints(parts: list[Result]) -> Fingerprints | None:
+    if any(p.task.fingerprints is None for p in parts):
+        return None
+    def digest(field: str) -> str:
+        joined = "".join(getattr(p.task.fingerprints, field) for p in parts)
+        return hashlib.sha256(joined.encode()).hexdigest()
+    return Fingerprints(corpus=digest("corpus"), queries=digest("queries"), qrels=digest("qrels"))
+
+
+def _run_aggregate(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
+    """Run (or reuse) each subtask, then store their unweighted mean (BEIR's CQADupStack)."""
+    target = result_path(options.results_dir, card.name, task.name)
+    if target.exists() and not options.overwrite:
+        raise ResultError(f"{target} already exists; pass --overwrite to replace it")
+    parts: list[Result] = []
+    timer = PhaseTimer()
+    expected_config = model_info(card).config
+    for name in task.subtasks:
+        path = result_path(options.results_dir, card.name, name)
+        if path.exists() and not options.overwrite:
+            stored = read_result(path)
+            if stored.model.config != expected_config:
+                raise ResultError(f"{path} was computed with another configuration of {card.name}")
+            log.info("reusing %s", path)
+        else:
+            path = run_task(card, get_task(name), options)
+        parts.append(read_result(path))
+        for phase, seconds in parts[-1].provenance.timings.items():
+            timer.seconds[phase] = timer.seconds.get(phase, 0.0) + seconds
+    metrics = {m: sum(p.metrics[m] for p in parts) / len(parts) for m in parts[0].metrics}
+    per_query = {
+        m: {f"{sub}/{q}": v for sub, p in zip(task.subtasks, parts, strict=True)
+            for q, v in p.per_query[m].items()}
+        for m in parts[0].per_query
+    }
+    result = Result(
+        model=model_info(card),
+        task=TaskInfo(
+            name=task.name,
+            split=task.split,
+            quirks=list(task.quirks),
+            relevance_threshold=task.relevance_threshold,
+            fingerprints=_combined_fingerprints(parts),
+            n_docs=sum(p.task.n_docs or 0 for p in parts),
+            n_queries=sum(p.task.n_queries for p in parts),
+            subtasks=list(task.subtasks),
+        ),
+        metrics=metrics,
+        per_query=per_query,
+        run=None,
+        provenance=_provenance(timer, parts[-1].provenance.runtime, options.command),
+    )
+    return write_result(options.results_dir, result, None, overwrite=options.overwrite)

@@ -1,0 +1,138 @@
+"""The task catalog: which datasets exist, how each is evaluated, and its known quirks.
+
+The catalog is data (`data/tasks.yaml`), validated here; quirks are named values so that every
+result records which ones were active and two results evaluated differently never mix.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from benchmark.errors import MaebenchError
+from benchmark.paths import EMBEDDED_DATA_DIR
+
+QUIRKS: dict[str, str] = {
+    "drop_identical_ids": "documents whose id equals the query id are removed from the ranking "
+    "before evaluation (BEIR / MTEB ignore_identical_ids)",
+    "mean_of_subtasks": "the score is the unweighted mean of the subtasks' scores",
+    "touche_v2_qrels": "uses the corrected (v2) Touche-2020 qrels shipped in the BEIR zip",
+    "dev_split": "evaluated on the dev split (no public test labels)",
+    "graded_relevance": "qrels carry several relevance grades; nDCG uses them as linear gains",
+    "not_redistributable": "not on the BEIR download server; the user must build it locally",
+    "embedded": "ships inside the maebench package (smoke test, not a benchmark)",
+}
+
+Quirk = Literal[
+    "drop_identical_ids",
+    "mean_of_subtasks",
+    "touche_v2_qrels",
+    "dev_split",
+    "graded_relevance",
+    "not_redistributable",
+    "embedded",
+]
+
+MAIN_METRIC = "nDCG@10"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MtebRef(_Strict):
+    name: str
+    dataset: str
+    revision: str
+
+
+class BeirStats(_Strict):
+    n_docs: int
+    n_queries: int
+
+
+class Fingerprints(_Strict):
+    """sha256 of the raw bytes of corpus.jsonl, queries.jsonl and qrels/<split>.tsv."""
+
+    corpus: str
+    queries: str
+    qrels: str
+
+
+class TaskSpec(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]*$")
+    display_name: str
+    domain: str
+    split: str = "test"
+    main_metric: str = MAIN_METRIC
+    quirks: tuple[Quirk, ...] = ()
+    relevance_threshold: int = 1
+    path: str | None = None
+    part_of: str | None = None
+    subtasks: tuple[str, ...] = ()
+    mteb: MtebRef | None = None
+    beir_stats: BeirStats | None = None
+    fingerprints: Fingerprints | None = None
+
+    @model_validator(mode="after")
+    def _aggregate_has_subtasks(self) -> TaskSpec:
+        if ("mean_of_subtasks" in self.quirks) != bool(self.subtasks):
+            raise ValueError("a task has subtasks exactly when it has the mean_of_subtasks quirk")
+        return self
+
+    @property
+    def relative_path(self) -> str:
+        """Folder of this task below a BEIR data dir (CQADupStack forums are nested)."""
+        return self.path or self.name
+
+    @property
+    def is_aggregate(self) -> bool:
+        return bool(self.subtasks)
+
+    @property
+    def embedded_path(self) -> Path | None:
+        return EMBEDDED_DATA_DIR / self.name if "embedded" in self.quirks else None
+
+
+class Catalog(_Strict):
+    schema_version: Literal[1]
+    beir_url: str
+    tasks: tuple[TaskSpec, ...]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Catalog:
+        names = [t.name for t in self.tasks]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"duplicate task names: {sorted(dupes)}")
+        for task in self.tasks:
+            for sub in task.subtasks:
+                if sub not in names:
+                    raise ValueError(f"task {task.name}: unknown subtask {sub}")
+        return self
+
+
+@lru_cache(maxsize=1)
+def load_catalog(path: Path = EMBEDDED_DATA_DIR / "tasks.yaml") -> Catalog:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return Catalog.model_validate(raw)
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        first = str(exc).splitlines()[0]
+        raise MaebenchError(f"task catalog {path} is invalid: {first}") from exc
+
+
+def all_tasks() -> tuple[TaskSpec, ...]:
+    return load_catalog().tasks
+
+
+def get_task(name: str) -> TaskSpec:
+    for task in all_tasks():
+        if task.name == name:
+            return task
+    known = ", ".join(t.name for t in all_tasks() if t.part_of is None)
+    raise MaebenchError(f"unknown task '{name}' (known: {known})")

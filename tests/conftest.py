@@ -1,0 +1,44 @@
+"""Shared fixtures: where ../shared is, temporary results folders, tiny checkpoints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MAEBENCH_SHARED", REPO.parent / "shared"))
+BEIR_DIR = SHARED / "data" / "beir"
+
+
+def shared_dataset(name: str) -> Path:
+    """The folder of a real BEIR dataset in ../shared, or skip the test with a message."""
+    folder = BEIR_DIR / name
+    if not (folder / "corpus.jsonl").is_file():
+        pytest.skip(f"../shared data not found at {folder}; integration test skipped")
+    return folder
+
+
+@pytest.fixture
+def results_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_texts() -> list[str]:
+    from benchmark.data import load_corpus, load_queries
+    from benchmark.paths import EMBEDDED_DATA_DIR
+
+    corpus = load_corpus(EMBEDDED_DATA_DIR / "tiny" / "corpus.jsonl")
+    queries = load_queries(EMBEDDED_DATA_DIR / "tiny" / "queries.jsonl")
+    return [d.title + " " + d.text for d in corpus.values()] + list(queries.values())
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory, tiny_texts) -> Path:
+    from tests.checkpoints import tiny_bert
+
+    return tiny_bert(tmp_path_factory.mktemp("tiny-bert"), tiny_texts)
