@@ -27,11 +27,12 @@ app = typer.Typer(
 
 @app.callback()
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details.")):
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
-    )
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
+    # bm25s sets its own logger to DEBUG on import; filter at the handler instead.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 for _module in COMMAND_MODULES:
@@ -61,3 +62,7 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+
+
+if __name__ == "__main__":
+    main()
