@@ -201,9 +201,23 @@ def resolve_folder(task: TaskSpec, data_dir: Path | None = None, download: bool 
     cached = cache_dir() / "beir" / task.relative_path
     if cached.is_dir():
         return cached
+    if (cache_dir() / "mteb" / task.name).is_dir():
+        return cache_dir() / "mteb" / task.name
     if not download:
         raise DataError(f"task '{task.name}' is not in the cache {cache_dir()}; pass --data-dir")
-    download_beir(task)
+    try:
+        download_beir(task)
+    except DataError as beir_error:
+        if task.mteb is None:
+            raise
+        from benchmark.data_hub import fetch_from_mteb_hub
+
+        log.warning("%s; trying the MTEB dataset on the Hugging Face Hub", beir_error)
+        try:
+            fetch_from_mteb_hub(task, cache_dir() / "mteb" / task.name)
+        except DataError as hub_error:
+            raise DataError(f"{beir_error}; the Hub copy failed too: {hub_error}") from hub_error
+        return cache_dir() / "mteb" / task.name
     return cached
 
 

@@ -127,3 +127,35 @@ def test_real_nfcorpus_graded_qrels():
     assert len(ds.queries) == 323
     assert {g for docs in ds.qrels.values() for g in docs.values()} == {1, 2}
     assert ds.fingerprints == get_task("nfcorpus").fingerprints
+
+
+def test_hub_fallback_writes_a_loadable_beir_folder(tmp_path, monkeypatch):
+    """With the BEIR server down, the MTEB Hub copy (here a fake `datasets`) is used."""
+    import urllib.request
+
+    import datasets
+
+    rows = {
+        "corpus": [{"_id": "d1", "title": "T", "text": "alpha"}, {"_id": "d2", "title": None,
+                                                                 "text": "beta"}],
+        "queries": [{"_id": "q1", "text": "alpha?"}],
+        "default": [{"query-id": "q1", "corpus-id": "d1", "score": 1}],
+    }
+    calls = []
+
+    def fake_load_dataset(repo, config, split, revision):
+        calls.append((repo, config, split, revision))
+        return rows[config]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr(datasets, "get_dataset_split_names",
+                        lambda repo, config_name, revision: ["test"] if config_name == "default"
+                        else [config_name])
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("down")))
+    monkeypatch.setenv("MAEBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MAEBENCH_DATA_DIR", raising=False)
+    task = get_task("scifact")
+    ds = load_dataset(task)
+    assert ds.qrels == {"q1": {"d1": 1}} and ds.corpus["d2"].title == ""
+    assert {c[3] for c in calls} == {task.mteb.revision}
+    assert ds.warnings and "differ from the official release" in ds.warnings[0]
