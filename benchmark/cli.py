@@ -14,6 +14,7 @@ import typer
 COMMAND_MODULES = (
     "benchmark.commands.run",
     "benchmark.commands.catalog",
+    "benchmark.commands.mteb",
 )
 
 app = typer.Typer(

@@ -32,17 +32,23 @@ class Paper(_Strict):
 
 
 class Pretraining(_Strict):
-    """How an MAE-style (or other) encoder was pre-trained, as its paper states it."""
+    """How an MAE-style (or other) encoder was pre-trained, as its paper states it (shown on the
+    site). None means "not stated / not applicable", never a guess."""
 
     objective: str
-    encoder_mask_ratio: float | None = None
-    decoder_mask_ratio: float | None = None
-    decoder_layers: int | None = None
+    encoder_mask_ratio: float | None = Field(default=None, ge=0, le=1)
+    decoder_mask_ratio: float | None = Field(default=None, ge=0, le=1)
+    decoder_layers: int | None = Field(default=None, ge=0)
     corpus: str | None = None
+    initialised_from: str | None = None
     notes: str | None = None
 
 
 class Finetuning(_Strict):
+    """How the checkpoint was fine-tuned for retrieval; `stage: none` marks a pre-trained-only
+    checkpoint (evaluated zero-shot as is, which is not how its paper used it)."""
+
+    stage: Literal["none", "fine-tuned", "distilled"] = "fine-tuned"
     data: str | None = None
     negatives: str | None = None
     distillation: str | None = None
@@ -63,8 +69,22 @@ class Bm25Config(_Strict):
     title_separator: str = " "
 
 
+HeadLayer = Literal["dense", "layernorm"]
+
+
 class DenseConfig(_Strict):
-    """A bi-encoder: which weights, how texts are formatted, pooled and compared."""
+    """A bi-encoder: which weights, how texts are formatted, pooled and compared.
+
+    encoder: `shared` one transformer for queries and passages (AutoModel); `separate` two
+    checkpoints (DPR: DPRQuestionEncoder / DPRContextEncoder); `t5` a T5 encoder stack
+    (T5EncoderModel); `dupmae` the DupMAE duplex representation: [CLS] vector concatenated with
+    a top-k vocabulary vector max-pooled from the MLM head's logits (AutoModelForMaskedLM).
+    head: layers applied after pooling, in order, read from the checkpoint's sentence-transformers
+    module folders (GTR's `2_Dense` projection; ANCE's embedding head = dense + layernorm); the
+    loader refuses a checkpoint whose modules.json lists a head layer the card does not name.
+    title: `prepend` (title + separator + text), `none` (text only) or `pair` (title and text as
+    a tokenizer sentence pair, [CLS] title [SEP] text [SEP], as DPR's context encoder was trained).
+    """
 
     kind: Literal["dense"]
     encoder: Literal["shared", "separate", "t5", "dupmae"]
@@ -76,28 +96,49 @@ class DenseConfig(_Strict):
         default=None, description="importable package whose get_model_path() holds the weights"
     )
     pooling: Literal["cls", "mean", "pooler"]
+    head: tuple[HeadLayer, ...] = ()
     normalize: bool
     similarity: Literal["dot", "cosine"]
     query_prefix: str
     passage_prefix: str
     query_max_length: int = Field(gt=0, le=8192)
     passage_max_length: int = Field(gt=0, le=8192)
-    title: Literal["prepend", "none"]
+    title: Literal["prepend", "none", "pair"]
     title_separator: str = " "
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     batch_size: int = Field(default=64, gt=0, le=4096)
-    dupmae_sparse_weight: float | None = None
-    dupmae_sparse_top_k: int | None = None
+    dupmae_sparse_weight: float | None = Field(default=None, gt=0)
+    dupmae_sparse_top_k: int | None = Field(default=None, gt=0)
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return bool(self.checkpoint or self.query_checkpoint or self.passage_checkpoint)
 
     @model_validator(mode="after")
     def _checkpoints_match_encoder(self) -> DenseConfig:
         separate = self.encoder == "separate"
+        if not self.has_checkpoint:
+            return self  # allowed only for cards with weights: unreleased (checked on the card)
         if separate and not (self.query_checkpoint and self.passage_checkpoint):
             raise ValueError("encoder 'separate' needs query_checkpoint and passage_checkpoint")
         if not separate and not self.checkpoint:
             raise ValueError(f"encoder '{self.encoder}' needs checkpoint")
         if not separate and (self.query_checkpoint or self.passage_checkpoint):
             raise ValueError("query_checkpoint/passage_checkpoint only go with encoder 'separate'")
+        return self
+
+    @model_validator(mode="after")
+    def _encoder_specific_fields(self) -> DenseConfig:
+        dupmae = self.encoder == "dupmae"
+        given = self.dupmae_sparse_top_k is not None and self.dupmae_sparse_weight is not None
+        if dupmae and not given and self.has_checkpoint:
+            raise ValueError("encoder 'dupmae' needs dupmae_sparse_top_k and dupmae_sparse_weight")
+        if not dupmae and (self.dupmae_sparse_top_k or self.dupmae_sparse_weight):
+            raise ValueError("dupmae_sparse_* fields only go with encoder 'dupmae'")
+        if self.pooling == "pooler" and self.encoder in ("t5", "dupmae"):
+            raise ValueError(f"encoder '{self.encoder}' has no pooler output")
+        if self.similarity == "cosine" and self.encoder == "dupmae":
+            raise ValueError("the DupMAE representation is compared by dot product")
         return self
 
 
@@ -114,10 +155,30 @@ class ModelCard(_Strict):
     license: str | None = None
     parameters: int | None = Field(default=None, gt=0)
     embedding_dim: int | None = Field(default=None, gt=0)
+    weights: Literal["public", "unreleased"] = Field(
+        default="public",
+        description="unreleased: the paper's checkpoint was never published; the card keeps the "
+        "documented encoding (and reported numbers can be shown) but cannot be run",
+    )
     retriever: RetrieverConfig
     pretraining: Pretraining | None = None
     finetuning: Finetuning | None = None
     notes: str | None = None
+
+    @model_validator(mode="after")
+    def _weights_match_checkpoint(self) -> ModelCard:
+        if self.retriever.kind != "dense":
+            if self.weights != "public":
+                raise ValueError("weights: unreleased only applies to dense retrievers")
+            return self
+        has = self.retriever.has_checkpoint
+        if self.weights == "public" and not has:
+            raise ValueError("retriever.checkpoint is required (or set weights: unreleased)")
+        if self.weights == "unreleased" and has:
+            raise ValueError("a card with weights: unreleased must not name a checkpoint")
+        if self.family == "mae" and self.pretraining is None:
+            raise ValueError("an MAE card must state its pretraining recipe")
+        return self
 
 
 def _first_error(exc: ValidationError) -> str:

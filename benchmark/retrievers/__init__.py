@@ -17,4 +17,4 @@ def build_retriever(card: ModelCard, device: str | None = None) -> Retriever:
         return Bm25Retriever(card.retriever)
     from benchmark.retrievers.dense import DenseRetriever
 
-    return DenseRetriever(card.retriever, device=device)
+    return DenseRetriever(card.retriever, device=device, name=card.name)

@@ -1,0 +1,65 @@
+"""`maebench export-mteb` and `maebench import-mteb`: results to and from MTEB's file format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("export-mteb")
+    def export_mteb(
+        out: Path = typer.Option(..., help="Folder to write <org>__<name>/<revision>/<Task>.json into."),
+        model: str | None = typer.Option(None, "--model", "-m", help="Only these models (comma-separated)."),
+        results_dir: Path | None = typer.Option(None, help="Results database (default results/)."),
+    ) -> None:
+        """Write stored results as MTEB result files (tasks without an MTEB twin are skipped)."""
+        from benchmark.mteb_results import export_results
+        from benchmark.paths import results_dir as default_results_dir
+        from benchmark.results import iter_results
+        from benchmark.tasks import get_task
+
+        wanted = {m.strip() for m in model.split(",")} if model else None
+        results = [
+            r for _, r in iter_results(results_dir or default_results_dir())
+            if (wanted is None or r.model.name in wanted) and get_task(r.task.name).mteb is not None
+        ]
+        for path in export_results(results, out):
+            typer.echo(str(path))
+
+    @app.command("import-mteb")
+    def import_mteb(
+        files: list[Path] = typer.Argument(..., help="MTEB result JSON files (one model)."),
+        model: str = typer.Option(..., "--model", "-m", help="Registry card the numbers belong to."),
+        name: str = typer.Option(..., help="Stem of results/reported/<name>.yaml to write."),
+        title: str = typer.Option("MTEB results", help="Source title shown on the site."),
+        repo: str | None = typer.Option("embeddings-benchmark/results", help="Results repository."),
+        commit: str | None = typer.Option(None, help="Commit of the results repository."),
+        folder: str | None = typer.Option(None, help="Path of the files inside the repository."),
+        results_dir: Path | None = typer.Option(None, help="Results database (default results/)."),
+        overwrite: bool = typer.Option(False, help="Replace an existing reported file."),
+    ) -> None:
+        """Import MTEB result files as reported (published) numbers for MODEL."""
+        import re
+
+        from benchmark.errors import MaebenchError
+        from benchmark.mteb_results import import_mteb as build
+        from benchmark.paths import results_dir as default_results_dir
+        from benchmark.registry import NAME_PATTERN, get_card
+
+        if not re.match(NAME_PATTERN, name):
+            raise MaebenchError(f"invalid name '{name}' (lowercase letters, digits, '.', '-', '_')")
+        card = get_card(model)
+        cfg = card.retriever
+        checkpoint = getattr(cfg, "checkpoint", None) or getattr(cfg, "query_checkpoint", None)
+        prefix = folder.rstrip("/") + "/" if folder else ""
+        source = {"kind": "results-repo", "title": title, "repo": repo, "path": folder,
+                  "commit": commit, "path_prefix": prefix}
+        text = build(files, card.name, checkpoint, source)
+        target = (results_dir or default_results_dir()) / "reported" / f"{name}.yaml"
+        if target.exists() and not overwrite:
+            raise MaebenchError(f"{target} already exists; pass --overwrite to replace it")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        typer.echo(str(target))

@@ -1,0 +1,273 @@
+"""Turning texts into vectors, one class per encoder kind a card can name.
+
+Every kind shares the same loop (length-sorted batches, pooling, optional head, optional L2
+normalisation, fp32 output in the caller's order); the kinds differ only in which transformers
+class loads the weights and in how the token states become one vector:
+
+- shared / separate: AutoModel (DPR: DPRQuestionEncoder or DPRContextEncoder, chosen by role,
+  because AutoModel would load a context encoder's weights into a question encoder class and
+  silently leave them random); pooling cls / mean / pooler.
+- t5: T5EncoderModel (GTR): the encoder stack only, mean pooling.
+- dupmae: AutoModelForMaskedLM; [CLS] vector ++ sparse vocabulary vector (see DupMaeEncoder).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from benchmark.errors import ModelLoadError
+from benchmark.registry import DenseConfig
+from benchmark.retrievers.weights import load_failure, resolve_checkpoint
+
+log = logging.getLogger(__name__)
+
+Role = Literal["query", "passage"]
+# A text to encode: one string, or (title, text) when the card's title mode is `pair`.
+EncoderInput = str | tuple[str, str]
+
+# sentence-transformers module type (last dotted component) -> our head layer name
+_ST_HEAD_TYPES = {"Dense": "dense", "LayerNorm": "layernorm"}
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def _model_class(config: DenseConfig, model_type: str, role: Role):
+    import transformers
+
+    if config.encoder == "t5":
+        return transformers.T5EncoderModel
+    if config.encoder == "dupmae":
+        return transformers.AutoModelForMaskedLM
+    if model_type == "dpr":
+        return transformers.DPRQuestionEncoder if role == "query" else transformers.DPRContextEncoder
+    return transformers.AutoModel
+
+
+@dataclass
+class _HeadLayer:
+    """One post-pooling layer of a sentence-transformers checkpoint (Dense or LayerNorm).
+
+    Hand-written rather than sentence_transformers.models.*: those classes moved between
+    sentence-transformers 5 and 6 (and the old path is deprecated), while the saved format these
+    two layers use (config.json + linear.*/norm.* tensors) has stayed the same since v2."""
+
+    kind: str
+    module: object
+
+    def __call__(self, x):
+        return self.module(x)
+
+
+def _read_st_modules(source: str, revision: str | None) -> list[dict]:
+    """The checkpoint's modules.json (sentence-transformers layout), or [] when it has none."""
+    from transformers.utils import cached_file
+
+    try:
+        path = cached_file(
+            source, "modules.json", revision=revision,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+    except OSError:
+        return []
+    if not path:
+        return []
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{source}: unreadable modules.json ({exc})") from exc
+
+
+def _load_state(source: str, folder: str, revision: str | None) -> dict:
+    import torch
+    from transformers.utils import cached_file
+
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        path = cached_file(
+            source, f"{folder}/{name}", revision=revision,
+            _raise_exceptions_for_missing_entries=False,
+        )
+        if path:
+            if name.endswith(".safetensors"):
+                from safetensors.torch import load_file
+
+                return load_file(path)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    raise ModelLoadError(f"{source}: no weights in head folder {folder}/")
+
+
+def _load_head_layer(source: str, module: dict, revision: str | None) -> _HeadLayer:
+    import torch
+    from transformers.utils import cached_file
+
+    kind = _ST_HEAD_TYPES[module["type"].rsplit(".", 1)[-1]]
+    folder = module["path"]
+    cfg_path = cached_file(source, f"{folder}/config.json", revision=revision)
+    cfg = json.loads(Path(cfg_path).read_text(encoding="utf-8"))
+    state = _load_state(source, folder, revision)
+    if kind == "dense":
+        linear = torch.nn.Linear(cfg["in_features"], cfg["out_features"], bias=cfg.get("bias", True))
+        linear.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
+        activation = cfg.get("activation_function", "torch.nn.modules.linear.Identity")
+        if activation.rsplit(".", 1)[-1] == "Identity":
+            layer = linear
+        elif activation.rsplit(".", 1)[-1] == "Tanh":
+            layer = torch.nn.Sequential(linear, torch.nn.Tanh())
+        else:
+            raise ModelLoadError(f"{source}: unsupported Dense activation {activation}")
+    else:
+        layer = torch.nn.LayerNorm(cfg["dimension"])
+        layer.load_state_dict({k.removeprefix("norm."): v for k, v in state.items()})
+    return _HeadLayer(kind, layer.eval())
+
+
+def load_head(source: str, config: DenseConfig, revision: str | None) -> list[_HeadLayer]:
+    """The post-pooling layers the card names, checked against the checkpoint's modules.json."""
+    modules = [
+        m for m in _read_st_modules(source, revision)
+        if m.get("type", "").rsplit(".", 1)[-1] in _ST_HEAD_TYPES
+    ]
+    found = tuple(_ST_HEAD_TYPES[m["type"].rsplit(".", 1)[-1]] for m in modules)
+    if found != tuple(config.head):
+        raise ModelLoadError(
+            f"{source}: the checkpoint's sentence-transformers head is {list(found) or 'none'} "
+            f"but the card says head: {list(config.head) or '[]'}; fix the card"
+        )
+    return [_load_head_layer(source, m, revision) for m in modules]
+
+
+class HFEncoder:
+    """One transformer with its tokenizer, pooling and head (a card may use two of these)."""
+
+    def __init__(self, checkpoint: str, config: DenseConfig, device: str, role: Role) -> None:
+        from transformers import AutoConfig, AutoTokenizer
+
+        self.config = config
+        self.device = device
+        self.checkpoint = checkpoint
+        source, self.origin = resolve_checkpoint(checkpoint, config.local_package)
+        revision = config.revision if self.origin == "hub" else None
+        try:
+            model_type = AutoConfig.from_pretrained(source, revision=revision).model_type
+            self.model_class = _model_class(config, model_type, role)
+            self.tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+            self.model = self.model_class.from_pretrained(
+                source, revision=revision, dtype=torch_dtype(config.dtype)
+            )
+            self.head = load_head(source, config, revision)
+        except (OSError, ValueError) as exc:
+            raise load_failure(checkpoint, config.revision, exc) from exc
+        self.model.eval().to(device)
+        for layer in self.head:
+            layer.module.to(device)
+
+    @property
+    def dtype(self) -> str:
+        return str(next(self.model.parameters()).dtype).removeprefix("torch.")
+
+    def _forward(self, inputs):
+        return self.model(**inputs)
+
+    def pool(self, outputs, attention_mask):
+        """Token states -> one vector per text (in the model's dtype)."""
+        import torch
+
+        if self.config.pooling == "pooler":
+            return outputs.pooler_output
+        hidden = outputs.last_hidden_state
+        if self.config.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(dim=1) / torch.clamp(mask.sum(dim=1), min=1e-9)
+
+    def _tokenize(self, batch: list[EncoderInput], max_length: int):
+        if batch and isinstance(batch[0], tuple):
+            titles = [t for t, _ in batch]
+            texts = [x for _, x in batch]
+            return self.tokenizer(
+                titles, texts, padding=True, truncation="longest_first", max_length=max_length,
+                return_tensors="pt",
+            )
+        return self.tokenizer(
+            batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+
+    def embed_batch(self, batch: list[EncoderInput], max_length: int):
+        """One batch -> fp32 tensor (pooling, head, normalisation)."""
+        import torch
+
+        inputs = self._tokenize(batch, max_length).to(self.device)
+        outputs = self._forward(inputs)
+        pooled = self.pool(outputs, inputs["attention_mask"]).float()
+        for layer in self.head:
+            pooled = layer(pooled.to(next(layer.module.parameters()).dtype)).float()
+        if self.config.normalize:
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
+        return pooled
+
+    def encode(
+        self, texts: list[EncoderInput], max_length: int, batch_size: int, desc: str = "encode"
+    ) -> np.ndarray:
+        """Length-sorted batches (each pads to similar lengths: the largest CPU speed-up); the
+        embeddings come back in the original order, in fp32, whatever dtype the model ran in."""
+        import torch
+        from tqdm.auto import tqdm
+
+        def length(item: EncoderInput) -> int:
+            return len(item) if isinstance(item, str) else len(item[0]) + len(item[1])
+
+        order = sorted(range(len(texts)), key=lambda i: length(texts[i]), reverse=True)
+        chunks: list[np.ndarray] = []
+        show = len(order) > 10 * batch_size
+        with torch.inference_mode():
+            for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not show,
+                              leave=False):
+                batch = [texts[i] for i in order[start : start + batch_size]]
+                chunks.append(self.embed_batch(batch, max_length).cpu().numpy())
+        if not chunks:
+            return np.zeros((0, 0), dtype=np.float32)
+        sorted_embeddings = np.concatenate(chunks)
+        embeddings = np.empty_like(sorted_embeddings)
+        embeddings[order] = sorted_embeddings
+        return embeddings
+
+
+class DupMaeEncoder(HFEncoder):
+    """DupMAE's duplex representation (RetroMAE v2, arXiv 2211.08769, Sec. 3).
+
+    Dense part: the last layer's [CLS] state. Sparse part: the MLM head's logits for every
+    ordinary token (positions after [CLS], padding masked out) max-pooled over positions into one
+    |V|-dim vector, as `ot_embedding` in staoxiao/RetroMAE src/pretrain/modeling_duplex.py; only
+    its top-k entries are kept (the rest set to 0). The two are concatenated, the sparse part
+    scaled by `dupmae_sparse_weight`, so one dot product = dense dot + weight^2 * sparse dot.
+    """
+
+    def _forward(self, inputs):
+        return self.model(**inputs, output_hidden_states=True)
+
+    def pool(self, outputs, attention_mask):
+        import torch
+
+        dense = outputs.hidden_states[-1][:, 0]
+        logits = outputs.logits[:, 1:].float()
+        mask = attention_mask[:, 1:].unsqueeze(-1).to(logits.dtype)
+        sparse = torch.max(logits + (1 - mask) * -1000.0, dim=1).values
+        k = min(self.config.dupmae_sparse_top_k, sparse.shape[-1])
+        top = torch.topk(sparse, k, dim=-1)
+        kept = torch.zeros_like(sparse).scatter_(-1, top.indices, top.values)
+        return torch.cat([dense.float(), self.config.dupmae_sparse_weight * kept], dim=-1)
+
+
+def load_encoder(checkpoint: str, config: DenseConfig, device: str, role: Role) -> HFEncoder:
+    cls = DupMaeEncoder if config.encoder == "dupmae" else HFEncoder
+    return cls(checkpoint, config, device, role)
