@@ -18,7 +18,12 @@ def register(app: typer.Typer) -> None:
         for card in load_registry().values():
             cfg = card.retriever
             if cfg.kind == "dense":
-                checkpoint = cfg.checkpoint or f"{cfg.query_checkpoint} | {cfg.passage_checkpoint}"
+                if card.weights == "unreleased":
+                    checkpoint = "(weights unreleased)"
+                elif cfg.encoder == "separate":
+                    checkpoint = f"{cfg.query_checkpoint} | {cfg.passage_checkpoint}"
+                else:
+                    checkpoint = cfg.checkpoint
                 table.add_row(card.name, card.family, cfg.encoder, checkpoint, cfg.pooling,
                               cfg.similarity)
             else:
