@@ -27,6 +27,8 @@ from benchmark.tasks import Fingerprints
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._\-]{0,79}$")
 RUN_TAG = "maebench"
+# results/ sub-folders that hold other data, never a model's results
+RESERVED_DIRS = frozenset({"reported", "reproductions"})
 
 
 class _Strict(BaseModel):
@@ -210,12 +212,12 @@ def read_run(path: Path, result: Result) -> dict[str, RankedList]:
 
 
 def iter_results(results_dir: Path) -> list[tuple[Path, Result]]:
-    """Every stored result (results/reported/ holds papers' numbers and is skipped)."""
+    """Every stored result (results/reported/ and results/reproductions/ are skipped)."""
     found = []
     if not results_dir.is_dir():
         return found
     for path in sorted(results_dir.glob("*/*.json")):
-        if path.parent.name == "reported" or path.name.startswith("."):
+        if path.parent.name in RESERVED_DIRS or path.name.startswith("."):
             continue
         found.append((path, read_result(path)))
     return found
