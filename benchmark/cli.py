@@ -14,6 +14,8 @@ import typer
 COMMAND_MODULES = (
     "benchmark.commands.run",
     "benchmark.commands.catalog",
+    "benchmark.commands.compare",
+    "benchmark.commands.site",
     "benchmark.commands.mteb",
 )
 

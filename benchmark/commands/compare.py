@@ -1,0 +1,67 @@
+"""`maebench compare`: paired significance tests between stored results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def _names(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    return names or None
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def compare(
+        task: str | None = typer.Option(
+            None, "--task", "-t", help="Task name(s), comma-separated."
+        ),
+        models: str | None = typer.Option(
+            None, "--models", "-m", help="Model names, comma-separated (default: all on the task)."
+        ),
+        metric: str = typer.Option("nDCG@10", help="Metric with per-query scores."),
+        results_dir: Path | None = typer.Option(None, help="Results database (default results/)."),
+        fmt: str | None = typer.Option(
+            None, "--format", help="json, markdown or latex (default: from --out's suffix)."
+        ),
+        out: Path | None = typer.Option(None, help="Write the comparison to this file."),
+        permutations: int = typer.Option(10_000, min=1000, help="Sign flips per test."),
+        bootstrap: int = typer.Option(10_000, min=1000, help="Bootstrap resamples per CI."),
+        seed: int = typer.Option(0, help="Seed of the permutations and resamples."),
+        alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="Significance level (Holm)."),
+    ) -> None:
+        """Pairwise paired randomization tests (Holm/BH corrected), bootstrap CIs, effect sizes.
+
+        --task T: every model on T.  --models A,B: those models on all tasks they share."""
+        from rich.console import Console
+
+        from benchmark.compare import FORMATS, SUFFIXES, StatsOptions, build_report, load_table
+        from benchmark.errors import MaebenchError
+        from benchmark.paths import results_dir as default_results_dir
+
+        if fmt is not None and fmt not in FORMATS:
+            raise MaebenchError(f"unknown --format '{fmt}' (known: {', '.join(FORMATS)})")
+        if out is not None and fmt is None:
+            fmt = SUFFIXES.get(out.suffix.lower())
+            if fmt is None:
+                raise MaebenchError(f"cannot tell the format of {out}; pass --format")
+        table = load_table(results_dir or default_results_dir())
+        options = StatsOptions(
+            metric=metric, n_perm=permutations, n_boot=bootstrap, seed=seed, alpha=alpha
+        )
+        report = build_report(table, _names(task), _names(models), options)
+        if fmt is not None and out is None:
+            typer.echo(FORMATS[fmt](report), nl=False)
+            return
+        from benchmark.compare import render_rich
+
+        console = Console()
+        render_rich(report, console if console.is_terminal else Console(width=200))
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(FORMATS[fmt](report), encoding="utf-8")
+            Console(stderr=True).print(f"wrote {out}")

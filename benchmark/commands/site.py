@@ -1,0 +1,49 @@
+"""`maebench site`: build the static leaderboard from the results database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def site(
+        out: Path = typer.Option(Path("site/_build"), help="Output folder (replaced on rebuild)."),
+        results_dir: Path | None = typer.Option(None, help="Results database (default results/)."),
+        baseline: str = typer.Option("bm25", help="Model the significance markers compare to."),
+        metric: str = typer.Option("nDCG@10", help="Leaderboard metric (needs per-query scores)."),
+        top_n: int = typer.Option(40, min=2, help="Models in each task's pairwise matrix."),
+        permutations: int = typer.Option(10_000, min=1000, help="Sign flips per test."),
+        bootstrap: int = typer.Option(10_000, min=1000, help="Bootstrap resamples."),
+        seed: int = typer.Option(0, help="Seed of the permutations and resamples."),
+        alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="Significance level (Holm)."),
+    ) -> None:
+        """Build the static leaderboard site (open OUT/index.html in a browser)."""
+        from benchmark.compare import StatsOptions
+        from benchmark.leaderboard import SiteOptions, build_site
+        from benchmark.paths import results_dir as default_results_dir
+
+        try:  # pages other modules add through leaderboard.EXTRA_PAGES
+            from benchmark.reproduce import register_site_page
+        except ImportError:
+            pass
+        else:
+            register_site_page()
+        options = SiteOptions(
+            results_dir=results_dir or default_results_dir(),
+            out_dir=out,
+            baseline=baseline,
+            top_n=top_n,
+            stats=StatsOptions(
+                metric=metric, n_perm=permutations, n_boot=bootstrap, seed=seed, alpha=alpha
+            ),
+        )
+        report = build_site(options)
+        phases = ", ".join(f"{k} {v:.2f}s" for k, v in report.timings.items())
+        typer.echo(
+            f"built {len(report.pages)} pages from {report.n_results} results in {out} ({phases})",
+            err=True,
+        )
+        typer.echo(str((out / "index.html").resolve()))

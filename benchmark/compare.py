@@ -1,0 +1,474 @@
+"""Comparisons of stored results: which ones may be compared, paired tests per task, and the
+across-task summary (mean over covered tasks, coverage, rank intervals).
+
+Shared by `maebench compare` and the leaderboard builder, so both show the same numbers.
+Two results are compared only when they were evaluated on the same data in the same way
+(task, split, quirks, dataset fingerprints, query set); anything else is refused, never mixed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.results import Result, iter_results
+from benchmark.stats import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_PERMUTATIONS,
+    DEFAULT_SEED,
+    IncomparableResultsError,
+    PairComparison,
+    TaskScores,
+    correct,
+    permutations_for,
+    rank_intervals,
+)
+from benchmark.tasks import MAIN_METRIC
+
+# task -> model -> result
+ResultTable = dict[str, dict[str, Result]]
+
+
+@dataclass(frozen=True)
+class StatsOptions:
+    metric: str = MAIN_METRIC
+    n_perm: int = DEFAULT_PERMUTATIONS
+    n_boot: int = DEFAULT_BOOTSTRAP
+    seed: int = DEFAULT_SEED
+    alpha: float = 0.05
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_table(results_dir: Path) -> ResultTable:
+    table: ResultTable = {}
+    for _, result in iter_results(results_dir):
+        table.setdefault(result.task.name, {})[result.model.name] = result
+    return {task: dict(sorted(models.items())) for task, models in sorted(table.items())}
+
+
+def task_kind(name: str) -> str:
+    """'benchmark', 'embedded' (smoke test) or 'subtask' (part of an aggregate, e.g. a
+    CQADupStack forum): only benchmark tasks enter cross-task means by default."""
+    from benchmark.errors import MaebenchError
+    from benchmark.tasks import get_task
+
+    try:
+        spec = get_task(name)
+    except MaebenchError:
+        return "benchmark"
+    if spec.part_of is not None:
+        return "subtask"
+    return "embedded" if "embedded" in spec.quirks else "benchmark"
+
+
+def default_tasks(names: Iterable[str]) -> list[str]:
+    """Benchmark tasks among `names`; the embedded smoke test only when nothing else is there."""
+    names = sorted(set(names))
+    kinds = {n: task_kind(n) for n in names}
+    bench = [n for n in names if kinds[n] == "benchmark"]
+    return bench or [n for n in names if kinds[n] == "embedded"]
+
+
+# --------------------------------------------------------------------------- comparability
+
+
+def _key_parts(result: Result, metric: str) -> dict[str, object]:
+    task = result.task
+    fps = task.fingerprints.model_dump() if task.fingerprints else None
+    return {
+        "task": task.name,
+        "split": task.split,
+        "quirks": tuple(sorted(task.quirks)),
+        "relevance threshold": task.relevance_threshold,
+        "dataset fingerprints": json.dumps(fps, sort_keys=True),
+        "query set": tuple(sorted(result.per_query.get(metric, {}))),
+    }
+
+
+def incompatibility(a: Result, b: Result, metric: str = MAIN_METRIC) -> str | None:
+    """Why `a` and `b` cannot be compared on `metric` (None when they can)."""
+    for result in (a, b):
+        if metric not in result.per_query:
+            return f"{result.model.name} on {result.task.name} has no per-query {metric}"
+    ka, kb = _key_parts(a, metric), _key_parts(b, metric)
+    for what in ka:
+        if ka[what] != kb[what]:
+            if what == "dataset fingerprints" and a.task.fingerprints and b.task.fingerprints:
+                fa, fb = a.task.fingerprints, b.task.fingerprints
+                parts = [f for f in ("corpus", "queries", "qrels")
+                         if getattr(fa, f) != getattr(fb, f)]
+                what = f"dataset fingerprints ({', '.join(parts)})"
+            return f"their {what} differ"
+    return None
+
+
+def check_comparable(a: Result, b: Result, metric: str = MAIN_METRIC) -> None:
+    reason = incompatibility(a, b, metric)
+    if reason:
+        raise IncomparableResultsError(
+            f"cannot compare {a.model.name} and {b.model.name} on {a.task.name}: {reason}"
+        )
+
+
+def comparable_groups(results: Sequence[Result], metric: str = MAIN_METRIC) -> list[list[Result]]:
+    """Partition one task's results into mutually comparable groups, largest first (ties by the
+    first model name), so the leaderboard can test within the main group and flag the rest."""
+    groups: dict[str, list[Result]] = {}
+    for result in results:
+        if metric not in result.per_query:
+            continue
+        key = json.dumps({k: list(v) if isinstance(v, tuple) else v
+                          for k, v in _key_parts(result, metric).items()}, sort_keys=True)
+        groups.setdefault(key, []).append(result)
+    ordered = [sorted(g, key=lambda r: r.model.name) for g in groups.values()]
+    return sorted(ordered, key=lambda g: (-len(g), g[0].model.name))
+
+
+def task_scores(results: Sequence[Result], options: StatsOptions) -> TaskScores:
+    """Aligned per-query scores (queries sorted by id) of mutually comparable results."""
+    if not results:
+        raise IncomparableResultsError("no results to compare")
+    first = results[0]
+    for other in results[1:]:
+        check_comparable(first, other, options.metric)
+    if options.metric not in first.per_query:
+        raise IncomparableResultsError(
+            f"{first.model.name} on {first.task.name} has no per-query {options.metric}"
+        )
+    qids = sorted(first.per_query[options.metric])
+    matrix = np.array([[r.per_query[options.metric][q] for q in qids] for r in results])
+    return TaskScores(
+        first.task.name,
+        options.metric,
+        [r.model.name for r in results],
+        matrix,
+        n_perm=options.n_perm,
+        n_boot=options.n_boot,
+        seed=options.seed,
+    )
+
+
+def ordered_by_score(results: Iterable[Result], metric: str) -> list[Result]:
+    return sorted(results, key=lambda r: (-r.metrics.get(metric, float("-inf")), r.model.name))
+
+
+def all_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+@dataclass
+class ModelSummary:
+    name: str
+    display_name: str
+    family: str
+    scores: dict[str, float]  # task -> official aggregate score
+    mean: float | None
+    covered: int
+    total: int
+    rank: int | None = None
+    rank_low: int | None = None
+    rank_high: int | None = None
+
+    @property
+    def coverage(self) -> str:
+        return f"{self.covered}/{self.total}"
+
+    @property
+    def complete(self) -> bool:
+        return self.covered == self.total
+
+
+def summarize(
+    table: ResultTable,
+    tasks: Sequence[str],
+    models: Sequence[str] | None,
+    scores_by_task: dict[str, TaskScores],
+    options: StatsOptions,
+) -> list[ModelSummary]:
+    """Mean score over the tasks each model has (coverage shown), models with every task first.
+
+    Only complete models are ranked; their rank interval comes from resampling the queries of
+    every task (the mean over tasks recomputed per bootstrap replicate), so overlapping
+    intervals mean the ranks are not separable at this sample size."""
+    names = sorted(models) if models is not None else sorted({m for t in tasks for m in table[t]})
+    out = []
+    for name in names:
+        scores = {t: table[t][name].metrics[options.metric] for t in tasks
+                  if name in table[t] and options.metric in table[t][name].metrics}
+        info = next(table[t][name].model for t in (*tasks, *table) if name in table[t])
+        out.append(ModelSummary(
+            name=name,
+            display_name=info.display_name,
+            family=info.family,
+            scores=scores,
+            mean=float(np.mean(list(scores.values()))) if scores else None,
+            covered=len(scores),
+            total=len(tasks),
+        ))
+    out.sort(key=lambda s: (not s.complete, -s.covered, -(s.mean or 0.0), s.name))
+    complete = [s for s in out if s.complete]
+    usable = all(t in scores_by_task and all(s.name in scores_by_task[t].index for s in complete)
+                 for t in tasks)
+    if complete and tasks and usable:
+        boots = []
+        for t in tasks:
+            ts = scores_by_task[t]
+            cols = [ts.index[s.name] for s in complete]
+            boots.append(ts.bootstrap_means()[:, cols])
+        low, high = rank_intervals(boots)
+        for i, s in enumerate(complete):
+            s.rank = i + 1
+            s.rank_low, s.rank_high = int(low[i]), int(high[i])
+    return out
+
+
+@dataclass
+class ComparisonReport:
+    metric: str
+    tasks: list[str]
+    models: list[str]
+    comparisons: list[PairComparison]
+    summary: list[ModelSummary]
+    settings: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "metric": self.metric,
+            "tasks": self.tasks,
+            "models": self.models,
+            "settings": self.settings,
+            "correction_family": "all comparisons listed here (Holm and Benjamini-Hochberg)",
+            "comparisons": [_rounded(c.as_dict()) for c in self.comparisons],
+            "summary": [
+                _rounded({**asdict(s), "coverage": s.coverage}) for s in self.summary
+            ],
+        }
+
+
+def _rounded(record: dict) -> dict:
+    """Floats to 6 decimals for the written outputs (the statistics are exact; this keeps the
+    files readable and stable)."""
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, float):
+            out[key] = round(value, 6)
+        elif isinstance(value, dict):
+            out[key] = _rounded(value)
+        else:
+            out[key] = value
+    return out
+
+
+def build_report(
+    table: ResultTable,
+    tasks: Sequence[str] | None,
+    models: Sequence[str] | None,
+    options: StatsOptions,
+) -> ComparisonReport:
+    """All pairwise comparisons of `models` (default: every model) on `tasks` (default: the
+    tasks all given models share), corrected together as one family."""
+    from benchmark.errors import MaebenchError
+
+    if models is not None:
+        missing = [m for m in models if not any(m in table[t] for t in table)]
+        if missing:
+            raise MaebenchError(f"no results for model(s): {', '.join(missing)}")
+        if len(set(models)) < 2 and not tasks:
+            raise MaebenchError("give at least two models to compare")
+    if tasks is None:
+        if models is None:
+            raise MaebenchError("give --task or --models")
+        shared = [t for t in table if all(m in table[t] for m in models)]
+        tasks = default_tasks(shared)
+        if not tasks:
+            raise MaebenchError(f"models {', '.join(models)} share no task")
+    for t in tasks:
+        if t not in table:
+            raise MaebenchError(f"no results for task '{t}' (have: {', '.join(table) or 'none'})")
+
+    comparisons: list[PairComparison] = []
+    scores_by_task: dict[str, TaskScores] = {}
+    selected = {
+        t: ordered_by_score([r for name, r in table[t].items()
+                             if models is None or name in models], options.metric)
+        for t in tasks
+    }
+    family = sum(len(c) * (len(c) - 1) // 2 for c in selected.values())
+    options = replace(options, n_perm=permutations_for(family, options.alpha, options.n_perm))
+    for t in tasks:
+        chosen = selected[t]
+        if len(chosen) < 2:
+            continue
+        ts = task_scores(chosen, options)
+        scores_by_task[t] = ts
+        comparisons.extend(ts.compare(all_pairs([r.model.name for r in chosen])))
+    if not comparisons:
+        raise MaebenchError("fewer than two models on every task given: nothing to compare")
+    comparisons = correct(comparisons)
+    summary = summarize(table, tasks, models, scores_by_task, options)
+    return ComparisonReport(
+        metric=options.metric,
+        tasks=list(tasks),
+        models=[s.name for s in summary],
+        comparisons=comparisons,
+        summary=summary,
+        settings={
+            "test": "paired randomization (sign flip), two-sided, p=(count+1)/(n_perm+1)",
+            "n_perm": options.n_perm,  # raised with the family size, see permutations_for
+            "bootstrap": "paired percentile bootstrap of the mean difference, 95%",
+            "n_boot": options.n_boot,
+            "seed": options.seed,
+            "alpha": options.alpha,
+        },
+    )
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def significance_mark(c: PairComparison, alpha: float) -> str:
+    if c.p_holm is None or c.p_holm >= alpha:
+        return ""
+    return "A>B" if c.diff > 0 else "A<B"
+
+
+def _fmt_p(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def _fmt_d(d: float | None) -> str:
+    return "-" if d is None else f"{d:+.2f}"
+
+
+COMPARISON_HEADERS = ("task", "A", "B", "mean A", "mean B", "A-B", "95% CI", "d", "W/T/L",
+                      "p", "p Holm", "p BH", "sig.")
+SUMMARY_HEADERS = ("model", "family", "mean", "coverage", "rank", "rank 95%")
+
+
+def comparison_rows(report: ComparisonReport, alpha: float) -> list[list[str]]:
+    return [
+        [c.task, c.a, c.b, f"{c.mean_a:.4f}", f"{c.mean_b:.4f}", f"{c.diff:+.4f}",
+         f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]", _fmt_d(c.cohens_d),
+         f"{c.wins}/{c.ties}/{c.losses}", _fmt_p(c.p_value), _fmt_p(c.p_holm), _fmt_p(c.p_bh),
+         significance_mark(c, alpha)]
+        for c in report.comparisons
+    ]
+
+
+def summary_rows(report: ComparisonReport) -> list[list[str]]:
+    rows = []
+    for s in report.summary:
+        interval = f"{s.rank_low}-{s.rank_high}" if s.rank_low is not None else "-"
+        rows.append([s.name, s.family, "-" if s.mean is None else f"{s.mean:.4f}", s.coverage,
+                     str(s.rank) if s.rank else "-", interval])
+    return rows
+
+
+def _notes(report: ComparisonReport) -> list[str]:
+    a = report.settings
+    return [
+        f"Metric {report.metric}; paired randomization test, {a['n_perm']} sign flips, "
+        f"two-sided; 95% paired bootstrap CI ({a['n_boot']} resamples); seed {a['seed']}.",
+        f"Holm and Benjamini-Hochberg corrections over all {len(report.comparisons)} "
+        f"comparisons listed; sig. = Holm-adjusted p < {a['alpha']}; d = paired Cohen's d.",
+        "Mean = mean over the tasks a model has; only models with every task are ranked; "
+        "rank 95% = bootstrap interval over queries.",
+    ]
+
+
+def to_json(report: ComparisonReport) -> str:
+    return json.dumps(report.as_dict(), indent=1, sort_keys=True) + "\n"
+
+
+def _md_table(headers: Sequence[str], rows: list[list[str]]) -> str:
+    def esc(cell: str) -> str:
+        return cell.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def to_markdown(report: ComparisonReport) -> str:
+    alpha = report.settings["alpha"]
+    parts = [
+        f"## Pairwise comparisons ({report.metric})",
+        _md_table(COMPARISON_HEADERS, comparison_rows(report, alpha)),
+        f"## Across tasks ({', '.join(report.tasks)})",
+        _md_table(SUMMARY_HEADERS, summary_rows(report)),
+        "\n".join(f"- {n}" for n in _notes(report)),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}"}
+
+
+def _tex(cell: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in cell)
+
+
+def _tex_table(headers: Sequence[str], rows: list[list[str]], caption: str) -> str:
+    lines = [
+        r"\begin{table}[t]", r"\centering", r"\small",
+        r"\begin{tabular}{" + "l" * 3 + "r" * (len(headers) - 3) + "}" if len(headers) > 3
+        else r"\begin{tabular}{" + "l" * len(headers) + "}",
+        r"\toprule",
+        " & ".join(_tex(h) for h in headers) + r" \\",
+        r"\midrule",
+    ]
+    lines += [" & ".join(_tex(c) for c in row) + r" \\" for row in rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + _tex(caption) + "}",
+              r"\end{table}"]
+    return "\n".join(lines)
+
+
+def to_latex(report: ComparisonReport) -> str:
+    """Two booktabs tables (needs \\usepackage{booktabs})."""
+    alpha = report.settings["alpha"]
+    notes = " ".join(_notes(report))
+    return "\n\n".join([
+        _tex_table(COMPARISON_HEADERS, comparison_rows(report, alpha),
+                   f"Pairwise comparisons. {notes}"),
+        _tex_table(SUMMARY_HEADERS, summary_rows(report),
+                   f"{report.metric} across tasks ({', '.join(report.tasks)})."),
+    ]) + "\n"
+
+
+FORMATS = {"json": to_json, "markdown": to_markdown, "latex": to_latex}
+SUFFIXES = {".json": "json", ".md": "markdown", ".markdown": "markdown", ".tex": "latex"}
+
+
+def render_rich(report: ComparisonReport, console) -> None:
+    from rich.table import Table
+
+    alpha = report.settings["alpha"]
+    table = Table(title=f"Pairwise comparisons ({report.metric})", header_style="bold")
+    for h in COMPARISON_HEADERS:
+        table.add_column(h, justify="left" if h in ("task", "A", "B", "sig.") else "right")
+    for row in comparison_rows(report, alpha):
+        mark = row[-1]
+        style = "green" if mark == "A>B" else "red" if mark == "A<B" else None
+        table.add_row(*row, style=style)
+    console.print(table)
+    summary = Table(title=f"Across tasks: {', '.join(report.tasks)}", header_style="bold")
+    for h in SUMMARY_HEADERS:
+        summary.add_column(h, justify="left" if h in ("model", "family") else "right")
+    for row in summary_rows(report):
+        summary.add_row(*row)
+    console.print(summary)
+    for note in _notes(report):
+        console.print(f"[dim]{note}[/]")

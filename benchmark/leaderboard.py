@@ -1,0 +1,550 @@
+"""The static leaderboard site: results/ (+ results/reported/) -> HTML pages under site/_build/.
+
+Measured numbers come only from result files; numbers reported in papers come only from
+results/reported/ and are shown in their own, labelled tables, never mixed into a measured one.
+Every page is rendered by Jinja2 with autoescaping (a model name is text, never markup), links
+are relative (the site opens from disk), nothing is loaded from the network, and iteration is
+sorted everywhere, so the same results give the same bytes.
+
+Extension point: append to EXTRA_PAGES a callable (env, results_dir, out_dir) -> [(nav label,
+relative href)]; it is called during the build (after the static assets are copied, before the
+core pages are rendered) and its entries are added to the navigation of every page. When any
+extra page exists, every callable is called a second time with the complete navigation in
+env.globals["nav"], so it must be idempotent (rewrite the same files). Its templates should
+extend "base.html" (block `content`; variables `root` ("" for top-level pages) and `title`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from benchmark.compare import (
+    ResultTable,
+    StatsOptions,
+    all_pairs,
+    comparable_groups,
+    default_tasks,
+    incompatibility,
+    load_table,
+    ordered_by_score,
+    summarize,
+    task_kind,
+    task_scores,
+)
+from benchmark.errors import MaebenchError
+from benchmark.evaluate import STANDARD_METRICS
+from benchmark.paths import site_dir
+from benchmark.results import Result
+from benchmark.stats import PairComparison, TaskScores, correct, permutations_for
+from benchmark.svgplot import Point, RefLine, scatter
+
+ExtraPage = Callable[[jinja2.Environment, Path, Path], list[tuple[str, str]]]
+EXTRA_PAGES: list[ExtraPage] = []
+
+MARKER_FILE = ".maebench-site"
+FAMILY_ORDER = ("mae", "contrastive", "sparse", "supervised")
+CORE_NAV = (
+    ("Leaderboard", "index.html"),
+    ("Tasks", "tasks.html"),
+    ("Models", "models.html"),
+    ("Reported", "reported.html"),
+    ("Method", "method.html"),
+)
+
+
+class SiteError(MaebenchError):
+    """The site cannot be built (output folder, templates)."""
+
+
+@dataclass
+class SiteOptions:
+    results_dir: Path
+    out_dir: Path
+    baseline: str = "bm25"
+    top_n: int = 40
+    stats: StatsOptions = field(default_factory=StatsOptions)
+    models_dir: Path | None = None
+    templates_dir: Path | None = None
+    static_dir: Path | None = None
+
+
+@dataclass
+class BuildReport:
+    out_dir: Path
+    pages: list[str]
+    timings: dict[str, float]  # wall seconds per phase
+    n_results: int
+    cpu_timings: dict[str, float] = field(default_factory=dict)  # CPU seconds, all threads
+
+
+# --------------------------------------------------------------------------- view models
+
+
+@dataclass
+class Cell:
+    value: float
+    vs_base: PairComparison | None = None
+    vs_best: PairComparison | None = None
+    best: bool = False
+    top_group: bool = False  # not significantly worse than the task's best (Holm)
+
+    def base_mark(self, alpha: float) -> str:
+        c = self.vs_base
+        if c is None or c.p_holm is None or c.p_holm >= alpha:
+            return ""
+        return "up" if c.diff > 0 else "down"
+
+
+@dataclass
+class TaskView:
+    name: str
+    display_name: str
+    split: str
+    quirks: list[str]
+    n_queries: int
+    n_docs: int | None
+    fingerprints: dict | None
+    results: list[Result]  # the comparable group, best first
+    metrics: list[str]
+    scores: TaskScores
+    cells: dict[str, Cell]
+    matrix_names: list[str]
+    matrix: list[list[dict | None]]
+    matrix_limited: bool
+    excluded: list[tuple[str, str]]
+    plot: Markup
+    reported: list[Any]
+    query_pair: tuple[str, str] | None
+    display: dict[str, str]  # model name -> display name
+
+
+def _load_reported(results_dir: Path) -> list[Any]:
+    """Reported numbers (benchmark.reported); [] when that module or folder is absent."""
+    try:
+        from benchmark.reported import load_reported
+    except ImportError:
+        return []
+    return sorted(
+        load_reported(results_dir),
+        key=lambda r: (r.cell.model, r.cell.task, r.cell.metric, r.file, r.cell.system),
+    )
+
+
+def _load_cards(models_dir: Path | None) -> dict[str, Any]:
+    from benchmark.paths import models_dir as default_models_dir
+    from benchmark.registry import load_registry
+
+    folder = models_dir or default_models_dir()
+    return load_registry(folder) if folder.is_dir() else {}
+
+
+def throughput(result: Result) -> float | None:
+    """Corpus documents indexed per second (encode_corpus for dense, index for BM25)."""
+    timings = result.provenance.timings
+    seconds = timings.get("encode_corpus", timings.get("index"))
+    if not seconds or not result.task.n_docs:
+        return None
+    return result.task.n_docs / seconds
+
+
+def hardware_label(result: Result) -> str:
+    hw = result.provenance.hardware
+    gpu = hw.get("gpu")
+    return str(gpu) if gpu else f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} CPUs)"
+
+
+def _family_class(family: str) -> str:
+    return family if family in FAMILY_ORDER else "other"
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _task_views(
+    table: ResultTable, tasks: list[str], options: SiteOptions, reported: list[Any]
+) -> tuple[list[TaskView], ResultTable]:
+    """Per task: the main comparable group, pairwise tests (vs baseline, vs best, top-N matrix)
+    and Holm/BH corrections. Each family is what one column or matrix shows: the vs-baseline
+    tests of one task, the vs-best tests of one task, one task's matrix. (One family across all
+    tasks would need P >= 2 m / alpha sign flips for m in the thousands: minutes, not seconds.)"""
+    metric = options.stats.metric
+    filtered: ResultTable = {}
+    prepared = []
+    for t in tasks:
+        all_results = list(table[t].values())
+        groups = comparable_groups(all_results, metric)
+        if not groups:
+            continue
+        main = ordered_by_score(groups[0], metric)
+        names = {r.model.name for r in main}
+        excluded = [
+            (r.model.name, incompatibility(main[0], r, metric) or "not comparable")
+            for r in all_results if r.model.name not in names
+        ]
+        filtered[t] = {r.model.name: r for r in main}
+        n_perm = permutations_for(len(main) - 1, options.stats.alpha, options.stats.n_perm)
+        scores = task_scores(main, replace(options.stats, n_perm=n_perm))
+        prepared.append((t, main, excluded, scores))
+
+    by_base: dict[tuple[str, str], PairComparison] = {}
+    by_best: dict[tuple[str, str], PairComparison] = {}
+    matrices = {}
+    for t, main, _, scores in prepared:
+        names = [r.model.name for r in main]
+        best = names[0]
+        if options.baseline in scores.index:
+            for c in correct(scores.compare([(n, options.baseline) for n in names
+                                             if n != options.baseline])):
+                by_base[(t, c.a)] = c
+        for c in correct(scores.compare([(n, best) for n in names[1:]], ci=False)):
+            by_best[(t, c.a)] = c
+        top = names[: options.top_n]
+        pairs = all_pairs(top)
+        n_perm = permutations_for(len(pairs), options.stats.alpha, options.stats.n_perm)
+        if n_perm > scores.n_perm:  # a bigger family needs more sign flips (see stats)
+            scores = scores.subset(top, n_perm)
+        matrices[t] = correct(scores.compare(pairs, ci=False))
+    alpha = options.stats.alpha
+
+    views = []
+    for t, main, excluded, scores in prepared:
+        names = [r.model.name for r in main]
+        cells = {}
+        for i, r in enumerate(main):
+            vs_best = by_best.get((t, r.model.name))
+            cells[r.model.name] = Cell(
+                value=r.metrics[metric],
+                vs_base=by_base.get((t, r.model.name)),
+                vs_best=vs_best,
+                best=i == 0,
+                top_group=i == 0 or (vs_best is not None and (vs_best.p_holm or 1.0) >= alpha),
+            )
+        top = names[: options.top_n]
+        lookup = {(c.a, c.b): c for c in matrices[t]}
+        matrix = []
+        for a in top:
+            row: list[dict | None] = []
+            for b in top:
+                c = lookup.get((a, b)) or lookup.get((b, a))
+                if c is None:
+                    row.append(None)
+                    continue
+                sign = 1 if c.a == a else -1
+                row.append({"diff": sign * c.diff, "p": c.p_holm, "a": a, "b": b,
+                            "sig": (c.p_holm or 1.0) < alpha})
+            matrix.append(row)
+        first = main[0]
+        metrics = metric_order(first.metrics)
+        views.append(TaskView(
+            name=t,
+            display_name=_task_display(t),
+            split=first.task.split,
+            quirks=sorted(first.task.quirks),
+            n_queries=scores.n,
+            n_docs=first.task.n_docs,
+            fingerprints=first.task.fingerprints.model_dump() if first.task.fingerprints else None,
+            results=main,
+            metrics=metrics,
+            scores=scores,
+            cells=cells,
+            matrix_names=top,
+            matrix=matrix,
+            matrix_limited=len(names) > options.top_n,
+            excluded=sorted(excluded),
+            plot=Markup(""),
+            reported=[r for r in reported if r.cell.task == t],
+            query_pair=_query_pair(names, options.baseline),
+            display={r.model.name: r.model.display_name for r in main},
+        ))
+    return views, filtered
+
+
+def _query_pair(names: list[str], baseline: str) -> tuple[str, str] | None:
+    if len(names) < 2:
+        return None
+    if baseline in names and names[0] != baseline:
+        return names[0], baseline
+    return names[0], names[1]
+
+
+def metric_order(metrics: Any) -> list[str]:
+    """The standard metrics in their usual order, then any others alphabetically."""
+    names = list(metrics)
+    return [m for m in STANDARD_METRICS if m in names] + sorted(
+        m for m in names if m not in STANDARD_METRICS)
+
+
+def _reported_matrix(reported: list[Any], metric: str) -> dict:
+    """Reported `metric` as model rows x task columns; a cell lists every source's number."""
+    cells: dict[str, dict[str, list[Any]]] = {}
+    for r in reported:
+        if r.cell.metric == metric:
+            cells.setdefault(r.cell.model, {}).setdefault(r.cell.task, []).append(r)
+    tasks = sorted({t for row in cells.values() for t in row},
+                   key=lambda t: (task_kind(t) == "subtask", t))
+    return {"tasks": tasks, "rows": sorted(cells.items())}
+
+
+def _by_source(reported: list[Any]) -> list[tuple[str, list[Any]]]:
+    groups: dict[str, list[Any]] = {}
+    for r in reported:
+        groups.setdefault(r.file, []).append(r)
+    return sorted(groups.items())
+
+
+def _task_display(name: str) -> str:
+    from benchmark.tasks import get_task
+
+    try:
+        return get_task(name).display_name
+    except MaebenchError:
+        return name
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _task_plot(view: TaskView, metric: str) -> Markup:
+    points = []
+    for r in view.results:
+        speed = throughput(r)
+        if speed is None:
+            continue
+        points.append(Point(
+            x=speed, y=r.metrics[metric] * 100, label=r.model.display_name,
+            group=_family_class(r.model.family), href=f"../models/{r.model.name}.html",
+            tooltip=f"{r.model.display_name}: {metric} {r.metrics[metric] * 100:.2f}, "
+                    f"{speed:,.0f} docs/s on {hardware_label(r)}",
+        ))
+    return Markup(scatter(points, "corpus documents indexed per second (log scale)",
+                          f"{metric} ×100", log_x=True,
+                          title=f"{view.display_name}: quality vs indexing speed"))
+
+
+def _params_plot(summary: list, cards: dict[str, Any], metric: str, baseline: str) -> Markup:
+    """Mean score vs parameter count, for models with every task only: a mean over fewer tasks
+    is not comparable, so drawing it next to the others would mislead."""
+    points, refs = [], []
+    for s in summary:
+        if s.mean is None or not s.complete:
+            continue
+        card = cards.get(s.name)
+        params = getattr(card, "parameters", None) if card else None
+        if params:
+            points.append(Point(
+                x=float(params), y=s.mean * 100, label=s.display_name,
+                group=_family_class(s.family), href=f"models/{s.name}.html",
+                tooltip=f"{s.display_name}: mean {metric} {s.mean * 100:.2f} over all "
+                        f"{s.total} tasks, {params / 1e6:,.1f}M parameters",
+            ))
+        elif s.name == baseline:
+            refs.append(RefLine(s.mean * 100, f"{s.display_name} (no parameters)"))
+    return Markup(scatter(points, "parameters (log scale)", f"mean {metric} ×100", log_x=True,
+                          ref_lines=tuple(refs), title=f"mean {metric} vs model size"))
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _environment(templates: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        autoescape=True,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["x100"] = lambda v: "" if v is None else f"{v * 100:.2f}"
+    env.filters["f4"] = lambda v: "" if v is None else f"{v:.4f}"
+    env.filters["signed"] = lambda v, scale=100: "" if v is None else f"{v * scale:+.2f}"
+    env.filters["pval"] = _fmt_p
+    env.filters["num"] = lambda v: "" if v is None else f"{v:,.0f}"
+    env.filters["sortval"] = lambda v: "" if v is None else f"{v:.6f}"
+    env.globals["family_class"] = _family_class
+    return env
+
+
+def _fmt_p(p: float | None) -> str:
+    if p is None:
+        return ""
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.0e}"
+
+
+def _prepare_out(out_dir: Path) -> None:
+    """Replace a previous build, but never a folder that is not one (no silent data loss)."""
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise SiteError(f"--out {out_dir} is a file")
+        if any(out_dir.iterdir()) and not (out_dir / MARKER_FILE).is_file():
+            raise SiteError(f"--out {out_dir} is not empty and is not a maebench site build")
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    (out_dir / MARKER_FILE).write_text("built by maebench site; replaced on every build\n")
+
+
+def _copy_static(static: Path, out_dir: Path) -> None:
+    target = out_dir / "static"
+    target.mkdir()
+    if static.is_dir():
+        for path in sorted(static.iterdir()):
+            if path.is_file():
+                shutil.copyfile(path, target / path.name)
+
+
+def _per_query_data(view: TaskView) -> dict:
+    scores = view.scores
+    qids = sorted(view.results[0].per_query[scores.metric])
+    return {
+        "metric": scores.metric,
+        "qids": qids,
+        "models": [
+            {"name": r.model.name, "display": r.model.display_name,
+             "scores": [round(r.per_query[scores.metric][q], 4) for q in qids]}
+            for r in view.results
+        ],
+    }
+
+
+def _per_query_rows(view: TaskView) -> list[dict]:
+    if view.query_pair is None:
+        return []
+    a, b = (view.results[[r.model.name for r in view.results].index(n)] for n in view.query_pair)
+    metric = view.scores.metric
+    rows = []
+    for q in sorted(a.per_query[metric]):
+        va, vb = round(a.per_query[metric][q], 4), round(b.per_query[metric][q], 4)
+        rows.append({"qid": q, "a": va, "b": vb, "diff": round(va - vb, 4)})
+    return sorted(rows, key=lambda r: (-r["diff"], r["qid"]))
+
+
+def build_site(options: SiteOptions) -> BuildReport:
+    timings: dict[str, float] = {}
+    cpu_timings: dict[str, float] = {}
+    clock, cpu_clock = time.perf_counter(), time.process_time()
+
+    def lap(name: str) -> None:
+        nonlocal clock, cpu_clock
+        now, cpu_now = time.perf_counter(), time.process_time()
+        timings[name] = round(now - clock, 3)
+        cpu_timings[name] = round(cpu_now - cpu_clock, 3)
+        clock, cpu_clock = now, cpu_now
+
+    templates = options.templates_dir or site_dir() / "templates"
+    static = options.static_dir or site_dir() / "static"
+    if not (templates / "base.html").is_file():
+        raise SiteError(f"templates not found in {templates} (base.html missing)")
+    metric = options.stats.metric
+    table = load_table(options.results_dir)
+    cards = _load_cards(options.models_dir)
+    reported = _load_reported(options.results_dir)
+    tasks = default_tasks(table)
+    left_out = sorted(t for t in table if t not in tasks)
+    lap("load")
+
+    views, filtered = _task_views(table, tasks, options, reported)
+    tasks = [v.name for v in views]
+    summary = summarize(filtered, tasks, None, {v.name: v.scores for v in views}, options.stats)
+    lap("stats")
+
+    for view in views:
+        view.plot = _task_plot(view, metric)
+    params_plot = _params_plot(summary, cards, metric, options.baseline)
+    if "<circle" not in params_plot:  # a reference line alone says nothing
+        params_plot = Markup("")
+    lap("plots")
+
+    _prepare_out(options.out_dir)
+    _copy_static(static, options.out_dir)
+    env = _environment(templates)
+    nav = [{"label": label, "href": href} for label, href in CORE_NAV]
+    env.globals["nav"] = nav
+    extra_nav = []
+    for extra in EXTRA_PAGES:
+        extra_nav += [{"label": label, "href": href}
+                      for label, href in extra(env, options.results_dir, options.out_dir)]
+    nav.extend(extra_nav)
+    if extra_nav:  # once more, so that extra pages link to each other too (same files rewritten)
+        for extra in EXTRA_PAGES:
+            extra(env, options.results_dir, options.out_dir)
+
+    results_by_model: dict[str, list[Result]] = {}
+    for t in sorted(table):
+        for name, r in table[t].items():
+            results_by_model.setdefault(name, []).append(r)
+    all_results = [r for rs in results_by_model.values() for r in rs]
+    created = sorted(r.provenance.created_at for r in all_results)
+    families = sorted({_family_class(r.model.family) for r in all_results},
+                      key=lambda f: (FAMILY_ORDER + ("other",)).index(f))
+    baseline_present = any(options.baseline in v.cells for v in views)
+    common = {
+        "metric": metric,
+        "alpha": options.stats.alpha,
+        "baseline": options.baseline,
+        "baseline_present": baseline_present,
+        "baseline_display": next((r.model.display_name for r in results_by_model.get(
+            options.baseline, [])), options.baseline),
+        "stats": options.stats,
+        "top_n": options.top_n,
+        "n_results": len(all_results),
+        "created_range": (created[0], created[-1]) if created else None,
+    }
+    view_by_task = {v.name: v for v in views}
+    common["model_pages"] = sorted(results_by_model)
+    common["task_pages"] = sorted(view_by_task)
+    common["metric_order"] = metric_order
+    pages: dict[str, str] = {}
+    pages["index.html"] = env.get_template("index.html").render(
+        root="", title="Leaderboard", summary=summary, views=views, families=families,
+        left_out=left_out, params_plot=params_plot, n_reported=len(reported),
+        n_incomplete=sum(not s.complete for s in summary), **common)
+    pages["tasks.html"] = env.get_template("tasks.html").render(
+        root="", title="Tasks", views=views, left_out=left_out, table=table, **common)
+    pages["models.html"] = env.get_template("models.html").render(
+        root="", title="Models", summary=summary, results_by_model=results_by_model,
+        cards=cards, **common)
+    pages["reported.html"] = env.get_template("reported.html").render(
+        root="", title="Reported numbers", reported=reported,
+        matrix=_reported_matrix(reported, metric), by_source=_by_source(reported), **common)
+    pages["method.html"] = env.get_template("method.html").render(
+        root="", title="Method", **common)
+    task_tpl = env.get_template("task.html")
+    query_tpl = env.get_template("queries.html")
+    for view in views:
+        pages[f"tasks/{view.name}.html"] = task_tpl.render(
+            root="../", title=view.display_name, view=view, **common)
+        if view.query_pair is not None:
+            pages[f"queries/{view.name}.html"] = query_tpl.render(
+                root="../", title=f"{view.display_name}: per query", view=view,
+                data=_per_query_data(view), rows=_per_query_rows(view), **common)
+    model_tpl = env.get_template("model.html")
+    for name, results in sorted(results_by_model.items()):
+        entry = next((s for s in summary if s.name == name), None)
+        pages[f"models/{name}.html"] = model_tpl.render(
+            root="../", title=results[0].model.display_name, name=name, results=results,
+            info=results[0].model, card=cards.get(name), summary_entry=entry,
+            card_json=_card_dict(cards.get(name)), view_by_task=view_by_task,
+            reported=[r for r in reported if r.cell.model == name],
+            throughput=throughput, hardware_label=hardware_label, task_kind=task_kind,
+            **common)
+    for rel, html in sorted(pages.items()):
+        path = options.out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(html, encoding="utf-8")
+    lap("render")
+    return BuildReport(options.out_dir, sorted(pages), timings, len(all_results), cpu_timings)
+
+
+def _card_dict(card: Any) -> dict | None:
+    if card is None:
+        return None
+    data = card.model_dump(mode="json", exclude_none=True)
+    return json.loads(json.dumps(data, sort_keys=True))

@@ -1,0 +1,194 @@
+"""benchmark.compare and `maebench compare`: comparability checks, reports and their formats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from benchmark.cli import app
+from benchmark.compare import (
+    StatsOptions,
+    build_report,
+    load_table,
+    to_json,
+    to_latex,
+    to_markdown,
+)
+from benchmark.results import ModelInfo, Provenance, Result, TaskInfo, write_result
+from benchmark.stats import IncomparableResultsError
+from benchmark.tasks import Fingerprints
+
+FAST = StatsOptions(n_perm=2000, n_boot=2000)
+FP = Fingerprints(corpus="a" * 64, queries="b" * 64, qrels="c" * 64)
+
+
+def make_result(
+    model: str,
+    task: str,
+    scores: np.ndarray | list[float],
+    family: str = "contrastive",
+    display_name: str | None = None,
+    fingerprints: Fingerprints | None = FP,
+    split: str = "test",
+    quirks: tuple[str, ...] = (),
+    timings: dict[str, float] | None = None,
+    n_docs: int = 1000,
+) -> Result:
+    """A synthetic but schema-valid result whose nDCG@10 per query is `scores`."""
+    scores = [float(s) for s in scores]
+    qids = [f"q{i:04d}" for i in range(len(scores))]
+    per_query = {
+        "nDCG@10": dict(zip(qids, scores, strict=True)),
+        "R@100": {q: min(1.0, s + 0.2) for q, s in zip(qids, scores, strict=True)},
+    }
+    metrics = {m: float(np.mean(list(v.values()))) for m, v in per_query.items()}
+    kind = "bm25" if family == "sparse" else "dense"
+    return Result(
+        model=ModelInfo(
+            name=model,
+            display_name=display_name or model.upper(),
+            family=family,
+            kind=kind,
+            checkpoint=None if kind == "bm25" else f"org/{model}",
+            config={"kind": kind, "pooling": "mean"} if kind == "dense" else {"kind": kind},
+        ),
+        task=TaskInfo(
+            name=task,
+            split=split,
+            quirks=list(quirks),
+            relevance_threshold=1,
+            fingerprints=fingerprints,
+            n_docs=n_docs,
+            n_queries=len(scores),
+        ),
+        metrics=metrics,
+        per_query=per_query,
+        run=None,
+        provenance=Provenance(
+            maebench="0.1.0",
+            versions={"numpy": "2"},
+            python="3.11",
+            platform="linux",
+            hardware={"cpu": "test cpu", "cpu_count": 2, "gpu": None},
+            seed=0,
+            timings=timings or {"encode_corpus": 2.0, "evaluate": 0.1},
+            created_at="2026-01-01T00:00:00+00:00",
+        ),
+    )
+
+
+def synthetic_results(results_dir: Path, n_queries: int = 120) -> Path:
+    """bm25 (baseline), a clearly better model, and one close to bm25, on two tasks."""
+    rng = np.random.default_rng(0)
+    for task in ("scifact", "nfcorpus"):
+        base = rng.uniform(0, 0.8, n_queries)
+        write_result(results_dir, make_result("bm25", task, base, family="sparse",
+                                              timings={"index": 0.5}), None)
+        write_result(results_dir, make_result("strong", task, np.clip(base + 0.15, 0, 1),
+                                              family="mae"), None)
+        near = np.clip(base + rng.normal(0, 0.01, n_queries), 0, 1)
+        write_result(results_dir, make_result("near", task, near), None)
+    return results_dir
+
+
+def test_report_finds_the_clear_difference_and_not_the_noise(results_dir):
+    table = load_table(synthetic_results(results_dir))
+    report = build_report(table, ["scifact"], None, FAST)
+    by_pair = {(c.a, c.b): c for c in report.comparisons}
+    assert report.models[0] == "strong"
+    strong = by_pair[("strong", "bm25")] if ("strong", "bm25") in by_pair else by_pair[
+        ("strong", "near")]
+    assert strong.p_holm < 0.01 and strong.diff > 0.1
+    noise = by_pair.get(("near", "bm25")) or by_pair[("bm25", "near")]
+    assert noise.p_holm > 0.05
+    assert len(report.comparisons) == 3  # all pairs of three models, one family
+
+
+def test_models_across_shared_tasks_and_summary(results_dir):
+    table = load_table(synthetic_results(results_dir))
+    report = build_report(table, None, ["bm25", "strong"], FAST)
+    assert report.tasks == ["nfcorpus", "scifact"]
+    assert len(report.comparisons) == 2
+    first = report.summary[0]
+    assert first.name == "strong" and first.coverage == "2/2" and first.rank == 1
+    assert (first.rank_low, first.rank_high) == (1, 1)
+
+
+def test_incomplete_coverage_is_listed_after_complete_and_not_ranked(results_dir):
+    synthetic_results(results_dir)
+    write_result(results_dir, make_result("solo", "scifact", np.ones(120)), None)
+    table = load_table(results_dir)
+    report = build_report(table, ["scifact", "nfcorpus"], None, FAST)
+    solo = report.summary[-1]
+    assert solo.name == "solo" and solo.coverage == "1/2" and solo.rank is None
+    assert all(s.complete for s in report.summary[:-1])
+
+
+def test_refuses_different_fingerprints(results_dir):
+    synthetic_results(results_dir)
+    other = Fingerprints(corpus="d" * 64, queries="b" * 64, qrels="c" * 64)
+    write_result(results_dir, make_result("drift", "scifact", np.ones(120), fingerprints=other),
+                 None)
+    table = load_table(results_dir)
+    with pytest.raises(IncomparableResultsError, match=r"fingerprints \(corpus\)"):
+        build_report(table, ["scifact"], ["bm25", "drift"], FAST)
+
+
+def test_refuses_different_query_sets(results_dir):
+    synthetic_results(results_dir)
+    write_result(results_dir, make_result("short", "scifact", np.ones(100)), None)
+    with pytest.raises(IncomparableResultsError, match="query set"):
+        build_report(load_table(results_dir), ["scifact"], ["bm25", "short"], FAST)
+
+
+def test_formats_are_deterministic_and_escape(results_dir):
+    table = load_table(synthetic_results(results_dir))
+    one = build_report(table, ["scifact"], None, FAST)
+    two = build_report(load_table(results_dir), ["scifact"], None, FAST)
+    assert to_json(one) == to_json(two)
+    data = json.loads(to_json(one))
+    assert data["settings"]["n_perm"] == 2000 and len(data["comparisons"]) == 3
+    markdown = to_markdown(one)
+    assert markdown.startswith("## Pairwise comparisons") and "| scifact |" in markdown
+    latex = to_latex(one)
+    assert r"\begin{tabular}" in latex and r"nDCG@10" in latex and "p Holm" in latex
+
+
+def test_cli_compare_writes_files_and_reports_errors(results_dir, tmp_path):
+    synthetic_results(results_dir)
+    runner = CliRunner()
+    out = tmp_path / "cmp.md"
+    result = runner.invoke(app, ["compare", "--task", "scifact", "--results-dir",
+                                 str(results_dir), "--out", str(out), "--permutations", "2000",
+                                 "--bootstrap", "2000"])
+    assert result.exit_code == 0, result.output
+    assert "Pairwise comparisons" in result.output and "strong" in result.output
+    assert "| strong |" in out.read_text()
+    result = runner.invoke(app, ["compare", "--models", "bm25,strong", "--results-dir",
+                                 str(results_dir), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["tasks"] == ["nfcorpus", "scifact"]
+    result = runner.invoke(app, ["compare", "--models", "bm25,nope", "--results-dir",
+                                 str(results_dir)])
+    assert result.exit_code != 0 and "nope" in str(result.exception)
+
+
+def test_real_results_bm25_vs_minilm_if_present(tmp_path):
+    """On the pipeline's real SciFact results (when /tmp/r1 holds them): BM25 beats MiniLM."""
+    import shutil
+
+    source = Path("/tmp/r1")
+    if not (source / "bm25" / "scifact.json").is_file() or not (
+        source / "all-minilm-l6-v2" / "scifact.json"
+    ).is_file():
+        pytest.skip("real SciFact results not found in /tmp/r1")
+    results = tmp_path / "results"
+    shutil.copytree(source, results)
+    report = build_report(load_table(results), ["scifact"], None, StatsOptions())
+    (c,) = report.comparisons
+    assert (c.a, c.b, c.n) == ("bm25", "all-minilm-l6-v2", 300)
+    assert 0.0 < c.p_value < 0.05

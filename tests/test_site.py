@@ -1,0 +1,298 @@
+"""The static leaderboard: content, escaping, determinism, extension point, and a real browser.
+
+The browser test drives headless Chromium (Debian package `chromium`) over the DevTools
+protocol on a pipe (--remote-debugging-pipe): no websocket library, no chromedriver, no
+network port, so it is as robust as launching the browser itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import re
+import select
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmark import leaderboard
+from benchmark.compare import StatsOptions
+from benchmark.leaderboard import SiteError, SiteOptions, build_site
+from benchmark.results import write_result
+from tests.test_compare import make_result, synthetic_results
+
+CHROMIUM = Path("/usr/bin/chromium")
+EVIL = '<img src=x onerror="window.pwned=1"><b>Evil</b> & co'
+FAST = StatsOptions(n_perm=2000, n_boot=2000)
+
+
+def _build(results_dir: Path, out: Path, **kwargs) -> leaderboard.BuildReport:
+    return build_site(SiteOptions(results_dir=results_dir, out_dir=out, stats=FAST, **kwargs))
+
+
+@pytest.fixture
+def site_results(results_dir: Path) -> Path:
+    synthetic_results(results_dir)
+    rng = np.random.default_rng(3)
+    write_result(results_dir, make_result("evil", "scifact", rng.uniform(0, 0.5, 120),
+                                          display_name=EVIL, family="supervised"), None)
+    return results_dir
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_site_pages_and_content(site_results, tmp_path):
+    out = tmp_path / "site"
+    report = _build(site_results, out)
+    assert {"index.html", "tasks.html", "models.html", "reported.html", "method.html",
+            "tasks/scifact.html", "tasks/nfcorpus.html", "queries/scifact.html",
+            "models/bm25.html", "models/strong.html", "models/evil.html"} <= set(report.pages)
+    assert (out / "static" / "style.css").is_file() and (out / "static" / "site.js").is_file()
+    index = (out / "index.html").read_text()
+    # coverage is shown and the incomplete model comes after the complete ones
+    assert "1/2" in index and "2/2" in index
+    rows = re.findall(r'<tr data-family="[a-z]+" data-model="([a-z0-9.\-_]+)"', index)
+    assert rows[0] == "strong" and rows[-1] == "evil"
+    assert 'class="mk up"' in index  # strong is significantly better than the baseline bm25
+    task = (out / "tasks" / "scifact.html").read_text()
+    assert 'class="heatmap' in task and "<svg" in task
+    model = (out / "models" / "bm25.html").read_text()
+    assert "k1" in model and "Provenance" in model  # card and provenance
+    queries = (out / "queries" / "scifact.html").read_text()
+    assert 'id="pq-data"' in queries and "q0000" in queries
+
+
+def test_html_in_names_is_escaped(site_results, tmp_path):
+    out = tmp_path / "site"
+    _build(site_results, out)
+    for page in ("index.html", "models/evil.html", "tasks/scifact.html", "queries/scifact.html"):
+        html = (out / page).read_text()
+        assert "<b>Evil</b>" not in html and "<img src=x" not in html, page
+    assert "&lt;b&gt;Evil&lt;/b&gt; &amp; co" in (out / "index.html").read_text()
+
+
+def test_build_is_deterministic_and_offline(site_results, tmp_path):
+    _build(site_results, tmp_path / "a")
+    _build(site_results, tmp_path / "b")
+    first, second = _files(tmp_path / "a"), _files(tmp_path / "b")
+    assert first == second
+    for name, data in first.items():
+        text = data.decode("utf-8")
+        # nothing is fetched from elsewhere: no remote scripts, stylesheets, images or fonts
+        assert not re.search(r'<(script|link|img|iframe)[^>]+(src|href)="(https?:)?//', text), name
+        assert "@import" not in text and "url(http" not in text, name
+
+
+def test_rebuild_replaces_a_site_but_not_other_folders(site_results, tmp_path):
+    out = tmp_path / "site"
+    _build(site_results, out)
+    (out / "stale.html").write_text("old")
+    _build(site_results, out)
+    assert not (out / "stale.html").exists()
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    with pytest.raises(SiteError, match="not a maebench site"):
+        _build(site_results, other)
+    assert (other / "notes.txt").read_text() == "keep"
+
+
+def test_incomparable_result_is_flagged_not_compared(site_results, tmp_path):
+    from benchmark.tasks import Fingerprints
+
+    other = Fingerprints(corpus="e" * 64, queries="b" * 64, qrels="c" * 64)
+    write_result(site_results, make_result("drift", "nfcorpus", np.ones(120),
+                                           fingerprints=other), None)
+    out = tmp_path / "site"
+    _build(site_results, out)
+    task = (out / "tasks" / "nfcorpus.html").read_text()
+    assert "Not comparable" in task and "dataset fingerprints (corpus)" in task
+    index = (out / "index.html").read_text()
+    assert 'data-model="drift"' not in index  # never ranked on data it was not compared on
+
+
+def test_reported_numbers_are_separate(site_results, tmp_path):
+    pytest.importorskip("benchmark.reported")
+    folder = site_results / "reported"
+    folder.mkdir()
+    (folder / "test-paper.yaml").write_text(
+        "source: {kind: paper, title: A Test Paper, arxiv: '2101.00001', table: Table 9}\n"
+        "cells:\n"
+        "  - {model: bm25, system: BM25, task: scifact, split: test, metric: nDCG@10,\n"
+        "     value: 0.9876, confidence: high}\n"
+    )
+    out = tmp_path / "site"
+    _build(site_results, out)
+    assert "98.76" not in (out / "index.html").read_text()
+    reported = (out / "reported.html").read_text()
+    assert "98.76" in reported and "A Test Paper" in reported
+    assert "98.76" in (out / "models" / "bm25.html").read_text()
+
+
+def test_extra_pages_extension_point(site_results, tmp_path, monkeypatch):
+    def extra(env, results_dir, out_dir):
+        page = env.from_string(
+            '{% extends "base.html" %}{% block content %}<p id="extra">{{ note }}</p>'
+            "{% endblock %}"
+        ).render(root="", title="Extra", note="<i>hi</i>")
+        (out_dir / "extra.html").write_text(page)
+        return [("Extra", "extra.html")]
+
+    monkeypatch.setattr(leaderboard, "EXTRA_PAGES", [extra])
+    out = tmp_path / "site"
+    _build(site_results, out)
+    extra_page = (out / "extra.html").read_text()
+    assert '<p id="extra">&lt;i&gt;hi&lt;/i&gt;</p>' in extra_page
+    assert 'href="extra.html">Extra</a>' in extra_page  # the extra page's own nav is complete
+    assert 'href="../extra.html">Extra</a>' in (out / "tasks" / "scifact.html").read_text()
+    assert 'href="extra.html">Extra</a>' in (out / "index.html").read_text()
+
+
+# --------------------------------------------------------------------------- real browser
+
+
+class Browser:
+    """Headless Chromium driven over the DevTools protocol on fds 3/4 (NUL-separated JSON)."""
+
+    def __init__(self, user_data_dir: Path, width: int = 1280, height: int = 900) -> None:
+        to_chrome_r, self._to_chrome = os.pipe()
+        self._from_chrome, from_chrome_w = os.pipe()
+
+        def child_fds() -> None:  # runs in the child before exec
+            a = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 10)
+            b = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 10)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+
+        self.proc = subprocess.Popen(
+            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-extensions", "--hide-scrollbars", f"--user-data-dir={user_data_dir}",
+             f"--window-size={width},{height}", "--remote-debugging-pipe", "about:blank"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=child_fds, close_fds=False,
+        )
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self._buffer = b""
+        self._next_id = 0
+        self.session: str | None = None
+
+    def send(self, method: str, params: dict | None = None, timeout: float = 30.0) -> dict:
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params or {}}
+        if self.session and not method.startswith(("Target.", "Browser.")):
+            message["sessionId"] = self.session
+        os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" in self._buffer:
+                raw, self._buffer = self._buffer.split(b"\0", 1)
+                reply = json.loads(raw)
+                if reply.get("id") == self._next_id:
+                    if "error" in reply:
+                        raise RuntimeError(f"{method}: {reply['error']}")
+                    return reply["result"]
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._from_chrome], [], [], left)[0]:
+                raise TimeoutError(f"no reply to {method}")
+            chunk = os.read(self._from_chrome, 1 << 20)
+            if not chunk:
+                raise RuntimeError("chromium closed the DevTools pipe")
+            self._buffer += chunk
+
+    def open(self, url: str) -> None:
+        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self.session = self.send("Target.attachToTarget",
+                                 {"targetId": target, "flatten": True})["sessionId"]
+        self.send("Page.enable")
+        self.send("Page.navigate", {"url": url})
+        for _ in range(200):
+            if self.eval("document.readyState") == "complete":
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"{url} did not finish loading")
+
+    def eval(self, expression: str):
+        reply = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        if "exceptionDetails" in reply:
+            raise RuntimeError(f"{expression}: {reply['exceptionDetails']}")
+        return reply["result"].get("value")
+
+    def click(self, selector: str) -> None:
+        """A real mouse click at the centre of the element (not a synthetic el.click())."""
+        box = self.eval(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+            "e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
+            "return [r.left + r.width / 2, r.top + r.height / 2]; })()"
+        )
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1],
+                                                   "button": "left", "clickCount": 1})
+
+    def screenshot(self, path: Path) -> None:
+        data = self.send("Page.captureScreenshot", {"format": "png"})["data"]
+        path.write_bytes(base64.b64decode(data))
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError, TimeoutError, OSError):
+            self.send("Browser.close", timeout=5)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._to_chrome)
+        os.close(self._from_chrome)
+
+
+ROW_ORDER = "[...document.querySelectorAll('#leaderboard tbody tr')].map(r => r.dataset.model)"
+VISIBLE_ROWS = ("[...document.querySelectorAll('#leaderboard tbody tr')]"
+                ".filter(r => !r.hidden).map(r => r.dataset.model)")
+
+
+def test_site_in_headless_chromium(site_results, tmp_path):
+    if not CHROMIUM.is_file():
+        pytest.skip("/usr/bin/chromium not found (apt-get install -y chromium); browser test "
+                    "skipped")
+    out = tmp_path / "site"
+    _build(site_results, out)
+    browser = Browser(tmp_path / "chrome-profile")
+    try:
+        browser.open((out / "index.html").as_uri())
+        assert browser.eval("document.querySelectorAll('#leaderboard tbody tr').length") == 4
+        assert browser.eval("document.querySelector('#leaderboard td.model').textContent"
+                            ".trim()") == "STRONG"
+        assert browser.eval("window.pwned === undefined && !document.querySelector('td.model b')")
+        before = browser.eval(ROW_ORDER)
+        assert before[0] == "strong"
+        browser.click("#leaderboard thead th:nth-child(3)")  # the model column, A to Z
+        after = browser.eval(ROW_ORDER)
+        assert after != before and sorted(after) == sorted(before)
+        assert after == ["evil", "bm25", "near", "strong"]  # "<img ..." sorts first
+        browser.click("#leaderboard thead th:nth-child(3)")  # again: Z to A
+        assert browser.eval(ROW_ORDER) == after[::-1]
+        browser.click("input[data-family='mae']")  # hide the MAE family
+        assert "strong" not in browser.eval(VISIBLE_ROWS)
+        shot = tmp_path / "index.png"
+        browser.screenshot(shot)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 5000
+
+        browser.open((out / "queries" / "scifact.html").as_uri())
+        rows = browser.eval("document.querySelectorAll('#pq-table tbody tr').length")
+        assert rows == 120
+        browser.eval("(() => { const s = document.getElementById('pq-b'); s.value = 'strong';"
+                     "s.dispatchEvent(new Event('change')); })()")
+        summary = browser.eval("document.getElementById('pq-summary').textContent")
+        assert summary.startswith("A wins") and "of 120 queries" in summary
+    finally:
+        browser.close()
