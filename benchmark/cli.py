@@ -16,6 +16,8 @@ COMMAND_MODULES = (
     "benchmark.commands.catalog",
     "benchmark.commands.compare",
     "benchmark.commands.site",
+    "benchmark.commands.submit",
+    "benchmark.commands.reproduce",
     "benchmark.commands.mteb",
 )
 

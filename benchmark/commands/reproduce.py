@@ -1,0 +1,45 @@
+"""`maebench reproduce`: re-run a paper's table and compare with its published numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def reproduce(
+        spec_id: str | None = typer.Argument(None, help="Reproduction id (see --list)."),
+        list_specs: bool = typer.Option(False, "--list", help="List the reproduction specs."),
+        data_dir: Path | None = typer.Option(
+            None, help="Folder of BEIR datasets (<dir>/<task>/corpus.jsonl); env MAEBENCH_DATA_DIR."
+        ),
+        results_dir: Path | None = typer.Option(None, help="Results database (default results/)."),
+        no_run: bool = typer.Option(False, "--no-run", help="Only compare stored results."),
+    ) -> None:
+        """Compare reproduced scores with a paper's reported ones: OK / OKish / FAIL / NOT RUN."""
+        from rich.console import Console
+
+        from benchmark.paths import data_dir_from_env
+        from benchmark.reproduce import format_table, get_spec, load_specs, specs_dir, write_report
+        from benchmark.reproduce import reproduce as run_reproduction
+
+        if list_specs or spec_id is None:
+            specs = load_specs(results_dir)
+            if not specs:
+                typer.echo(f"no reproduction specs in {specs_dir(results_dir)}")
+            for spec in specs.values():
+                models = sorted({c.model or spec.model for c in spec.cells})
+                typer.echo(f"{spec.id:28s} {len(spec.cells):3d} cells  {', '.join(models)}  {spec.title}")
+            return
+        console = Console(stderr=True)
+        spec = get_spec(spec_id, results_dir)
+        report = run_reproduction(
+            spec, results_dir, data_dir or data_dir_from_env(), no_run,
+            progress=lambda text: console.print(text),
+        )
+        for line in format_table(report):
+            typer.echo(line)
+        path = write_report(report, results_dir)
+        console.print(f"stored {path}")

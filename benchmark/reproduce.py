@@ -1,0 +1,461 @@
+"""Reported-vs-reproduced checks: re-run a paper's table and say OK / OKish / FAIL / NOT RUN.
+
+A reproduction spec (results/reproductions/specs/<id>.yaml) names reported cells (a file under
+results/reported/, a registry model, a catalog task, a metric) and the tolerance per metric and
+model kind. `reproduce` reuses a stored result when it was computed with the card's current
+configuration on the same data (dataset fingerprints), runs what is missing through the normal
+pipeline, and never turns a failure into a pass: a cell whose model or data cannot be loaded
+here is NOT RUN, with the one-line reason and the command that would reproduce it.
+
+Why absolute tolerances: published numbers are rounded (3 decimals in papers, 5 in MTEB), and
+the legitimate noise sources (fp32 vs fp16, CPU vs GPU kernels, library versions) move dense
+scores by a few 1e-3; BM25 implementations agree more closely. OKish (within okish_factor x the
+tolerance) flags "close, look at it" without hiding it as a pass.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import shlex
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from benchmark.errors import MaebenchError
+from benchmark.paths import results_dir as default_results_dir
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9._\-]{0,79}$"
+Kind = Literal["bm25", "dense"]
+Status = Literal["OK", "OKish", "FAIL", "NOT RUN"]
+
+# Absolute tolerances per model kind and metric, used where a spec does not override them.
+DEFAULT_TOLERANCE: dict[str, dict[str, float]] = {
+    "bm25": {"nDCG@10": 0.002, "MRR@10": 0.002, "R@100": 0.003, "R@1000": 0.003, "MAP@100": 0.002},
+    "dense": {"nDCG@10": 0.003, "MRR@10": 0.003, "R@100": 0.005, "R@1000": 0.005, "MAP@100": 0.003},
+}
+
+
+class ReproduceError(MaebenchError):
+    """A reproduction spec is malformed or refers to reported cells that do not exist."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SpecCell(_Strict):
+    """One cell to re-run; model / reported / system default to the spec's."""
+
+    task: str = Field(pattern=ID_PATTERN)
+    metric: str
+    model: str | None = Field(default=None, pattern=ID_PATTERN)
+    reported: str | None = Field(default=None, pattern=ID_PATTERN)
+    system: str | None = None
+    tolerance: float | None = Field(default=None, gt=0)
+
+
+class Spec(_Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    title: str
+    description: str | None = None
+    model: str | None = Field(default=None, pattern=ID_PATTERN)
+    reported: str | None = Field(default=None, pattern=ID_PATTERN, description="results/reported/<file>.yaml")
+    system: str | None = None
+    tolerance: dict[Kind, dict[str, float]] = {}
+    okish_factor: float = Field(default=2.0, ge=1.0)
+    cells: list[SpecCell] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Spec:
+        from benchmark.evaluate import Metric
+
+        for index, cell in enumerate(self.cells):
+            if not (cell.model or self.model):
+                raise ValueError(f"cells.{index}: no model (set it on the cell or the spec)")
+            if not (cell.reported or self.reported):
+                raise ValueError(f"cells.{index}: no reported file (set it on the cell or the spec)")
+            Metric.parse(cell.metric)
+        for metrics in self.tolerance.values():
+            for metric, value in metrics.items():
+                Metric.parse(metric)
+                if not value > 0:
+                    raise ValueError(f"tolerance for {metric} must be positive")
+        return self
+
+    def tolerance_for(self, cell: SpecCell, kind: str | None) -> float | None:
+        if cell.tolerance is not None:
+            return cell.tolerance
+        for table in (self.tolerance.get(kind or "dense", {}), DEFAULT_TOLERANCE.get(kind or "dense", {})):
+            if cell.metric in table:
+                return table[cell.metric]
+        return None
+
+
+def specs_dir(results_dir: Path | None = None) -> Path:
+    return (results_dir or default_results_dir()) / "reproductions" / "specs"
+
+
+def reports_dir(results_dir: Path | None = None) -> Path:
+    return (results_dir or default_results_dir()) / "reproductions"
+
+
+def parse_spec(text: str, origin: str) -> Spec:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ReproduceError(f"{origin}: not valid YAML ({exc.__class__.__name__})") from exc
+    if not isinstance(raw, dict):
+        raise ReproduceError(f"{origin}: a reproduction spec must be a YAML mapping")
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "spec"
+        raise ReproduceError(f"{origin}: field {where}: {err['msg']}") from exc
+
+
+def load_specs(results_dir: Path | None = None) -> dict[str, Spec]:
+    folder = specs_dir(results_dir)
+    specs: dict[str, Spec] = {}
+    if not folder.is_dir():
+        return specs
+    for path in sorted(folder.glob("*.yaml")):
+        spec = parse_spec(path.read_text(encoding="utf-8"), str(path))
+        if spec.id != path.stem:
+            raise ReproduceError(f"{path}: field id: '{spec.id}' must match the file name")
+        specs[spec.id] = spec
+    return specs
+
+
+def get_spec(spec_id: str, results_dir: Path | None = None) -> Spec:
+    specs = load_specs(results_dir)
+    if spec_id not in specs:
+        known = ", ".join(sorted(specs)) or "none"
+        raise ReproduceError(f"unknown reproduction '{spec_id}' (known: {known})")
+    return specs[spec_id]
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def classify(
+    reported: float, reproduced: float | None, tolerance: float | None, okish_factor: float
+) -> Status:
+    """OK within the tolerance, OKish within okish_factor x it, FAIL beyond; NOT RUN without a number."""
+    if reproduced is None or not math.isfinite(reproduced):
+        return "NOT RUN"
+    if tolerance is None:
+        raise ReproduceError("no tolerance for this metric and model kind")
+    delta = abs(reproduced - reported)
+    slack = 1e-9  # published values are decimals; do not fail on float representation
+    if delta <= tolerance + slack:
+        return "OK"
+    if delta <= okish_factor * tolerance + slack:
+        return "OKish"
+    return "FAIL"
+
+
+# --------------------------------------------------------------------------- resolving cells
+
+
+@dataclass
+class CellReport:
+    model: str
+    task: str
+    metric: str
+    reported: float
+    reported_file: str
+    system: str
+    confidence: str
+    source: str
+    reproduced: float | None = None
+    delta: float | None = None
+    tolerance: float | None = None
+    status: Status = "NOT RUN"
+    reason: str | None = None
+    command: str | None = None
+    result: str | None = None
+    reused: bool = False
+
+
+@dataclass
+class Report:
+    id: str
+    title: str
+    created_at: str
+    okish_factor: float
+    cells: list[CellReport] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in ("OK", "OKish", "FAIL", "NOT RUN")}
+        for cell in self.cells:
+            out[cell.status] += 1
+        return out
+
+    def as_dict(self) -> dict:
+        return {
+            "schema_version": 1, "id": self.id, "title": self.title, "created_at": self.created_at,
+            "okish_factor": self.okish_factor, "counts": self.counts(),
+            "cells": [asdict(c) for c in self.cells],
+        }
+
+
+def _find_reported(spec: Spec, cell: SpecCell, reported: list):
+    file = cell.reported or spec.reported
+    model = cell.model or spec.model
+    system = cell.system or spec.system
+    matches = [
+        r for r in reported
+        if r.file == file and r.key == (model, cell.task, cell.metric)
+        and (system is None or r.cell.system == system)
+    ]
+    where = f"{file}:{model}:{cell.task}:{cell.metric}" + (f" ({system})" if system else "")
+    if not matches:
+        raise ReproduceError(f"spec {spec.id}: no reported cell {where} in results/reported/")
+    if len(matches) > 1:
+        systems = sorted({m.cell.system for m in matches})
+        raise ReproduceError(f"spec {spec.id}: {where} is ambiguous; set system to one of {systems}")
+    return matches[0]
+
+
+def run_command(model: str, task: str, data_dir: Path | None) -> str:
+    """The `maebench run` line for one cell; names the given data dir only where it has the task."""
+    from benchmark.tasks import get_task
+
+    parts = ["maebench", "run", "--model", model, "--task", task]
+    try:
+        spec = get_task(task)
+    except MaebenchError:
+        spec = None
+    if spec is None or spec.embedded_path is None:
+        local = spec is not None and data_dir is not None and (Path(data_dir) / spec.relative_path).is_dir()
+        parts += ["--data-dir", str(data_dir) if local else "<BEIR dir>"]
+    return shlex.join(parts).replace("'<BEIR dir>'", "<BEIR dir>")
+
+
+def _data_fingerprints(task, data_dir: Path | None):
+    """Fingerprints of the data a fresh run would use (file hashes only, no parsing)."""
+    from benchmark.data import resolve_folder, sha256_file
+    from benchmark.tasks import Fingerprints
+
+    folder = resolve_folder(task, data_dir, download=False)
+    files = {
+        "corpus": folder / "corpus.jsonl",
+        "queries": folder / "queries.jsonl",
+        "qrels": folder / "qrels" / f"{task.split}.tsv",
+    }
+    return Fingerprints(**{k: sha256_file(p) for k, p in files.items() if p.is_file()})
+
+
+def same_config(stored: dict, current: dict) -> bool:
+    """Equal after filling the current schema's defaults into the stored config, so a result
+    stored before a new (defaulted) card field was added still counts as the same model."""
+    from pydantic import TypeAdapter
+
+    from benchmark.registry import RetrieverConfig
+
+    if stored == current:
+        return True
+    try:
+        upgraded = TypeAdapter(RetrieverConfig).validate_python(stored)
+    except ValidationError:
+        return False
+    return upgraded.model_dump(mode="json") == current
+
+
+def _stored_if_reusable(card, task, results_dir: Path, data_dir: Path | None):
+    """(result, None) when a stored result matches the card's config and our data; else
+    (None, why-not)."""
+    from benchmark.results import read_result, result_path
+    from benchmark.runner import model_info
+
+    path = result_path(results_dir, card.name, task.name)
+    if not path.exists():
+        return None, None
+    stored = read_result(path)
+    if not same_config(stored.model.config, model_info(card).config):
+        return None, (
+            f"stored {path} was computed with another configuration of {card.name}; "
+            "re-run with --overwrite"
+        )
+    if task.is_aggregate:
+        return stored, None
+    try:
+        current = _data_fingerprints(task, data_dir)
+    except (MaebenchError, TypeError, ValueError):
+        current = task.fingerprints  # data not available here: the catalog's, where known
+    if current is not None and stored.task.fingerprints != current:
+        return None, f"stored {path} was computed on different data (fingerprints differ)"
+    return stored, None
+
+
+def _reproduce_pair(
+    model: str, task_name: str, results_dir: Path, data_dir: Path | None, no_run: bool
+) -> tuple[object | None, str | None, bool, str | None]:
+    """(result, reason-if-none, reused, path) for one (model, task)."""
+    from benchmark.registry import get_card
+    from benchmark.results import read_result
+    from benchmark.runner import RunOptions, run_task
+    from benchmark.tasks import get_task
+
+    try:
+        card = get_card(model)
+        task = get_task(task_name)
+    except MaebenchError as exc:
+        return None, str(exc), False, None
+    try:
+        stored, why_not = _stored_if_reusable(card, task, results_dir, data_dir)
+    except MaebenchError as exc:
+        return None, str(exc), False, None
+    if stored is not None:
+        from benchmark.results import result_path
+
+        return stored, None, True, str(result_path(results_dir, card.name, task.name))
+    if why_not is not None:
+        return None, why_not, False, None
+    if no_run:
+        return None, "no stored result (--no-run)", False, None
+    options = RunOptions(
+        results_dir=results_dir, data_dir=data_dir,
+        command=f"maebench reproduce (via {run_command(model, task_name, data_dir)})",
+    )
+    try:
+        path = run_task(card, task, options)
+    except MaebenchError as exc:
+        return None, str(exc).splitlines()[0], False, None
+    except OSError as exc:  # e.g. a cache folder that cannot be written
+        return None, f"{type(exc).__name__}: {exc}".splitlines()[0], False, None
+    return read_result(path), None, False, str(path)
+
+
+def reproduce(
+    spec: Spec,
+    results_dir: Path | None = None,
+    data_dir: Path | None = None,
+    no_run: bool = False,
+    progress=None,
+) -> Report:
+    """Resolve every cell, reuse or run each (model, task) once, classify, return the report."""
+    from benchmark.registry import get_card
+
+    results_dir = results_dir or default_results_dir()
+    from benchmark.reported import load_reported
+
+    reported = load_reported(results_dir)
+    resolved = [(cell, _find_reported(spec, cell, reported)) for cell in spec.cells]
+    outcomes: dict[tuple[str, str], tuple] = {}
+    report = Report(
+        spec.id, spec.title, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        spec.okish_factor,
+    )
+    for cell, rep in resolved:
+        pair = (rep.cell.model, cell.task)
+        if pair not in outcomes:
+            if progress is not None:
+                progress(f"{pair[0]} on {pair[1]} ...")
+            outcomes[pair] = _reproduce_pair(pair[0], pair[1], results_dir, data_dir, no_run)
+        result, reason, reused, path = outcomes[pair]
+        try:
+            kind = get_card(rep.cell.model).retriever.kind
+        except MaebenchError:
+            kind = None
+        value = None
+        if result is not None:
+            value = result.metrics.get(cell.metric)
+            if value is None:
+                reason = f"the stored result has no {cell.metric} (not recomputable from its run)"
+        tolerance = spec.tolerance_for(cell, kind)
+        status = classify(rep.cell.value, value, tolerance, spec.okish_factor)
+        report.cells.append(CellReport(
+            model=rep.cell.model, task=cell.task, metric=cell.metric,
+            reported=rep.cell.value, reported_file=rep.file, system=rep.cell.system,
+            confidence=rep.cell.confidence,
+            source=rep.source.title + (f", {rep.source.table}" if rep.source.table else ""),
+            reproduced=value, delta=None if value is None else value - rep.cell.value,
+            tolerance=tolerance, status=status, reason=None if value is not None else reason,
+            command=None if value is not None else run_command(rep.cell.model, cell.task, data_dir),
+            result=path, reused=reused,
+        ))
+    return report
+
+
+def write_report(report: Report, results_dir: Path | None = None) -> Path:
+    from benchmark.results import _atomic_write
+
+    path = reports_dir(results_dir) / f"{report.id}.json"
+    _atomic_write(path, (json.dumps(report.as_dict(), indent=1, sort_keys=True) + "\n").encode())
+    return path
+
+
+def load_reports(results_dir: Path | None = None) -> list[dict]:
+    folder = reports_dir(results_dir)
+    if not folder.is_dir():
+        return []
+    reports = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            reports.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ReproduceError(f"{path}: cannot read reproduction report ({exc})") from exc
+    return reports
+
+
+def format_table(report: Report) -> list[str]:
+    lines = [
+        f"{report.id}: {report.title}",
+        f"{'model':26s} {'task':16s} {'metric':8s} {'reported':>9s} {'reproduced':>10s} "
+        f"{'delta':>8s} {'tol':>6s}  status",
+    ]
+    explained: set[tuple[str, str]] = set()
+    for c in report.cells:
+        reproduced = "" if c.reproduced is None else f"{c.reproduced:.4f}"
+        delta = "" if c.delta is None else f"{c.delta:+.4f}"
+        tol = "" if c.tolerance is None else f"{c.tolerance:.3f}"
+        lines.append(
+            f"{c.model:26s} {c.task:16s} {c.metric:8s} {c.reported:9.4f} {reproduced:>10s} "
+            f"{delta:>8s} {tol:>6s}  {c.status}{' (stored)' if c.reused else ''}"
+        )
+        if c.status == "NOT RUN" and (c.model, c.task) not in explained:
+            explained.add((c.model, c.task))
+            lines.append(f"    reason: {c.reason}")
+            lines.append(f"    to reproduce: {c.command}")
+    counts = report.counts()
+    lines.append("  ".join(f"{k} {v}" for k, v in counts.items()))
+    return lines
+
+
+# --------------------------------------------------------------------------- site page
+
+
+def site_page(env, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
+    """leaderboard.EXTRA_PAGES hook: render reproduction.html from the stored reports."""
+    reports = load_reports(results_dir)
+    try:
+        specs = load_specs(results_dir)
+    except MaebenchError:  # a broken spec must not break the site build
+        specs = {}
+    html = env.get_template("reproduction.html").render(
+        title="Reproductions", root="", reports=reports,
+        pending=sorted(set(specs) - {r["id"] for r in reports}),
+    )
+    (out_dir / "reproduction.html").write_text(html, encoding="utf-8")
+    return [("Reproductions", "reproduction.html")]
+
+
+def register_site_page() -> bool:
+    """Add the reproduction page to the leaderboard build (idempotent); False if no leaderboard."""
+    try:
+        from benchmark import leaderboard
+    except ImportError:
+        return False
+    pages = getattr(leaderboard, "EXTRA_PAGES", None)
+    if pages is None:
+        return False
+    if site_page not in pages:
+        pages.append(site_page)
+    return True

@@ -1,0 +1,571 @@
+"""Validating a submitted bundle (model card + result JSONs + run files) and adding it to results/.
+
+A bundle is untrusted input. Nothing in it is executed (YAML safe_load without aliases, JSON,
+gzip text; never pickle), every file is size-bounded before it is read, every name must match
+the results/ name pattern so no path can escape results/ or models/, and every number it claims
+is recomputed from its run file against the qrels we hold. Nothing in results/ or models/
+changes until the whole bundle has been accepted; then all files are staged inside results/
+(and models/) and renamed into place, and a failure half way restores what was there.
+
+Metrics whose cutoff exceeds the stored run depth (R@1000 from a top-100 run) cannot be
+recomputed from the run file. For those we check what can be checked -- per query, the value is
+a recall in [0, 1] no smaller than the recomputed recall at the run's depth (recall only grows
+with the cutoff), the aggregate is the mean of the per-query values -- and the report names
+them as "bounds only". A bundle whose run depth reaches the cutoff gets them recomputed exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from benchmark.errors import MaebenchError
+from benchmark.registry import ModelCard, parse_card
+from benchmark.results import (
+    NAME_RE,
+    RESERVED_DIRS,
+    Result,
+    decode_run,
+    dump_result,
+    parse_result,
+    result_path,
+    sha256_bytes,
+)
+
+TOLERANCE = 1e-6
+FILE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._\-]{0,120}$")
+
+
+class SubmissionError(MaebenchError):
+    """A submitted bundle was rejected; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Upper bounds on what a bundle may make us read (MS MARCO top-100 is ~15 MB gzipped)."""
+
+    max_files: int = 200
+    max_card_bytes: int = 64 << 10
+    max_json_bytes: int = 64 << 20
+    max_run_bytes: int = 128 << 20
+    max_run_uncompressed: int = 1 << 30
+    max_total_bytes: int = 2 << 30
+    min_depth: int = 100
+
+
+@dataclass
+class CheckedResult:
+    """A result that passed every check, with what to write and what could not be recomputed."""
+
+    result: Result
+    run_bytes: bytes | None
+    bounds_only: list[str] = field(default_factory=list)
+    previous: Result | None = None
+
+
+@dataclass
+class Submission:
+    card: ModelCard
+    card_text: str
+    card_is_new: bool
+    card_replaces: bool
+    results: list[CheckedResult]
+
+    @property
+    def model(self) -> str:
+        return self.card.name
+
+
+# --------------------------------------------------------------------------- reading the bundle
+
+
+def _list_bundle(bundle: Path, limits: Limits) -> dict[str, int]:
+    """Names and sizes of the bundle's plain files; links, folders and odd names are refused."""
+    try:
+        info = os.lstat(bundle)
+    except OSError as exc:
+        raise SubmissionError(f"{bundle}: cannot open bundle ({exc.strerror})") from exc
+    if not stat.S_ISDIR(info.st_mode):
+        raise SubmissionError(f"{bundle}: a bundle must be a folder (not a link or a file)")
+    files: dict[str, int] = {}
+    total = 0
+    for entry in os.scandir(bundle):
+        where = f"{bundle}/{entry.name}"
+        if not FILE_NAME_RE.match(entry.name):
+            raise SubmissionError(f"{where}: file names must be lowercase letters, digits, '.', '-', '_'")
+        entry_stat = entry.stat(follow_symlinks=False)
+        if not stat.S_ISREG(entry_stat.st_mode):
+            raise SubmissionError(f"{where}: only plain files are allowed (no links or folders)")
+        files[entry.name] = entry_stat.st_size
+        total += entry_stat.st_size
+        if len(files) > limits.max_files:
+            raise SubmissionError(f"{bundle}: more than {limits.max_files} files")
+    if total > limits.max_total_bytes:
+        raise SubmissionError(f"{bundle}: bundle larger than {limits.max_total_bytes} bytes")
+    return files
+
+
+def _read_bounded(path: Path, limit: int) -> bytes:
+    try:
+        with open(path, "rb", opener=_no_follow_opener) as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise SubmissionError(f"{path}: cannot read ({exc.strerror})") from exc
+    if len(data) > limit:
+        raise SubmissionError(f"{path}: larger than the limit of {limit} bytes")
+    return data
+
+
+def _no_follow_opener(path: str, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))
+
+
+def _reject_yaml_aliases(text: str, origin: str) -> None:
+    """Anchors/aliases let a few bytes expand into huge structures; a card never needs them."""
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise SubmissionError(f"{origin}: YAML anchors/aliases are not allowed in a card")
+    except yaml.YAMLError as exc:
+        raise SubmissionError(f"{origin}: not valid YAML ({exc.__class__.__name__})") from exc
+
+
+def _load_card(bundle: Path, files: dict[str, int], limits: Limits) -> tuple[ModelCard, str]:
+    cards = sorted(n for n in files if n.endswith((".yaml", ".yml")))
+    if len(cards) != 1:
+        raise SubmissionError(f"{bundle}: expected exactly one model card (*.yaml), found {len(cards)}")
+    path = bundle / cards[0]
+    try:
+        text = _read_bounded(path, limits.max_card_bytes).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SubmissionError(f"{path}: not UTF-8 text") from exc
+    _reject_yaml_aliases(text, str(path))
+    try:
+        card = parse_card(text, str(path))
+    except MaebenchError as exc:
+        raise SubmissionError(str(exc)) from exc
+    if Path(cards[0]).stem != card.name:
+        raise SubmissionError(f"{path}: field name: card name '{card.name}' must match the file name")
+    return card, text
+
+
+def _load_result(path: Path, limits: Limits) -> Result:
+    data = _read_bounded(path, limits.max_json_bytes)
+    try:
+        raw = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise SubmissionError(f"{path}: not valid JSON ({exc.__class__.__name__})") from exc
+    except ValueError as exc:
+        raise SubmissionError(f"{path}: {exc}") from exc
+    try:
+        return parse_result(raw, str(path))
+    except MaebenchError as exc:
+        raise SubmissionError(str(exc)) from exc
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"non-finite number {name} is not allowed")
+
+
+# --------------------------------------------------------------------------- checking one result
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isfinite(a) and math.isfinite(b) and abs(a - b) <= TOLERANCE
+
+
+def _check_identity(origin: str, result: Result, card: ModelCard, task_name: str) -> None:
+    from benchmark.reproduce import same_config
+    from benchmark.runner import model_info
+    from benchmark.tasks import get_task
+
+    expected = model_info(card)
+    differing = [
+        k for k in ("name", "display_name", "family", "kind", "checkpoint", "revision")
+        if getattr(result.model, k) != getattr(expected, k)
+    ]
+    if not same_config(result.model.config, expected.config):
+        differing.append("config")
+    if differing:
+        raise SubmissionError(
+            f"{origin}: field model.{differing[0]}: does not match the bundle's model card"
+        )
+    if result.task.name != task_name:
+        raise SubmissionError(f"{origin}: field task.name: '{result.task.name}' does not match the file name")
+    try:
+        task = get_task(task_name)
+    except MaebenchError as exc:
+        raise SubmissionError(f"{origin}: field task.name: {exc}") from exc
+    if result.task.split != task.split:
+        raise SubmissionError(
+            f"{origin}: field task.split: '{result.task.split}' is not the evaluation split "
+            f"'{task.split}' of {task.name}"
+        )
+    if result.task.quirks != list(task.quirks):
+        raise SubmissionError(
+            f"{origin}: field task.quirks: {result.task.quirks} differ from the catalog's {list(task.quirks)}"
+        )
+    if result.task.relevance_threshold != task.relevance_threshold:
+        raise SubmissionError(f"{origin}: field task.relevance_threshold: differs from the catalog's")
+    if result.task.subtasks != list(task.subtasks):
+        raise SubmissionError(f"{origin}: field task.subtasks: differ from the catalog's")
+
+
+def _check_metric_names(origin: str, result: Result) -> None:
+    from benchmark.evaluate import STANDARD_METRICS
+
+    if sorted(result.metrics) != sorted(STANDARD_METRICS):
+        raise SubmissionError(f"{origin}: field metrics: expected exactly {list(STANDARD_METRICS)}")
+    if sorted(result.per_query) != sorted(STANDARD_METRICS):
+        raise SubmissionError(f"{origin}: field per_query: expected exactly {list(STANDARD_METRICS)}")
+
+
+def _check_claims(
+    origin: str,
+    result: Result,
+    recomputed: dict[str, dict[str, float]],
+    query_ids: set[str],
+    depth: int | None,
+) -> list[str]:
+    """Compare claimed per-query scores and aggregates with recomputed ones; returns the
+    metrics that could only be bounds-checked (cutoff beyond the run depth)."""
+    from benchmark.evaluate import Metric
+
+    bounds_only = []
+    for metric, claimed in result.per_query.items():
+        if set(claimed) != query_ids:
+            missing = sorted(query_ids - set(claimed))[:3]
+            extra = sorted(set(claimed) - query_ids)[:3]
+            raise SubmissionError(
+                f"{origin}: field per_query.{metric}: query ids differ from the qrels "
+                f"(missing {missing}, unexpected {extra})"
+            )
+        values = list(claimed.values())
+        if not all(math.isfinite(v) for v in values):
+            raise SubmissionError(f"{origin}: field per_query.{metric}: non-finite score")
+        mean = sum(values) / len(values)
+        if not _close(mean, result.metrics[metric]):
+            raise SubmissionError(
+                f"{origin}: field metrics.{metric}: {result.metrics[metric]!r} is not the mean of "
+                f"its per-query scores ({mean!r})"
+            )
+        parsed = Metric.parse(metric)
+        exact = depth is None or parsed.cutoff <= depth
+        if not exact:
+            bounds_only.append(metric)
+            floor = recomputed.get(f"R@{depth}") if parsed.measure == "R" else None
+            for qid, value in claimed.items():
+                low = floor[qid] if floor is not None else 0.0
+                if value < low - TOLERANCE or value > 1.0 + TOLERANCE:
+                    raise SubmissionError(
+                        f"{origin}: field per_query.{metric}.{qid}: {value!r} outside the possible "
+                        f"range [{low:.6f}, 1] given the run file"
+                    )
+            continue
+        for qid, value in claimed.items():
+            if not _close(value, recomputed[metric][qid]):
+                raise SubmissionError(
+                    f"{origin}: field per_query.{metric}.{qid}: claimed {value!r}, recomputed "
+                    f"{recomputed[metric][qid]!r} from the run file"
+                )
+    return bounds_only
+
+
+def _check_run(origin: str, run: dict, dataset, drop_self: bool, depth: int) -> None:
+    for qid, ranked in run.items():
+        if qid not in dataset.qrels:
+            raise SubmissionError(f"{origin}: query '{qid}' is not a query of the evaluation split")
+        if len(ranked) > depth:
+            raise SubmissionError(
+                f"{origin}: query '{qid}' has {len(ranked)} lines, more than run.depth {depth}"
+            )
+        seen: set[str] = set()
+        previous = math.inf
+        for doc_id, score in ranked:
+            if doc_id not in dataset.corpus:
+                raise SubmissionError(f"{origin}: query '{qid}': document '{doc_id}' is not in the corpus")
+            if doc_id in seen:
+                raise SubmissionError(f"{origin}: query '{qid}': document '{doc_id}' ranked twice")
+            if not math.isfinite(score) or score > previous:
+                raise SubmissionError(
+                    f"{origin}: query '{qid}': scores must be finite and non-increasing by rank"
+                )
+            if drop_self and doc_id == qid:
+                raise SubmissionError(
+                    f"{origin}: query '{qid}' retrieves itself (task quirk drop_identical_ids)"
+                )
+            seen.add(doc_id)
+            previous = score
+
+
+def check_result(
+    bundle: Path,
+    name: str,
+    files: dict[str, int],
+    card: ModelCard,
+    limits: Limits,
+    data_dir: Path | None,
+) -> CheckedResult:
+    """Validate one <task>.json (and its run file) of a bundle against our data."""
+    from benchmark.data import load_dataset
+    from benchmark.evaluate import STANDARD_METRICS, Metric, evaluate
+    from benchmark.tasks import get_task
+
+    path = bundle / name
+    origin = str(path)
+    task_name = name.removesuffix(".json")
+    result = _load_result(path, limits)
+    _check_identity(origin, result, card, task_name)
+    _check_metric_names(origin, result)
+    task = get_task(task_name)
+    if task.is_aggregate:
+        raise SubmissionError(
+            f"{origin}: {task_name} is the mean of its subtasks; submit the subtasks and run "
+            f"`maebench run --task {task_name}` to aggregate them"
+        )
+    if result.run is None:
+        raise SubmissionError(f"{origin}: field run: a submitted result must include its run file")
+    run_name = f"{task_name}.run.gz"
+    if result.run.file != run_name:
+        raise SubmissionError(f"{origin}: field run.file: must be '{run_name}'")
+    if run_name not in files:
+        raise SubmissionError(f"{bundle / run_name}: run file missing from the bundle")
+    if result.run.depth < limits.min_depth:
+        raise SubmissionError(f"{origin}: field run.depth: at least {limits.min_depth} is required")
+    run_bytes = _read_bounded(bundle / run_name, limits.max_run_bytes)
+    if sha256_bytes(run_bytes) != result.run.sha256:
+        raise SubmissionError(f"{bundle / run_name}: sha256 does not match field run.sha256 of {name}")
+    try:
+        run = decode_run(run_bytes, str(bundle / run_name), limits.max_run_uncompressed)
+    except UnicodeDecodeError as exc:
+        raise SubmissionError(f"{bundle / run_name}: not UTF-8 text") from exc
+    except MaebenchError as exc:
+        raise SubmissionError(str(exc)) from exc
+
+    try:
+        dataset = load_dataset(task, data_dir, download=False)
+    except MaebenchError as exc:
+        raise SubmissionError(
+            f"{origin}: cannot verify against our data for {task_name} ({exc}); pass --data-dir"
+        ) from exc
+    if task.fingerprints is not None and dataset.fingerprints != task.fingerprints:
+        raise SubmissionError(
+            f"our copy of {task_name} differs from the catalog's fingerprints; cannot verify {origin}"
+        )
+    if result.task.fingerprints != dataset.fingerprints:
+        raise SubmissionError(f"{origin}: field task.fingerprints: computed on different data than ours")
+    if (result.task.n_docs, result.task.n_queries) != (len(dataset.corpus), len(dataset.qrels)):
+        raise SubmissionError(f"{origin}: field task.n_queries: counts differ from our data")
+
+    _check_run(str(bundle / run_name), run, dataset, "drop_identical_ids" in task.quirks, result.run.depth)
+    depth = result.run.depth
+    exact_metrics = tuple(m for m in STANDARD_METRICS if Metric.parse(m).cutoff <= depth)
+    needed = exact_metrics + ((f"R@{depth}",) if f"R@{depth}" not in exact_metrics else ())
+    evaluation = evaluate(dataset.qrels, run, needed, task.relevance_threshold)
+    bounds = _check_claims(origin, result, evaluation.per_query, set(dataset.qrels), depth)
+    for metric in exact_metrics:
+        if not _close(result.metrics[metric], evaluation.aggregates[metric]):
+            raise SubmissionError(
+                f"{origin}: field metrics.{metric}: claimed {result.metrics[metric]!r}, recomputed "
+                f"{evaluation.aggregates[metric]!r}"
+            )
+    return CheckedResult(result, run_bytes, bounds)
+
+
+# --------------------------------------------------------------------------- the whole bundle
+
+
+def validate_bundle(
+    bundle: Path,
+    results_dir: Path,
+    models_dir: Path,
+    data_dir: Path | None = None,
+    replace: bool = False,
+    limits: Limits | None = None,
+) -> Submission:
+    """Every check, no writes. Raises SubmissionError (one line) at the first problem."""
+    limits = limits or Limits()
+    bundle = Path(bundle)
+    files = _list_bundle(bundle, limits)
+    card, card_text = _load_card(bundle, files, limits)
+    if card.name in RESERVED_DIRS:
+        raise SubmissionError(f"{bundle}: field name: '{card.name}' is a reserved folder of results/")
+    results_json = sorted(n for n in files if n.endswith(".json"))
+    if not results_json:
+        raise SubmissionError(f"{bundle}: no result files (<task>.json)")
+    expected = {n for n in files if n.endswith((".yaml", ".yml"))}
+    expected |= set(results_json) | {n.removesuffix(".json") + ".run.gz" for n in results_json}
+    unknown = sorted(set(files) - expected)
+    if unknown:
+        raise SubmissionError(f"{bundle / unknown[0]}: unexpected file in the bundle")
+    for name in results_json:
+        if not NAME_RE.match(name.removesuffix(".json")):
+            raise SubmissionError(f"{bundle / name}: invalid task name")
+
+    card_path = models_dir / f"{card.name}.yaml"
+    card_is_new, card_replaces = True, False
+    if card_path.exists():
+        from benchmark.registry import load_card
+
+        try:
+            existing = load_card(card_path)
+        except MaebenchError:
+            existing = None
+        if existing == card:
+            card_is_new = False
+        elif not replace:
+            raise SubmissionError(
+                f"{card_path} exists with different content; pass --replace to overwrite it"
+            )
+        else:
+            card_replaces = True
+
+    checked = [check_result(bundle, n, files, card, limits, data_dir) for n in results_json]
+    for item in checked:
+        target = result_path(results_dir, card.name, item.result.task.name)
+        if target.exists():
+            if not replace:
+                raise SubmissionError(
+                    f"{target} already exists; pass --replace to overwrite it"
+                )
+            from benchmark.results import read_result
+
+            try:
+                item.previous = read_result(target)
+            except MaebenchError:
+                item.previous = None
+    return Submission(card, card_text, card_is_new, card_replaces, checked)
+
+
+def _moves(sub: Submission, staging: Path, results_dir: Path) -> list[tuple[Path, Path]]:
+    """Write every file into the staging folder; return (staged, final) pairs, runs first."""
+    moves: list[tuple[Path, Path]] = []
+    for item in sub.results:
+        final = result_path(results_dir, sub.model, item.result.task.name)
+        if item.run_bytes is not None:
+            staged_run = staging / f"{item.result.task.name}.run.gz"
+            staged_run.write_bytes(item.run_bytes)
+            moves.append((staged_run, final.with_name(staged_run.name)))
+    for item in sub.results:
+        final = result_path(results_dir, sub.model, item.result.task.name)
+        staged = staging / f"{item.result.task.name}.json"
+        staged.write_bytes(dump_result(item.result))
+        moves.append((staged, final))
+    return moves
+
+
+def commit(sub: Submission, results_dir: Path, models_dir: Path) -> list[Path]:
+    """Stage everything inside results/ (and models/), then rename into place; on any error
+    restore replaced files, remove new ones and the staging folders."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=results_dir, prefix=".submit-"))
+    card_staging = Path(tempfile.mkdtemp(dir=models_dir, prefix=".submit-"))
+    done: list[tuple[Path, Path, Path | None]] = []  # (final, staged-from, backup)
+    created_dir: Path | None = None
+    try:
+        moves = _moves(sub, staging, results_dir)
+        if sub.card_is_new or sub.card_replaces:
+            staged_card = card_staging / f"{sub.model}.yaml"
+            staged_card.write_text(sub.card_text, encoding="utf-8")
+            moves.append((staged_card, models_dir / f"{sub.model}.yaml"))
+        backups = staging / "previous"
+        backups.mkdir()
+        model_dir = results_dir / sub.model
+        if not model_dir.exists():
+            model_dir.mkdir()
+            created_dir = model_dir
+        for index, (staged, final) in enumerate(moves):
+            backup = None
+            if final.exists():
+                backup = backups / f"{index}-{final.name}"
+                os.replace(final, backup)
+            done.append((final, staged, backup))
+            os.chmod(staged, 0o644)
+            os.replace(staged, final)
+    except BaseException:
+        for final, _staged, backup in reversed(done):
+            if backup is not None:
+                os.replace(backup, final)
+            else:
+                final.unlink(missing_ok=True)
+        if created_dir is not None and not any(created_dir.iterdir()):
+            created_dir.rmdir()
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(card_staging, ignore_errors=True)
+    return [final for final, _, _ in done]
+
+
+def submit(
+    bundle: Path,
+    results_dir: Path,
+    models_dir: Path,
+    data_dir: Path | None = None,
+    replace: bool = False,
+    check_only: bool = False,
+    limits: Limits | None = None,
+) -> tuple[Submission, list[Path]]:
+    sub = validate_bundle(bundle, results_dir, models_dir, data_dir, replace, limits)
+    if check_only:
+        return sub, []
+    return sub, commit(sub, results_dir, models_dir)
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def aggregate_diff(old: Result, new: Result) -> list[tuple[str, float, float, float]]:
+    """(metric, old, new, new - old) for every metric of the new result."""
+    return [
+        (m, old.metrics.get(m, math.nan), v, v - old.metrics.get(m, math.nan))
+        for m, v in sorted(new.metrics.items())
+    ]
+
+
+def leaderboard_rows(
+    sub: Submission, results_dir: Path, metric: str = "nDCG@10"
+) -> list[tuple[str, int, str, float, float, float | None]]:
+    """(task, rank, model, score, delta vs the new model, paired p-value) on each submitted task.
+
+    The new results take the place of any stored result of the same model; other models count
+    only when evaluated on the same data (fingerprints) and queries."""
+    from benchmark.results import iter_results
+
+    try:
+        from benchmark.stats import paired_test
+    except ImportError:  # the statistics module is optional here
+        paired_test = None
+
+    stored = [r for _, r in iter_results(results_dir)]
+    rows = []
+    for item in sub.results:
+        new = item.result
+        peers = [
+            r for r in stored
+            if r.task.name == new.task.name and r.model.name != new.model.name
+            and r.task.fingerprints == new.task.fingerprints
+            and set(r.per_query.get(metric, {})) == set(new.per_query[metric])
+        ]
+        ranked = sorted([new, *peers], key=lambda r: (-r.metrics[metric], r.model.name))
+        for rank, r in enumerate(ranked, start=1):
+            p_value = None
+            if paired_test is not None and r is not new:
+                qids = sorted(new.per_query[metric])
+                p_value = paired_test(
+                    [new.per_query[metric][q] for q in qids],
+                    [r.per_query[metric][q] for q in qids],
+                ).p_value
+            delta = new.metrics[metric] - r.metrics[metric]
+            rows.append((new.task.name, rank, r.model.name, r.metrics[metric], delta, p_value))
+    return rows
