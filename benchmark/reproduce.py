@@ -252,27 +252,11 @@ def _data_fingerprints(task, data_dir: Path | None):
     return Fingerprints(**{k: sha256_file(p) for k, p in files.items() if p.is_file()})
 
 
-def same_config(stored: dict, current: dict) -> bool:
-    """Equal after filling the current schema's defaults into the stored config, so a result
-    stored before a new (defaulted) card field was added still counts as the same model."""
-    from pydantic import TypeAdapter
-
-    from benchmark.registry import RetrieverConfig
-
-    if stored == current:
-        return True
-    try:
-        upgraded = TypeAdapter(RetrieverConfig).validate_python(stored)
-    except ValidationError:
-        return False
-    return upgraded.model_dump(mode="json") == current
-
-
 def _stored_if_reusable(card, task, results_dir: Path, data_dir: Path | None):
     """(result, None) when a stored result matches the card's config and our data; else
     (None, why-not)."""
     from benchmark.results import read_result, result_path
-    from benchmark.runner import model_info
+    from benchmark.runner import model_info, same_config
 
     path = result_path(results_dir, card.name, task.name)
     if not path.exists():

@@ -60,6 +60,22 @@ def model_info(card: ModelCard) -> ModelInfo:
     )
 
 
+def same_config(stored: dict, current: dict) -> bool:
+    """Equal after filling the current schema's defaults into the stored config, so a result
+    stored before a new (defaulted) card field was added still counts as the same model."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from benchmark.registry import RetrieverConfig
+
+    if stored == current:
+        return True
+    try:
+        upgraded = TypeAdapter(RetrieverConfig).validate_python(stored)
+    except ValidationError:
+        return False
+    return upgraded.model_dump(mode="json") == current
+
+
 def _provenance(timer: PhaseTimer, runtime: dict, command: str | None) -> Provenance:
     from benchmark.provenance import provenance_fields
 
@@ -132,7 +148,7 @@ def _run_aggregate(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path
         path = result_path(options.results_dir, card.name, name)
         if path.exists() and not options.overwrite:
             stored = read_result(path)
-            if stored.model.config != expected_config:
+            if not same_config(stored.model.config, expected_config):
                 raise ResultError(f"{path} was computed with another configuration of {card.name}")
             log.info("reusing %s", path)
         else:

@@ -184,8 +184,7 @@ def _close(a: float, b: float) -> bool:
 
 
 def _check_identity(origin: str, result: Result, card: ModelCard, task_name: str) -> None:
-    from benchmark.reproduce import same_config
-    from benchmark.runner import model_info
+    from benchmark.runner import model_info, same_config
     from benchmark.tasks import get_task
 
     expected = model_info(card)

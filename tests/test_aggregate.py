@@ -60,3 +60,13 @@ def test_stored_subtasks_are_reused_only_with_the_same_configuration(forum_tasks
     (results_dir / "bm25" / "agg-b.json").write_text(raw)
     with pytest.raises(ResultError, match="another configuration of bm25"):
         run_task(get_card("bm25"), tasks["agg"], options)
+
+
+def test_same_config_fills_defaults_of_fields_added_later():
+    from benchmark.runner import model_info, same_config
+
+    current = model_info(get_card("bm25")).config
+    older = {k: v for k, v in current.items() if k != "implementation"}  # defaulted field
+    assert same_config(older, current)
+    assert not same_config({**current, "k1": 0.9}, current)
+    assert not same_config({**current, "unknown_field": 1}, current)
