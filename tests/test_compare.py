@@ -163,7 +163,7 @@ def test_cli_compare_writes_files_and_reports_errors(results_dir, tmp_path):
     runner = CliRunner()
     out = tmp_path / "cmp.md"
     result = runner.invoke(app, ["compare", "--task", "scifact", "--results-dir",
-                                 str(results_dir), "--out", str(out), "--permutations", "2000",
+                                 str(results_dir), "--out", str(out), "--permutations", "10000",
                                  "--bootstrap", "2000"])
     assert result.exit_code == 0, result.output
     assert "Pairwise comparisons" in result.output and "strong" in result.output

@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
             None, "--format", help="json, markdown or latex (default: from --out's suffix)."
         ),
         out: Path | None = typer.Option(None, help="Write the comparison to this file."),
-        permutations: int = typer.Option(10_000, min=1000, help="Sign flips per test."),
+        permutations: int = typer.Option(10_000, min=10_000, help="Sign flips per test."),
         bootstrap: int = typer.Option(10_000, min=1000, help="Bootstrap resamples per CI."),
         seed: int = typer.Option(0, help="Seed of the permutations and resamples."),
         alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="Significance level (Holm)."),
