@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from benchmark.errors import RegistryError
 from benchmark.paths import models_dir
+from benchmark.validation import validate_yaml
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._\-]{0,79}$"
 
@@ -181,24 +181,9 @@ class ModelCard(_Strict):
         return self
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "card"
-    return f"{where}: {err['msg']}"
-
-
 def parse_card(text: str, origin: str) -> ModelCard:
     """Validate one card's YAML text; `origin` names it in the one-line error."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RegistryError(f"{origin}: not valid YAML ({exc.__class__.__name__})") from exc
-    if not isinstance(raw, dict):
-        raise RegistryError(f"{origin}: a model card must be a YAML mapping")
-    try:
-        return ModelCard.model_validate(raw)
-    except ValidationError as exc:
-        raise RegistryError(f"{origin}: {_first_error(exc)}") from exc
+    return validate_yaml(text, ModelCard, origin, RegistryError, "a model card")
 
 
 def load_card(path: Path) -> ModelCard:

@@ -23,11 +23,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from benchmark.errors import MaebenchError
 from benchmark.paths import results_dir as default_results_dir
+from benchmark.validation import validate_yaml
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._\-]{0,79}$"
 Kind = Literal["bm25", "dense"]
@@ -105,18 +105,7 @@ def reports_dir(results_dir: Path | None = None) -> Path:
 
 
 def parse_spec(text: str, origin: str) -> Spec:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ReproduceError(f"{origin}: not valid YAML ({exc.__class__.__name__})") from exc
-    if not isinstance(raw, dict):
-        raise ReproduceError(f"{origin}: a reproduction spec must be a YAML mapping")
-    try:
-        return Spec.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "spec"
-        raise ReproduceError(f"{origin}: field {where}: {err['msg']}") from exc
+    return validate_yaml(text, Spec, origin, ReproduceError, "a reproduction spec")
 
 
 def load_specs(results_dir: Path | None = None) -> dict[str, Spec]:

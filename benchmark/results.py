@@ -18,11 +18,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from benchmark.errors import ResultError
 from benchmark.evaluate import RankedList
 from benchmark.tasks import Fingerprints
+from benchmark.validation import validate
 
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._\-]{0,79}$")
@@ -189,12 +190,7 @@ def read_result(path: Path) -> Result:
 
 
 def parse_result(raw: Any, origin: str) -> Result:
-    try:
-        return Result.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "result"
-        raise ResultError(f"{origin}: field {where}: {err['msg']}") from exc
+    return validate(raw, Result, origin, ResultError)
 
 
 def read_run(path: Path, result: Result) -> dict[str, RankedList]:

@@ -293,7 +293,7 @@ def test_rejects_bad_card(env):
     card = bundle / "bm25.yaml"
     text = card.read_text()
     card.write_text(text + "colour: red\n")
-    with pytest.raises(SubmissionError, match="bm25.yaml: colour: Extra inputs"):
+    with pytest.raises(SubmissionError, match="bm25.yaml: field colour: Extra inputs"):
         check(bundle, results, models)
     card.write_text(text.replace("name: bm25\n", "name: other\n"))
     with pytest.raises(SubmissionError, match="must match the file name"):

@@ -1,0 +1,43 @@
+"""Turning untrusted YAML/JSON data into validated pydantic objects, with one-line errors.
+
+Cards, reported scores, reproduction specs and results all need the same three steps (safe
+parse, must be a mapping, schema validation) and the same error shape: `<origin>: field
+<dotted.path>: <message>`, so a user sees which file and which field is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from benchmark.errors import MaebenchError
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    return f"field {where}: {err['msg']}"
+
+
+def validate(raw: Any, schema: type[Model], origin: str, error: type[MaebenchError]) -> Model:
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as exc:
+        raise error(f"{origin}: {first_error(exc)}") from exc
+
+
+def validate_yaml(
+    text: str, schema: type[Model], origin: str, error: type[MaebenchError], what: str
+) -> Model:
+    """Safe-load `text` (the C loader when built; it too constructs only plain data)."""
+    try:
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        raise error(f"{origin}: not valid YAML ({exc.__class__.__name__})") from exc
+    if not isinstance(raw, dict):
+        raise error(f"{origin}: {what} must be a YAML mapping")
+    return validate(raw, schema, origin, error)
