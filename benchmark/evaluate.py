@@ -9,6 +9,7 @@ anything and the numbers equal pytrec_eval's exactly (tests/test_evaluate.py che
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 STANDARD_METRICS: tuple[str, ...] = ("nDCG@10", "MRR@10", "R@100", "R@1000", "MAP@100")
@@ -81,6 +82,7 @@ def evaluate(
     relevance_threshold: int = 1,
 ) -> Evaluation:
     """Evaluate every query in `qrels`; a query absent from the run scores 0 on every metric."""
+    from numba.core.errors import NumbaTypeSafetyWarning
     from ranx import Qrels, Run
     from ranx import evaluate as ranx_evaluate
 
@@ -99,7 +101,10 @@ def evaluate(
         ranx_qrels = Qrels({qid: dict(qrels[qid]) for qid in evaluable})
         ranx_run = Run(rank_scores)
         names = [m.ranx_name(relevance_threshold) for m in parsed]
-        scores = ranx_evaluate(ranx_qrels, ranx_run, names, return_mean=False, threads=1)
+        with warnings.catch_warnings():
+            # ranx's numba kernels warn about a harmless uint64 -> int64 cast on every call
+            warnings.simplefilter("ignore", category=NumbaTypeSafetyWarning)
+            scores = ranx_evaluate(ranx_qrels, ranx_run, names, return_mean=False, threads=1)
         if len(names) == 1:
             scores = {names[0]: scores}
         for metric, name in zip(parsed, names, strict=True):

@@ -151,6 +151,9 @@ class HFEncoder:
 
     def __init__(self, checkpoint: str, config: DenseConfig, device: str, role: Role) -> None:
         from transformers import AutoConfig, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # per-tensor "Loading weights" bars drown our output
 
         self.config = config
         self.device = device
