@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.data import load_dataset
+from benchmark.data import load_beir_folder, resolve_folder
 from benchmark.errors import ResultError
 from benchmark.evaluate import STANDARD_METRICS, canonicalize, drop_identical_ids, evaluate
 from benchmark.registry import ModelCard
@@ -94,10 +94,13 @@ def run_task(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
     from benchmark.retrievers import build_retriever
 
     timer = PhaseTimer()
-    with timer.phase("load_data"):
-        dataset = load_dataset(task, options.data_dir)
+    # Cheap checks first, so a missing folder or unreachable checkpoint fails in seconds,
+    # before a large corpus is parsed.
+    folder = resolve_folder(task, options.data_dir)
     with timer.phase("load_model"):
         retriever = build_retriever(card, options.device)
+    with timer.phase("load_data"):
+        dataset = load_beir_folder(task, folder)
     drop_self = "drop_identical_ids" in task.quirks
     raw_run = retriever.retrieve(dataset, options.top_k + int(drop_self), timer)
     if drop_self:
