@@ -94,6 +94,8 @@ def result_path(results_dir: Path, model: str, task: str) -> Path:
     for name in (model, task):
         if not NAME_RE.match(name):
             raise ResultError(f"invalid name '{name}' (lowercase letters, digits, '.', '-', '_')")
+    if model in RESERVED_DIRS:
+        raise ResultError(f"'{model}' is reserved in results/ and cannot name a model")
     return results_dir / model / f"{task}.json"
 
 

@@ -63,6 +63,9 @@ def test_paths_cannot_escape_the_results_dir(tmp_path):
     for name in ("../x", "a/b", "", "A"):
         with pytest.raises(ResultError, match="invalid name"):
             result_path(tmp_path, name, "tiny")
+    for reserved in ("reported", "reproductions"):
+        with pytest.raises(ResultError, match="is reserved"):
+            result_path(tmp_path, reserved, "tiny")
 
 
 def test_run_encoding_is_deterministic_and_validated():
