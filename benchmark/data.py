@@ -15,6 +15,8 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,12 +56,28 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+@contextmanager
+def _utf8_lines(path: Path) -> Iterator[Iterator[tuple[int, str]]]:
+    """Numbered lines of a UTF-8 file (line endings kept); a bad byte is a DataError naming file
+    and line. Decoded line by line because a text-mode reader decodes whole blocks ahead."""
+
+    def numbered(handle) -> Iterator[tuple[int, str]]:
+        for lineno, raw in enumerate(handle, start=1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not valid UTF-8 ({exc.reason})") from exc
+
+    with path.open("rb") as handle:
+        yield numbered(handle)
+
+
 def _json_lines(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
     if not path.is_file():
         raise DataError(f"missing file {path}")
     rows: list[tuple[int, dict]] = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
+    with _utf8_lines(path) as lines:
+        for lineno, line in lines:
             if not line.strip():
                 continue
             try:
@@ -114,8 +132,8 @@ def load_qrels(path: Path) -> dict[str, dict[str, int]]:
     if not path.is_file():
         raise DataError(f"missing file {path}")
     qrels: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8", newline="") as handle:
-        for lineno, line in enumerate(handle, start=1):
+    with _utf8_lines(path) as lines:
+        for lineno, line in lines:
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
@@ -151,19 +169,39 @@ def load_beir_folder(task: TaskSpec, folder: Path) -> Dataset:
     all_queries = load_queries(files["queries"])
     qrels = load_qrels(files["qrels"])
 
-    for query_id, judged in qrels.items():
+    for query_id in qrels:
         if query_id not in all_queries:
             raise DataError(f"{files['qrels']}: query-id '{query_id}' is not in {files['queries'].name}")
-        for doc_id in judged:
-            if doc_id not in corpus:
-                raise DataError(f"{files['qrels']}: corpus-id '{doc_id}' is not in {files['corpus'].name}")
+    unknown = _unknown_judged_docs(qrels, corpus, files)
     queries = {qid: all_queries[qid] for qid in qrels}
 
     fingerprints = Fingerprints(**{name: sha256_file(p) for name, p in files.items()})
     warnings = _sanity_warnings(task, corpus, queries, fingerprints)
+    if unknown:
+        warnings.append(
+            f"{task.name}: {len(unknown)} judged document(s) not in the corpus (e.g. '{unknown[0]}'); "
+            "kept, as BEIR, MTEB and trec_eval do: they count as relevant but unretrievable"
+        )
     for message in warnings:
         log.warning(message)
     return Dataset(task, folder, corpus, queries, qrels, fingerprints, warnings)
+
+
+MAX_UNKNOWN_JUDGED_FRACTION = 0.01
+
+
+def _unknown_judged_docs(qrels: dict, corpus: dict, files: dict[str, Path]) -> list[str]:
+    """Judged doc ids missing from the corpus. Official BEIR files have a few (ArguAna: 1 in
+    1,406 test judgements), which every peer keeps; more than 1% means the qrels and the corpus
+    do not belong together, and that is an error."""
+    judged = [(q, d) for q, docs in qrels.items() for d in docs]
+    unknown = sorted({d for _, d in judged if d not in corpus})
+    if len(unknown) > MAX_UNKNOWN_JUDGED_FRACTION * len(judged):
+        raise DataError(
+            f"{files['qrels']}: corpus-id '{unknown[0]}' is not in {files['corpus'].name} "
+            f"({len(unknown)} of {len(judged)} judged documents missing)"
+        )
+    return unknown
 
 
 def _sanity_warnings(

@@ -55,6 +55,7 @@ class TaskInfo(_Strict):
     n_docs: int | None
     n_queries: int
     subtasks: list[str] = []
+    warnings: list[str] = []
 
 
 class RunInfo(_Strict):

@@ -119,6 +119,7 @@ def run_task(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
             fingerprints=dataset.fingerprints,
             n_docs=len(dataset.corpus),
             n_queries=len(dataset.qrels),
+            warnings=dataset.warnings,
         ),
         metrics=evaluation.aggregates,
         per_query=evaluation.per_query,

@@ -159,3 +159,26 @@ def test_hub_fallback_writes_a_loadable_beir_folder(tmp_path, monkeypatch):
     assert ds.qrels == {"q1": {"d1": 1}} and ds.corpus["d2"].title == ""
     assert {c[3] for c in calls} == {task.mteb.revision}
     assert ds.warnings and "differ from the official release" in ds.warnings[0]
+
+
+def test_a_few_judged_docs_missing_from_the_corpus_are_kept_with_a_warning(tmp_path):
+    """Official BEIR ArguAna qrels name a document that is not in its corpus; BEIR, MTEB and
+    trec_eval keep such judgements (relevant, unretrievable), so we must too."""
+    from benchmark.evaluate import evaluate
+
+    corpus = [{"_id": f"d{i}", "text": f"doc {i}"} for i in range(300)]
+    queries = [{"_id": f"q{i}", "text": f"doc {i}"} for i in range(150)]
+    rows = "".join(f"q{i}\td{i}\t1\n" for i in range(150)) + "q0\tghost\t1\n"
+    ds = load(write_folder(tmp_path / "ds", corpus=corpus, queries=queries, qrels=rows))
+    assert ds.qrels["q0"] == {"d0": 1, "ghost": 1}
+    assert any("1 judged document(s) not in the corpus" in w for w in ds.warnings)
+    recall = evaluate(ds.qrels, {"q0": {"d0": 1.0}}, ("R@100",)).per_query["R@100"]["q0"]
+    assert recall == 0.5  # the unretrievable judgement still counts in the denominator
+
+
+def test_invalid_utf8_is_a_one_line_error(tmp_path):
+    folder = write_folder(tmp_path / "ds")
+    with (folder / "corpus.jsonl").open("ab") as handle:
+        handle.write(b'{"_id": "d3", "text": "bad \\xff byte"}\n'.replace(b"\\xff", b"\xff"))
+    with pytest.raises(DataError, match=r"corpus.jsonl:3: not valid UTF-8"):
+        load(folder)
