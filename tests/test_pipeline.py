@@ -133,3 +133,29 @@ def test_bm25_on_real_scifact_matches_published_bm25s_score(results_dir):
     result = read_result(run_task(get_card("bm25"), get_task("scifact"), options))
     assert result.metrics["nDCG@10"] == pytest.approx(0.68736, abs=0.01)
     assert result.task.n_queries == 300 and result.task.n_docs == 5183
+
+
+def test_bm25_multifield_handles_missing_titles_and_stopword_only_queries(tmp_path, results_dir):
+    import json
+    import shutil
+
+    from benchmark.paths import EMBEDDED_DATA_DIR
+
+    folder = tmp_path / "data" / "tiny"
+    shutil.copytree(EMBEDDED_DATA_DIR / "tiny", folder)
+    docs = [json.loads(line) for line in (folder / "corpus.jsonl").read_text().splitlines()]
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": d["_id"], "text": d["text"]}) + "\n" for d in docs)
+    )
+    queries = [json.loads(line) for line in (folder / "queries.jsonl").read_text().splitlines()]
+    queries[0]["text"] = "the of a"
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+
+    task = get_task("tiny").model_copy(
+        update={"quirks": ("graded_relevance",)}
+    )
+    path = run_task(get_card("bm25-multifield"), task,
+                    RunOptions(results_dir=results_dir, data_dir=tmp_path / "data"))
+    result = read_result(path)
+    assert result.per_query["nDCG@10"][queries[0]["_id"]] == 0.0
+    assert result.metrics["nDCG@10"] > 0.5

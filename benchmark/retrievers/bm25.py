@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmark.data import Dataset
-from benchmark.errors import RegistryError
+from benchmark.errors import DataError, RegistryError
 from benchmark.registry import Bm25Config
 from benchmark.retrievers.base import Run, document_text
 from benchmark.timing import PhaseTimer
@@ -34,10 +34,15 @@ class Bm25Retriever:
         )
 
     def _index(self, texts: list[str]):
+        """A bm25s index, or None when the texts hold no indexable term at all (bm25s cannot
+        index an empty vocabulary: e.g. the title field of a corpus without titles)."""
         import bm25s
 
+        tokens = self._tokenize(texts)
+        if not tokens.vocab:
+            return None
         index = bm25s.BM25(method=self.config.method, k1=self.config.k1, b=self.config.b)
-        index.index(self._tokenize(texts), show_progress=False)
+        index.index(tokens, show_progress=False)
         return index
 
     def retrieve(self, dataset: Dataset, top_k: int, timer: PhaseTimer) -> Run:
@@ -52,6 +57,8 @@ class Bm25Retriever:
                     for d in doc_ids
                 ]
                 index = self._index(texts)
+            if index is None:
+                raise DataError(f"{dataset.task.name}: the corpus holds no indexable term for BM25")
             with timer.phase("search"):
                 hits, scores = index.retrieve(
                     self._tokenize(query_texts), k=k, show_progress=False, n_threads=0
@@ -70,14 +77,23 @@ class Bm25Retriever:
         `--fields contents=1.0 title=1.0`). bm25s has no multi-field mode, so per-query score
         vectors over the whole corpus are added here: O(queries x docs), fine up to ~1M docs."""
         with timer.phase("index"):
-            title_index = self._index([dataset.corpus[d].title for d in doc_ids])
-            text_index = self._index([dataset.corpus[d].text for d in doc_ids])
+            indexes = [
+                index
+                for index in (
+                    self._index([dataset.corpus[d].title for d in doc_ids]),
+                    self._index([dataset.corpus[d].text for d in doc_ids]),
+                )
+                if index is not None
+            ]
         hits = np.empty((len(query_texts), k), dtype=np.int64)
         scores = np.empty((len(query_texts), k), dtype=np.float32)
         with timer.phase("search"):
             for row, text in enumerate(query_texts):
                 tokens = self._query_terms(text)
-                total = title_index.get_scores(tokens) + text_index.get_scores(tokens)
+                total = np.zeros(len(doc_ids), dtype=np.float32)
+                if tokens:  # a query of stopwords only scores 0 everywhere
+                    for index in indexes:
+                        total += index.get_scores(tokens)
                 top = np.argpartition(-total, k - 1)[:k]
                 top = top[np.argsort(-total[top], kind="stable")]
                 hits[row], scores[row] = top, total[top]
