@@ -15,6 +15,7 @@ import json
 import os
 import re
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -124,8 +125,8 @@ def decode_run(data: bytes, origin: str, max_bytes: int = 1 << 30) -> dict[str, 
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
             text = gz.read(max_bytes + 1)
-    except (OSError, EOFError) as exc:
-        raise ResultError(f"{origin}: not a gzip file") from exc
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ResultError(f"{origin}: not a valid gzip file") from exc
     if len(text) > max_bytes:
         raise ResultError(f"{origin}: run file larger than {max_bytes} bytes uncompressed")
     run: dict[str, RankedList] = {}
@@ -149,19 +150,30 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _atomic_write_all(files: list[tuple[Path, bytes]]) -> None:
+    """Write every file to a temporary sibling first (fsynced), then rename them into place in
+    order: a crash before the renames changes nothing; the renames themselves take microseconds."""
+    staged: list[tuple[str, Path]] = []
     try:
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        for path, data in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            staged.append((tmp, path))
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        for tmp, path in staged:
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    _atomic_write_all([(path, data)])
 
 
 def dump_result(result: Result) -> bytes:
@@ -174,13 +186,13 @@ def write_result(
     run_bytes: bytes | None,
     overwrite: bool = False,
 ) -> Path:
-    """Write the run file, then the JSON (the JSON names the run's hash, so it goes last)."""
+    """Stage the run file and the JSON, then rename the run first and the JSON (which names the
+    run's hash) last."""
     path = result_path(results_dir, result.model.name, result.task.name)
     if path.exists() and not overwrite:
         raise ResultError(f"{path} already exists; pass --overwrite to replace it")
-    if run_bytes is not None:
-        _atomic_write(run_path(path), run_bytes)
-    _atomic_write(path, dump_result(result))
+    files = [(run_path(path), run_bytes)] if run_bytes is not None else []
+    _atomic_write_all([*files, (path, dump_result(result))])
     return path
 
 
@@ -216,7 +228,8 @@ def iter_results(results_dir: Path) -> list[tuple[Path, Result]]:
     if not results_dir.is_dir():
         return found
     for path in sorted(results_dir.glob("*/*.json")):
-        if path.parent.name in RESERVED_DIRS or path.name.startswith("."):
-            continue
+        folder = path.parent.name
+        if folder in RESERVED_DIRS or folder.startswith(".") or path.name.startswith("."):
+            continue  # papers' numbers, reproduction reports, a submission being staged
         found.append((path, read_result(path)))
     return found

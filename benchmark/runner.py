@@ -34,6 +34,9 @@ from benchmark.timing import PhaseTimer
 
 log = logging.getLogger(__name__)
 
+# every standard metric must be computed on a ranking at least this deep
+MAX_CUTOFF = max(int(m.split("@")[1]) for m in STANDARD_METRICS)
+
 
 @dataclass
 class RunOptions:
@@ -86,6 +89,11 @@ def _provenance(timer: PhaseTimer, runtime: dict, command: str | None) -> Proven
 
 def run_task(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
     """Evaluate `card` on `task` and store the result; returns the result's path."""
+    if options.top_k < MAX_CUTOFF or options.store_depth > options.top_k:
+        raise ResultError(
+            f"ranking depth {options.top_k} is below the deepest metric cutoff ({MAX_CUTOFF}) "
+            f"or the stored run depth ({options.store_depth})"
+        )
     if task.is_aggregate:
         return _run_aggregate(card, task, options)
     target = result_path(options.results_dir, card.name, task.name)

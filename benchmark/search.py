@@ -9,6 +9,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmark.errors import MaebenchError
+
+
+def _finite(embeddings: np.ndarray, what: str, offset: int = 0) -> np.ndarray:
+    """NaN/inf embeddings (e.g. a float16 overflow) would make faiss return label -1, which
+    would silently turn into a real document index; refuse them instead."""
+    bad = ~np.isfinite(embeddings).all(axis=-1) if embeddings.size else np.zeros(0, dtype=bool)
+    if bad.any():
+        raise MaebenchError(
+            f"{int(bad.sum())} {what} embedding(s) contain NaN or inf (first at row "
+            f"{offset + int(np.flatnonzero(bad)[0])}); try dtype float32 in the card"
+        )
+    return embeddings
+
 
 class StreamingTopK:
     """Keeps, for every query, the k best (score, global document index) pairs seen so far."""
@@ -16,7 +30,7 @@ class StreamingTopK:
     def __init__(self, queries: np.ndarray, k: int) -> None:
         if k <= 0:
             raise ValueError("k must be positive")
-        self.queries = np.ascontiguousarray(queries, dtype=np.float32)
+        self.queries = _finite(np.ascontiguousarray(queries, dtype=np.float32), "query")
         self.k = k
         n = len(self.queries)
         self.scores = np.full((n, 0), -np.inf, dtype=np.float32)
@@ -26,7 +40,7 @@ class StreamingTopK:
     def add_shard(self, shard: np.ndarray) -> None:
         import faiss
 
-        shard = np.ascontiguousarray(shard, dtype=np.float32)
+        shard = _finite(np.ascontiguousarray(shard, dtype=np.float32), "document", self.seen)
         if shard.ndim != 2 or shard.shape[1] != self.queries.shape[1]:
             raise ValueError("shard and query embeddings have different dimensions")
         index = faiss.IndexFlatIP(shard.shape[1])

@@ -74,9 +74,28 @@ def test_run_encoding_is_deterministic_and_validated():
     assert data == encode_run(dict(reversed(list(run.items()))), depth=100)
     assert decode_run(data, "run") == {"q1": [("c", 0.5)], "q2": [("b", 2.0), ("a", 1.0)]}
     assert decode_run(encode_run(run, depth=1), "run")["q2"] == [("b", 2.0)]
-    with pytest.raises(ResultError, match="not a gzip file"):
+    with pytest.raises(ResultError, match="not a valid gzip file"):
         decode_run(b"plain text", "run")
     import gzip
 
     with pytest.raises(ResultError, match="rank 3 out of order"):
         decode_run(gzip.compress(b"q Q0 a 1 1.0 t\nq Q0 b 3 0.5 t\n"), "run")
+
+
+def test_corrupt_gzip_and_staging_folders(stored, results_dir):
+    import gzip
+
+    data = bytearray(gzip.compress(b"q Q0 a 1 1.0 t\n" * 50))
+    data[20:40] = bytes(20)
+    with pytest.raises(ResultError, match="not a valid gzip file"):
+        decode_run(bytes(data), "run")
+    path, _ = stored
+    staging = results_dir / ".submit-x" / "bm25"
+    staging.parent.mkdir()
+    (results_dir / ".submit-x" / "copy.json").write_bytes(path.read_bytes())
+    assert [p for p, _ in iter_results(results_dir)] == [path]
+
+
+def test_run_depth_below_the_deepest_cutoff_is_refused(results_dir):
+    with pytest.raises(ResultError, match="below the deepest metric cutoff"):
+        run_task(get_card("bm25"), get_task("tiny"), RunOptions(results_dir=results_dir, top_k=10))

@@ -35,3 +35,15 @@ def test_dimension_mismatch_is_refused():
     top = StreamingTopK(np.zeros((1, 4)), k=1)
     with pytest.raises(ValueError, match="different dimensions"):
         top.add_shard(np.zeros((2, 5)))
+
+
+def test_non_finite_embeddings_are_refused_not_mis_ranked():
+    from benchmark.errors import MaebenchError
+
+    corpus = np.ones((5, 4), dtype=np.float32)
+    corpus[3, 1] = np.nan
+    message = r"1 document embedding\(s\) contain NaN or inf \(first at row 3\)"
+    with pytest.raises(MaebenchError, match=message):
+        exact_top_k(np.ones((2, 4)), corpus, k=3, shard_size=2)
+    with pytest.raises(MaebenchError, match="query embedding"):
+        StreamingTopK(np.full((1, 4), np.inf), k=1)

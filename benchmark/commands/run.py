@@ -20,7 +20,9 @@ def register(app: typer.Typer) -> None:
         results_dir: Path | None = typer.Option(None, help="Results database (default results/)."),
         overwrite: bool = typer.Option(False, help="Replace an existing result."),
         device: str | None = typer.Option(None, help="torch device (default: cuda if available)."),
-        top_k: int = typer.Option(1000, min=10, help="Ranking depth used for evaluation."),
+        top_k: int = typer.Option(
+            1000, min=1000, help="Ranking depth used for evaluation (at least R@1000's cutoff)."
+        ),
     ) -> None:
         """Evaluate MODEL on TASK (defaults: BM25 on the embedded tiny task) and store the result."""
         from rich.console import Console
