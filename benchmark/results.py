@@ -199,8 +199,8 @@ def write_result(
 def read_result(path: Path) -> Result:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResultError(f"{path}: cannot read result JSON ({exc})") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ResultError(f"{path}: cannot read result JSON ({type(exc).__name__})") from exc
     return parse_result(raw, str(path))
 
 

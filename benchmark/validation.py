@@ -30,11 +30,34 @@ def validate(raw: Any, schema: type[Model], origin: str, error: type[MaebenchErr
         raise error(f"{origin}: {first_error(exc)}") from exc
 
 
+MAX_NESTING = 64
+_CHEAP_OPENERS = 256
+
+
+def _check_nesting(text: str, origin: str, error: type[MaebenchError]) -> None:
+    """Refuse YAML nested deeper than MAX_NESTING before building it: libyaml's composer
+    recurses natively and a few KB of `[[[[...` crash the process (SIGSEGV), which no
+    exception handler can catch. The pure-Python event parser is iterative, so it measures the
+    depth safely; it only runs when the text has enough brackets to be suspicious (block-style
+    nesting that deep cannot fit in the sizes we accept)."""
+    if text.count("[") + text.count("{") <= _CHEAP_OPENERS:
+        return
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_NESTING:
+                raise error(f"{origin}: nested deeper than {MAX_NESTING} levels")
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+
+
 def validate_yaml(
     text: str, schema: type[Model], origin: str, error: type[MaebenchError], what: str
 ) -> Model:
     """Safe-load `text` (the C loader when built; it too constructs only plain data)."""
     try:
+        _check_nesting(text, origin, error)
         raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise error(f"{origin}: not valid YAML ({exc.__class__.__name__})") from exc
