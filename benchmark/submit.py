@@ -442,7 +442,31 @@ def validate_bundle(
                 item.previous = read_result(target)
             except MaebenchError:
                 item.previous = None
+    if card_replaces:
+        _refuse_stale_results(results_dir, card, {item.result.task.name for item in checked})
     return Submission(card, card_text, card_is_new, card_replaces, checked)
+
+
+def _refuse_stale_results(results_dir: Path, card: ModelCard, resubmitted: set[str]) -> None:
+    """A replaced card must not leave results of its model computed with the old configuration:
+    the leaderboard would average two different models under one name."""
+    from benchmark.results import read_result
+    from benchmark.runner import model_info, same_config
+
+    config = model_info(card).config
+    for path in sorted((results_dir / card.name).glob("*.json")):
+        task = path.name.removesuffix(".json")
+        if task in resubmitted:
+            continue
+        try:
+            stale = not same_config(read_result(path).model.config, config)
+        except MaebenchError:
+            stale = True
+        if stale:
+            raise SubmissionError(
+                f"{path} was computed with the old card of {card.name}; resubmit that task in "
+                "the bundle (or remove the result) before replacing the card"
+            )
 
 
 def _moves(sub: Submission, staging: Path, results_dir: Path) -> list[tuple[Path, Path]]:

@@ -494,3 +494,24 @@ def test_fuzz_check_never_crashes_or_writes(tmp_path, base_bundle, monkeypatch):
         assert tree_hash(results, models) == before
         shutil.rmtree(bundle)
     assert outcomes["rejected"] > 30  # most random mutations must be caught
+
+
+def test_replacing_a_card_refuses_to_strand_results_of_the_old_card(env):
+    """The stored k1=1.2 result of another task would be averaged with the new k1=1.5 one."""
+    bundle, results, models = env
+    (models / "bm25.yaml").write_text(
+        (bundle / "bm25.yaml").read_text().replace("k1: 1.5", "k1: 1.2")
+    )
+    stale = results / "bm25" / "scifact.json"
+    stale.parent.mkdir()
+    raw = json.loads((bundle / "tiny.json").read_text())
+    raw["model"]["config"]["k1"] = 1.2
+    raw["task"]["name"] = "scifact"
+    stale.write_text(json.dumps(raw))
+    before = tree_hash(results, models)
+    with pytest.raises(SubmissionError, match="scifact.json was computed with the old card of bm25"):
+        submit(bundle, results, models, replace=True)
+    assert tree_hash(results, models) == before
+    stale.unlink()
+    sub, _ = submit(bundle, results, models, replace=True)
+    assert sub.card_replaces
