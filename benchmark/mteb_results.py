@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import MaebenchError
-from benchmark.results import Result
+from benchmark.results import Result, atomic_write
 from benchmark.tasks import TaskSpec, all_tasks, get_task
 
 # our metric name <-> the key mteb's retrieval evaluator writes
@@ -76,8 +76,10 @@ def export_results(results: list[Result], out_dir: Path) -> list[Path]:
         task_name, data = to_mteb(result)
         model_folder, revision = mteb_folder_name(result)
         path = out_dir / model_folder / revision / f"{task_name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        try:
+            atomic_write(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+        except OSError as exc:
+            raise MaebenchError(f"cannot write {path}: {exc.strerror or exc}") from exc
         written.append(path)
     return written
 
@@ -96,8 +98,12 @@ def mteb_cells(path: Path, model: str, checkpoint: str | None, origin_path: str)
     task = _task_by_mteb_name().get(task_name)
     if task is None:
         return []
-    entries = data.get("scores", {}).get(task.split) or []
-    entry = next((e for e in entries if e.get("hf_subset", "default") == "default"), None)
+    scores = data.get("scores") if isinstance(data, dict) else None
+    entries = scores.get(task.split) if isinstance(scores, dict) else None
+    if not isinstance(entries, list):
+        entries = []
+    entry = next((e for e in entries if isinstance(e, dict)
+                  and e.get("hf_subset", "default") == "default"), None)
     if entry is None:
         raise MaebenchError(f"{path}: no '{task.split}' scores for the default subset")
     revision = data.get("dataset_revision")
@@ -108,6 +114,8 @@ def mteb_cells(path: Path, model: str, checkpoint: str | None, origin_path: str)
     for ours, key in METRIC_KEYS.items():
         if key not in entry:
             continue
+        if not isinstance(entry[key], (int, float)) or isinstance(entry[key], bool):
+            raise MaebenchError(f"{path}: score '{key}' is not a number")
         cell = {
             "model": model, "system": checkpoint or model, "task": task.name,
             "split": task.split, "metric": ours, "value": round(float(entry[key]), 6),

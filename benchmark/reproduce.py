@@ -358,10 +358,10 @@ def reproduce(
 
 
 def write_report(report: Report, results_dir: Path | None = None) -> Path:
-    from benchmark.results import _atomic_write
+    from benchmark.results import atomic_write
 
     path = reports_dir(results_dir) / f"{report.id}.json"
-    _atomic_write(path, (json.dumps(report.as_dict(), indent=1, sort_keys=True) + "\n").encode())
+    atomic_write(path, (json.dumps(report.as_dict(), indent=1, sort_keys=True) + "\n").encode())
     return path
 
 

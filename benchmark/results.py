@@ -172,7 +172,7 @@ def _atomic_write_all(files: list[tuple[Path, bytes]]) -> None:
         raise
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     _atomic_write_all([(path, data)])
 
 

@@ -60,6 +60,7 @@ def register(app: typer.Typer) -> None:
         target = (results_dir or default_results_dir()) / "reported" / f"{name}.yaml"
         if target.exists() and not overwrite:
             raise MaebenchError(f"{target} already exists; pass --overwrite to replace it")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+        from benchmark.results import atomic_write
+
+        atomic_write(target, text.encode("utf-8"))
         typer.echo(str(target))
