@@ -296,3 +296,16 @@ def test_site_in_headless_chromium(site_results, tmp_path):
         assert summary.startswith("A wins") and "of 120 queries" in summary
     finally:
         browser.close()
+
+
+def test_unknown_metric_or_baseline_is_refused(site_results, tmp_path):
+    from typer.testing import CliRunner
+
+    from benchmark.cli import app
+
+    for args, message in ((["--metric", "foo"], "unknown metric 'foo'"),
+                          (["--baseline", "nope"], "baseline 'nope' has no results")):
+        out = CliRunner().invoke(app, ["site", "--results-dir", str(site_results),
+                                       "--out", str(tmp_path / "s"), *args])
+        assert out.exit_code != 0 and message in str(out.exception)
+        assert not (tmp_path / "s").exists()

@@ -31,8 +31,21 @@ def register(app: typer.Typer) -> None:
             pass
         else:
             register_site_page()
+        from benchmark.errors import MaebenchError
+        from benchmark.evaluate import STANDARD_METRICS
+        from benchmark.results import RESERVED_DIRS
+
+        if metric not in STANDARD_METRICS:
+            raise MaebenchError(f"unknown metric '{metric}' (known: {', '.join(STANDARD_METRICS)})")
+        results_dir = results_dir or default_results_dir()
+        models = sorted(
+            p.name for p in results_dir.glob("*")
+            if p.is_dir() and p.name not in RESERVED_DIRS and any(p.glob("*.json"))
+        ) if results_dir.is_dir() else []
+        if models and baseline not in models:
+            raise MaebenchError(f"baseline '{baseline}' has no results (models: {', '.join(models)})")
         options = SiteOptions(
-            results_dir=results_dir or default_results_dir(),
+            results_dir=results_dir,
             out_dir=out,
             baseline=baseline,
             top_n=top_n,
