@@ -352,9 +352,19 @@ def reproduce(
             reproduced=value, delta=None if value is None else value - rep.cell.value,
             tolerance=tolerance, status=status, reason=None if value is not None else reason,
             command=None if value is not None else run_command(rep.cell.model, cell.task, data_dir),
-            result=path, reused=reused,
+            result=_relative_to(path, results_dir), reused=reused,
         ))
     return report
+
+
+def _relative_to(path: str | None, root: Path) -> str | None:
+    """Stored reports name results relative to results/, so they read the same on any machine."""
+    if path is None:
+        return None
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return path
 
 
 def write_report(report: Report, results_dir: Path | None = None) -> Path:
