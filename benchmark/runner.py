@@ -96,9 +96,7 @@ def run_task(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
         )
     if task.is_aggregate:
         return _run_aggregate(card, task, options)
-    target = result_path(options.results_dir, card.name, task.name)
-    if target.exists() and not options.overwrite:
-        raise ResultError(f"{target} already exists; pass --overwrite to replace it")
+    target = _free_target(card, task, options)
     from benchmark.retrievers import build_retriever
 
     timer = PhaseTimer()
@@ -119,11 +117,8 @@ def run_task(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
     run_bytes = encode_run(ranked, options.store_depth)
     result = Result(
         model=model_info(card),
-        task=TaskInfo(
-            name=task.name,
-            split=task.split,
-            quirks=list(task.quirks),
-            relevance_threshold=task.relevance_threshold,
+        task=_task_info(
+            task,
             fingerprints=dataset.fingerprints,
             n_docs=len(dataset.corpus),
             n_queries=len(dataset.qrels),
@@ -139,6 +134,25 @@ def run_task(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
     return write_result(options.results_dir, result, run_bytes, overwrite=options.overwrite)
 
 
+def _free_target(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
+    """The result's path, refused before any work when it exists and overwriting was not asked."""
+    target = result_path(options.results_dir, card.name, task.name)
+    if target.exists() and not options.overwrite:
+        raise ResultError(f"{target} already exists; pass --overwrite to replace it")
+    return target
+
+
+def _task_info(task: TaskSpec, **measured) -> TaskInfo:
+    """The catalog's evaluation settings of `task` plus what was measured on its data."""
+    return TaskInfo(
+        name=task.name,
+        split=task.split,
+        quirks=list(task.quirks),
+        relevance_threshold=task.relevance_threshold,
+        **measured,
+    )
+
+
 def _combined_fingerprints(parts: list[Result]) -> Fingerprints | None:
     if any(p.task.fingerprints is None for p in parts):
         return None
@@ -150,9 +164,7 @@ def _combined_fingerprints(parts: list[Result]) -> Fingerprints | None:
 
 def _run_aggregate(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
     """Run (or reuse) each subtask, then store their unweighted mean (BEIR's CQADupStack)."""
-    target = result_path(options.results_dir, card.name, task.name)
-    if target.exists() and not options.overwrite:
-        raise ResultError(f"{target} already exists; pass --overwrite to replace it")
+    _free_target(card, task, options)
     parts: list[Result] = []
     timer = PhaseTimer()
     expected_config = model_info(card).config
@@ -164,8 +176,8 @@ def _run_aggregate(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path
                 raise ResultError(f"{path} was computed with another configuration of {card.name}")
             log.info("reusing %s", path)
         else:
-            path = run_task(card, get_task(name), options)
-        parts.append(read_result(path))
+            stored = read_result(run_task(card, get_task(name), options))
+        parts.append(stored)
         for phase, seconds in parts[-1].provenance.timings.items():
             timer.seconds[phase] = timer.seconds.get(phase, 0.0) + seconds
     metrics = {m: sum(p.metrics[m] for p in parts) / len(parts) for m in parts[0].metrics}
@@ -176,11 +188,8 @@ def _run_aggregate(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path
     }
     result = Result(
         model=model_info(card),
-        task=TaskInfo(
-            name=task.name,
-            split=task.split,
-            quirks=list(task.quirks),
-            relevance_threshold=task.relevance_threshold,
+        task=_task_info(
+            task,
             fingerprints=_combined_fingerprints(parts),
             n_docs=sum(p.task.n_docs or 0 for p in parts),
             n_queries=sum(p.task.n_queries for p in parts),

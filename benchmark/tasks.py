@@ -10,11 +10,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from benchmark.errors import MaebenchError
 from benchmark.paths import EMBEDDED_DATA_DIR
+from benchmark.validation import validate_yaml
 
 QUIRKS: dict[str, str] = {
     "drop_identical_ids": "documents whose id equals the query id are removed from the ranking "
@@ -119,11 +119,10 @@ class Catalog(_Strict):
 @lru_cache(maxsize=1)
 def load_catalog(path: Path = EMBEDDED_DATA_DIR / "tasks.yaml") -> Catalog:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return Catalog.model_validate(raw)
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
-        first = str(exc).splitlines()[0]
-        raise MaebenchError(f"task catalog {path} is invalid: {first}") from exc
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MaebenchError(f"cannot read the task catalog {path}: {exc.strerror}") from exc
+    return validate_yaml(text, Catalog, f"task catalog {path}", MaebenchError, "the task catalog")
 
 
 def all_tasks() -> tuple[TaskSpec, ...]:

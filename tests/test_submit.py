@@ -37,16 +37,22 @@ def base_bundle(tmp_path_factory) -> Path:
     return bundle
 
 
-@pytest.fixture
-def env(tmp_path, monkeypatch, base_bundle):
-    """Temp copies of results/ and models/ (env vars point at them) and a fresh bundle copy."""
+def temp_databases(tmp_path: Path, monkeypatch, card: str) -> tuple[Path, Path]:
+    """Empty results/ and a models/ holding one real card, with the env vars pointing at them."""
     results = tmp_path / "results"
     models = tmp_path / "models"
     results.mkdir()
     models.mkdir()
-    shutil.copy(REPO / "models" / "all-minilm-l6-v2.yaml", models)
+    shutil.copy(REPO / "models" / f"{card}.yaml", models)
     monkeypatch.setenv("MAEBENCH_RESULTS_DIR", str(results))
     monkeypatch.setenv("MAEBENCH_MODELS_DIR", str(models))
+    return results, models
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, base_bundle):
+    """Temp copies of results/ and models/ (env vars point at them) and a fresh bundle copy."""
+    results, models = temp_databases(tmp_path, monkeypatch, "all-minilm-l6-v2")
     bundle = tmp_path / "bundle"
     shutil.copytree(base_bundle, bundle)
     return bundle, results, models
@@ -467,13 +473,7 @@ def _mutations(rng: random.Random):
 
 
 def test_fuzz_check_never_crashes_or_writes(tmp_path, base_bundle, monkeypatch):
-    results = tmp_path / "results"
-    models = tmp_path / "models"
-    results.mkdir()
-    models.mkdir()
-    shutil.copy(REPO / "models" / "bm25.yaml", models)
-    monkeypatch.setenv("MAEBENCH_RESULTS_DIR", str(results))
-    monkeypatch.setenv("MAEBENCH_MODELS_DIR", str(models))
+    results, models = temp_databases(tmp_path, monkeypatch, "bm25")
     rng = random.Random(20240611)
     mutations = _mutations(rng)
     before = tree_hash(results, models)

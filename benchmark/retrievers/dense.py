@@ -13,14 +13,12 @@ from benchmark.data import Dataset, Document
 from benchmark.errors import ModelLoadError
 from benchmark.registry import DenseConfig
 from benchmark.retrievers.base import Run, document_text
-from benchmark.retrievers.encoders import EncoderInput, HFEncoder, load_encoder
+from benchmark.retrievers.encoders import EncoderInput, load_encoder
 from benchmark.search import StreamingTopK
 from benchmark.timing import PhaseTimer
 
 CORPUS_SHARD = 100_000
 SHARD_BYTES = 2 << 30  # bound a corpus shard's fp32 embeddings (DupMAE vectors are |V|+768 wide)
-
-TextEncoder = HFEncoder  # the name earlier code used
 
 
 def pick_device(device: str | None) -> str:
