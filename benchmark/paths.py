@@ -31,10 +31,26 @@ def site_dir() -> Path:
     return PROJECT_ROOT / "site"
 
 
+def home_dir() -> Path:
+    """The user's maebench home, outside any checkout: trained weights, the embedding store,
+    downloaded data. $MAEBENCH_HOME, else the user cache (~/.cache/maebench)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "maebench"
+    return Path(os.environ.get("MAEBENCH_HOME", default))
+
+
 def cache_dir() -> Path:
     """Downloaded datasets; never inside the repository."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "maebench"
-    return Path(os.environ.get("MAEBENCH_CACHE", default))
+    return Path(os.environ.get("MAEBENCH_CACHE", home_dir()))
+
+
+def checkpoints_dir() -> Path:
+    """Weights written by `maebench finetune` / `pretrain` (too large for git)."""
+    return home_dir() / "checkpoints"
+
+
+def embeddings_dir() -> Path:
+    """The embedding store (keyed shards + manifests)."""
+    return home_dir() / "embeddings"
 
 
 def data_dir_from_env() -> Path | None:
