@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "benchmark.commands.submit",
     "benchmark.commands.reproduce",
     "benchmark.commands.mteb",
+    "benchmark.commands.card",
+    "benchmark.commands.bundle",
 )
 
 app = typer.Typer(

@@ -17,6 +17,7 @@ extend "base.html" (block `content`; variables `root` ("" for top-level pages) a
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -46,6 +47,8 @@ from benchmark.paths import site_dir
 from benchmark.results import Result
 from benchmark.stats import PairComparison, TaskScores, correct, permutations_for
 from benchmark.svgplot import Point, RefLine, scatter
+
+log = logging.getLogger(__name__)
 
 ExtraPage = Callable[[jinja2.Environment, Path, Path], list[tuple[str, str]]]
 EXTRA_PAGES: list[ExtraPage] = []
@@ -141,10 +144,15 @@ def _load_reported(results_dir: Path) -> list[Any]:
 
 def _load_cards(models_dir: Path | None) -> dict[str, Any]:
     from benchmark.paths import models_dir as default_models_dir
-    from benchmark.registry import load_registry
+    from benchmark.registry import load_cards
 
     folder = models_dir or default_models_dir()
-    return load_registry(folder) if folder.is_dir() else {}
+    if not folder.is_dir():
+        return {}
+    cards, errors = load_cards(folder)  # a broken card must not stop the site
+    for message in errors:
+        log.warning("card left out of the site: %s", message)
+    return cards
 
 
 def throughput(result: Result) -> float | None:

@@ -7,8 +7,9 @@ and unknown keys are rejected (a typo must not fall back to a default).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -53,6 +54,46 @@ class Finetuning(_Strict):
     negatives: str | None = None
     distillation: str | None = None
     notes: str | None = None
+    record: FinetuneRecord | None = Field(
+        default=None, description="written by `maebench finetune`: how this checkpoint was made"
+    )
+
+
+class TrainDataRecord(_Strict):
+    """The labelled data a `maebench finetune` run saw (sha256 of the raw files, as results)."""
+
+    task: str
+    split: str
+    corpus_sha256: str
+    queries_sha256: str
+    qrels_sha256: str
+    negatives_sha256: str = Field(description="sha256 of the mined negatives (JSON, sorted keys)")
+    n_queries: int = Field(ge=0)
+    n_pairs: int = Field(ge=0)
+
+
+class FinetuneRecord(_Strict):
+    """Everything `maebench finetune` knows about one run: enough to repeat it and to tell two
+    fine-tuned cards apart (recipe as resolved after --set overrides, seed, data, outcome)."""
+
+    recipe: str
+    resolved_recipe: dict[str, Any]
+    overrides: dict[str, str] = {}
+    seed: int
+    backbone_checkpoint: str
+    backbone_revision: str | None = None
+    train_data: TrainDataRecord
+    stages: int = Field(ge=1)
+    steps: int = Field(ge=0)
+    final_loss: float | None
+    mean_loss: float | None
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    libraries: dict[str, str | None]
+    hardware: dict[str, Any]
+    devices: int = Field(ge=1)
+    wall_time_s: float = Field(ge=0)
+    finished_at: str
+    command: str | None = None
 
 
 class Bm25Config(_Strict):
@@ -163,6 +204,9 @@ class ModelCard(_Strict):
     retriever: RetrieverConfig
     pretraining: Pretraining | None = None
     finetuning: Finetuning | None = None
+    finetuned_from: str | None = Field(
+        default=None, pattern=NAME_PATTERN, description="the backbone card this one was fine-tuned from"
+    )
     notes: str | None = None
 
     @model_validator(mode="after")
@@ -197,16 +241,52 @@ def load_card(path: Path) -> ModelCard:
     return card
 
 
-def load_registry(directory: Path | None = None) -> dict[str, ModelCard]:
+def load_cards(directory: Path | None = None) -> tuple[dict[str, ModelCard], list[str]]:
+    """Every valid card and one message per broken one: a broken card must only block the
+    commands that need it (running BM25 does not need a typo-ed RetroMAE card), and a user
+    fixing cards wants all the errors at once, not one per attempt."""
     directory = directory or models_dir()
     if not directory.is_dir():
         raise RegistryError(f"model registry folder {directory} does not exist")
-    cards = [load_card(p) for p in sorted(directory.glob("*.yaml"))]
-    return {card.name: card for card in cards}
+    cards: dict[str, ModelCard] = {}
+    errors: list[str] = []
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            card = load_card(path)
+        except RegistryError as exc:
+            errors.append(str(exc))
+        else:
+            cards[card.name] = card
+    return cards, errors
+
+
+def registry_error(errors: list[str]) -> RegistryError:
+    """All broken cards in one error (one line per card)."""
+    if len(errors) == 1:
+        return RegistryError(errors[0])
+    return RegistryError(f"{len(errors)} model cards are invalid:\n  " + "\n  ".join(errors))
+
+
+def load_registry(directory: Path | None = None) -> dict[str, ModelCard]:
+    """The whole registry; any broken card is an error (all of them reported together)."""
+    cards, errors = load_cards(directory)
+    if errors:
+        raise registry_error(errors)
+    return cards
 
 
 def get_card(name: str, directory: Path | None = None) -> ModelCard:
-    registry = load_registry(directory)
-    if name not in registry:
-        raise RegistryError(f"unknown model '{name}' (known: {', '.join(sorted(registry))})")
-    return registry[name]
+    """One card by name: only its own file must be valid."""
+    directory = directory or models_dir()
+    path = directory / f"{name}.yaml"
+    if re.match(NAME_PATTERN, name) and path.is_file():
+        return load_card(path)
+    cards, errors = load_cards(directory)
+    wrapping = sorted(c.name for c in cards.values()
+                      if name in {getattr(c.retriever, f, None) for f in
+                                  ("checkpoint", "query_checkpoint", "passage_checkpoint")})
+    hint = f"; card {', '.join(wrapping)} wraps that checkpoint" if wrapping else ""
+    broken = f"; {len(errors)} card(s) could not be read" if errors else ""
+    raise RegistryError(
+        f"unknown model '{name}'{hint} (known: {', '.join(sorted(cards))}){broken}"
+    )

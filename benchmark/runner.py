@@ -47,6 +47,9 @@ class RunOptions:
     top_k: int = 1000
     store_depth: int = 100
     command: str | None = None
+    # facts the caller adds to the result's provenance.runtime (e.g. card_warnings from the
+    # card-vs-checkpoint check, the inferred card of a card-free run)
+    record: dict | None = None
 
 
 def model_info(card: ModelCard) -> ModelInfo:
@@ -129,7 +132,9 @@ def run_task(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
         run=RunInfo(
             file=run_path(target).name, sha256=sha256_bytes(run_bytes), depth=options.store_depth
         ),
-        provenance=_provenance(timer, retriever.describe(), options.command),
+        provenance=_provenance(
+            timer, {**retriever.describe(), **(options.record or {})}, options.command
+        ),
     )
     return write_result(options.results_dir, result, run_bytes, overwrite=options.overwrite)
 

@@ -70,6 +70,7 @@ class CheckedResult:
     run_bytes: bytes | None
     bounds_only: list[str] = field(default_factory=list)
     previous: Result | None = None
+    already_stored: bool = False  # the same result and run are stored already (nothing to write)
 
 
 @dataclass
@@ -431,6 +432,9 @@ def validate_bundle(
     checked = [check_result(bundle, n, files, card, limits, data_dir) for n in results_json]
     for item in checked:
         target = result_path(results_dir, card.name, item.result.task.name)
+        if target.exists() and _identical_stored(target, item):
+            item.already_stored = True
+            continue
         if target.exists():
             if not replace:
                 raise SubmissionError(
@@ -445,6 +449,19 @@ def validate_bundle(
     if card_replaces:
         _refuse_stale_results(results_dir, card, {item.result.task.name for item in checked})
     return Submission(card, card_text, card_is_new, card_replaces, checked)
+
+
+def _identical_stored(target: Path, item: CheckedResult) -> bool:
+    """The stored result and run file are exactly the bundle's (e.g. `submit --check` in the
+    clone that produced them): accepted as they are, nothing to replace."""
+    from benchmark.results import read_result, run_path
+
+    try:
+        stored = read_result(target)
+        run_bytes = run_path(target).read_bytes() if item.run_bytes is not None else None
+    except (MaebenchError, OSError):
+        return False
+    return stored == item.result and run_bytes == item.run_bytes
 
 
 def _refuse_stale_results(results_dir: Path, card: ModelCard, resubmitted: set[str]) -> None:
@@ -473,12 +490,16 @@ def _moves(sub: Submission, staging: Path, results_dir: Path) -> list[tuple[Path
     """Write every file into the staging folder; return (staged, final) pairs, runs first."""
     moves: list[tuple[Path, Path]] = []
     for item in sub.results:
+        if item.already_stored:
+            continue
         final = result_path(results_dir, sub.model, item.result.task.name)
         if item.run_bytes is not None:
             staged_run = staging / f"{item.result.task.name}.run.gz"
             staged_run.write_bytes(item.run_bytes)
             moves.append((staged_run, final.with_name(staged_run.name)))
     for item in sub.results:
+        if item.already_stored:
+            continue
         final = result_path(results_dir, sub.model, item.result.task.name)
         staged = staging / f"{item.result.task.name}.json"
         staged.write_bytes(dump_result(item.result))

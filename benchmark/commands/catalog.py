@@ -12,10 +12,11 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from benchmark.registry import load_registry
+        from benchmark.registry import load_cards, registry_error
 
+        cards, errors = load_cards()
         table = Table("name", "family", "kind", "checkpoint", "pooling", "similarity", box=None)
-        for card in load_registry().values():
+        for card in cards.values():
             cfg = card.retriever
             if cfg.kind == "dense":
                 if card.weights == "unreleased":
@@ -30,6 +31,8 @@ def register(app: typer.Typer) -> None:
                 table.add_row(card.name, card.family, "bm25",
                               f"{cfg.implementation} {cfg.fields} k1={cfg.k1} b={cfg.b}", "-", "-")
         Console(width=200).print(table)
+        if errors:  # the valid cards are listed; the broken ones all at once, then exit 2
+            raise registry_error(errors)
 
     @app.command()
     def tasks(all_: bool = typer.Option(False, "--all", help="Include CQADupStack forums.")) -> None:

@@ -1,4 +1,11 @@
-"""`maebench run`: evaluate registered retrievers on catalog tasks and store the results."""
+"""`maebench run`: evaluate retrievers on catalog tasks and store the results.
+
+--model takes registry names, or a checkpoint (local folder or hub id) to run without a card:
+its settings then come from the checkpoint's own sentence-transformers configuration and the
+flags below. Every dense run checks the card against that configuration (a wrong pooling must
+not give wrong numbers quietly). Tasks that already have a result for the same evaluation are
+skipped (said per task) and the others run; --overwrite redoes them.
+"""
 
 from __future__ import annotations
 
@@ -9,33 +16,63 @@ from pathlib import Path
 import typer
 
 
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(
-        model: str = typer.Option("bm25", "--model", "-m", help="Registry name(s), comma-separated."),
+        model: str = typer.Option(
+            "bm25", "--model", "-m",
+            help="Registry name(s), comma-separated, or a checkpoint folder / hub id (card-free).",
+        ),
         task: str = typer.Option("tiny", "--task", "-t", help="Task name(s), comma-separated."),
         data_dir: Path | None = typer.Option(
             None, help="Folder of BEIR datasets (<dir>/<task>/corpus.jsonl); env MAEBENCH_DATA_DIR."
         ),
         results_dir: Path | None = typer.Option(None, help="Results database (default results/)."),
-        overwrite: bool = typer.Option(False, help="Replace an existing result."),
+        overwrite: bool = typer.Option(False, help="Redo tasks that already have a result."),
+        strict: bool = typer.Option(
+            False, help="A card that contradicts its checkpoint's configuration is an error."
+        ),
         device: str | None = typer.Option(None, help="torch device (default: cuda if available)."),
         top_k: int = typer.Option(
             1000, min=1000, help="Ranking depth used for evaluation (at least R@1000's cutoff)."
         ),
+        name: str | None = typer.Option(
+            None, help="Card-free: the name results are stored under (default: folder name)."
+        ),
+        family: str | None = typer.Option(
+            None, help="Card-free: mae, contrastive, sparse or supervised (default contrastive)."
+        ),
+        pooling: str | None = typer.Option(None, help="Card-free: cls, mean or pooler."),
+        normalize: bool | None = typer.Option(
+            None, "--normalize/--no-normalize", help="Card-free: L2-normalise embeddings."
+        ),
+        similarity: str | None = typer.Option(None, help="Card-free: dot or cosine."),
+        query_prefix: str | None = typer.Option(None, help="Card-free: text before each query."),
+        passage_prefix: str | None = typer.Option(None, help="Card-free: text before each passage."),
+        max_length: int | None = typer.Option(None, min=1, help="Card-free: max tokens per text."),
+        title: str | None = typer.Option(None, help="Card-free: prepend, none or pair."),
     ) -> None:
         """Evaluate MODEL on TASK (defaults: BM25 on the embedded tiny task) and store the result."""
         from rich.console import Console
 
+        from benchmark.errors import MaebenchError
         from benchmark.paths import results_dir as default_results_dir
-        from benchmark.registry import get_card
-        from benchmark.results import read_result
-        from benchmark.runner import RunOptions, run_task
+        from benchmark.runner import RunOptions
         from benchmark.tasks import get_task
 
         console = Console(stderr=True)
-        cards = [get_card(name.strip()) for name in model.split(",") if name.strip()]
-        tasks = [get_task(name.strip()) for name in task.split(",") if name.strip()]
+        overrides = {"pooling": pooling, "normalize": normalize, "similarity": similarity,
+                     "query_prefix": query_prefix, "passage_prefix": passage_prefix,
+                     "max_length": max_length, "title": title}
+        names = _split(model)
+        if len(names) > 1 and (name or any(v is not None for v in overrides.values())):
+            raise MaebenchError("--name and the card-free settings go with one --model only")
+        cards = [_resolve(n, name, family, overrides, console) for n in names]
+        tasks = [get_task(t) for t in _split(task)]
         options = RunOptions(
             results_dir=results_dir or default_results_dir(),
             data_dir=data_dir,
@@ -44,12 +81,118 @@ def register(app: typer.Typer) -> None:
             top_k=top_k,
             command=shlex.join(["maebench", *sys.argv[1:]]),
         )
-        for card in cards:
+        failed = []
+        for card, inferred in cards:
+            record = {"card_warnings": _check_card(card, strict, console)}
+            if inferred is not None:
+                record["card_free"] = {"inferred_from": card.retriever.checkpoint,
+                                       "card": card.model_dump(mode="json")}
             for spec in tasks:
-                console.print(f"[bold]{card.name}[/] on [bold]{spec.name}[/] ...")
-                path = run_task(card, spec, options)
-                result = read_result(path)
-                metrics = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
-                typer.echo(f"{card.name}\t{spec.name}\t{metrics}")
-                timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.provenance.timings.items())
-                console.print(f"  stored {path}  ({timings})")
+                if not _run_one(card, spec, options, record, console):
+                    failed.append(f"{card.name} on {spec.name}")
+        if failed:
+            raise MaebenchError(f"not run: {', '.join(failed)} (see above)")
+
+
+def _resolve(value: str, name: str | None, family: str | None, overrides: dict, console):
+    """(card, inferred settings or None): a registry card, else a card-free checkpoint."""
+    from benchmark.errors import RegistryError
+    from benchmark.registry import get_card
+
+    given = any(v is not None for v in overrides.values())
+    if not given and name is None:
+        try:
+            return get_card(value), None
+        except RegistryError as exc:
+            if not _looks_like_checkpoint(value):
+                raise
+            wraps = "wraps that checkpoint" in str(exc)
+            if wraps:  # a card states this checkpoint's settings with their sources: prefer it
+                raise RegistryError(
+                    f"{str(exc).split(' (known')[0]}; run that card, or pass --name to run "
+                    "the checkpoint card-free"
+                ) from exc
+    from benchmark.cardfree import card_free
+    from benchmark.registry import models_dir
+
+    card, settings = card_free(value, name, overrides, family)
+    if (models_dir() / f"{card.name}.yaml").exists():
+        raise RegistryError(
+            f"'{card.name}' is a registry card; pass --name to store the card-free run apart"
+        )
+    console.print(f"[bold]{card.name}[/]: card-free run of {value}")
+    for key, item in sorted(settings.items()):
+        console.print(f"  {key} = {item.value!r}  [dim]({item.source})[/]")
+    return card, settings
+
+
+def _looks_like_checkpoint(value: str) -> bool:
+    return Path(value).is_dir() or "/" in value
+
+
+def _check_card(card, strict: bool, console) -> list[str]:
+    """Warnings where a dense card contradicts its checkpoint's own ST configuration."""
+    if card.retriever.kind != "dense" or not card.retriever.checkpoint:
+        return []
+    from benchmark.errors import RegistryError
+    from benchmark.retrievers.weights import resolve_checkpoint
+    from benchmark.st_config import card_disagreements, read_st_config
+
+    cfg = card.retriever
+    source, origin = resolve_checkpoint(cfg.checkpoint, cfg.local_package)
+    st = read_st_config(cfg.checkpoint, source, cfg.revision if origin == "hub" else None)
+    warnings = card_disagreements(cfg, st)
+    if warnings and strict:
+        raise RegistryError(f"{card.name}: " + "; ".join(warnings) + " (--strict)")
+    for text in warnings:
+        console.print(f"[bold red]WARNING[/] {card.name}: {text}; the result records this")
+    return warnings
+
+
+def _run_one(card, spec, options, record: dict, console) -> bool:
+    """Run one (model, task); False when it could not run (reported, the others go on)."""
+    from benchmark.errors import ResultError
+    from benchmark.progress import phase_spinner
+    from benchmark.results import read_result, result_path
+    from benchmark.runner import run_task
+
+    target = result_path(options.results_dir, card.name, spec.name)
+    if target.exists() and not options.overwrite:
+        reason = _stored_differs(target, card)
+        if reason is None:
+            console.print(f"[dim]skip {card.name} on {spec.name}: already stored for the same "
+                          f"evaluation ({target}); --overwrite redoes it[/]")
+            return True
+        console.print(f"[red]not run[/] {card.name} on {spec.name}: {target} exists but {reason}; "
+                      "--overwrite replaces it")
+        return False
+    console.print(f"[bold]{card.name}[/] on [bold]{spec.name}[/] ...")
+    from dataclasses import replace
+
+    with phase_spinner(console, f"{card.name} on {spec.name}"):
+        try:
+            path = run_task(card, spec, replace(options, record=record))
+        except ResultError as exc:
+            console.print(f"[red]not run[/] {card.name} on {spec.name}: {exc}")
+            return False
+    result = read_result(path)
+    metrics = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+    typer.echo(f"{card.name}\t{spec.name}\t{metrics}")
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.provenance.timings.items())
+    console.print(f"  stored {path}  ({timings})")
+    return True
+
+
+def _stored_differs(path: Path, card) -> str | None:
+    """Why the stored result is not the same evaluation as this card would give (None: same)."""
+    from benchmark.errors import MaebenchError
+    from benchmark.results import read_result
+    from benchmark.runner import model_info, same_config
+
+    try:
+        stored = read_result(path)
+    except MaebenchError as exc:
+        return f"cannot be read ({exc})"
+    if not same_config(stored.model.config, model_info(card).config):
+        return "was computed with another configuration of the model"
+    return None

@@ -38,6 +38,8 @@ def register(app: typer.Typer) -> None:
                     f"  {item.result.task.name}: {', '.join(item.bounds_only)} not recomputable from "
                     f"a top-{item.result.run.depth} run (bounds checked only)"
                 )
+            if item.already_stored:
+                typer.echo(f"  {item.result.task.name}: already stored, identical (nothing to write)")
             if item.previous is not None:
                 typer.echo(f"  {item.result.task.name}: replaces the stored result")
                 for metric, old, new, delta in aggregate_diff(item.previous, item.result):

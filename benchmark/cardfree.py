@@ -1,0 +1,174 @@
+"""Cards for checkpoints that have none: inferred for a card-free run, or drafted as YAML.
+
+Every encoding setting comes either from the checkpoint's own sentence-transformers
+configuration (benchmark.st_config), from an explicit command-line value, or it is missing, and
+a missing one is an error naming exactly the flags to give: no setting is guessed silently.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import MaebenchError, RegistryError
+from benchmark.registry import NAME_PATTERN, ModelCard
+from benchmark.st_config import Inferred, STConfig, read_st_config
+
+# dense card fields that have no default, with the flag that gives each one card-free
+REQUIRED = {
+    "pooling": "--pooling cls|mean",
+    "normalize": "--normalize/--no-normalize",
+    "similarity": "--similarity dot|cosine",
+    "query_prefix": "--query-prefix TEXT",
+    "passage_prefix": "--passage-prefix TEXT",
+    "query_max_length": "--max-length N",
+    "passage_max_length": "--max-length N",
+    "title": "--title prepend|none|pair",
+}
+FLAG_FIELDS = {"max_length": ("query_max_length", "passage_max_length")}
+
+
+def default_name(checkpoint: str) -> str:
+    """A registry-safe name from a folder or hub id: its last component, lower-cased."""
+    last = Path(checkpoint.rstrip("/")).name or checkpoint
+    name = re.sub(r"[^a-z0-9._\-]+", "-", last.lower()).strip("-._")
+    return name[:80] or "checkpoint"
+
+
+def _source(checkpoint: str) -> str:
+    from benchmark.retrievers.weights import resolve_checkpoint
+
+    return resolve_checkpoint(checkpoint)[0]
+
+
+def infer(checkpoint: str, overrides: dict[str, Any]) -> tuple[dict[str, Inferred], STConfig]:
+    """The checkpoint's stated settings with the explicit `overrides` (None = not given) on top."""
+    st = read_st_config(checkpoint, _source(checkpoint))
+    if "encoder" not in st.settings:
+        raise MaebenchError(
+            f"cannot read checkpoint {checkpoint}: not a local folder with config.json and not in "
+            "the Hugging Face cache (HF_HUB_OFFLINE=1?)"
+        )
+    settings = dict(st.settings)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        for field in FLAG_FIELDS.get(key, (key,)):
+            settings[field] = Inferred(value, "given on the command line")
+    return settings, st
+
+
+def missing(settings: dict[str, Inferred]) -> list[str]:
+    return [f for f in REQUIRED if f not in settings]
+
+
+def card_free(checkpoint: str, name: str | None, overrides: dict[str, Any],
+              family: str | None = None) -> tuple[ModelCard, dict[str, Inferred]]:
+    """The card a card-free run uses; an error lists every setting that must still be given."""
+    settings, st = infer(checkpoint, overrides)
+    lacking = missing(settings)
+    if lacking:
+        flags = " ".join(dict.fromkeys(REQUIRED[f] for f in lacking))
+        why = ("its sentence-transformers configuration does not state them" if st.has_st
+               else "it has no sentence-transformers configuration (modules.json)")
+        raise MaebenchError(
+            f"cannot run {checkpoint} without a card: {', '.join(lacking)} unknown ({why}); "
+            f"give {flags}, or write a card: maebench card new {checkpoint} --name <name>"
+        )
+    name = name or default_name(checkpoint)
+    retriever = {"kind": "dense", "checkpoint": checkpoint,
+                 **{k: v.value for k, v in settings.items()}}
+    raw = {
+        "name": name,
+        "display_name": name,
+        "family": family or "contrastive",
+        "description": f"card-free run of {checkpoint}",
+        "source": "inferred by maebench from the checkpoint: " + "; ".join(
+            f"{k} from {v.source}" for k, v in sorted(settings.items())),
+        "retriever": retriever,
+        "notes": None if family else "family not given (--family); contrastive assumed",
+    }
+    from pydantic import ValidationError
+
+    from benchmark.validation import first_error
+
+    try:
+        return ModelCard.model_validate(raw), settings
+    except ValidationError as exc:
+        raise RegistryError(f"card-free {checkpoint}: {first_error(exc)}") from exc
+
+
+# --------------------------------------------------------------------------- card new
+
+
+_CHOICES = {
+    "pooling": "cls | mean | pooler",
+    "normalize": "true | false",
+    "similarity": "dot | cosine",
+    "query_prefix": 'text prepended to every query, "" for none',
+    "passage_prefix": 'text prepended to every passage, "" for none',
+    "query_max_length": "tokens",
+    "passage_max_length": "tokens",
+    "title": "prepend | none | pair",
+}
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    return json.dumps(value)  # a JSON scalar is a valid YAML flow scalar
+
+
+def card_yaml(checkpoint: str, name: str, settings: dict[str, Inferred], st: STConfig,
+              family: str | None = None, description: str | None = None) -> str:
+    """A draft card: inferred fields commented with their origin, unknown ones left blank and
+    marked REQUIRED (a blank fails validation, so the card cannot be used until filled in)."""
+    if not re.match(NAME_PATTERN, name):
+        raise MaebenchError(f"invalid name '{name}' (lowercase letters, digits, '.', '-', '_')")
+
+    def line(key: str, value: Any, comment: str, indent: str = "") -> str:
+        text = f"{indent}{key}: {'' if value is None else _yaml_value(value)}"
+        return f"{text:<44} # {comment}" if comment else text
+
+    def required(key: str, choices: str, indent: str = "") -> str:
+        return line(key, None, f"REQUIRED ({choices})", indent)
+
+    origin = ("its sentence-transformers configuration" if st.has_st
+              else "config.json only (no sentence-transformers configuration)")
+    lines = [
+        f"# Drafted by `maebench card new` from {checkpoint} ({origin}).",
+        "# Fill in every REQUIRED blank; check each inferred value against the paper.",
+        line("name", name, "must match the file name"),
+        line("display_name", name, "shown on the leaderboard"),
+        line("family", family, "given") if family
+        else required("family", "mae | contrastive | sparse | supervised"),
+        line("description", description, "given") if description
+        else required("description", "one or two sentences"),
+        line("source", f"{checkpoint} (settings drafted by maebench card new)",
+             "where the encoding settings come from"),
+        "# pretraining: {objective: ..., encoder_mask_ratio: ...}  # REQUIRED for family mae",
+        "retriever:",
+        line("kind", "dense", "", "  "),
+        line("encoder", settings["encoder"].value, settings["encoder"].source, "  "),
+        line("checkpoint", checkpoint,
+             "local folder: use the hub id and `revision:` before submitting"
+             if Path(checkpoint).is_dir() else "hub id; add `revision:` (a commit)", "  "),
+    ]
+    for key in ("pooling", "normalize", "similarity", "query_prefix", "passage_prefix",
+                "query_max_length", "passage_max_length", "title"):
+        if key in settings:
+            lines.append(line(key, settings[key].value, settings[key].source, "  "))
+        else:
+            lines.append(required(key, _CHOICES[key], "  "))
+    if "title_separator" in settings:
+        s = settings["title_separator"]
+        lines.append(line("title_separator", s.value, s.source, "  "))
+    head = settings.get("head")
+    if head is not None and head.value:
+        lines.append(line("head", list(head.value), head.source, "  "))
+    lines.append(line("dtype", "float32", "scores are computed in fp32 whatever this is", "  "))
+    for note in st.notes:
+        lines.append(f"# WARNING: {note}")
+    return "\n".join(lines) + "\n"
