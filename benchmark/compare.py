@@ -226,8 +226,10 @@ def summarize(
             boots.append(ts.bootstrap_means()[:, cols])
         low, high = rank_intervals(boots)
         for i, s in enumerate(complete):
-            s.rank = i + 1
-            s.rank_low, s.rank_high = int(low[i]), int(high[i])
+            # tied means share the best rank, as in the bootstrap replicates, and the interval
+            # always holds the observed rank (a percentile interval need not)
+            s.rank = 1 + sum(other.mean > s.mean for other in complete)
+            s.rank_low, s.rank_high = min(int(low[i]), s.rank), max(int(high[i]), s.rank)
     return out
 
 
@@ -239,6 +241,8 @@ class ComparisonReport:
     comparisons: list[PairComparison]
     summary: list[ModelSummary]
     settings: dict = field(default_factory=dict)
+    given_order: list[str] | None = None  # --models as typed: tables keep this order
+    baseline: str | None = None  # one-vs-all: every comparison is (model, baseline)
 
     def as_dict(self) -> dict:
         return {
@@ -247,6 +251,7 @@ class ComparisonReport:
             "models": self.models,
             "settings": self.settings,
             "correction_family": "all comparisons listed here (Holm and Benjamini-Hochberg)",
+            "baseline": self.baseline,
             "comparisons": [_rounded(c.as_dict()) for c in self.comparisons],
             "summary": [
                 _rounded({**asdict(s), "coverage": s.coverage}) for s in self.summary
@@ -273,10 +278,18 @@ def build_report(
     tasks: Sequence[str] | None,
     models: Sequence[str] | None,
     options: StatsOptions,
+    baseline: str | None = None,
 ) -> ComparisonReport:
     """All pairwise comparisons of `models` (default: every model) on `tasks` (default: the
-    tasks all given models share), corrected together as one family."""
+    tasks all given models share), corrected together as one family. Given models keep their
+    order (A before B as typed); otherwise models are ordered by score. With `baseline`, only
+    the comparisons of every other model with it (one-vs-all, a smaller family)."""
     from benchmark.errors import MaebenchError
+
+    if baseline is not None and models is not None and baseline not in models:
+        models = [*models, baseline]
+    if baseline is not None and not any(baseline in table[t] for t in table):
+        raise MaebenchError(f"no results for baseline '{baseline}'")
 
     if models is not None:
         missing = [m for m in models if not any(m in table[t] for t in table)]
@@ -297,12 +310,19 @@ def build_report(
 
     comparisons: list[PairComparison] = []
     scores_by_task: dict[str, TaskScores] = {}
-    selected = {
-        t: ordered_by_score([r for name, r in table[t].items()
-                             if models is None or name in models], options.metric)
-        for t in tasks
-    }
-    family = sum(len(c) * (len(c) - 1) // 2 for c in selected.values())
+    if models is not None:
+        position = {m: i for i, m in enumerate(dict.fromkeys(models))}
+        selected = {t: sorted((r for name, r in table[t].items() if name in position),
+                              key=lambda r: position[r.model.name]) for t in tasks}
+    else:
+        selected = {t: ordered_by_score(table[t].values(), options.metric) for t in tasks}
+
+    def pairs(names: list[str]) -> list[tuple[str, str]]:
+        if baseline is None:
+            return all_pairs(names)
+        return [(n, baseline) for n in names if n != baseline] if baseline in names else []
+
+    family = sum(len(pairs([r.model.name for r in c])) for c in selected.values())
     options = replace(options, n_perm=permutations_for(family, options.alpha, options.n_perm))
     for t in tasks:
         chosen = selected[t]
@@ -310,7 +330,7 @@ def build_report(
             continue
         ts = task_scores(chosen, options)
         scores_by_task[t] = ts
-        comparisons.extend(ts.compare(all_pairs([r.model.name for r in chosen])))
+        comparisons.extend(ts.compare(pairs([r.model.name for r in chosen])))
     if not comparisons:
         raise MaebenchError("fewer than two models on every task given: nothing to compare")
     comparisons = correct(comparisons)
@@ -321,6 +341,8 @@ def build_report(
         models=[s.name for s in summary],
         comparisons=comparisons,
         summary=summary,
+        given_order=list(dict.fromkeys(models)) if models is not None else None,
+        baseline=baseline,
         settings={
             "test": "paired randomization (sign flip), two-sided, p=(count+1)/(n_perm+1)",
             "n_perm": options.n_perm,  # raised with the family size, see permutations_for
@@ -452,13 +474,86 @@ FORMATS = {"json": to_json, "markdown": to_markdown, "latex": to_latex}
 SUFFIXES = {".json": "json", ".md": "markdown", ".markdown": "markdown", ".tex": "latex"}
 
 
-def render_rich(report: ComparisonReport, console) -> None:
+def ordered_summary(report: ComparisonReport) -> list[ModelSummary]:
+    """Summary rows in the order the models were given (else best first)."""
+    if not report.given_order:
+        return report.summary
+    position = {m: i for i, m in enumerate(report.given_order)}
+    return sorted(report.summary, key=lambda s: position.get(s.name, len(position)))
+
+
+def render_rich(report: ComparisonReport, console, wide: bool = False) -> None:
+    """Compact tables that fit 100 columns (scores x100, 1-decimal CI, Holm p only); `wide`
+    adds every column (raw means, d, W/T/L, p, p BH) for a wide terminal or a file."""
+    if wide:
+        _render_wide(report, console)
+    else:
+        _render_compact(report, console)
+    for note in _notes(report):
+        console.print(f"[dim]{note}[/]")
+
+
+def _table(title: str):
+    from rich import box
+    from rich.table import Table
+
+    return Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
+                 title_justify="left")
+
+
+def _name_column(table, header: str, width: int) -> None:
+    table.add_column(header, max_width=width, overflow="ellipsis", no_wrap=True)
+
+
+def _num_column(table, header: str) -> None:
+    table.add_column(header, justify="right", no_wrap=True)
+
+
+def _render_compact(report: ComparisonReport, console) -> None:
+    alpha = report.settings["alpha"]
+    title = f"{report.metric} ×100, " + (
+        f"each model vs {report.baseline}" if report.baseline else "pairwise")
+    table = _table(title)
+    _name_column(table, "task", 12)
+    _name_column(table, "A", 22)
+    _num_column(table, "A")
+    _name_column(table, "B", 22)
+    _num_column(table, "B")
+    _num_column(table, "A−B")
+    _num_column(table, "95% CI")
+    _num_column(table, "p Holm")
+    table.add_column("", no_wrap=True)
+    for c in report.comparisons:
+        mark = significance_mark(c, alpha)
+        style = "green" if mark == "A>B" else "red" if mark == "A<B" else None
+        table.add_row(
+            c.task, c.a, f"{c.mean_a * 100:.2f}", c.b, f"{c.mean_b * 100:.2f}",
+            f"{c.diff * 100:+.2f}", f"[{c.ci_low * 100:+.1f},{c.ci_high * 100:+.1f}]",
+            _fmt_p(c.p_holm), {"A>B": ">", "A<B": "<"}.get(mark, ""), style=style,
+        )
+    console.print(table)
+    summary = _table(f"Across tasks: {', '.join(report.tasks)}")
+    _name_column(summary, "model", 30)
+    _name_column(summary, "family", 12)
+    for h in ("mean", "coverage", "rank", "rank 95%"):
+        _num_column(summary, h)
+    for s in ordered_summary(report):
+        interval = f"{s.rank_low}-{s.rank_high}" if s.rank_low is not None else "-"
+        summary.add_row(s.name, s.family, "-" if s.mean is None else f"{s.mean * 100:.2f}",
+                        s.coverage, str(s.rank) if s.rank else "-", interval)
+    console.print(summary)
+    console.print(f"[dim]> / <: A significantly better / worse than B (Holm, α = {alpha}); "
+                  "--wide for d, W/T/L, raw p and BH.[/]")
+
+
+def _render_wide(report: ComparisonReport, console) -> None:
     from rich.table import Table
 
     alpha = report.settings["alpha"]
     table = Table(title=f"Pairwise comparisons ({report.metric})", header_style="bold")
     for h in COMPARISON_HEADERS:
-        table.add_column(h, justify="left" if h in ("task", "A", "B", "sig.") else "right")
+        table.add_column(h, justify="left" if h in ("task", "A", "B", "sig.") else "right",
+                         no_wrap=h not in ("task", "A", "B"))
     for row in comparison_rows(report, alpha):
         mark = row[-1]
         style = "green" if mark == "A>B" else "red" if mark == "A<B" else None
@@ -467,8 +562,7 @@ def render_rich(report: ComparisonReport, console) -> None:
     summary = Table(title=f"Across tasks: {', '.join(report.tasks)}", header_style="bold")
     for h in SUMMARY_HEADERS:
         summary.add_column(h, justify="left" if h in ("model", "family") else "right")
-    for row in summary_rows(report):
+    position = {s.name: i for i, s in enumerate(ordered_summary(report))}
+    for row in sorted(summary_rows(report), key=lambda r: position[r[0]]):
         summary.add_row(*row)
     console.print(summary)
-    for note in _notes(report):
-        console.print(f"[dim]{note}[/]")

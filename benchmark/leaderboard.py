@@ -180,10 +180,10 @@ def _family_class(family: str) -> str:
 def _task_views(
     table: ResultTable, tasks: list[str], options: SiteOptions, reported: list[Any]
 ) -> tuple[list[TaskView], ResultTable]:
-    """Per task: the main comparable group, pairwise tests (vs baseline, vs best, top-N matrix)
-    and Holm/BH corrections. Each family is what one column or matrix shows: the vs-baseline
-    tests of one task, the vs-best tests of one task, one task's matrix. (One family across all
-    tasks would need P >= 2 m / alpha sign flips for m in the thousands: minutes, not seconds.)"""
+    """Per task: the main comparable group and its pairwise tests, Holm/BH-corrected over one
+    family per task: all pairs of its top-N models plus the baseline (what its matrix shows);
+    every marker of the task comes from that family. (One family across all tasks would need
+    P >= 2 m / alpha sign flips for m in the thousands: minutes, not seconds.)"""
     metric = options.stats.metric
     filtered: ResultTable = {}
     prepared = []
@@ -203,24 +203,38 @@ def _task_views(
         scores = task_scores(main, replace(options.stats, n_perm=n_perm))
         prepared.append((t, main, excluded, scores))
 
+    # ONE comparison family per task, used for every marker of that task (leaderboard arrows,
+    # shading, the task page's vs-baseline column and its matrix): all pairs among the task's
+    # top-N models (plus the baseline). Two families would let the leaderboard call a pair
+    # significant that the matrix calls not separable.
     by_base: dict[tuple[str, str], PairComparison] = {}
     by_best: dict[tuple[str, str], PairComparison] = {}
     matrices = {}
+    family_names: dict[str, list[str]] = {}
     for t, main, _, scores in prepared:
         names = [r.model.name for r in main]
         best = names[0]
-        if options.baseline in scores.index:
-            for c in correct(scores.compare([(n, options.baseline) for n in names
-                                             if n != options.baseline])):
-                by_base[(t, c.a)] = c
-        for c in correct(scores.compare([(n, best) for n in names[1:]], ci=False)):
-            by_best[(t, c.a)] = c
-        top = names[: options.top_n]
-        pairs = all_pairs(top)
+        family = names[: options.top_n]
+        if options.baseline in names and options.baseline not in family:
+            family.append(options.baseline)
+        family_names[t] = family
+        pairs = all_pairs(family)
         n_perm = permutations_for(len(pairs), options.stats.alpha, options.stats.n_perm)
-        if n_perm > scores.n_perm:  # a bigger family needs more sign flips (see stats)
-            scores = scores.subset(top, n_perm)
+        if n_perm > scores.n_perm or len(family) < len(names):
+            scores = scores.subset(family, max(n_perm, scores.n_perm))
         matrices[t] = correct(scores.compare(pairs, ci=False))
+        lookup = {(c.a, c.b): c for c in matrices[t]}
+        if options.baseline in family:
+            with_ci = {c.a: c for c in scores.compare(
+                [(n, options.baseline) for n in family if n != options.baseline])}
+            for n in family:
+                if n != options.baseline:
+                    c = _oriented(lookup, n, options.baseline)
+                    ci = with_ci[n]
+                    by_base[(t, n)] = replace(c, ci_low=ci.ci_low, ci_high=ci.ci_high)
+        for n in family:
+            if n != best:
+                by_best[(t, n)] = _oriented(lookup, n, best)
     alpha = options.stats.alpha
 
     views = []
@@ -236,7 +250,7 @@ def _task_views(
                 best=i == 0,
                 top_group=i == 0 or (vs_best is not None and (vs_best.p_holm or 1.0) >= alpha),
             )
-        top = names[: options.top_n]
+        top = family_names[t]
         lookup = {(c.a, c.b): c for c in matrices[t]}
         matrix = []
         for a in top:
@@ -266,7 +280,7 @@ def _task_views(
             cells=cells,
             matrix_names=top,
             matrix=matrix,
-            matrix_limited=len(names) > options.top_n,
+            matrix_limited=len(names) > len(top),
             excluded=sorted(excluded),
             plot=Markup(""),
             reported=[r for r in reported if r.cell.task == t],
@@ -274,6 +288,19 @@ def _task_views(
             display={r.model.name: r.model.display_name for r in main},
         ))
     return views, filtered
+
+
+def _oriented(lookup: dict, a: str, b: str) -> PairComparison:
+    """The comparison of `a` against `b` from a family computed in either orientation."""
+    if (a, b) in lookup:
+        return lookup[(a, b)]
+    c = lookup[(b, a)]
+    return replace(
+        c, a=a, b=b, mean_a=c.mean_b, mean_b=c.mean_a, diff=-c.diff,
+        ci_low=None if c.ci_high is None else -c.ci_high,
+        ci_high=None if c.ci_low is None else -c.ci_low,
+        cohens_d=None if c.cohens_d is None else -c.cohens_d, wins=c.losses, losses=c.wins,
+    )
 
 
 def _query_pair(names: list[str], baseline: str) -> tuple[str, str] | None:

@@ -123,13 +123,16 @@ def test_refuses_overwrite_then_replace_shows_diff(env):
 
     bundle, results, models = env
     submit(bundle, results, models)
-    with pytest.raises(SubmissionError, match="already exists; pass --replace"):
-        submit(bundle, results, models)
+    # the identical result again (e.g. --check in the clone that produced it): accepted, no write
+    sub, written = submit(bundle, results, models)
+    assert written == [] and sub.results[0].already_stored
     # make the stored copy differ so the diff shows a change
     stored = results / "bm25" / "tiny.json"
     raw = json.loads(stored.read_text())
     raw["metrics"]["nDCG@10"] = 0.5
     stored.write_text(json.dumps(raw))
+    with pytest.raises(SubmissionError, match="already exists; pass --replace"):
+        submit(bundle, results, models)
     out = CliRunner().invoke(
         app, ["submit", str(bundle), "--replace", "--results-dir", str(results),
               "--models-dir", str(models)],

@@ -33,6 +33,10 @@ def register(app: typer.Typer) -> None:
         bootstrap: int = typer.Option(10_000, min=1000, help="Bootstrap resamples per CI."),
         seed: int = typer.Option(0, help="Seed of the permutations and resamples."),
         alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="Significance level (Holm)."),
+        baseline: str | None = typer.Option(
+            None, help="Compare every model with this one only (one-vs-all)."
+        ),
+        wide: bool = typer.Option(False, help="Every column (d, W/T/L, raw p, BH); needs ~160 columns."),
     ) -> None:
         """Pairwise paired randomization tests (Holm/BH corrected), bootstrap CIs, effect sizes.
 
@@ -53,14 +57,19 @@ def register(app: typer.Typer) -> None:
         options = StatsOptions(
             metric=metric, n_perm=permutations, n_boot=bootstrap, seed=seed, alpha=alpha
         )
-        report = build_report(table, _names(task), _names(models), options)
+        from benchmark.progress import spinner
+
+        with spinner(Console(stderr=True), "paired tests and bootstrap intervals"):
+            report = build_report(table, _names(task), _names(models), options, baseline)
         if fmt is not None and out is None:
             typer.echo(FORMATS[fmt](report), nl=False)
             return
         from benchmark.compare import render_rich
 
         console = Console()
-        render_rich(report, console if console.is_terminal else Console(width=200))
+        if not console.is_terminal:  # a pipe: the layout's own width (compact fits 100)
+            console = Console(width=200 if wide else 100)
+        render_rich(report, console, wide=wide)
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(FORMATS[fmt](report), encoding="utf-8")
