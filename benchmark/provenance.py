@@ -6,10 +6,13 @@ import datetime as dt
 import platform
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import benchmark
 
-TRACKED_PACKAGES = ("torch", "transformers", "faiss-cpu", "ranx", "numpy", "bm25s", "tokenizers")
+TRACKED_PACKAGES = (
+    "torch", "transformers", "faiss-cpu", "ranx", "numpy", "bm25s", "PyStemmer", "tokenizers",
+)
 SEED = 0
 
 
@@ -49,6 +52,28 @@ def hardware() -> dict:
     return info
 
 
+def git_commit() -> str | None:
+    """The commit of the checkout maebench runs from ("<sha>+dirty" with uncommitted changes to
+    tracked files), or None when installed from a wheel: the version alone then names the code."""
+    import subprocess
+
+    root = Path(benchmark.__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha}+dirty" if dirty else sha
+
+
 def now_utc() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
 
@@ -56,6 +81,7 @@ def now_utc() -> str:
 def provenance_fields() -> dict:
     return {
         "maebench": benchmark.__version__,
+        "maebench_commit": git_commit(),
         "versions": package_versions(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
