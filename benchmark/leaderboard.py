@@ -78,6 +78,7 @@ class SiteOptions:
     models_dir: Path | None = None
     templates_dir: Path | None = None
     static_dir: Path | None = None
+    data_dir: Path | None = None  # for query texts and judgements on the per-query pages
 
 
 @dataclass
@@ -405,7 +406,29 @@ def _environment(templates: Path) -> jinja2.Environment:
     env.filters["num"] = lambda v: "" if v is None else f"{v:,.0f}"
     env.filters["sortval"] = lambda v: "" if v is None else f"{v:.6f}"
     env.globals["family_class"] = _family_class
+    env.filters["group_not_run"] = _group_not_run
     return env
+
+
+def _group_not_run(cells: list) -> list[tuple[str, list]]:
+    groups: dict[str, list] = {}
+    for cell in cells:
+        reason = cell.get("reason") if isinstance(cell, dict) else getattr(cell, "reason", None)
+        groups.setdefault(not_run_group(reason), []).append(cell)
+    return sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+
+
+def not_run_group(reason: str | None) -> str:
+    """A NOT RUN reason reduced to its kind, so 25 cells missing the same thing read as one
+    line: which dataset or checkpoint is missing stays in each cell's own entry."""
+    text = reason or ""
+    if "no folder" in text or "not in the cache" in text or "no dataset folder" in text:
+        return "dataset not available here (pass --data-dir with the BEIR folders)"
+    if "cannot load checkpoint" in text:
+        return "checkpoint weights not available here (offline, not in the cache)"
+    if "never released" in text:
+        return "the authors never released the weights"
+    return text or "not run"
 
 
 def _fmt_p(p: float | None) -> str:
@@ -435,30 +458,99 @@ def _copy_static(static: Path, out_dir: Path) -> None:
                 shutil.copyfile(path, target / path.name)
 
 
-def _per_query_data(view: TaskView) -> dict:
+TOP_SHOWN = 10  # documents per model and query on the per-query page
+SNIPPET = 140  # characters of a document shown there
+
+
+def _dataset_for(task: str, options: SiteOptions):
+    """The task's data (query texts, judgements, documents) when it is here without a
+    download (embedded, --data-dir / MAEBENCH_DATA_DIR, cache); None otherwise."""
+    from benchmark.data import load_beir_folder, resolve_folder
+    from benchmark.tasks import get_task
+
+    try:
+        spec = get_task(task)
+        return load_beir_folder(spec, resolve_folder(spec, options.data_dir, download=False))
+    except MaebenchError:
+        return None
+
+
+def _per_query_data(view: TaskView, options: SiteOptions) -> dict:
+    """Per-query scores of every model, and (where the data is here) each query's text, each
+    model's top 10 from its stored run and the judged relevance of those documents."""
+    from benchmark.results import read_run, result_path
+
     scores = view.scores
     qids = sorted(view.results[0].per_query[scores.metric])
-    return {
-        "metric": scores.metric,
-        "qids": qids,
-        "models": [
-            {"name": r.model.name, "display": r.model.display_name,
-             "scores": [round(r.per_query[scores.metric][q], 4) for q in qids]}
-            for r in view.results
-        ],
-    }
+    dataset = _dataset_for(view.name, options)
+    models = []
+    shown: set[str] = set()
+    for r in view.results:
+        top: list[list[str]] | None = None
+        if r.run is not None:
+            try:
+                run = read_run(result_path(options.results_dir, r.model.name, r.task.name), r)
+            except MaebenchError:
+                run = None
+            if run is not None:
+                top = [[d for d, _ in run.get(q, [])[:TOP_SHOWN]] for q in qids]
+                shown.update(d for docs in top for d in docs)
+        models.append({"name": r.model.name, "display": r.model.display_name,
+                       "scores": [round(r.per_query[scores.metric][q], 4) for q in qids],
+                       "top": top})
+    data: dict = {"metric": scores.metric, "qids": qids, "models": models,
+                  "queries": None, "qrels": None, "docs": None}
+    if dataset is not None:
+        data["queries"] = [dataset.queries.get(q, "") for q in qids]
+        data["qrels"] = [{d: g for d, g in sorted(dataset.qrels.get(q, {}).items()) if g > 0}
+                         for q in qids]
+        docs = {}
+        for d in sorted(shown):
+            doc = dataset.corpus.get(d)
+            if doc is not None:
+                text = (doc.title + ": " if doc.title else "") + doc.text
+                docs[d] = text[:SNIPPET] + ("…" if len(text) > SNIPPET else "")
+        data["docs"] = docs
+    return data
 
 
-def _per_query_rows(view: TaskView) -> list[dict]:
+def _per_query_rows(view: TaskView, data: dict) -> list[dict]:
     if view.query_pair is None:
         return []
     a, b = (view.results[[r.model.name for r in view.results].index(n)] for n in view.query_pair)
     metric = view.scores.metric
+    texts = dict(zip(data["qids"], data["queries"] or [], strict=False))
     rows = []
     for q in sorted(a.per_query[metric]):
         va, vb = round(a.per_query[metric][q], 4), round(b.per_query[metric][q], 4)
-        rows.append({"qid": q, "a": va, "b": vb, "diff": round(va - vb, 4)})
+        rows.append({"qid": q, "text": texts.get(q, ""), "a": va, "b": vb,
+                     "diff": round(va - vb, 4)})
     return sorted(rows, key=lambda r: (-r["diff"], r["qid"]))
+
+
+def _catalog_rows(table: ResultTable) -> list[dict]:
+    """Every catalog task (CQADupStack forums folded into their mean), with its results."""
+    from benchmark.tasks import all_tasks
+
+    return [{"spec": spec, "n_results": len(table.get(spec.name, {}))}
+            for spec in all_tasks() if spec.part_of is None]
+
+
+def _model_rows(cards: dict[str, Any], results_by_model: dict[str, list[Result]]) -> list[dict]:
+    """Every card and every model with results (a submitted result may lack a card here)."""
+    rows = []
+    for name in sorted(set(cards) | set(results_by_model)):
+        card, results = cards.get(name), results_by_model.get(name, [])
+        info = results[0].model if results else _card_info(card)
+        rows.append({"name": name, "info": info, "card": card, "results": results})
+    return rows
+
+
+def _card_info(card: Any):
+    """A card as the ModelInfo a result would record (for models without results)."""
+    from benchmark.runner import model_info
+
+    return model_info(card)
 
 
 def build_site(options: SiteOptions) -> BuildReport:
@@ -482,15 +574,20 @@ def build_site(options: SiteOptions) -> BuildReport:
     cards = _load_cards(options.models_dir)
     reported = _load_reported(options.results_dir)
     tasks = default_tasks(table)
-    left_out = sorted(t for t in table if t not in tasks)
+    # tasks outside the leaderboard's means (the embedded smoke test next to benchmark tasks)
+    # still get their own page: a demo's or a researcher's first results must be visible
+    side = sorted(t for t in table if t not in tasks and task_kind(t) != "subtask")
+    left_out = sorted(t for t in table if t not in tasks and t not in side)
     lap("load")
 
-    views, filtered = _task_views(table, tasks, options, reported)
+    all_views, filtered = _task_views(table, tasks + side, options, reported)
+    views = [v for v in all_views if v.name in tasks]
+    side_views = [v for v in all_views if v.name in side]
     tasks = [v.name for v in views]
     summary = summarize(filtered, tasks, None, {v.name: v.scores for v in views}, options.stats)
     lap("stats")
 
-    for view in views:
+    for view in all_views:
         view.plot = _task_plot(view, metric)
     params_plot = _params_plot(summary, cards, metric, options.baseline)
     if "<circle" not in params_plot:  # a reference line alone says nothing
@@ -532,20 +629,22 @@ def build_site(options: SiteOptions) -> BuildReport:
         "n_results": len(all_results),
         "created_range": (created[0], created[-1]) if created else None,
     }
-    view_by_task = {v.name: v for v in views}
-    common["model_pages"] = sorted(results_by_model)
+    view_by_task = {v.name: v for v in all_views}
+    common["model_pages"] = sorted(set(results_by_model) | set(cards))
     common["task_pages"] = sorted(view_by_task)
     common["metric_order"] = metric_order
     pages: dict[str, str] = {}
     pages["index.html"] = env.get_template("index.html").render(
         root="", title="Leaderboard", summary=summary, views=views, families=families,
-        left_out=left_out, params_plot=params_plot, n_reported=len(reported),
+        left_out=left_out, side_views=side_views, params_plot=params_plot,
+        n_reported=len(reported),
         n_incomplete=sum(not s.complete for s in summary), **common)
     pages["tasks.html"] = env.get_template("tasks.html").render(
-        root="", title="Tasks", views=views, left_out=left_out, table=table, **common)
+        root="", title="Tasks", views=views, side_views=side_views, left_out=left_out,
+        table=table, catalog=_catalog_rows(table), **common)
     pages["models.html"] = env.get_template("models.html").render(
         root="", title="Models", summary=summary, results_by_model=results_by_model,
-        cards=cards, **common)
+        cards=cards, model_rows=_model_rows(cards, results_by_model), **common)
     pages["reported.html"] = env.get_template("reported.html").render(
         root="", title="Reported numbers", reported=reported,
         matrix=_reported_matrix(reported, metric), by_source=_by_source(reported), **common)
@@ -553,19 +652,24 @@ def build_site(options: SiteOptions) -> BuildReport:
         root="", title="Method", **common)
     task_tpl = env.get_template("task.html")
     query_tpl = env.get_template("queries.html")
-    for view in views:
+    for view in all_views:
         pages[f"tasks/{view.name}.html"] = task_tpl.render(
-            root="../", title=view.display_name, view=view, **common)
+            root="../", title=view.display_name, view=view,
+            on_board=view.name in tasks, **common)
         if view.query_pair is not None:
+            data = _per_query_data(view, options)
             pages[f"queries/{view.name}.html"] = query_tpl.render(
                 root="../", title=f"{view.display_name}: per query", view=view,
-                data=_per_query_data(view), rows=_per_query_rows(view), **common)
+                data=data, rows=_per_query_rows(view, data), **common)
     model_tpl = env.get_template("model.html")
-    for name, results in sorted(results_by_model.items()):
+    for name in sorted(set(results_by_model) | set(cards)):
+        results = results_by_model.get(name, [])
         entry = next((s for s in summary if s.name == name), None)
+        card = cards.get(name)
+        info = results[0].model if results else _card_info(card)
         pages[f"models/{name}.html"] = model_tpl.render(
-            root="../", title=results[0].model.display_name, name=name, results=results,
-            info=results[0].model, card=cards.get(name), summary_entry=entry,
+            root="../", title=info.display_name, name=name, results=results,
+            info=info, card=card, summary_entry=entry,
             card_json=_card_dict(cards.get(name)), view_by_task=view_by_task,
             reported=[r for r in reported if r.cell.model == name],
             throughput=throughput, hardware_label=hardware_label, task_kind=task_kind,

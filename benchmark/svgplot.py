@@ -42,9 +42,14 @@ def _nice_step(span: float, target: int = 5) -> float:
     return 10 * magnitude
 
 
-def _linear_ticks(lo: float, hi: float) -> tuple[float, float, list[float]]:
-    if hi - lo < 1e-9:
-        lo, hi = lo - 0.05, hi + 0.05
+def _linear_ticks(lo: float, hi: float, min_span: float = 0.0) -> tuple[float, float, list[float]]:
+    """Nice ticks covering [lo, hi] with a margin, never fewer than `min_span` wide (one or
+    two points must not get an axis of four identical labels around a single value)."""
+    span = max(hi - lo, min_span, 1e-9)
+    mid = (lo + hi) / 2
+    lo, hi = min(lo, mid - span / 2), max(hi, mid + span / 2)
+    pad = 0.08 * (hi - lo)
+    lo, hi = lo - pad, hi + pad
     step = _nice_step(hi - lo)
     start = math.floor(lo / step) * step
     end = math.ceil(hi / step) * step
@@ -54,6 +59,14 @@ def _linear_ticks(lo: float, hi: float) -> tuple[float, float, list[float]]:
         ticks.append(round(value, 10))
         value += step
     return start, end, ticks
+
+
+def _decimals(ticks: list[float]) -> int:
+    """Decimals that tell neighbouring ticks apart."""
+    if len(ticks) < 2:
+        return 0
+    step = abs(ticks[1] - ticks[0])
+    return max(0, -math.floor(math.log10(step) + 1e-9)) if step > 0 else 0
 
 
 def _log_ticks(lo: float, hi: float) -> tuple[float, float, list[float]]:
@@ -67,13 +80,49 @@ def _log_ticks(lo: float, hi: float) -> tuple[float, float, list[float]]:
     return 10.0**a, 10.0**b, ticks
 
 
-def _fmt_tick(value: float, log: bool) -> str:
+def _fmt_tick(value: float, log: bool, decimals: int = 1) -> str:
     if log:
         for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
             if value >= size:
                 return f"{value / size:g}{suffix}"
         return f"{value:g}"
-    return f"{value:.3g}"
+    return f"{value:.{decimals}f}"
+
+
+CHAR_W, LABEL_H = 6.4, 13.0  # estimated width of one 11px character, label line height
+
+
+def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _place_labels(
+    spots: list[tuple[float, float, str]], bounds: tuple[float, float, float, float]
+) -> list[tuple[float, float, str] | None]:
+    """Greedy label placement: for each point (in order) the first of eight positions around
+    it whose box stays inside `bounds` and overlaps no dot and no label placed before; None
+    when all eight collide (that point is then numbered and named in a legend). Hand-written:
+    the site draws its own SVG (see the module docstring)."""
+    dots = [(x - 6, y - 6, x + 6, y + 6) for x, y, _ in spots]
+    taken: list[tuple[float, float, float, float]] = []
+    out: list[tuple[float, float, str] | None] = []
+    for x, y, text in spots:
+        w = CHAR_W * len(text)
+        placed = None
+        for dx, dy, anchor in ((9, 4, "start"), (-9, 4, "end"), (9, -9, "start"),
+                               (9, 15, "start"), (-9, -9, "end"), (-9, 15, "end"),
+                               (0, -11, "middle"), (0, 19, "middle")):
+            tx, ty = x + dx, y + dy
+            left = tx if anchor == "start" else tx - w if anchor == "end" else tx - w / 2
+            box = (left, ty - LABEL_H + 3, left + w, ty + 3)
+            inside = (box[0] >= bounds[0] and box[2] <= bounds[2] and box[1] >= bounds[1]
+                      and box[3] <= bounds[3])
+            if inside and not any(_overlaps(box, o) for o in taken + dots):
+                placed = (tx, ty, anchor)
+                taken.append(box)
+                break
+        out.append(placed)
+    return out
 
 
 def scatter(
@@ -92,8 +141,13 @@ def scatter(
         return ""
     points = sorted(points, key=lambda p: (p.x, p.y, p.label))
     xs, ys = [p.x for p in points], [p.y for p in points] + [r.y for r in ref_lines]
-    x0, x1, xticks = _log_ticks(min(xs), max(xs)) if log_x else _linear_ticks(min(xs), max(xs))
-    y0, y1, yticks = _linear_ticks(min(ys), max(ys))
+    if log_x:
+        x0, x1, xticks = _log_ticks(min(xs), max(xs))
+    else:
+        x0, x1, xticks = _linear_ticks(min(xs), max(xs), 0.1 * max(abs(v) for v in xs))
+    # y is a score x100: a span of at least 2 points keeps 1-3 close points readable
+    y0, y1, yticks = _linear_ticks(min(ys), max(ys), min_span=2.0)
+    y_decimals, x_decimals = _decimals(yticks), _decimals(xticks)
     plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
     plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
 
@@ -117,12 +171,12 @@ def scatter(
         x = sx(t)
         out.append(f'<line class="grid" x1="{x:.1f}" y1="{MARGIN_TOP}" x2="{x:.1f}" y2="{bottom}"/>')
         out.append(f'<text class="tick" x="{x:.1f}" y="{bottom + 16}" text-anchor="middle">'
-                   f"{escape(_fmt_tick(t, log_x))}</text>")
+                   f"{escape(_fmt_tick(t, log_x, x_decimals))}</text>")
     for t in yticks:
         y = sy(t)
         out.append(f'<line class="grid" x1="{MARGIN_LEFT}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}"/>')
         out.append(f'<text class="tick" x="{MARGIN_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
-                   f"{escape(_fmt_tick(t, False))}</text>")
+                   f"{escape(_fmt_tick(t, False, y_decimals))}</text>")
     out.append(f'<rect class="frame" x="{MARGIN_LEFT}" y="{MARGIN_TOP}" width="{plot_w}" '
                f'height="{plot_h}"/>')
     out.append(f'<text class="axis" x="{MARGIN_LEFT + plot_w / 2:.1f}" y="{HEIGHT - 12}" '
@@ -134,20 +188,37 @@ def scatter(
         out.append(f'<line class="ref" x1="{MARGIN_LEFT}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}"/>')
         out.append(f'<text class="ref-label" x="{right - 4}" y="{y - 4:.1f}" text-anchor="end">'
                    f"{escape(ref.label)}</text>")
-    label_all = len(points) <= MAX_LABELS
-    for p in points:
-        cx, cy = sx(p.x), sy(p.y)
+    spots = [(sx(p.x), sy(p.y), p.label) for p in points]
+    places = (_place_labels(spots, (MARGIN_LEFT + 2, MARGIN_TOP + 2, right - 2, bottom - 2))
+              if len(points) <= MAX_LABELS else [None] * len(points))
+    legend: list[tuple[int, Point]] = []
+    for p, (cx, cy, _), place in zip(points, spots, places, strict=True):
         cls = f"pt fam-{escape(p.group)}" + (" hollow" if p.hollow else "")
         tip = escape(p.tooltip or f"{p.label}: {p.y:.4f}")
         dot = (f'<circle class="{cls}" cx="{cx:.1f}" cy="{cy:.1f}" r="5">'
                f"<title>{tip}</title></circle>")
-        if label_all:
-            anchor = "end" if cx > right - 120 else "start"
-            dx = -8 if anchor == "end" else 8
-            dot += (f'<text class="pt-label" x="{cx + dx:.1f}" y="{cy + 4:.1f}" '
+        if place is not None:
+            tx, ty, anchor = place
+            dot += (f'<text class="pt-label" x="{tx:.1f}" y="{ty:.1f}" '
                     f'text-anchor="{anchor}">{escape(p.label)}</text>')
+        elif len(points) <= MAX_LABELS:  # no free spot: a number here, the name in the legend
+            legend.append((len(legend) + 1, p))
+            dot += (f'<text class="pt-num" x="{cx + 7:.1f}" y="{cy - 5:.1f}">{len(legend)}'
+                    "</text>")
         if p.href:
             dot = f'<a href="{escape(p.href)}">{dot}</a>'
         out.append(dot)
+    if legend:
+        columns = 2
+        rows = math.ceil(len(legend) / columns)
+        extra = 8 + rows * 15
+        out[0] = out[0].replace(f'viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
+                                f'height="{HEIGHT}"', f'viewBox="0 0 {WIDTH} {HEIGHT + extra}" '
+                                f'width="{WIDTH}" height="{HEIGHT + extra}"')
+        for i, (number, p) in enumerate(legend):
+            x = MARGIN_LEFT + (i % columns) * (plot_w / columns)
+            y = HEIGHT + 8 + (i // columns) * 15
+            out.append(f'<text class="legend-item" x="{x:.1f}" y="{y:.1f}">{number}: '
+                       f"{escape(p.label)}</text>")
     out.append("</svg>")
     return "\n".join(out)

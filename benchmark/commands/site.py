@@ -19,6 +19,10 @@ def register(app: typer.Typer) -> None:
         bootstrap: int = typer.Option(10_000, min=1000, help="Bootstrap resamples."),
         seed: int = typer.Option(0, help="Seed of the permutations and resamples."),
         alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="Significance level (Holm)."),
+        data_dir: Path | None = typer.Option(
+            None, help="BEIR datasets, for query texts and judgements on per-query pages; "
+            "env MAEBENCH_DATA_DIR."
+        ),
     ) -> None:
         """Build the static leaderboard site (open OUT/index.html in a browser)."""
         from benchmark.compare import StatsOptions
@@ -53,7 +57,14 @@ def register(app: typer.Typer) -> None:
                 metric=metric, n_perm=permutations, n_boot=bootstrap, seed=seed, alpha=alpha
             ),
         )
-        report = build_site(options)
+        from rich.console import Console
+
+        from benchmark.paths import data_dir_from_env
+        from benchmark.progress import spinner
+
+        options.data_dir = data_dir or data_dir_from_env()
+        with spinner(Console(stderr=True), "building the site (paired tests, pages)"):
+            report = build_site(options)
         phases = ", ".join(f"{k} {v:.2f}s" for k, v in report.timings.items())
         typer.echo(
             f"built {len(report.pages)} pages from {report.n_results} results in {out} ({phases})",
