@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "benchmark.commands.submit",
     "benchmark.commands.reproduce",
     "benchmark.commands.mteb",
+    "benchmark.commands.finetune",
     "benchmark.commands.card",
     "benchmark.commands.bundle",
 )

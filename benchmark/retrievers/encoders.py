@@ -158,7 +158,7 @@ class HFEncoder:
         self.config = config
         self.device = device
         self.checkpoint = checkpoint
-        source, self.origin = resolve_checkpoint(checkpoint, config.local_package)
+        source, self.origin = resolve_checkpoint(checkpoint, config.local_package, config.revision)
         revision = config.revision if self.origin == "hub" else None
         try:
             model_type = AutoConfig.from_pretrained(source, revision=revision).model_type

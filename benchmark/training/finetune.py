@@ -1,0 +1,694 @@
+"""`maebench finetune`: one fine-tuning protocol (a recipe) applied to any dense backbone card.
+
+backbone card + task's train split + recipe + seed -> weights under $MAEBENCH_HOME/checkpoints/
+<name> (a plain Hugging Face folder, also loadable by sentence-transformers) -> a new card in
+models/ that `maebench run` evaluates like any other, with `finetuned_from` and a full record.
+
+Training is sentence-transformers' SentenceTransformerTrainer (on the transformers Trainer):
+MultipleNegativesRankingLoss with hard-negative columns (or its GradCache variant), which is
+Tevatron's loss: cross-entropy over [own positive, own negatives, every other query's passages]
+with logits = similarity / temperature. fp16/bf16, multi-GPU (torchrun; in-batch negatives
+gathered across devices), checkpointing and resume come from the trainer.
+
+Crash safety: everything in progress lives in `<checkpoints>/<name>.partial/`; the weights
+folder and the card appear (by rename) only after training finished, so a kill -9 at any point
+leaves no half card, and a re-run with the same settings resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import MaebenchError, ModelLoadError, RegistryError
+from benchmark.registry import NAME_PATTERN, DenseConfig, ModelCard, parse_card
+from benchmark.training.negatives import (
+    Example,
+    TrainData,
+    load_negatives,
+    load_train_data,
+    mine_negatives,
+    negatives_digest,
+    plan_epochs,
+    save_negatives,
+)
+from benchmark.training.recipes import Recipe, load_recipe
+
+log = logging.getLogger(__name__)
+
+QUERY_COLUMN = "anchor"
+POSITIVE_COLUMN = "positive"
+STATE_FILE = "maebench-finetune.json"
+
+
+class FinetuneError(MaebenchError):
+    """The fine-tuning run cannot start or cannot finish (one line, naming the knob to turn)."""
+
+
+@dataclass
+class FinetuneResult:
+    """What a run produced; `model` is the in-memory sentence-transformers model (tests compare
+    its vectors with the ones the saved card gives)."""
+
+    card_path: Path
+    weights_dir: Path
+    model: Any
+    steps: int
+    final_loss: float | None
+
+
+def default_name(backbone: str, task: str, recipe: str, seed: int) -> str:
+    return f"{backbone}-ft-{task}-{recipe}-s{seed}"
+
+
+def finetune_card(
+    backbone: ModelCard,
+    task: str,
+    recipe: str = "standard",
+    seed: int = 0,
+    name: str | None = None,
+    overrides: dict[str, str] | None = None,
+    data_dir: Path | None = None,
+    device: str | None = None,
+    overwrite: bool = False,
+    models_dir: Path | None = None,
+    command: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Fine-tune `backbone` on `task`'s train split with `recipe` and write the new card;
+    returns the card's path. The public entry point (also used by `maebench study`)."""
+    return run_finetune(
+        backbone, task, recipe, seed, name, overrides, data_dir, device, overwrite, models_dir,
+        command=command, progress=progress,
+    ).card_path
+
+
+def run_finetune(
+    backbone: ModelCard,
+    task: str,
+    recipe: str = "standard",
+    seed: int = 0,
+    name: str | None = None,
+    overrides: dict[str, str] | None = None,
+    data_dir: Path | None = None,
+    device: str | None = None,
+    overwrite: bool = False,
+    models_dir: Path | None = None,
+    *,
+    command: str | None = None,
+    progress: bool = True,
+    callbacks: list | None = None,
+) -> FinetuneResult:
+    """finetune_card, returning everything (callbacks: extra trainer callbacks, for tests)."""
+    from benchmark.paths import checkpoints_dir
+    from benchmark.paths import models_dir as default_models_dir
+    from benchmark.provenance import hardware, now_utc
+    from benchmark.tasks import get_task
+
+    started = time.monotonic()
+    resolved = load_recipe(recipe, overrides)
+    spec = get_task(task)
+    name = name or default_name(backbone.name, spec.name, resolved.name, seed)
+    config = _check_backbone(backbone, resolved)
+    cards = models_dir or default_models_dir()
+    card_path = cards / f"{name}.yaml"
+    weights_dir = checkpoints_dir() / name
+    work = checkpoints_dir() / f"{name}.partial"
+    _check_name(name, card_path, weights_dir, work, overwrite)
+
+    source = _backbone_source(backbone, config)
+    data = load_train_data(spec, data_dir)
+    key = _run_key(backbone, spec.name, resolved, seed, data)
+    _prepare_work_dir(work, key, overwrite)
+
+    stage_stats: list[dict] = []
+    bm25 = _bm25_negatives(data, resolved, work)
+    model, stats = _train_stage(
+        1, source, config, data, bm25, resolved, seed, work, device, progress, callbacks
+    )
+    stage_stats.append(stats)
+    mined_digest = negatives_digest(bm25)
+    if resolved.stages == 2:
+        mined = _stage2_negatives(model, config, data, resolved, work, device, name)
+        pools = {q: _union(mined.get(q, []), bm25.get(q, []) if resolved.stage2_keep_bm25 else [])
+                 for q in data.query_ids}
+        mined_digest = negatives_digest({"stage1": bm25, "stage2": pools})
+        # stage 2 restarts from the pre-trained weights, as CoT-MAE and coCondenser do
+        model, stats = _train_stage(
+            2, source, config, data, pools, resolved, seed, work, device, progress, callbacks
+        )
+        stage_stats.append(stats)
+
+    if not _is_main_process():
+        return FinetuneResult(card_path, weights_dir, model, 0, None)
+    final = work / "final"
+    shutil.rmtree(final, ignore_errors=True)
+    model.save(str(final))
+    from benchmark.retrievers.weights import weights_sha256
+
+    digest = weights_sha256(final)
+    steps = sum(s["steps"] for s in stage_stats)
+    record = {
+        "recipe": resolved.name,
+        "resolved_recipe": resolved.values(),
+        "overrides": dict(overrides or {}),
+        "seed": seed,
+        "backbone_checkpoint": config.checkpoint,
+        "backbone_revision": config.revision,
+        "train_data": {
+            "task": spec.name,
+            "split": data.dataset.task.split,
+            "corpus_sha256": data.dataset.fingerprints.corpus,
+            "queries_sha256": data.dataset.fingerprints.queries,
+            "qrels_sha256": data.dataset.fingerprints.qrels,
+            "negatives_sha256": mined_digest,
+            "n_queries": len(data.positives),
+            "n_pairs": sum(len(p) for p in data.positives.values()),
+        },
+        "stages": resolved.stages,
+        "steps": steps,
+        "final_loss": stage_stats[-1]["final_loss"],
+        "mean_loss": stage_stats[-1]["mean_loss"],
+        "weights_sha256": digest,
+        "libraries": _library_versions(),
+        "hardware": hardware(),
+        "devices": _world_size(),
+        "wall_time_s": round(time.monotonic() - started, 1),
+        "finished_at": now_utc(),
+        "command": command,
+    }
+    card_text = _card_yaml(backbone, config, resolved, spec.name, seed, name, digest, record)
+    _publish(final, weights_dir, card_text, card_path, work)
+    return FinetuneResult(card_path, weights_dir, model, steps, record["final_loss"])
+
+
+# --- checks before any work ---------------------------------------------------------------
+
+
+def _check_backbone(backbone: ModelCard, recipe: Recipe) -> DenseConfig:
+    config = backbone.retriever
+    if config.kind != "dense":
+        raise FinetuneError(f"{backbone.name} is a {config.kind} card; only dense cards can be fine-tuned")
+    if not config.has_checkpoint:
+        raise FinetuneError(f"{backbone.name}: its weights were never released (weights: unreleased)")
+    if config.encoder != "shared":
+        raise FinetuneError(
+            f"{backbone.name}: encoder '{config.encoder}'; the protocol fine-tunes one shared encoder "
+            "(encoder: shared), as every MAE repository does"
+        )
+    if config.head:
+        raise FinetuneError(
+            f"{backbone.name}: a card with a head ({list(config.head)}) cannot be fine-tuned yet"
+        )
+    if config.title == "pair":
+        raise FinetuneError(f"{backbone.name}: title mode 'pair' is not supported for fine-tuning")
+    return config
+
+
+def _check_name(name: str, card_path: Path, weights_dir: Path, work: Path, overwrite: bool) -> None:
+    import re
+
+    if not re.match(NAME_PATTERN, name):
+        raise FinetuneError(f"--name '{name}': use lowercase letters, digits, '.', '_' and '-' (max 80)")
+    if overwrite:
+        return
+    if card_path.exists():
+        raise FinetuneError(f"model card {card_path} already exists; pass --overwrite to replace it")
+    if weights_dir.exists() and not work.exists():
+        raise FinetuneError(f"weights folder {weights_dir} already exists; pass --overwrite to replace it")
+
+
+def _backbone_source(backbone: ModelCard, config: DenseConfig) -> str:
+    """The backbone's weights folder or hub id, checked now (one line if unreachable), so a
+    missing checkpoint fails before BM25 mining."""
+    from transformers import AutoConfig
+
+    from benchmark.retrievers.weights import load_failure, resolve_checkpoint
+
+    source, origin = resolve_checkpoint(config.checkpoint, config.local_package, config.revision)
+    try:
+        AutoConfig.from_pretrained(source, revision=config.revision if origin == "hub" else None)
+    except (OSError, ValueError) as exc:
+        raise load_failure(config.checkpoint, config.revision, exc) from exc
+    if origin == "hub":
+        from huggingface_hub import snapshot_download
+
+        try:  # a local folder, so that the Trainer and sentence-transformers read the same files
+            source = snapshot_download(config.checkpoint, revision=config.revision)
+        except Exception as exc:  # noqa: BLE001 - any hub failure is a load failure
+            raise load_failure(config.checkpoint, config.revision, exc) from exc
+    return source
+
+
+def _run_key(backbone: ModelCard, task: str, recipe: Recipe, seed: int, data: TrainData) -> dict:
+    """What must match for a re-run to resume an unfinished one."""
+    return {
+        "backbone": backbone.model_dump(mode="json"),
+        "task": task,
+        "recipe": recipe.values(),
+        "seed": seed,
+        "qrels_sha256": data.dataset.fingerprints.qrels,
+        "corpus_sha256": data.dataset.fingerprints.corpus,
+        "world_size": _world_size(),
+    }
+
+
+def _prepare_work_dir(work: Path, key: dict, overwrite: bool) -> None:
+    state = work / STATE_FILE
+    if work.exists():
+        try:
+            stored = json.loads(state.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            stored = None
+        if stored == key:
+            log.warning("resuming the unfinished run in %s", work)
+            return
+        if not overwrite:
+            raise FinetuneError(
+                f"{work} holds an unfinished run with other settings; pass --overwrite to discard it"
+            )
+        if _is_main_process():
+            shutil.rmtree(work)
+    if _is_main_process():
+        from benchmark.results import atomic_write
+
+        work.mkdir(parents=True, exist_ok=True)
+        atomic_write(state, json.dumps(key, sort_keys=True).encode())
+    _barrier()
+
+
+# --- negatives ------------------------------------------------------------------------------
+
+
+def _bm25_negatives(data: TrainData, recipe: Recipe, work: Path) -> dict[str, list[str]]:
+    """Stage-1 pools from the recipe's BM25 card, cached in the work folder (a resumed run
+    trains on exactly the same negatives)."""
+    from benchmark.registry import get_card
+    from benchmark.retrievers import build_retriever
+
+    cache = work / f"negatives-{recipe.negatives_card}-{recipe.negatives_depth}.json"
+    mined = load_negatives(cache)
+    if mined is None:
+        retriever = build_retriever(get_card(recipe.negatives_card))
+        mined = mine_negatives(retriever, data, recipe.negatives_depth)
+        if _is_main_process():
+            save_negatives(cache, mined)
+    return mined
+
+
+def _stage2_negatives(
+    model, config: DenseConfig, data: TrainData, recipe: Recipe, work: Path, device: str | None,
+    name: str,
+) -> dict[str, list[str]]:
+    """Negatives mined by the stage-1 model (depth stage2_mining_depth) with maebench's dense
+    retriever, reading the stage-1 weights saved in the work folder."""
+    from benchmark.retrievers.dense import DenseRetriever
+
+    cache = work / f"negatives-stage2-{recipe.stage2_mining_depth}.json"
+    mined = load_negatives(cache)
+    if mined is not None:
+        return mined
+    stage1 = work / "stage1-final"
+    eval_config = _eval_config(config, recipe, str(stage1), None)
+    retriever = DenseRetriever(eval_config, device=device, name=f"{name} (stage 1)")
+    mined = mine_negatives(retriever, data, recipe.stage2_mining_depth)
+    if _is_main_process():
+        save_negatives(cache, mined)
+    return mined
+
+
+def _union(first: list[str], second: list[str]) -> list[str]:
+    return list(dict.fromkeys([*first, *second]))
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def build_model(source: str, recipe: Recipe, device: str | None = None):
+    """A sentence-transformers model over the backbone: Transformer (query/passage lengths by
+    task) + pooling (+ L2 normalisation for cosine). It encodes exactly as the new card will."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    transformer = Transformer(
+        source, query_length=recipe.query_max_length, document_length=recipe.passage_max_length
+    )
+    modules = [transformer, Pooling(transformer.get_embedding_dimension(), recipe.pooling)]
+    if recipe.similarity == "cosine":
+        modules.append(Normalize())
+    return SentenceTransformer(modules=modules, device=device)
+
+
+def build_loss(model, recipe: Recipe):
+    """Tevatron's contrastive loss: CE over [positives | negatives] of the whole batch (and of
+    every device with gather_across_devices), logits = similarity / temperature."""
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MultipleNegativesRankingLoss,
+    )
+    from sentence_transformers.util import cos_sim, dot_score
+
+    similarity = cos_sim if recipe.similarity == "cosine" else dot_score
+    kwargs = {
+        "scale": 1.0 / recipe.temperature,
+        "similarity_fct": similarity,
+        "gather_across_devices": recipe.gather_across_devices and _world_size() > 1,
+    }
+    if recipe.mini_batch_size:
+        return CachedMultipleNegativesRankingLoss(model, mini_batch_size=recipe.mini_batch_size, **kwargs)
+    return MultipleNegativesRankingLoss(model, **kwargs)
+
+
+def negative_columns(group_size: int) -> list[str]:
+    return [f"negative_{i}" for i in range(1, group_size)]
+
+
+def build_dataset(plan: list[Example], data: TrainData, recipe: Recipe, config: DenseConfig):
+    """Rows hold integer ids (an MS MARCO plan would not fit in memory as text); a datasets
+    transform turns them into texts on access, formatted as the card will format them at
+    evaluation (prefixes, title mode)."""
+    from datasets import Dataset as HFDataset
+
+    from benchmark.retrievers.base import document_text
+
+    def passage_format(doc) -> str:
+        return config.passage_prefix + document_text(doc, config.title, config.title_separator)
+
+    doc_ids = list(data.dataset.corpus)
+    doc_index = {d: i for i, d in enumerate(doc_ids)}
+    query_ids = data.query_ids
+    query_index = {q: i for i, q in enumerate(query_ids)}
+    columns: dict[str, list[int]] = {
+        QUERY_COLUMN: [query_index[e.query_id] for e in plan],
+        POSITIVE_COLUMN: [doc_index[e.positive] for e in plan],
+    }
+    for i, col in enumerate(negative_columns(recipe.group_size)):
+        columns[col] = [doc_index[e.negatives[i]] for e in plan]
+    queries = [config.query_prefix + data.dataset.queries[q] for q in query_ids]
+    corpus = data.dataset.corpus
+
+    def to_text(batch: dict[str, list[int]]) -> dict[str, list[str]]:
+        out = {QUERY_COLUMN: [queries[i] for i in batch[QUERY_COLUMN]]}
+        for col, values in batch.items():
+            if col != QUERY_COLUMN:
+                out[col] = [passage_format(corpus[doc_ids[i]]) for i in values]
+        return out
+
+    dataset = HFDataset.from_dict(columns)
+    dataset.set_transform(to_text)
+    return dataset
+
+
+def _train_stage(
+    stage: int, source: str, config: DenseConfig, data: TrainData, pools: dict[str, list[str]],
+    recipe: Recipe, seed: int, work: Path, device: str | None, progress: bool, callbacks: list | None,
+):
+    """Train one stage from `source`, resuming from the stage's last checkpoint when there is
+    one; a finished stage (its `stage<N>-final` folder exists) is loaded, not retrained."""
+    from sentence_transformers import SentenceTransformer
+
+    final = work / f"stage{stage}-final"
+    stats_file = final / "maebench-stage.json"
+    if stats_file.is_file():
+        log.warning("stage %d already finished in %s", stage, final)
+        return SentenceTransformer(str(final), device=device), json.loads(stats_file.read_text())
+
+    epochs = recipe.epochs if stage == 1 else recipe.stage2_epochs
+    plan = plan_epochs(data, pools, recipe.group_size, epochs, recipe.queries_per_step, seed + stage - 1)
+    model = build_model(source, recipe, _torch_device(device))
+    dataset = build_dataset(plan, data, recipe, config)
+    trainer = _trainer(model, dataset, recipe, seed, work / f"stage{stage}", device, progress, callbacks)
+    resume = _last_checkpoint(work / f"stage{stage}")
+    if resume:
+        log.warning("stage %d: resuming from %s", stage, resume)
+    output = _train_with_oom_message(trainer, resume, recipe)
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    stats = {
+        "steps": int(trainer.state.global_step),
+        "final_loss": float(losses[-1]) if losses else None,
+        "mean_loss": float(output.training_loss) if output is not None else None,
+        "resumed_from": resume.name if resume else None,
+    }
+    if _is_main_process():
+        tmp = work / f"stage{stage}-final.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save(str(tmp))
+        (tmp / "maebench-stage.json").write_text(json.dumps(stats))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    _barrier()
+    return model, stats
+
+
+def _trainer(model, dataset, recipe: Recipe, seed: int, output_dir: Path, device: str | None,
+             progress: bool, callbacks: list | None):
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    from benchmark.training.sampler import SequentialBatchSampler
+
+    world = _world_size()
+    if recipe.queries_per_step % world:
+        raise FinetuneError(
+            f"queries_per_step {recipe.queries_per_step} does not divide over {world} processes; "
+            "set --set queries_per_step to a multiple of the process count"
+        )
+
+    documents = {col: "document" for col in [POSITIVE_COLUMN, *negative_columns(recipe.group_size)]}
+    use_cpu = (device or "").startswith("cpu") or not _cuda_available()
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=recipe.queries_per_step // world,
+        num_train_epochs=1,  # the dataset already holds every epoch
+        max_steps=recipe.max_steps or -1,
+        learning_rate=recipe.lr,
+        lr_scheduler_type=recipe.lr_scheduler,
+        lr_scheduler_kwargs={"min_lr_rate": recipe.min_lr_ratio}
+        if recipe.lr_scheduler == "cosine_with_min_lr" else {},
+        warmup_steps=recipe.warmup_steps if recipe.warmup_steps else recipe.warmup_ratio,
+        weight_decay=recipe.weight_decay,
+        max_grad_norm=recipe.max_grad_norm,
+        fp16=recipe.precision == "fp16",
+        bf16=recipe.precision == "bf16",
+        seed=seed,
+        data_seed=seed,
+        save_strategy="steps",
+        save_steps=recipe.save_steps,
+        save_total_limit=recipe.save_total_limit,
+        logging_steps=recipe.logging_steps,
+        report_to="none",
+        disable_tqdm=not progress,
+        use_cpu=use_cpu,
+        dataloader_drop_last=False,
+        router_mapping={QUERY_COLUMN: "query", **documents},
+        batch_sampler=SequentialBatchSampler,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=dataset, loss=build_loss(model, recipe),
+        callbacks=[ThroughputCallback(recipe.queries_per_step), *(callbacks or [])],
+    )
+    return trainer
+
+
+def ThroughputCallback(queries_per_step: int):  # noqa: N802 - a class built lazily (transformers)
+    """Adds queries/s to the logged values, which the trainer's progress bar prints."""
+    from transformers import TrainerCallback
+
+    class _Throughput(TrainerCallback):
+        def __init__(self) -> None:
+            self.start: float | None = None
+            self.start_step = 0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start, self.start_step = time.monotonic(), state.global_step
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs is not None and self.start is not None and "loss" in logs:
+                elapsed = max(time.monotonic() - self.start, 1e-9)
+                done = (state.global_step - self.start_step) * queries_per_step
+                logs["queries_per_s"] = round(done / elapsed, 2)
+
+    return _Throughput()
+
+
+def _train_with_oom_message(trainer, resume: Path | None, recipe: Recipe):
+    import torch
+
+    try:
+        return trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        text = str(exc)
+        if not isinstance(exc, (torch.OutOfMemoryError, MemoryError)) and not (
+            "out of memory" in text.lower() or "can't allocate memory" in text.lower()
+        ):
+            raise
+        texts = recipe.queries_per_step * recipe.group_size
+        raise FinetuneError(
+            f"out of memory with {recipe.queries_per_step} queries x {recipe.group_size} passages per step "
+            f"({texts} texts in one forward pass); turn on GradCache with --set mini_batch_size=32 (same "
+            "loss, bounded memory), or lower --set group_size / passage_max_length / queries_per_step; "
+            "a re-run resumes from the last checkpoint"
+        ) from exc
+
+
+def _last_checkpoint(output_dir: Path) -> Path | None:
+    if not output_dir.is_dir():
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(output_dir))
+    return Path(last) if last else None
+
+
+# --- the new card ---------------------------------------------------------------------------
+
+
+def eval_lengths(recipe: Recipe, backbone: DenseConfig) -> tuple[int, int]:
+    """The query/passage lengths the new card evaluates with (the recipe says which)."""
+
+    def pick(value, training: int, original: int) -> int:
+        if value == "training":
+            return training
+        if value == "backbone":
+            return original
+        return int(value)
+
+    return (
+        pick(recipe.eval_query_max_length, recipe.query_max_length, backbone.query_max_length),
+        pick(recipe.eval_passage_max_length, recipe.passage_max_length, backbone.passage_max_length),
+    )
+
+
+def _eval_config(backbone: DenseConfig, recipe: Recipe, checkpoint: str, revision: str | None) -> DenseConfig:
+    query_len, passage_len = eval_lengths(recipe, backbone)
+    return backbone.model_copy(update={
+        "checkpoint": checkpoint,
+        "revision": revision,
+        "local_package": None,
+        "pooling": recipe.pooling,
+        "normalize": recipe.similarity == "cosine",
+        "similarity": recipe.similarity,
+        "query_max_length": query_len,
+        "passage_max_length": passage_len,
+        "dtype": "float32",
+    })
+
+
+def _card_yaml(
+    backbone: ModelCard, config: DenseConfig, recipe: Recipe, task: str, seed: int, name: str,
+    digest: str, record: dict,
+) -> str:
+    import yaml
+
+    from benchmark.retrievers.weights import SHA256_REVISION, home_checkpoint
+
+    retriever = _eval_config(config, recipe, home_checkpoint(f"checkpoints/{name}"), SHA256_REVISION + digest)
+    query_len, passage_len = retriever.query_max_length, retriever.passage_max_length
+    card = {
+        "name": name,
+        "display_name": f"{backbone.display_name} + {recipe.name} ({task}, seed {seed})",
+        "family": backbone.family,
+        "description": (
+            f"{backbone.display_name} fine-tuned by maebench with the '{recipe.name}' recipe on the "
+            f"{task} train split (seed {seed}); evaluated with {recipe.pooling} pooling, "
+            f"{recipe.similarity} similarity, query {query_len} / passage {passage_len} tokens."
+        ),
+        "source": (
+            f"maebench finetune (benchmark/data/recipes/{recipe.name}.yaml, resolved recipe in "
+            "finetuning.record); encoding settings are the recipe's, prefixes and title mode the "
+            f"backbone card's ({backbone.name})"
+        ),
+        "paper": backbone.paper.model_dump(mode="json", exclude_none=True) if backbone.paper else None,
+        "license": backbone.license,
+        "parameters": backbone.parameters,
+        "embedding_dim": backbone.embedding_dim,
+        "retriever": retriever.model_dump(mode="json", exclude_none=True),
+        "pretraining": backbone.pretraining.model_dump(mode="json") if backbone.pretraining else None,
+        "finetuning": {
+            "stage": "fine-tuned",
+            "data": f"{task} train split ({record['train_data']['n_queries']} queries)",
+            "negatives": (
+                f"{recipe.negatives_card} top-{recipe.negatives_depth} over the {task} corpus, judged "
+                "positives removed, sampled with the seed, plus in-batch"
+                + (f"; stage 2: mined by the stage-1 model to depth {recipe.stage2_mining_depth}"
+                   if recipe.stages == 2 else "")
+            ),
+            "distillation": "none",
+            "record": record,
+        },
+        "finetuned_from": backbone.name,
+    }
+    card = {k: v for k, v in card.items() if v is not None}
+    text = yaml.safe_dump(card, sort_keys=False, allow_unicode=True, width=100)
+    try:
+        parse_card(text, f"generated card {name}")
+    except RegistryError as exc:  # a bug here, not a user error; keep the message
+        raise FinetuneError(f"the generated card is invalid: {exc}") from exc
+    return text
+
+
+def _publish(final: Path, weights_dir: Path, card_text: str, card_path: Path, work: Path) -> None:
+    """Weights first, then the card (each by rename), then drop the work folder: a kill between
+    the two leaves no card, and the re-run (work folder still there) finishes the job."""
+    from benchmark.results import atomic_write
+
+    card_path.parent.mkdir(parents=True, exist_ok=True)
+    if weights_dir.exists():
+        old = weights_dir.with_name(weights_dir.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        weights_dir.rename(old)
+        final.rename(weights_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        final.rename(weights_dir)
+    atomic_write(card_path, card_text.encode())
+    shutil.rmtree(work, ignore_errors=True)
+
+
+# --- environment ----------------------------------------------------------------------------
+
+
+def _library_versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for package in ("torch", "transformers", "sentence-transformers", "accelerate", "datasets", "bm25s"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _barrier() -> None:
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _torch_device(device: str | None) -> str | None:
+    if device and device.startswith("cuda") and not _cuda_available():
+        raise ModelLoadError(f"--device {device}: CUDA is not available here")
+    return device
