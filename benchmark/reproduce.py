@@ -9,8 +9,10 @@ here is NOT RUN, with the one-line reason and the command that would reproduce i
 
 Why absolute tolerances: published numbers are rounded (3 decimals in papers, 5 in MTEB), and
 the legitimate noise sources (fp32 vs fp16, CPU vs GPU kernels, library versions) move dense
-scores by a few 1e-3; BM25 implementations agree more closely. OKish (within okish_factor x the
-tolerance) flags "close, look at it" without hiding it as a pass.
+scores by a few 1e-3; BM25 implementations agree more closely. OK always means the default
+tolerance below: a spec cannot widen it. OKish (within okish_factor x the tolerance, or within
+the bound of a spec's declared `known_difference`) flags "close, look at it" and always carries
+its reason (e.g. "bm25s's analyzer is not Lucene's"), never hiding a known gap as a pass.
 """
 
 from __future__ import annotations
@@ -48,6 +50,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class KnownDifference(_Strict):
+    """An explained gap between our setup and the paper's (another BM25 analyzer, a corpus
+    without titles): cells beyond the default tolerance but within `bound` are OKish with this
+    reason; beyond it they FAIL. It never changes what OK means."""
+
+    reason: str = Field(min_length=10)
+    bound: dict[Kind, dict[str, float]]
+
+    @model_validator(mode="after")
+    def _metrics(self) -> KnownDifference:
+        from benchmark.evaluate import Metric
+
+        for metrics in self.bound.values():
+            for metric, value in metrics.items():
+                Metric.parse(metric)
+                if not (value > 0 and math.isfinite(value)):
+                    raise ValueError(f"bound for {metric} must be a positive number")
+        return self
+
+
 class SpecCell(_Strict):
     """One cell to re-run; model / reported / system default to the spec's."""
 
@@ -56,7 +78,6 @@ class SpecCell(_Strict):
     model: str | None = Field(default=None, pattern=ID_PATTERN)
     reported: str | None = Field(default=None, pattern=ID_PATTERN)
     system: str | None = None
-    tolerance: float | None = Field(default=None, gt=0)
 
 
 class Spec(_Strict):
@@ -66,8 +87,8 @@ class Spec(_Strict):
     model: str | None = Field(default=None, pattern=ID_PATTERN)
     reported: str | None = Field(default=None, pattern=ID_PATTERN, description="results/reported/<file>.yaml")
     system: str | None = None
-    tolerance: dict[Kind, dict[str, float]] = {}
-    okish_factor: float = Field(default=2.0, ge=1.0)
+    known_difference: KnownDifference | None = None
+    okish_factor: float = Field(default=2.0, ge=1.0, le=5.0)
     cells: list[SpecCell] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -80,20 +101,16 @@ class Spec(_Strict):
             if not (cell.reported or self.reported):
                 raise ValueError(f"cells.{index}: no reported file (set it on the cell or the spec)")
             Metric.parse(cell.metric)
-        for metrics in self.tolerance.values():
-            for metric, value in metrics.items():
-                Metric.parse(metric)
-                if not value > 0:
-                    raise ValueError(f"tolerance for {metric} must be positive")
         return self
 
     def tolerance_for(self, cell: SpecCell, kind: str | None) -> float | None:
-        if cell.tolerance is not None:
-            return cell.tolerance
-        for table in (self.tolerance.get(kind or "dense", {}), DEFAULT_TOLERANCE.get(kind or "dense", {})):
-            if cell.metric in table:
-                return table[cell.metric]
-        return None
+        """The default tolerance of the metric for this model kind (specs cannot change it)."""
+        return DEFAULT_TOLERANCE.get(kind or "dense", {}).get(cell.metric)
+
+    def known_bound(self, cell: SpecCell, kind: str | None) -> float | None:
+        if self.known_difference is None:
+            return None
+        return self.known_difference.bound.get(kind or "dense", {}).get(cell.metric)
 
 
 def specs_dir(results_dir: Path | None = None) -> Path:
@@ -136,17 +153,32 @@ def classify(
     reported: float, reproduced: float | None, tolerance: float | None, okish_factor: float
 ) -> Status:
     """OK within the tolerance, OKish within okish_factor x it, FAIL beyond; NOT RUN without a number."""
+    return judge(reported, reproduced, tolerance, okish_factor)[0]
+
+
+def judge(
+    reported: float,
+    reproduced: float | None,
+    tolerance: float | None,
+    okish_factor: float,
+    known: KnownDifference | None = None,
+    known_bound: float | None = None,
+) -> tuple[Status, str | None]:
+    """(status, why it is OKish). OK only within the default tolerance; OKish within
+    okish_factor x it, or within a declared known difference's bound (with its reason)."""
     if reproduced is None or not math.isfinite(reproduced):
-        return "NOT RUN"
+        return "NOT RUN", None
     if tolerance is None:
         raise ReproduceError("no tolerance for this metric and model kind")
     delta = abs(reproduced - reported)
     slack = 1e-9  # published values are decimals; do not fail on float representation
     if delta <= tolerance + slack:
-        return "OK"
+        return "OK", None
     if delta <= okish_factor * tolerance + slack:
-        return "OKish"
-    return "FAIL"
+        return "OKish", f"within {okish_factor:g}x the tolerance {tolerance:g}"
+    if known is not None and known_bound is not None and delta <= known_bound + slack:
+        return "OKish", f"known difference (within {known_bound:g}): {known.reason}"
+    return "FAIL", None
 
 
 # --------------------------------------------------------------------------- resolving cells
@@ -343,14 +375,18 @@ def reproduce(
             if value is None:
                 reason = f"the stored result has no {cell.metric} (not recomputable from its run)"
         tolerance = spec.tolerance_for(cell, kind)
-        status = classify(rep.cell.value, value, tolerance, spec.okish_factor)
+        status, okish_reason = judge(
+            rep.cell.value, value, tolerance, spec.okish_factor,
+            spec.known_difference, spec.known_bound(cell, kind),
+        )
         report.cells.append(CellReport(
             model=rep.cell.model, task=cell.task, metric=cell.metric,
             reported=rep.cell.value, reported_file=rep.file, system=rep.cell.system,
             confidence=rep.cell.confidence,
             source=rep.source.title + (f", {rep.source.table}" if rep.source.table else ""),
             reproduced=value, delta=None if value is None else value - rep.cell.value,
-            tolerance=tolerance, status=status, reason=None if value is not None else reason,
+            tolerance=tolerance, status=status,
+            reason=okish_reason if value is not None else reason,
             command=None if value is not None else run_command(rep.cell.model, cell.task, data_dir),
             result=_relative_to(path, results_dir), reused=reused,
         ))
@@ -403,6 +439,8 @@ def format_table(report: Report) -> list[str]:
             f"{c.model:26s} {c.task:16s} {c.metric:8s} {c.reported:9.4f} {reproduced:>10s} "
             f"{delta:>8s} {tol:>6s}  {c.status}{' (stored)' if c.reused else ''}"
         )
+        if c.status == "OKish":
+            lines.append(f"    OKish: {c.reason}")
         if c.status == "NOT RUN" and (c.model, c.task) not in explained:
             explained.add((c.model, c.task))
             lines.append(f"    reason: {c.reason}")

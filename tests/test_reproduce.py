@@ -34,7 +34,6 @@ SPEC = """
 id: tiny-paper
 title: "The tiny paper's Table 1"
 reported: tiny-paper
-tolerance: {bm25: {nDCG@10: 0.01}}
 cells:
   - {model: bm25, task: tiny, metric: nDCG@10}
   - {model: ghost, task: tiny, metric: nDCG@10}
@@ -135,16 +134,19 @@ def test_repository_specs_resolve_against_reported_files():
 
 def test_spec_validation():
     spec = parse_spec(SPEC, "s.yaml")
-    assert spec.tolerance_for(spec.cells[0], "bm25") == 0.01
-    assert spec.tolerance_for(spec.cells[1], "dense") == 0.003  # default table
+    assert spec.tolerance_for(spec.cells[0], "bm25") == 0.002  # default tables only
+    assert spec.tolerance_for(spec.cells[1], "dense") == 0.003
+    with pytest.raises(ReproduceError, match="s.yaml: field tolerance"):  # OK cannot be widened
+        parse_spec(SPEC + "tolerance: {bm25: {nDCG@10: 0.01}}\n", "s.yaml")
     with pytest.raises(ReproduceError, match="s.yaml: field colour"):
         parse_spec(SPEC + "colour: red\n", "s.yaml")
     with pytest.raises(ReproduceError, match="cells.0: no model"):
         parse_spec(SPEC.replace("model: bm25, ", ""), "s.yaml")
     with pytest.raises(ReproduceError, match="unknown metric"):
         parse_spec(SPEC.replace("metric: nDCG@10}", "metric: F1}", 1), "s.yaml")
-    with pytest.raises(ReproduceError, match="field tolerance.sparse"):
-        parse_spec(SPEC.replace("{bm25:", "{sparse:"), "s.yaml")
+    known = "known_difference: {reason: 'another analyzer', bound: {sparse: {nDCG@10: 0.01}}}\n"
+    with pytest.raises(ReproduceError, match="field known_difference.bound.sparse"):
+        parse_spec(SPEC + known, "s.yaml")
 
 
 def test_spec_id_must_match_file(workspace):
@@ -169,6 +171,18 @@ def test_unknown_spec_and_ambiguous_or_missing_cells(workspace):
 )
 def test_classify(reproduced, expected):
     assert classify(0.5, reproduced, 0.01, 2.0) == expected
+
+
+def test_known_difference_is_okish_with_its_reason_never_ok():
+    from benchmark.reproduce import KnownDifference, judge
+
+    known = KnownDifference(reason="bm25s's analyzer is not Lucene's", bound={"bm25": {"nDCG@10": 0.01}})
+    assert judge(0.5, 0.501, 0.002, 2.0, known, 0.01) == ("OK", None)
+    status, why = judge(0.5, 0.503, 0.002, 2.0, known, 0.01)
+    assert status == "OKish" and "2x the tolerance" in why
+    status, why = judge(0.5, 0.509, 0.002, 2.0, known, 0.01)
+    assert status == "OKish" and "analyzer is not Lucene's" in why
+    assert judge(0.5, 0.52, 0.002, 2.0, known, 0.01) == ("FAIL", None)
 
 
 # --------------------------------------------------------------------------- running
@@ -196,7 +210,7 @@ def test_reproduce_tiny_ok_then_reuse_then_fail(workspace):
 
     assert [p.parent.name for p, _ in iter_results(workspace)] == ["bm25"]  # report not a result
 
-    set_reported(workspace, 0.80)  # now 0.036 off with tolerance 0.01 -> FAIL, stored run reused
+    set_reported(workspace, 0.80)  # now 0.036 off with tolerance 0.002 -> FAIL, stored run reused
     again = reproduce(spec, workspace, no_run=True)
     assert again.cells[0].reused and again.cells[0].status == "FAIL"
     assert again.cells[0].delta == pytest.approx(0.0358, abs=1e-4)
