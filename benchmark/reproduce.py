@@ -327,7 +327,8 @@ def _reproduce_pair(
         return None, "no stored result (--no-run)", False, None
     options = RunOptions(
         results_dir=results_dir, data_dir=data_dir,
-        command=f"maebench reproduce (via {run_command(model, task_name, data_dir)})",
+        # no user path in a stored result: the data dir is named as a placeholder
+        command=f"maebench reproduce (via {run_command(model, task_name, None)})",
     )
     try:
         path = run_task(card, task, options)

@@ -39,7 +39,27 @@ def register(app: typer.Typer) -> None:
             spec, results_dir, data_dir or data_dir_from_env(), no_run,
             progress=lambda text: console.print(text),
         )
+        _portable(report, data_dir or data_dir_from_env())
         for line in format_table(report):
             typer.echo(line)
         path = write_report(report, results_dir)
         console.print(f"stored {path}")
+
+
+def _portable(report, data_dir: Path | None) -> None:
+    """Name data locations relative to the data dir (`<data-dir>/trec-covid`), never the user's
+    absolute path: reports are committed and read on other machines."""
+    if data_dir is None:
+        return
+    spellings = sorted({str(data_dir), str(Path(data_dir).resolve())}, key=len, reverse=True)
+
+    def fix(text: str | None) -> str | None:
+        if text is None:
+            return None
+        for spelling in spellings:
+            text = text.replace(spelling, "<data-dir>")
+        return text
+
+    for cell in report.cells:
+        cell.reason = fix(cell.reason)
+        cell.command = fix(cell.command)
