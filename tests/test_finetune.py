@@ -1,0 +1,349 @@
+"""`maebench finetune` on a tiny random BERT and a made-up BEIR folder (seconds, offline).
+
+The folder is named `scifact` so the catalog's task applies (test split for evaluation, train
+split for training); its files are synthetic, so nothing here needs ../shared.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benchmark.errors import MaebenchError, ModelLoadError
+
+TOPICS = ["apple", "river", "engine", "violin", "glacier", "tomato", "rocket", "castle", "falcon", "copper"]
+WORDS = ["red", "fast", "old", "green", "small", "loud", "cold", "bright"]
+
+
+def _corpus() -> dict[str, dict]:
+    docs = {}
+    for i, topic in enumerate(TOPICS):
+        for j in range(3):
+            extra = " ".join(WORDS[(i + j + k) % len(WORDS)] for k in range(4))
+            doc_id = f"d{i}-{j}"
+            docs[doc_id] = {"_id": doc_id, "title": f"{topic} note", "text": f"the {topic} is {extra}"}
+    return docs
+
+
+TRAIN = {  # query id -> (text, positives); q0 has two positives
+    "q0": ("which apple is red", ["d0-0", "d0-1"]),
+    "q1": ("river cold", ["d1-0"]),
+    "q2": ("engine fast loud", ["d2-1"]),
+    "q3": ("violin old", ["d3-2"]),
+    "q4": ("glacier small cold", ["d4-0"]),
+    "q5": ("tomato green", ["d5-1"]),
+    "q6": ("rocket bright fast", ["d6-0"]),
+    "q7": ("castle old", ["d7-2"]),
+}
+TEST = {"t0": ("falcon fast", ["d8-0"]), "t1": ("copper bright", ["d9-1"])}
+
+
+def write_beir(root: Path, train: dict = TRAIN, test: dict = TEST, with_train: bool = True) -> Path:
+    folder = root / "scifact"
+    (folder / "qrels").mkdir(parents=True)
+    with (folder / "corpus.jsonl").open("w") as out:
+        for doc in _corpus().values():
+            out.write(json.dumps(doc) + "\n")
+    with (folder / "queries.jsonl").open("w") as out:
+        for qid, (text, _) in {**train, **test}.items():
+            out.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    splits = {"test": test, "train": train} if with_train else {"test": test}
+    for split, queries in splits.items():
+        rows = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t1" for q, (_, ds) in queries.items() for d in ds]
+        (folder / "qrels" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def backbone_card(checkpoint: str, name: str = "tiny-backbone") -> str:
+    return f"""name: {name}
+display_name: Tiny backbone
+family: mae
+description: a 2-layer random BERT for tests
+source: tests/checkpoints.py
+pretraining:
+  objective: none (random weights)
+retriever:
+  kind: dense
+  encoder: shared
+  checkpoint: {checkpoint}
+  pooling: mean
+  normalize: false
+  similarity: dot
+  query_prefix: ''
+  passage_prefix: ''
+  query_max_length: 64
+  passage_max_length: 64
+  title: prepend
+  dtype: float32
+  batch_size: 8
+finetuning:
+  stage: none
+"""
+
+
+# a tiny budget: 8 train queries, 2 per step, group 2, 4 steps, a checkpoint every 2 steps
+TINY = {"queries_per_step": "2", "group_size": "2", "query_max_length": "16", "passage_max_length": "32",
+        "max_steps": "4", "save_steps": "2", "negatives_depth": "5", "lr": "1e-3"}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A data dir, a models dir (backbone + bm25 cards) and a tiny BERT checkpoint."""
+    from tests.checkpoints import tiny_bert
+
+    root = tmp_path_factory.mktemp("ft")
+    data = write_beir(root / "data")
+    texts = [d["title"] + " " + d["text"] for d in _corpus().values()]
+    texts += [t for t, _ in {**TRAIN, **TEST}.values()]
+    ckpt = tiny_bert(root / "bert", texts, initializer_range=0.5)
+    models = root / "models"
+    models.mkdir()
+    (models / "tiny-backbone.yaml").write_text(backbone_card(str(ckpt)))
+    shutil.copy(Path(__file__).resolve().parents[1] / "models" / "bm25.yaml", models / "bm25.yaml")
+    return {"data": data, "models": models, "ckpt": ckpt, "root": root}
+
+
+@pytest.fixture
+def env(setup, tmp_path, monkeypatch):
+    """A fresh MAEBENCH_HOME and models folder per test (cards of earlier tests do not leak)."""
+    models = tmp_path / "models"
+    shutil.copytree(setup["models"], models)
+    monkeypatch.setenv("MAEBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MAEBENCH_MODELS_DIR", str(models))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return {**setup, "models": models, "home": tmp_path / "home"}
+
+
+def _finetune(env, name="tiny-ft", seed=0, overrides=None, callbacks=None, data_dir=None):
+    from benchmark.registry import get_card
+    from benchmark.training.finetune import run_finetune
+
+    return run_finetune(
+        get_card("tiny-backbone", env["models"]), "scifact", "standard-cpu", seed, name,
+        {**TINY, **(overrides or {})}, data_dir or env["data"], "cpu", models_dir=env["models"],
+        progress=False, callbacks=callbacks,
+    )
+
+
+def test_negatives_never_include_a_judged_positive(env):
+    from benchmark.registry import get_card
+    from benchmark.retrievers import build_retriever
+    from benchmark.tasks import get_task
+    from benchmark.training.negatives import load_train_data, mine_negatives, plan_epochs
+
+    data = load_train_data(get_task("scifact"), env["data"])
+    assert data.positives["q0"] == ["d0-0", "d0-1"]
+    mined = mine_negatives(build_retriever(get_card("bm25", env["models"])), data, depth=10)
+    assert all(mined[q] for q in TRAIN)  # BM25 found negatives for every query
+    # BM25 ranks q0's positives first: they were removed, not kept
+    plan = plan_epochs(data, mined, group_size=6, epochs=3, queries_per_step=2, seed=0)
+    assert len(plan) == 3 * len(TRAIN)
+    for example in plan:
+        positives = set(TRAIN[example.query_id][1])
+        assert example.positive in positives
+        assert not positives & set(example.negatives), example
+        assert not positives & set(mined[example.query_id])
+    # q0 cycles through both of its positives across epochs
+    assert {e.positive for e in plan if e.query_id == "q0"} == {"d0-0", "d0-1"}
+    # an empty pool falls back to random documents, still without positives
+    fallback = plan_epochs(data, {}, group_size=4, epochs=1, queries_per_step=2, seed=1)
+    for example in fallback:
+        assert not set(TRAIN[example.query_id][1]) & set(example.negatives)
+
+
+def test_loss_equals_a_hand_computation_on_two_queries(env):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from benchmark.training.finetune import build_loss, build_model
+    from benchmark.training.recipes import load_recipe
+
+    recipe = load_recipe("standard", {"temperature": "0.5", "query_max_length": "16",
+                                      "passage_max_length": "32"})
+    model = build_model(str(env["ckpt"]), recipe, "cpu")
+    model.eval()  # no dropout, so the two computations see the same network
+    loss_fn = build_loss(model, recipe)
+    queries = ["which apple is red", "river cold"]
+    positives = ["apple note the apple is red", "river note the river is cold"]
+    negatives = ["castle note the castle is old", "copper note the copper is bright"]
+    columns = [(queries, "query"), (positives, "document"), (negatives, "document")]
+    features = [model.preprocess(texts, task=task) for texts, task in columns]
+    with torch.no_grad():
+        loss = float(loss_fn(features, None))
+
+    tokenizer = AutoTokenizer.from_pretrained(env["ckpt"])
+    bert = AutoModel.from_pretrained(env["ckpt"]).eval()
+
+    def cls(texts, length):
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=length, return_tensors="pt")
+        with torch.no_grad():
+            return bert(**batch).last_hidden_state[:, 0]
+
+    q = cls(queries, 16)
+    docs = torch.cat([cls(positives, 32), cls(negatives, 32)])  # [p1, p2, n1, n2]
+    logits = q @ docs.T / 0.5
+    expected = float(torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1])))
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert expected > 0.01  # not a degenerate case
+
+
+def test_saved_weights_load_as_a_plain_cls_encoder_with_the_trainers_vectors(env):
+    import numpy as np
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from benchmark.data import Document
+    from benchmark.registry import load_card
+    from benchmark.retrievers.dense import DenseRetriever
+    from benchmark.retrievers.weights import weights_sha256
+
+    result = _finetune(env)
+    card = load_card(result.card_path)
+    assert card.finetuned_from == "tiny-backbone"
+    assert card.retriever.checkpoint == "home:checkpoints/tiny-ft"
+    assert card.retriever.pooling == "cls" and card.retriever.similarity == "dot"
+    assert (card.retriever.query_max_length, card.retriever.passage_max_length) == (16, 32)
+    record = card.finetuning.record
+    assert record.steps == 4 and record.seed == 0 and record.final_loss is not None
+    assert record.resolved_recipe["group_size"] == 2 and record.overrides["lr"] == "1e-3"
+    assert record.weights_sha256 == weights_sha256(result.weights_dir)
+    assert card.retriever.revision == "sha256:" + record.weights_sha256
+    assert not (env["home"] / "checkpoints" / "tiny-ft.partial").exists()
+
+    docs = [Document("apple note", "the apple is red"), Document("river note", "the river is cold")]
+    queries = ["which apple is red", "river cold"]
+    retriever = DenseRetriever(card.retriever, device="cpu", name=card.name)
+    trained = result.model.eval()
+    with torch.no_grad():
+        want_p = trained.encode_document(["apple note the apple is red", "river note the river is cold"],
+                                         convert_to_numpy=True)
+        want_q = trained.encode_query(queries, convert_to_numpy=True)
+    np.testing.assert_allclose(retriever.encode_passages(docs), want_p, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(retriever.encode_queries(queries), want_q, rtol=1e-4, atol=1e-5)
+    # and a plain AutoModel's [CLS] vector is the same thing
+    tokenizer = AutoTokenizer.from_pretrained(result.weights_dir)
+    plain = AutoModel.from_pretrained(result.weights_dir).eval()
+    with torch.no_grad():
+        batch = tokenizer(queries, padding=True, truncation=True, max_length=16, return_tensors="pt")
+        cls = plain(**batch).last_hidden_state[:, 0].numpy()
+    np.testing.assert_allclose(cls, want_q, rtol=1e-4, atol=1e-5)
+    # weights replaced behind the card's back are refused at load
+    shutil.copy(result.weights_dir / "model.safetensors", result.weights_dir / "model.safetensors.bak")
+    (result.weights_dir / "model.safetensors").write_bytes(b"not the weights")
+    (result.weights_dir / "model.safetensors.bak").unlink()
+    with pytest.raises(ModelLoadError, match="sha256"):
+        DenseRetriever(card.retriever, device="cpu", name=card.name)
+
+
+def test_same_seed_same_weights_and_resume_after_a_crash_continues(env):
+    from transformers import TrainerCallback
+
+    from benchmark.registry import load_card
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise KeyboardInterrupt("simulated kill after the step-2 checkpoint")
+
+    class FirstStep(TrainerCallback):
+        seen: list[int] = []
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            FirstStep.seen.append(state.global_step)
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            FirstStep.seen.append(state.global_step)
+
+    first = load_card(_finetune(env, "run-a").card_path).finetuning.record.weights_sha256
+    again = load_card(_finetune(env, "run-b").card_path).finetuning.record.weights_sha256
+    other = load_card(_finetune(env, "run-c", seed=1).card_path).finetuning.record.weights_sha256
+    assert first == again != other
+
+    with pytest.raises(KeyboardInterrupt):
+        _finetune(env, "run-d", callbacks=[Crash()])
+    assert not (env["models"] / "run-d.yaml").exists()
+    assert not (env["home"] / "checkpoints" / "run-d").exists()
+    assert (env["home"] / "checkpoints" / "run-d.partial" / "stage1" / "checkpoint-2").is_dir()
+    FirstStep.seen = []
+    resumed = _finetune(env, "run-d", callbacks=[FirstStep()])
+    assert FirstStep.seen[1] == 2  # the first step it ran was step 3, after checkpoint-2
+    assert load_card(resumed.card_path).finetuning.record.weights_sha256 == first
+
+
+def test_one_line_errors(env, tmp_path):
+    from benchmark.registry import get_card
+    from benchmark.training.finetune import FinetuneError, run_finetune
+    from benchmark.training.negatives import FinetuneDataError
+    from benchmark.training.recipes import RecipeError
+
+    def check(exc_type, match, **kwargs):
+        with pytest.raises(exc_type, match=match) as info:
+            _finetune(env, **kwargs)
+        assert "\n" not in str(info.value)
+        assert isinstance(info.value, MaebenchError)
+
+    check(RecipeError, "field lr", overrides={"lr": "fast"})
+    check(RecipeError, "field group_size: Input should be greater", overrides={"group_size": "0"})
+    check(RecipeError, "not a recipe field", overrides={"learning_rate": "1e-5"})
+    no_train = write_beir(tmp_path / "no-train", with_train=False)
+    check(FinetuneDataError, "no train split", data_dir=no_train)
+    leaky = write_beir(tmp_path / "leaky", test={**TEST, "q1": TRAIN["q1"]})
+    check(FinetuneDataError, "1 train queries are also judged in the 'test' split", data_dir=leaky)
+
+    (env["models"] / "unreachable.yaml").write_text(
+        backbone_card("no-such-org/no-such-model", "unreachable"))
+    with pytest.raises(ModelLoadError, match="cannot load checkpoint no-such-org/no-such-model"):
+        run_finetune(get_card("unreachable", env["models"]), "scifact", "standard-cpu", 0, "x", TINY,
+                     env["data"], "cpu", models_dir=env["models"], progress=False)
+
+    (env["models"] / "taken.yaml").write_text("name: taken\n")
+    check(FinetuneError, "taken.yaml already exists; pass --overwrite", name="taken")
+
+
+def test_out_of_memory_names_the_knob(env, monkeypatch):
+    import torch
+    from sentence_transformers import SentenceTransformerTrainer
+
+    from benchmark.training.finetune import FinetuneError
+
+    def oom(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(SentenceTransformerTrainer, "train", oom)
+    with pytest.raises(FinetuneError, match="out of memory .* --set mini_batch_size=") as info:
+        _finetune(env, "oom")
+    assert "\n" not in str(info.value)
+    assert not (env["models"] / "oom.yaml").exists()
+
+
+def test_shipped_recipes_validate_and_name_every_source():
+    from benchmark.training.recipes import Recipe, available_recipes, load_recipe
+
+    names = available_recipes()
+    assert {"standard", "standard-cpu", "cocondenser", "retromae", "simlm", "master"} <= set(names)
+    for name in names:
+        recipe = load_recipe(name)
+        assert set(recipe.sources) == set(Recipe.model_fields) - {"name", "description", "sources"}
+        assert all(len(s) > 5 for s in recipe.sources.values())
+    standard, simlm = load_recipe("standard"), load_recipe("simlm")
+    assert (standard.group_size, standard.queries_per_step, standard.lr, standard.epochs) == (16, 64, 2e-5, 3)
+    assert (standard.temperature, standard.similarity, standard.pooling) == (1.0, "dot", "cls")
+    assert (simlm.temperature, simlm.similarity) == (0.02, "cosine")
+    overridden = load_recipe("standard", {"lr": "1e-5"})
+    assert overridden.lr == 1e-5 and overridden.sources["lr"].startswith("command line")
+
+
+def test_home_checkpoints_resolve_below_maebench_home(tmp_path, monkeypatch):
+    from benchmark.retrievers.weights import resolve_checkpoint
+
+    monkeypatch.setenv("MAEBENCH_HOME", str(tmp_path))
+    with pytest.raises(ModelLoadError, match=f"no folder {tmp_path}/checkpoints/missing"):
+        resolve_checkpoint("home:checkpoints/missing")
+    with pytest.raises(ModelLoadError, match="expected home:"):
+        resolve_checkpoint("home:../elsewhere")
+    (tmp_path / "checkpoints" / "there").mkdir(parents=True)
+    assert resolve_checkpoint("home:checkpoints/there") == (str(tmp_path / "checkpoints" / "there"),
+                                                            "maebench home")
