@@ -148,7 +148,8 @@ def card_yaml(checkpoint: str, name: str, settings: dict[str, Inferred], st: STC
         else required("description", "one or two sentences"),
         line("source", f"{checkpoint} (settings drafted by maebench card new)",
              "where the encoding settings come from"),
-        "# pretraining: {objective: ..., encoder_mask_ratio: ...}  # REQUIRED for family mae",
+        *(["# pretraining: {objective: ..., encoder_mask_ratio: ...}  # needed for family mae"]
+          if family in (None, "mae") else []),
         "retriever:",
         line("kind", "dense", "", "  "),
         line("encoder", settings["encoder"].value, settings["encoder"].source, "  "),

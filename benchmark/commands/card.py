@@ -35,7 +35,7 @@ def new(
     if target.exists() and not force:
         raise MaebenchError(f"{target} already exists; pass --force to replace it")
     atomic_write(target, text.encode("utf-8"))
-    blanks = text.count("# REQUIRED")
+    blanks = text.count("# REQUIRED (")
     typer.echo(str(target))
     typer.echo(
         f"{blanks} required field(s) to fill in" if blanks

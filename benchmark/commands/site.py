@@ -12,6 +12,7 @@ def register(app: typer.Typer) -> None:
     def site(
         out: Path = typer.Option(Path("site/_build"), help="Output folder (replaced on rebuild)."),
         results_dir: Path | None = typer.Option(None, help="Results database (default results/)."),
+        models_dir: Path | None = typer.Option(None, help="Model registry (default models/)."),
         baseline: str = typer.Option("bm25", help="Model the significance markers compare to."),
         metric: str = typer.Option("nDCG@10", help="Leaderboard metric (needs per-query scores)."),
         top_n: int = typer.Option(40, min=2, help="Models in each task's pairwise matrix."),
@@ -51,6 +52,7 @@ def register(app: typer.Typer) -> None:
         options = SiteOptions(
             results_dir=results_dir,
             out_dir=out,
+            models_dir=models_dir,
             baseline=baseline,
             top_n=top_n,
             stats=StatsOptions(
