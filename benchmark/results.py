@@ -1,9 +1,9 @@
-"""The result schema (versioned) and atomic reading/writing of the results/ tree.
+"""The result schema (versioned), run-file encoding, and verified reading of the results/ tree.
 
 Layout: results/<model>/<task>.json beside results/<model>/<task>.run.gz (TREC run, top
-`run.depth` per query, gzip with mtime 0 so identical runs give identical bytes). Writes go to
-a temporary file in the same folder and are renamed into place, and an existing result is
-never replaced unless the caller asks, so a crash or a refusal leaves results/ as it was.
+`run.depth` per query, gzip with mtime 0 so identical runs give identical bytes). Every write
+goes through benchmark.store.ResultStore (journaled, locked); reading checks the run file's
+sha256 and the stored EvalKey against the result's own fields.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from benchmark.errors import ResultError
+from benchmark.evalkey import EvalKey
 from benchmark.evaluate import RankedList
 from benchmark.tasks import Fingerprints
 from benchmark.validation import validate
@@ -88,6 +89,9 @@ class Result(_Strict):
     per_query: dict[str, dict[str, float]]
     run: RunInfo | None
     provenance: Provenance
+    # the evaluation's identity when it was stored (benchmark.evalkey); decisions always use
+    # EvalKey.of(result), recomputed from the fields above
+    eval_key: EvalKey | None = None
 
     def main_score(self, metric: str = "nDCG@10") -> float:
         return self.metrics[metric]
@@ -183,28 +187,69 @@ def dump_result(result: Result) -> bytes:
     return (json.dumps(result.model_dump(mode="json"), indent=1, sort_keys=True) + "\n").encode()
 
 
+def with_eval_key(result: Result) -> Result:
+    """The result with its EvalKey (recomputed from its fields) recorded."""
+    return result.model_copy(update={"eval_key": EvalKey.of(result)})
+
+
 def write_result(
     results_dir: Path,
     result: Result,
     run_bytes: bytes | None,
     overwrite: bool = False,
 ) -> Path:
-    """Stage the run file and the JSON, then rename the run first and the JSON (which names the
-    run's hash) last."""
-    path = result_path(results_dir, result.model.name, result.task.name)
-    if path.exists() and not overwrite:
-        raise ResultError(f"{path} already exists; pass --overwrite to replace it")
-    files = [(run_path(path), run_bytes)] if run_bytes is not None else []
-    _atomic_write_all([*files, (path, dump_result(result))])
-    return path
+    """Store a result and its run file through the ResultStore (one transaction)."""
+    from benchmark.store import ResultStore
+
+    return ResultStore(results_dir).write(result, run_bytes, overwrite=overwrite)
 
 
-def read_result(path: Path) -> Result:
+MAX_RESULT_BYTES = 256 << 20
+
+
+def read_result(path: Path, verify_run: bool = True) -> Result:
+    """Read and validate a stored result; with `verify_run`, its run file must exist and have
+    the sha256 the JSON names (a JSON next to another run's file is an error, never used)."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_RESULT_BYTES + 1)
+        if len(data) > MAX_RESULT_BYTES:
+            raise ResultError(f"{path}: result JSON larger than {MAX_RESULT_BYTES} bytes")
+        raw = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ResultError(f"{path}: cannot read result JSON ({type(exc).__name__})") from exc
-    return parse_result(raw, str(path))
+    result = parse_result(raw, str(path))
+    if result.eval_key is not None:
+        recomputed = EvalKey.of(result)
+        differs = result.eval_key.differences(recomputed, with_config=False)
+        if differs:
+            raise ResultError(f"{path}: field eval_key: its {differs[0]} differ from the result's own")
+    if verify_run and result.run is not None:
+        file = path.parent / result.run.file
+        if file.name != run_path(path).name:
+            raise ResultError(f"{path}: field run.file: must be '{run_path(path).name}'")
+        try:
+            digest = _sha256_file(file)
+        except OSError as exc:
+            raise ResultError(f"{file}: cannot read run file ({exc.strerror})") from exc
+        if digest != result.run.sha256:
+            raise ResultError(
+                f"{file}: sha256 does not match {path.name}'s run.sha256 (an interrupted write? "
+                "run any maebench command to let the store recover, else re-run the result)"
+            )
+    return result
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"non-finite number {name}")
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def parse_result(raw: Any, origin: str) -> Result:
@@ -230,6 +275,9 @@ def iter_results(results_dir: Path) -> list[tuple[Path, Result]]:
     found = []
     if not results_dir.is_dir():
         return found
+    from benchmark.store import ResultStore
+
+    ResultStore(results_dir)  # finishes or undoes an interrupted write first
     for path in sorted(results_dir.glob("*/*.json")):
         folder = path.parent.name
         if folder in RESERVED_DIRS or folder.startswith(".") or path.name.startswith("."):

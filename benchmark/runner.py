@@ -7,6 +7,7 @@ results/ exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -67,19 +68,10 @@ def model_info(card: ModelCard) -> ModelInfo:
 
 
 def same_config(stored: dict, current: dict) -> bool:
-    """Equal after filling the current schema's defaults into the stored config, so a result
-    stored before a new (defaulted) card field was added still counts as the same model."""
-    from pydantic import TypeAdapter, ValidationError
+    """Equal after filling the current schema's defaults in (the EvalKey's config part)."""
+    from benchmark.evalkey import same_config as _same
 
-    from benchmark.registry import RetrieverConfig
-
-    if stored == current:
-        return True
-    try:
-        upgraded = TypeAdapter(RetrieverConfig).validate_python(stored)
-    except ValidationError:
-        return False
-    return upgraded.model_dump(mode="json") == current
+    return _same(stored, current)
 
 
 def _provenance(timer: PhaseTimer, runtime: dict, command: str | None) -> Provenance:
@@ -99,7 +91,11 @@ def run_task(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
         )
     if task.is_aggregate:
         return _run_aggregate(card, task, options)
-    target = _free_target(card, task, options)
+    with _claimed(card, task, options) as target:
+        return _evaluate_and_store(card, task, options, target)
+
+
+def _evaluate_and_store(card: ModelCard, task: TaskSpec, options: RunOptions, target: Path) -> Path:
     from benchmark.retrievers import build_retriever
 
     timer = PhaseTimer()
@@ -140,11 +136,26 @@ def run_task(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
 
 
 def _free_target(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
-    """The result's path, refused before any work when it exists and overwriting was not asked."""
+    """The result's path, refused before any work when it exists and overwriting was not asked,
+    or when results/ cannot be written (a file in the way, read-only, full)."""
+    from benchmark.store import ResultStore
+
+    ResultStore(options.results_dir).check_writable()
     target = result_path(options.results_dir, card.name, task.name)
     if target.exists() and not options.overwrite:
         raise ResultError(f"{target} already exists; pass --overwrite to replace it")
     return target
+
+
+@contextlib.contextmanager
+def _claimed(card: ModelCard, task: TaskSpec, options: RunOptions):
+    """_free_target, then hold (model, task) until the result is stored: a second concurrent
+    run of the same result is refused at once (benchmark.store.ResultStore.claim)."""
+    from benchmark.store import ResultStore
+
+    _free_target(card, task, options)
+    with ResultStore(options.results_dir).claim(card.name, task.name, options.overwrite) as target:
+        yield target
 
 
 def _task_info(task: TaskSpec, **measured) -> TaskInfo:
