@@ -347,3 +347,29 @@ def test_home_checkpoints_resolve_below_maebench_home(tmp_path, monkeypatch):
     (tmp_path / "checkpoints" / "there").mkdir(parents=True)
     assert resolve_checkpoint("home:checkpoints/there") == (str(tmp_path / "checkpoints" / "there"),
                                                             "maebench home")
+
+
+def test_stage_two_mines_with_the_stage_one_model_and_restarts_from_the_backbone(env):
+    from benchmark.registry import load_card
+
+    result = _finetune(env, "two-stage", overrides={"stages": "2", "stage2_mining_depth": "6",
+                                                    "max_steps": "2"})
+    record = load_card(result.card_path).finetuning.record
+    assert record.stages == 2 and record.steps == 4  # 2 steps per stage
+    assert "mined by the stage-1 model" in load_card(result.card_path).finetuning.negatives
+    assert not (env["home"] / "checkpoints" / "two-stage.partial").exists()
+
+
+def test_cli_reports_a_bad_override_on_one_line(env):
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmark.cli", "finetune", "--model", "tiny-backbone", "--task", "scifact",
+         "--set", "temperature=-1", "--data-dir", str(env["data"])],
+        capture_output=True, text=True, env={**os.environ}, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert proc.stderr.startswith("error: recipe standard with --set temperature=-1: field temperature")

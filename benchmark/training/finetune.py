@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import MaebenchError, ModelLoadError, RegistryError
-from benchmark.registry import NAME_PATTERN, DenseConfig, ModelCard, parse_card
+from benchmark.errors import MaebenchError, ModelLoadError
+from benchmark.registry import NAME_PATTERN, DenseConfig, ModelCard
+from benchmark.training.cards import card_yaml, eval_config, publish
 from benchmark.training.negatives import (
     Example,
     TrainData,
@@ -183,8 +184,8 @@ def run_finetune(
         "finished_at": now_utc(),
         "command": command,
     }
-    card_text = _card_yaml(backbone, config, resolved, spec.name, seed, name, digest, record)
-    _publish(final, weights_dir, card_text, card_path, work)
+    card_text = card_yaml(backbone, config, resolved, spec.name, seed, name, digest, record)
+    publish(final, weights_dir, card_text, card_path, work)
     return FinetuneResult(card_path, weights_dir, model, steps, record["final_loss"])
 
 
@@ -315,8 +316,8 @@ def _stage2_negatives(
     if mined is not None:
         return mined
     stage1 = work / "stage1-final"
-    eval_config = _eval_config(config, recipe, str(stage1), None)
-    retriever = DenseRetriever(eval_config, device=device, name=f"{name} (stage 1)")
+    stage1_config = eval_config(config, recipe, str(stage1), None)
+    retriever = DenseRetriever(stage1_config, device=device, name=f"{name} (stage 1)")
     mined = mine_negatives(retriever, data, recipe.stage2_mining_depth)
     if _is_main_process():
         save_negatives(cache, mined)
@@ -543,111 +544,6 @@ def _last_checkpoint(output_dir: Path) -> Path | None:
 
     last = get_last_checkpoint(str(output_dir))
     return Path(last) if last else None
-
-
-# --- the new card ---------------------------------------------------------------------------
-
-
-def eval_lengths(recipe: Recipe, backbone: DenseConfig) -> tuple[int, int]:
-    """The query/passage lengths the new card evaluates with (the recipe says which)."""
-
-    def pick(value, training: int, original: int) -> int:
-        if value == "training":
-            return training
-        if value == "backbone":
-            return original
-        return int(value)
-
-    return (
-        pick(recipe.eval_query_max_length, recipe.query_max_length, backbone.query_max_length),
-        pick(recipe.eval_passage_max_length, recipe.passage_max_length, backbone.passage_max_length),
-    )
-
-
-def _eval_config(backbone: DenseConfig, recipe: Recipe, checkpoint: str, revision: str | None) -> DenseConfig:
-    query_len, passage_len = eval_lengths(recipe, backbone)
-    return backbone.model_copy(update={
-        "checkpoint": checkpoint,
-        "revision": revision,
-        "local_package": None,
-        "pooling": recipe.pooling,
-        "normalize": recipe.similarity == "cosine",
-        "similarity": recipe.similarity,
-        "query_max_length": query_len,
-        "passage_max_length": passage_len,
-        "dtype": "float32",
-    })
-
-
-def _card_yaml(
-    backbone: ModelCard, config: DenseConfig, recipe: Recipe, task: str, seed: int, name: str,
-    digest: str, record: dict,
-) -> str:
-    import yaml
-
-    from benchmark.retrievers.weights import SHA256_REVISION, home_checkpoint
-
-    retriever = _eval_config(config, recipe, home_checkpoint(f"checkpoints/{name}"), SHA256_REVISION + digest)
-    query_len, passage_len = retriever.query_max_length, retriever.passage_max_length
-    card = {
-        "name": name,
-        "display_name": f"{backbone.display_name} + {recipe.name} ({task}, seed {seed})",
-        "family": backbone.family,
-        "description": (
-            f"{backbone.display_name} fine-tuned by maebench with the '{recipe.name}' recipe on the "
-            f"{task} train split (seed {seed}); evaluated with {recipe.pooling} pooling, "
-            f"{recipe.similarity} similarity, query {query_len} / passage {passage_len} tokens."
-        ),
-        "source": (
-            f"maebench finetune (benchmark/data/recipes/{recipe.name}.yaml, resolved recipe in "
-            "finetuning.record); encoding settings are the recipe's, prefixes and title mode the "
-            f"backbone card's ({backbone.name})"
-        ),
-        "paper": backbone.paper.model_dump(mode="json", exclude_none=True) if backbone.paper else None,
-        "license": backbone.license,
-        "parameters": backbone.parameters,
-        "embedding_dim": backbone.embedding_dim,
-        "retriever": retriever.model_dump(mode="json", exclude_none=True),
-        "pretraining": backbone.pretraining.model_dump(mode="json") if backbone.pretraining else None,
-        "finetuning": {
-            "stage": "fine-tuned",
-            "data": f"{task} train split ({record['train_data']['n_queries']} queries)",
-            "negatives": (
-                f"{recipe.negatives_card} top-{recipe.negatives_depth} over the {task} corpus, judged "
-                "positives removed, sampled with the seed, plus in-batch"
-                + (f"; stage 2: mined by the stage-1 model to depth {recipe.stage2_mining_depth}"
-                   if recipe.stages == 2 else "")
-            ),
-            "distillation": "none",
-            "record": record,
-        },
-        "finetuned_from": backbone.name,
-    }
-    card = {k: v for k, v in card.items() if v is not None}
-    text = yaml.safe_dump(card, sort_keys=False, allow_unicode=True, width=100)
-    try:
-        parse_card(text, f"generated card {name}")
-    except RegistryError as exc:  # a bug here, not a user error; keep the message
-        raise FinetuneError(f"the generated card is invalid: {exc}") from exc
-    return text
-
-
-def _publish(final: Path, weights_dir: Path, card_text: str, card_path: Path, work: Path) -> None:
-    """Weights first, then the card (each by rename), then drop the work folder: a kill between
-    the two leaves no card, and the re-run (work folder still there) finishes the job."""
-    from benchmark.results import atomic_write
-
-    card_path.parent.mkdir(parents=True, exist_ok=True)
-    if weights_dir.exists():
-        old = weights_dir.with_name(weights_dir.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        weights_dir.rename(old)
-        final.rename(weights_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        final.rename(weights_dir)
-    atomic_write(card_path, card_text.encode())
-    shutil.rmtree(work, ignore_errors=True)
 
 
 # --- environment ----------------------------------------------------------------------------

@@ -1,0 +1,118 @@
+"""The card a `maebench finetune` run writes, and how it is published.
+
+The new card is the backbone's card with the recipe's encoding (pooling, similarity,
+normalisation, evaluation lengths), weights named `home:checkpoints/<name>` with the sha256 of
+the weights as revision (checked at load), `finetuned_from: <backbone>` and a full record.
+Weights, then card, each appear by rename: a kill never leaves a half card in models/.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from benchmark.errors import MaebenchError, RegistryError
+from benchmark.registry import DenseConfig, ModelCard, parse_card
+from benchmark.training.recipes import Recipe
+
+
+def eval_lengths(recipe: Recipe, backbone: DenseConfig) -> tuple[int, int]:
+    """The query/passage lengths the new card evaluates with (the recipe says which)."""
+
+    def pick(value, training: int, original: int) -> int:
+        if value == "training":
+            return training
+        if value == "backbone":
+            return original
+        return int(value)
+
+    return (
+        pick(recipe.eval_query_max_length, recipe.query_max_length, backbone.query_max_length),
+        pick(recipe.eval_passage_max_length, recipe.passage_max_length, backbone.passage_max_length),
+    )
+
+
+def eval_config(backbone: DenseConfig, recipe: Recipe, checkpoint: str, revision: str | None) -> DenseConfig:
+    query_len, passage_len = eval_lengths(recipe, backbone)
+    return backbone.model_copy(update={
+        "checkpoint": checkpoint,
+        "revision": revision,
+        "local_package": None,
+        "pooling": recipe.pooling,
+        "normalize": recipe.similarity == "cosine",
+        "similarity": recipe.similarity,
+        "query_max_length": query_len,
+        "passage_max_length": passage_len,
+        "dtype": "float32",
+    })
+
+
+def card_yaml(
+    backbone: ModelCard, config: DenseConfig, recipe: Recipe, task: str, seed: int, name: str,
+    digest: str, record: dict,
+) -> str:
+    import yaml
+
+    from benchmark.retrievers.weights import SHA256_REVISION, home_checkpoint
+
+    retriever = eval_config(config, recipe, home_checkpoint(f"checkpoints/{name}"), SHA256_REVISION + digest)
+    query_len, passage_len = retriever.query_max_length, retriever.passage_max_length
+    card = {
+        "name": name,
+        "display_name": f"{backbone.display_name} + {recipe.name} ({task}, seed {seed})",
+        "family": backbone.family,
+        "description": (
+            f"{backbone.display_name} fine-tuned by maebench with the '{recipe.name}' recipe on the "
+            f"{task} train split (seed {seed}); evaluated with {recipe.pooling} pooling, "
+            f"{recipe.similarity} similarity, query {query_len} / passage {passage_len} tokens."
+        ),
+        "source": (
+            f"maebench finetune (benchmark/data/recipes/{recipe.name}.yaml, resolved recipe in "
+            "finetuning.record); encoding settings are the recipe's, prefixes and title mode the "
+            f"backbone card's ({backbone.name})"
+        ),
+        "paper": backbone.paper.model_dump(mode="json", exclude_none=True) if backbone.paper else None,
+        "license": backbone.license,
+        "parameters": backbone.parameters,
+        "embedding_dim": backbone.embedding_dim,
+        "retriever": retriever.model_dump(mode="json", exclude_none=True),
+        "pretraining": backbone.pretraining.model_dump(mode="json") if backbone.pretraining else None,
+        "finetuning": {
+            "stage": "fine-tuned",
+            "data": f"{task} train split ({record['train_data']['n_queries']} queries)",
+            "negatives": (
+                f"{recipe.negatives_card} top-{recipe.negatives_depth} over the {task} corpus, judged "
+                "positives removed, sampled with the seed, plus in-batch"
+                + (f"; stage 2: mined by the stage-1 model to depth {recipe.stage2_mining_depth}"
+                   if recipe.stages == 2 else "")
+            ),
+            "distillation": "none",
+            "record": record,
+        },
+        "finetuned_from": backbone.name,
+    }
+    card = {k: v for k, v in card.items() if v is not None}
+    text = yaml.safe_dump(card, sort_keys=False, allow_unicode=True, width=100)
+    try:
+        parse_card(text, f"generated card {name}")
+    except RegistryError as exc:  # a bug here, not a user error; keep the message
+        raise MaebenchError(f"the generated card is invalid: {exc}") from exc
+    return text
+
+
+def publish(final: Path, weights_dir: Path, card_text: str, card_path: Path, work: Path) -> None:
+    """Weights first, then the card (each by rename), then drop the work folder: a kill between
+    the two leaves no card, and the re-run (work folder still there) finishes the job."""
+    from benchmark.results import atomic_write
+
+    card_path.parent.mkdir(parents=True, exist_ok=True)
+    if weights_dir.exists():
+        old = weights_dir.with_name(weights_dir.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        weights_dir.rename(old)
+        final.rename(weights_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        final.rename(weights_dir)
+    atomic_write(card_path, card_text.encode())
+    shutil.rmtree(work, ignore_errors=True)
