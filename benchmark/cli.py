@@ -4,6 +4,7 @@ bodies only, so `maebench --help` stays instant."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -47,29 +48,56 @@ for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()) or "failed"
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {_one_line(message)}", err=True)
+    sys.exit(code)
+
+
+def _click_classes(name: str) -> tuple[type[BaseException], ...]:
+    """The class `name` of click and of typer's vendored copy of click (typer >= 0.16 raises
+    typer._click exceptions, which are not click's: catching only click's let every usage
+    error escape as a traceback)."""
+    found = []
+    for module in ("click.exceptions", "typer._click.exceptions"):
+        with contextlib.suppress(ImportError, AttributeError):
+            found.append(getattr(importlib.import_module(module), name))
+    return tuple(found)
+
+
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit status 2."""
+    """Console entry point: every failure is one `error: ...` line on stderr, never a traceback.
+    User and usage errors and I/O faults exit 2, Ctrl-C 130, a bug 70 (EX_SOFTWARE, with the
+    exception's type; MAEBENCH_DEBUG=1 shows the traceback)."""
     from benchmark.errors import MaebenchError
 
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except MaebenchError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("interrupted; results/ was left unchanged", err=True)
-        sys.exit(130)
-    except typer.Exit as exc:
+        _fail(str(exc), 2)
+    except (KeyboardInterrupt, *_click_classes("Abort")):
+        _fail("interrupted; results/ keeps what was stored before (nothing half-written)", 130)
+    except _click_classes("Exit") as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as exc:  # click usage errors etc.
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except _click_classes("ClickException") as exc:
+        if not exc.format_message():  # `maebench` alone: the help was printed
+            sys.exit(2)
+        command = getattr(getattr(exc, "ctx", None), "command_path", None) or "maebench"
+        _fail(f"{exc.format_message()} (see '{command} --help')", 2)
+    except OSError as exc:  # disk full, read-only folder, a file where a folder should be
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or type(exc).__name__}", 2)
+    except (RecursionError, MemoryError) as exc:
+        _fail(f"input too large or too deeply nested ({type(exc).__name__})", 2)
+    except Exception as exc:
+        if os.environ.get("MAEBENCH_DEBUG"):
+            raise
+        _fail(f"internal error {type(exc).__name__}: {exc} (a bug; MAEBENCH_DEBUG=1 shows the traceback)", 70)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -262,6 +262,9 @@ def _run_key(backbone: ModelCard, task: str, recipe: Recipe, seed: int, data: Tr
 
 def _prepare_work_dir(work: Path, key: dict, overwrite: bool) -> None:
     state = work / STATE_FILE
+    if not _is_main_process():
+        _wait_for_state(state, key)  # torch.distributed is not up yet: rank 0 decides, others wait
+        return
     if work.exists():
         try:
             stored = json.loads(state.read_text(encoding="utf-8"))
@@ -274,14 +277,23 @@ def _prepare_work_dir(work: Path, key: dict, overwrite: bool) -> None:
             raise FinetuneError(
                 f"{work} holds an unfinished run with other settings; pass --overwrite to discard it"
             )
-        if _is_main_process():
-            shutil.rmtree(work)
-    if _is_main_process():
-        from benchmark.results import atomic_write
+        shutil.rmtree(work)
+    from benchmark.results import atomic_write
 
-        work.mkdir(parents=True, exist_ok=True)
-        atomic_write(state, json.dumps(key, sort_keys=True).encode())
-    _barrier()
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write(state, json.dumps(key, sort_keys=True).encode())
+
+
+def _wait_for_state(state: Path, key: dict, timeout_s: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if json.loads(state.read_text(encoding="utf-8")) == key:
+                return
+        except (OSError, json.JSONDecodeError):
+            pass
+        time.sleep(1.0)
+    raise FinetuneError(f"rank {os.environ.get('RANK')}: rank 0 did not prepare {state.parent} in time")
 
 
 # --- negatives ------------------------------------------------------------------------------
