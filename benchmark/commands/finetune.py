@@ -12,8 +12,8 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command()
     def finetune(
-        model: str = typer.Option(..., "--model", "-m", help="Backbone card (dense, encoder: shared)."),
-        task: str = typer.Option(..., "--task", "-t", help="Task with a train split (scifact, msmarco)."),
+        model: str | None = typer.Option(None, "--model", "-m", help="Backbone card (dense, shared)."),
+        task: str | None = typer.Option(None, "--task", "-t", help="Task with a train split."),
         recipe: str = typer.Option("standard", help="Recipe name (see --list-recipes)."),
         seed: int = typer.Option(0, help="Seed for negatives sampling, data order and initialisation."),
         name: str | None = typer.Option(
@@ -38,6 +38,10 @@ def register(app: typer.Typer) -> None:
             for item in available_recipes():
                 typer.echo(f"{item}\t{load_recipe(item).description}")
             return
+        if not model or not task:
+            from benchmark.errors import MaebenchError
+
+            raise MaebenchError("maebench finetune needs --model and --task (or --list-recipes)")
         from benchmark.registry import get_card
         from benchmark.training.finetune import run_finetune
 
