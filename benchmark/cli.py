@@ -5,7 +5,6 @@ bodies only, so `maebench --help` stays instant."""
 from __future__ import annotations
 
 import contextlib
-import contextlib
 import importlib
 import logging
 import os
@@ -47,26 +46,6 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progr
 
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split()) or "failed"
-
-
-def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {_one_line(message)}", err=True)
-    sys.exit(code)
-
-
-def _click_classes(name: str) -> tuple[type[BaseException], ...]:
-    """The class `name` of click and of typer's vendored copy of click (typer >= 0.16 raises
-    typer._click exceptions, which are not click's: catching only click's let every usage
-    error escape as a traceback)."""
-    found = []
-    for module in ("click.exceptions", "typer._click.exceptions"):
-        with contextlib.suppress(ImportError, AttributeError):
-            found.append(getattr(importlib.import_module(module), name))
-    return tuple(found)
 
 
 INTERRUPTED = "interrupted; results/ keeps what was stored before (nothing half-written)"
