@@ -501,46 +501,85 @@ def _table(title: str):
                  title_justify="left")
 
 
-def _name_column(table, header: str, width: int) -> None:
-    table.add_column(header, max_width=width, overflow="ellipsis", no_wrap=True)
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _num_column(table, header: str) -> None:
-    table.add_column(header, justify="right", no_wrap=True)
+def _name_column(table, header: str, width: int, fitted: bool = False) -> None:
+    """A name column of at most `width`; `fitted`: its cells were cut to it already."""
+    table.add_column(header, max_width=width, min_width=width if fitted else None,
+                     overflow="ellipsis", no_wrap=True)
+
+
+def _num_column(table, header: str, values: Sequence[str] = ()) -> None:
+    """A number column rich may never squeeze (it would cut 0.6863 to '0.…'): its minimum
+    width is its widest cell, so the name columns give way instead."""
+    width = max([len(header), *(len(v) for v in values)])
+    table.add_column(header, justify="right", no_wrap=True, min_width=width)
 
 
 def _render_compact(report: ComparisonReport, console) -> None:
     alpha = report.settings["alpha"]
     title = f"{report.metric} ×100, " + (
         f"each model vs {report.baseline}" if report.baseline else "pairwise")
-    table = _table(title)
-    _name_column(table, "task", 12)
-    _name_column(table, "A", 22)
-    _num_column(table, "A")
-    _name_column(table, "B", 22)
-    _num_column(table, "B")
-    _num_column(table, "A−B")
-    _num_column(table, "95% CI")
-    _num_column(table, "p Holm")
-    table.add_column("", no_wrap=True)
-    for c in report.comparisons:
-        mark = significance_mark(c, alpha)
-        style = "green" if mark == "A>B" else "red" if mark == "A<B" else None
-        table.add_row(
-            c.task, c.a, f"{c.mean_a * 100:.2f}", c.b, f"{c.mean_b * 100:.2f}",
-            f"{c.diff * 100:+.2f}", f"[{c.ci_low * 100:+.1f},{c.ci_high * 100:+.1f}]",
-            _fmt_p(c.p_holm), {"A>B": ">", "A<B": "<"}.get(mark, ""), style=style,
-        )
+    rows = [
+        [c.task, c.a, f"{c.mean_a * 100:.2f}", c.b, f"{c.mean_b * 100:.2f}",
+         f"{c.diff * 100:+.2f}", f"[{c.ci_low * 100:+.1f},{c.ci_high * 100:+.1f}]",
+         _fmt_p(c.p_holm) + {"A>B": " >", "A<B": " <"}.get(significance_mark(c, alpha), "  ")]
+        for c in report.comparisons
+    ]
+    columns = list(zip(*rows, strict=True)) if rows else [()] * 8
+
+    def build(task_w: int, name_w: int):
+        table = _table(title)
+        _name_column(table, "task", task_w, fitted=True)
+        _name_column(table, "A", name_w, fitted=True)
+        _num_column(table, "A", columns[2])
+        _name_column(table, "B", name_w, fitted=True)
+        _num_column(table, "B", columns[4])
+        _num_column(table, "A−B", columns[5])
+        _num_column(table, "95% CI", columns[6])
+        _num_column(table, "p Holm", columns[7])
+        for row in rows:
+            style = "green" if row[-1].endswith(">") else "red" if row[-1].endswith("<") else None
+            table.add_row(_fit(row[0], task_w), _fit(row[1], name_w), row[2],
+                          _fit(row[3], name_w), *row[4:], style=style)
+        return table
+
+    # the numbers keep their full width; task and model names shrink until the table fits
+    # (measured by rendering it unconstrained: rich would otherwise squeeze the numbers)
+    import io
+
+    from rich.console import Console
+
+    def natural_width(table) -> int:
+        scratch = Console(file=io.StringIO(), width=1000, color_system=None)
+        scratch.print(table)
+        return max(len(line.rstrip()) for line in scratch.file.getvalue().splitlines())
+
+    task_w = min(12, max([4, *(len(v) for v in columns[0])]))
+    name_w = min(22, max([4, *(len(v) for v in columns[1] + columns[3])]))
+    table = build(task_w, name_w)
+    while natural_width(table) > console.width and (
+            name_w > 8 or task_w > 6):
+        if name_w > 8:
+            name_w -= 1
+        else:
+            task_w -= 1
+        table = build(task_w, name_w)
     console.print(table)
     summary = _table(f"Across tasks: {', '.join(report.tasks)}")
-    _name_column(summary, "model", 30)
+    _name_column(summary, "model", 40)
     _name_column(summary, "family", 12)
-    for h in ("mean", "coverage", "rank", "rank 95%"):
-        _num_column(summary, h)
-    for s in ordered_summary(report):
-        interval = f"{s.rank_low}-{s.rank_high}" if s.rank_low is not None else "-"
-        summary.add_row(s.name, s.family, "-" if s.mean is None else f"{s.mean * 100:.2f}",
-                        s.coverage, str(s.rank) if s.rank else "-", interval)
+    rows = [[s.name, s.family, "-" if s.mean is None else f"{s.mean * 100:.2f}", s.coverage,
+             str(s.rank) if s.rank else "-",
+             f"{s.rank_low}-{s.rank_high}" if s.rank_low is not None else "-"]
+            for s in ordered_summary(report)]
+    columns = list(zip(*rows, strict=True)) if rows else [()] * 6
+    for i, h in enumerate(("mean", "coverage", "rank", "rank 95%"), start=2):
+        _num_column(summary, h, columns[i])
+    for row in rows:
+        summary.add_row(*row)
     console.print(summary)
     console.print(f"[dim]> / <: A significantly better / worse than B (Holm, α = {alpha}); "
                   "--wide for d, W/T/L, raw p and BH.[/]")

@@ -186,6 +186,7 @@ def test_committed_real_results_bm25_vs_minilm(tmp_path):
     for model in ("bm25", "all-minilm-l6-v2"):
         (results / model).mkdir(parents=True)
         shutil.copy(source / model / "scifact.json", results / model)
+        shutil.copy(source / model / "scifact.run.gz", results / model)
     report = build_report(load_table(results), ["scifact"], None, StatsOptions())
     (c,) = report.comparisons
     assert (c.a, c.b, c.n) == ("bm25", "all-minilm-l6-v2", 300)
