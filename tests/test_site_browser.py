@@ -65,17 +65,21 @@ def browser(tmp_path_factory):
 
 
 def _open(browser: Browser, url: str, width: int) -> None:
-    browser.open(url)
+    """Show `url` at `width` px (a phone below 600) in one reused tab."""
+    import time
+
+    if browser.session is None:
+        browser.open("about:blank")
     browser.send("Emulation.setDeviceMetricsOverride",
                  {"width": width, "height": 900 if width > 600 else 800,
                   "deviceScaleFactor": 1, "mobile": width <= 600})
-    browser.send("Page.reload")
-    import time
-
-    for _ in range(200):
-        time.sleep(0.05)
-        if browser.eval("document.readyState") == "complete":
+    browser.send("Page.navigate", {"url": url})
+    for _ in range(400):
+        if browser.eval(f"document.URL === {json.dumps(url)} && "
+                        "document.readyState === 'complete'"):
             return
+        time.sleep(0.025)
+    raise TimeoutError(url)
 
 
 def _shots_dir(tmp_path: Path) -> Path:
