@@ -64,6 +64,20 @@ def test_card_free_run_gives_exactly_the_cards_scores_and_records_the_card(
     assert again.exit_code == 0 and "skip minilm-local on tiny: already stored" in again.output
     assert (results / "minilm-local" / "tiny.json").read_bytes() == before
 
+    # a card-free result can be bundled: the card is the one its result recorded
+    bundle = tmp_path / "bundle"
+    out = _invoke("bundle", "--model", "minilm-local", "--out", str(bundle), "--results-dir",
+                  str(results))
+    assert out.exit_code == 0, out.output
+    card_text = (bundle / "minilm-local.yaml").read_text()
+    assert "pooling: mean" in card_text
+    clone = tmp_path / "clone"
+    (clone / "models").mkdir(parents=True)
+    check = _invoke("submit", "--check", str(bundle), "--results-dir", str(clone / "results"),
+                    "--models-dir", str(clone / "models"))
+    assert check.exit_code == 0, check.output
+    assert "card models/minilm-local.yaml would be added" in check.output
+
 
 def test_wrong_pooling_warns_and_is_recorded_strict_refuses(minilm_copy, tmp_path):
     models = tmp_path / "models"
