@@ -175,7 +175,7 @@ def _run_one(card, spec, options, record: dict, console) -> str | None:
 
     target = result_path(options.results_dir, card.name, spec.name)
     if target.exists() and not options.overwrite:
-        reason = _stored_differs(target, card)
+        reason = _stored_differs(target, card, spec, options.data_dir)
         if reason is None:
             console.print(f"[dim]skip {card.name} on {spec.name}: already stored for the same "
                           f"evaluation ({target}); --overwrite redoes it[/]")
@@ -200,11 +200,14 @@ def _run_one(card, spec, options, record: dict, console) -> str | None:
     return None
 
 
-def _stored_differs(path: Path, card) -> str | None:
-    """Why the stored result is not the same evaluation as this card would give (None: same)."""
+def _stored_differs(path: Path, card, spec=None, data_dir: Path | None = None) -> str | None:
+    """Why the stored result is not the evaluation this run would make (None: the same one):
+    the model configuration, the catalog's evaluation settings of the task, and (when the
+    data is here) the dataset fingerprints. The parts are EvalKey's (benchmark.evalkey)."""
     from benchmark.errors import MaebenchError
+    from benchmark.evalkey import same_config
     from benchmark.results import read_result
-    from benchmark.runner import model_info, same_config
+    from benchmark.runner import model_info
 
     try:
         stored = read_result(path)
@@ -212,4 +215,20 @@ def _stored_differs(path: Path, card) -> str | None:
         return f"cannot be read ({exc})"
     if not same_config(stored.model.config, model_info(card).config):
         return "was computed with another configuration of the model"
+    if spec is None:
+        return None
+    task = stored.task
+    if (task.split, sorted(task.quirks), task.relevance_threshold) != (
+            spec.split, sorted(spec.quirks), spec.relevance_threshold):
+        return "was evaluated with other task settings (split, quirks or relevance threshold)"
+    if spec.is_aggregate or task.fingerprints is None:
+        return None
+    try:
+        from benchmark.reproduce import _data_fingerprints
+
+        current = _data_fingerprints(spec, data_dir)
+    except (MaebenchError, ImportError, OSError, TypeError, ValueError):
+        return None  # the data is not here: nothing more to compare without it
+    if current != task.fingerprints:
+        return "was computed on different data (dataset fingerprints differ)"
     return None
