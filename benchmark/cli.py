@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "benchmark.commands.finetune",
     "benchmark.commands.card",
     "benchmark.commands.bundle",
+    "benchmark.commands.store",
 )
 
 app = typer.Typer(

@@ -42,6 +42,11 @@ class Metric:
     def __str__(self) -> str:
         return f"{self.measure}@{self.cutoff}"
 
+    def rel_level(self, relevance_threshold: int) -> int:
+        """Grade from which a document counts as relevant: the task's threshold for binary
+        metrics, 1 for nDCG (which uses every grade as its gain, as trec_eval does)."""
+        return relevance_threshold if _RANX_NAMES[self.measure][1] else 1
+
     def ranx_name(self, relevance_threshold: int) -> str:
         name, binary = _RANX_NAMES[self.measure]
         suffix = f"-l{relevance_threshold}" if binary and relevance_threshold != 1 else ""
@@ -70,6 +75,57 @@ def canonicalize(run: dict[str, dict[str, float]], depth: int | None = None) -> 
     return {qid: canonical_ranking(docs, depth) for qid, docs in run.items()}
 
 
+def _ranx_kernels() -> dict[str, tuple]:
+    """measure -> (ranx per-query kernel, extra arguments), imported without running
+    ranx/__init__.py (it imports scipy, pandas and matplotlib for plots and statistical tests we
+    never use here). The kernels are numba functions compiled with cache=True, so a fresh process
+    loads them from ranx's cache in well under a second."""
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    stub = None
+    if "ranx" not in sys.modules:
+        spec = importlib.util.find_spec("ranx")
+        stub = types.ModuleType("ranx")
+        stub.__path__ = list(spec.submodule_search_locations)
+        stub.__spec__ = spec
+        sys.modules["ranx"] = stub
+    try:
+        module = {name: importlib.import_module(f"ranx.metrics.{name}")
+                  for name in ("ndcg", "recall", "reciprocal_rank", "average_precision",
+                               "precision")}
+    finally:
+        if stub is not None and sys.modules.get("ranx") is stub:
+            del sys.modules["ranx"]  # a later `import ranx` runs the real package __init__
+    return {
+        "nDCG": (module["ndcg"]._ndcg, (True,)),  # jarvelin=True: ranx's "ndcg", trec_eval's
+        "MRR": (module["reciprocal_rank"]._reciprocal_rank, ()),
+        "R": (module["recall"]._recall, ()),
+        "MAP": (module["average_precision"]._average_precision, ()),
+        "P": (module["precision"]._precision, ()),
+    }
+
+
+def _arrays(judged: dict[str, int], ranking: RankedList):
+    """ranx's per-query inputs: [[doc, grade]] by grade descending and [[doc, score]] in rank
+    order, with docs numbered exactly (ranx itself uses hash(doc id) cast to float64)."""
+    import numpy as np
+
+    numbers: dict[str, int] = {}
+    for doc in judged:
+        numbers.setdefault(doc, len(numbers))
+    run_array = np.empty((len(ranking), 2), dtype=np.float64)
+    for pos, (doc, _) in enumerate(ranking):
+        run_array[pos, 0] = numbers.setdefault(doc, len(numbers))
+        run_array[pos, 1] = len(ranking) - pos  # strictly decreasing: the canonical order holds
+    qrels_array = np.array([[numbers[d], g] for d, g in judged.items()], dtype=np.float64)
+    qrels_array = qrels_array.reshape(-1, 2)
+    qrels_array = qrels_array[np.argsort(-qrels_array[:, 1], kind="stable")]
+    return qrels_array, run_array
+
+
 def drop_identical_ids(run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """BEIR/MTEB `ignore_identical_ids`: a query never retrieves itself (ArguAna, Quora, ...)."""
     return {qid: {d: s for d, s in docs.items() if d != qid} for qid, docs in run.items()}
@@ -81,11 +137,14 @@ def evaluate(
     metrics: tuple[str, ...] = STANDARD_METRICS,
     relevance_threshold: int = 1,
 ) -> Evaluation:
-    """Evaluate every query in `qrels`; a query absent from the run scores 0 on every metric."""
-    from numba.core.errors import NumbaTypeSafetyWarning
-    from ranx import Qrels, Run
-    from ranx import evaluate as ranx_evaluate
+    """Evaluate every query in `qrels`; a query absent from the run scores 0 on every metric.
 
+    The numbers come from ranx's own per-query kernels (the functions its `evaluate` runs in
+    parallel over queries). They are called one query at a time on exact integer doc ids:
+    ranx.evaluate would first import ranx's whole package (scipy, pandas, matplotlib: ~4 s),
+    build numba typed lists and start its parallel kernels, 5-50 s per fresh process, which
+    dwarfed every other phase of a small task. tests/test_evaluate.py checks the result equals
+    both ranx.evaluate and pytrec_eval."""
     parsed = [Metric.parse(m) for m in metrics]
     ranked = {
         qid: (docs if isinstance(docs, list) else canonical_ranking(docs))
@@ -94,23 +153,18 @@ def evaluate(
     per_query: dict[str, dict[str, float]] = {str(m): {} for m in parsed}
     evaluable = sorted(q for q in qrels if ranked.get(q))
     if evaluable:
-        rank_scores = {
-            qid: {doc: float(len(ranked[qid]) - pos) for pos, (doc, _) in enumerate(ranked[qid])}
-            for qid in evaluable
-        }
-        ranx_qrels = Qrels({qid: dict(qrels[qid]) for qid in evaluable})
-        ranx_run = Run(rank_scores)
-        names = [m.ranx_name(relevance_threshold) for m in parsed]
+        kernels = _ranx_kernels()
+        calls = [(str(m), *kernels[m.measure], m.cutoff, m.rel_level(relevance_threshold))
+                 for m in parsed]
         with warnings.catch_warnings():
+            from numba.core.errors import NumbaTypeSafetyWarning
+
             # ranx's numba kernels warn about a harmless uint64 -> int64 cast on every call
             warnings.simplefilter("ignore", category=NumbaTypeSafetyWarning)
-            scores = ranx_evaluate(ranx_qrels, ranx_run, names, return_mean=False, threads=1)
-        if len(names) == 1:
-            scores = {names[0]: scores}
-        for metric, name in zip(parsed, names, strict=True):
-            values = scores[name]
-            for qid, value in zip(evaluable, values, strict=True):
-                per_query[str(metric)][qid] = float(value)
+            for qid in evaluable:
+                qrels_array, run_array = _arrays(qrels[qid], ranked[qid])
+                for name, kernel, extra, k, rel_lvl in calls:
+                    per_query[name][qid] = float(kernel(qrels_array, run_array, k, rel_lvl, *extra))
     for metric in per_query.values():
         for qid in qrels:
             metric.setdefault(qid, 0.0)

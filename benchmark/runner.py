@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.data import load_beir_folder, resolve_folder
+from benchmark.embeddings.options import StoreOptions
 from benchmark.errors import ResultError
 from benchmark.evaluate import STANDARD_METRICS, canonicalize, drop_identical_ids, evaluate
 from benchmark.registry import ModelCard
@@ -51,6 +52,8 @@ class RunOptions:
     # facts the caller adds to the result's provenance.runtime (e.g. card_warnings from the
     # card-vs-checkpoint check, the inferred card of a card-free run)
     record: dict | None = None
+    # embedding store, encode engine, memory bound and search kind of dense runs (issue 10)
+    store: StoreOptions | None = None
 
 
 def model_info(card: ModelCard) -> ModelInfo:
@@ -103,16 +106,18 @@ def _evaluate_and_store(card: ModelCard, task: TaskSpec, options: RunOptions, ta
     # before a large corpus is parsed.
     folder = resolve_folder(task, options.data_dir)
     with timer.phase("load_model"):
-        retriever = build_retriever(card, options.device)
-    with timer.phase("load_data"):
-        dataset = load_beir_folder(task, folder)
+        retriever = build_retriever(card, options.device, options.store)
+    with timer.phase("load_data"):  # dense retrievers stream the corpus shard by shard
+        dataset = load_beir_folder(task, folder, stream=getattr(retriever, "streams_corpus", False))
     drop_self = "drop_identical_ids" in task.quirks
     raw_run = retriever.retrieve(dataset, options.top_k + int(drop_self), timer)
     if drop_self:
         raw_run = drop_identical_ids(raw_run)
     ranked = canonicalize(raw_run, options.top_k)
     with timer.phase("evaluate"):
-        evaluation = evaluate(dataset.qrels, ranked, STANDARD_METRICS, task.relevance_threshold)
+        evaluation = evaluate(
+            dataset.qrels, ranked, task.evaluation_metrics, task.relevance_threshold
+        )
     run_bytes = encode_run(ranked, options.store_depth)
     result = Result(
         model=model_info(card),

@@ -76,3 +76,68 @@ def exact_top_k(
     for start in range(0, len(corpus), shard_size):
         top.add_shard(corpus[start : start + shard_size])
     return top.result()
+
+
+def _ann_index(kind: str, dim: int, n_total: int, first_shard: np.ndarray, k: int):
+    """An HNSW or IVF inner-product index (faiss). HNSW: M=32, efConstruction 200, efSearch
+    max(k, 256); IVF: 4*sqrt(n) lists trained on the first shard, nprobe = lists/8."""
+    import faiss
+
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 200
+        index.hnsw.efSearch = max(k, 256)
+        return index, {"index": "HNSW32,Flat", "ef_construction": 200, "ef_search": max(k, 256)}
+    nlist = max(1, min(int(4 * n_total**0.5), len(first_shard) // 39))
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.train(np.ascontiguousarray(first_shard, dtype=np.float32))
+    index.nprobe = max(1, nlist // 8)
+    return index, {"index": f"IVF{nlist},Flat", "nprobe": index.nprobe}
+
+
+def approximate_search(
+    kind: str, queries: np.ndarray, k: int, n_shards: int, shard_vectors, reload_shard,
+    sample_size: int, timer,
+) -> tuple[tuple[np.ndarray, np.ndarray], dict]:
+    """ANN top-k over every shard (opt-in: the index holds all vectors, so memory is not
+    bounded by a shard), then exact search on a seeded sample of queries to measure the
+    recall@k of the approximate top-k against the exact one. Returns the result and the label
+    stored in the result's provenance."""
+    queries = _finite(np.ascontiguousarray(queries, dtype=np.float32), "query")
+    index = None
+    sizes: list[int] = []
+    info: dict = {}
+    for i in range(n_shards):
+        vectors = np.ascontiguousarray(shard_vectors(i), dtype=np.float32)
+        with timer.phase("index"):
+            if index is None:
+                index, info = _ann_index(kind, queries.shape[1], len(vectors) * n_shards, vectors, k)
+            index.add(vectors)
+        sizes.append(len(vectors))
+    with timer.phase("search"):
+        scores, labels = index.search(queries, k)
+    rng = np.random.default_rng(0)
+    sample = np.sort(rng.choice(len(queries), size=min(sample_size, len(queries)), replace=False))
+    with timer.phase("ann_recall_check"):
+        exact = StreamingTopK(queries[sample], k)
+        for i in range(n_shards):
+            vectors = reload_shard(i)
+            if vectors is None:  # dropped as corrupt since the first pass: the check cannot run
+                raise MaebenchError(f"embedding store shard {i} changed during the search")
+            exact.add_shard(vectors)
+        _, exact_labels = exact.result()
+    overlap = [
+        len(set(labels[row][labels[row] >= 0].tolist()) & set(exact_labels[j].tolist()))
+        / max(1, exact_labels.shape[1])
+        for j, row in enumerate(sample)
+    ]
+    label = {
+        "kind": "approximate",
+        "method": kind,
+        **info,
+        f"recall@{k}_vs_exact": round(float(np.mean(overlap)), 6),
+        "recall_sample_queries": int(len(sample)),
+        "recall_sample_seed": 0,
+    }
+    return (scores, labels.astype(np.int64)), label

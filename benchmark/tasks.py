@@ -25,6 +25,10 @@ QUIRKS: dict[str, str] = {
     "graded_relevance": "qrels carry several relevance grades; nDCG uses them as linear gains",
     "not_redistributable": "not on the BEIR download server; the user must build it locally",
     "embedded": "ships inside the maebench package (smoke test, not a benchmark)",
+    "trec_relevance_2": "binary metrics (recall, MRR, MAP) count grade >= 2 as relevant, as the "
+    "official TREC DL evaluation (trec_eval -l 2); nDCG uses every grade as its gain",
+    "trec_files": "queries and qrels come from TREC-format files (topics TSV, `qid Q0 pid grade`) "
+    "beside the BEIR corpus they are judged on",
 }
 
 Quirk = Literal[
@@ -35,6 +39,8 @@ Quirk = Literal[
     "graded_relevance",
     "not_redistributable",
     "embedded",
+    "trec_relevance_2",
+    "trec_files",
 ]
 
 MAIN_METRIC = "nDCG@10"
@@ -63,6 +69,15 @@ class Fingerprints(_Strict):
     qrels: str
 
 
+class TrecFiles(_Strict):
+    """Queries (`qid<TAB>text`) and qrels (`qid Q0 docid grade`) in TREC formats, as paths
+    relative to the data dir or, failing that, to its parent (so `--data-dir shared/data/beir`
+    finds `shared/data/msmarco-passage/...`)."""
+
+    queries: str
+    qrels: str
+
+
 class TaskSpec(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]*$")
     display_name: str
@@ -77,6 +92,28 @@ class TaskSpec(_Strict):
     mteb: MtebRef | None = None
     beir_stats: BeirStats | None = None
     fingerprints: Fingerprints | None = None
+    # metrics the task's papers report beyond the standard set (MS MARCO dev: R@50)
+    metrics: tuple[str, ...] = ()
+    trec_files: TrecFiles | None = None
+
+    @model_validator(mode="after")
+    def _metrics_known(self) -> TaskSpec:
+        from benchmark.evaluate import Metric
+
+        for name in (*self.metrics, self.main_metric):
+            Metric.parse(name)
+        if ("trec_files" in self.quirks) != (self.trec_files is not None):
+            raise ValueError("a task has trec_files exactly when it has the trec_files quirk")
+        if ("trec_relevance_2" in self.quirks) != (self.relevance_threshold == 2):
+            raise ValueError("relevance_threshold 2 goes with the trec_relevance_2 quirk")
+        return self
+
+    @property
+    def evaluation_metrics(self) -> tuple[str, ...]:
+        """The standard metrics plus the task's own, in that order."""
+        from benchmark.evaluate import STANDARD_METRICS
+
+        return STANDARD_METRICS + tuple(m for m in self.metrics if m not in STANDARD_METRICS)
 
     @model_validator(mode="after")
     def _aggregate_has_subtasks(self) -> TaskSpec:

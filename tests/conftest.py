@@ -8,6 +8,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Tests never write into the user's maebench home (embedding store, checkpoints): one scratch
+# home per test session, inherited by the CLI subprocesses the tests start.
+if "MAEBENCH_TEST_KEEP_HOME" not in os.environ:
+    import tempfile
+
+    os.environ["MAEBENCH_HOME"] = tempfile.mkdtemp(prefix="maebench-test-home-")
 SHARED = Path(os.environ.get("MAEBENCH_SHARED", REPO.parent / "shared"))
 BEIR_DIR = SHARED / "data" / "beir"
 

@@ -1,24 +1,33 @@
-"""Dense bi-encoders on torch + transformers: formatting, batching, pooling, exact search.
+"""Dense bi-encoders on torch + transformers: formatting, encoding through the embedding store,
+search over the store.
 
 The card decides how texts are formatted (prefixes, title mode) and which encoder kind embeds
-them (benchmark.retrievers.encoders); this module formats, encodes the corpus shard by shard and
-searches exactly, always in fp32.
+them (benchmark.retrievers.encoders). Vectors go through the embedding store
+(benchmark.embeddings): each corpus shard is loaded from the store when its key matches, else
+encoded and committed, then searched, so peak memory is one shard plus the running top-k and a
+second run with the same key never loads the model. Search is exact (fp32) unless the user asks
+for an approximate index, which is then labelled in the result with its measured recall.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from benchmark.data import Dataset, Document
-from benchmark.errors import ModelLoadError
+from benchmark.embeddings.key import StoreKey, folder_digest, texts_fingerprint
+from benchmark.embeddings.options import StoreOptions, shard_rows
+from benchmark.embeddings.sources import GRANULE, CorpusSource, corpus_source
+from benchmark.errors import MaebenchError, ModelLoadError
 from benchmark.registry import DenseConfig
 from benchmark.retrievers.base import Run, document_text
-from benchmark.retrievers.encoders import EncoderInput, load_encoder
-from benchmark.search import StreamingTopK
+from benchmark.retrievers.weights import load_failure, resolve_checkpoint
+from benchmark.search import StreamingTopK, approximate_search
 from benchmark.timing import PhaseTimer
 
+# kept for callers that import them: the defaults the shard size is derived from
 CORPUS_SHARD = 100_000
-SHARD_BYTES = 2 << 30  # bound a corpus shard's fp32 embeddings (DupMAE vectors are |V|+768 wide)
 
 
 def pick_device(device: str | None) -> str:
@@ -29,8 +38,26 @@ def pick_device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _check_hub_checkpoint(checkpoint: str, revision: str | None) -> None:
+    """Fail in well under a second when hub weights are not reachable (offline, not cached),
+    without importing transformers: the model itself loads lazily, only if a vector is missing."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        hf_hub_download(checkpoint, "config.json", revision=revision)
+    except Exception as exc:  # every hub failure (offline, 404, auth) means the same to the user
+        raise load_failure(checkpoint, revision, exc) from exc
+
+
 class DenseRetriever:
-    def __init__(self, config: DenseConfig, device: str | None = None, name: str = "") -> None:
+    streams_corpus = True  # the runner hands it a StreamedCorpus, never a dict of documents
+
+    def __init__(
+        self, config: DenseConfig, device: str | None = None, name: str = "",
+        store: StoreOptions | None = None, lazy: bool = False,
+    ) -> None:
+        """`lazy`: load the model only when a vector is missing from the store (a warm run never
+        imports torch); otherwise load it now, so a broken checkpoint fails before any data."""
         if not config.has_checkpoint:
             raise ModelLoadError(
                 f"{name or 'this card'}: its authors never released the checkpoint (card "
@@ -38,32 +65,85 @@ class DenseRetriever:
                 "weights to run it"
             )
         self.config = config
-        self.device = pick_device(device)
-        if config.encoder == "separate":
-            self.query_encoder = load_encoder(config.query_checkpoint, config, self.device, "query")
-            self.passage_encoder = load_encoder(
-                config.passage_checkpoint, config, self.device, "passage"
-            )
-        else:
-            self.query_encoder = load_encoder(config.checkpoint, config, self.device, "query")
-            self.passage_encoder = self.query_encoder
+        self._device = device
+        self.store = store or StoreOptions()
+        self._encoders: dict[str, object] = {}
+        self._store_stats: dict = {}
+        self._search_info: dict = {"kind": "exact"}
+        separate = config.encoder == "separate"
+        self._checkpoints = {
+            "query": config.query_checkpoint if separate else config.checkpoint,
+            "passage": config.passage_checkpoint if separate else config.checkpoint,
+        }
+        self._weights: dict[str, str] = {}
+        for role, checkpoint in self._checkpoints.items():
+            source, origin = resolve_checkpoint(checkpoint, config.local_package)
+            if origin == "hub":
+                _check_hub_checkpoint(checkpoint, config.revision)
+                self._weights[role] = f"hub:{checkpoint}@{config.revision or 'unpinned'}"
+            else:
+                cache = self.store.store_root() / "weights-digests.json"
+                self._weights[role] = "sha256:" + folder_digest(Path(source), cache)
+        if not lazy:
+            self._encoder("query")
+            self._encoder("passage")
+
+    # -- encoders, loaded on first use ---------------------------------------------------------
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            self._device = pick_device(None)
+        return self._device
+
+    def _encoder(self, role: str):
+        from benchmark.retrievers.encoders import load_encoder
+
+        if role not in self._encoders:
+            same = self._checkpoints["query"] == self._checkpoints["passage"]
+            other = "passage" if role == "query" else "query"
+            if same and self.config.encoder != "separate" and other in self._encoders:
+                self._encoders[role] = self._encoders[other]
+            else:
+                self._encoders[role] = load_encoder(
+                    self._checkpoints[role], self.config, self.device, role
+                )
+        return self._encoders[role]
+
+    @property
+    def query_encoder(self):
+        return self._encoder("query")
+
+    @property
+    def passage_encoder(self):
+        return self._encoder("passage")
 
     def describe(self) -> dict:
-        info = {
-            "device": self.device,
-            "weights_origin": self.query_encoder.origin,
-            "model_dtype": self.query_encoder.dtype,
-            "model_class": self.query_encoder.model_class.__name__,
-        }
-        if self.passage_encoder is not self.query_encoder:
-            info["passage_weights_origin"] = self.passage_encoder.origin
-            info["passage_model_class"] = self.passage_encoder.model_class.__name__
+        info: dict = {"device": "none (every vector came from the store)"}
+        if self._encoders:
+            info["device"] = self.device
+            enc = self._encoders.get("query") or self._encoders["passage"]
+            info |= {
+                "weights_origin": enc.origin,
+                "model_dtype": enc.dtype,
+                "model_class": enc.model_class.__name__,
+            }
+            passage = self._encoders.get("passage")
+            if passage is not None and passage is not enc:
+                info["passage_weights_origin"] = passage.origin
+                info["passage_model_class"] = passage.model_class.__name__
+        else:
+            info["model_dtype"] = self.config.dtype
+        info["weights_identity"] = dict(self._weights)
+        if self._store_stats:
+            info["embedding_store"] = dict(self._store_stats)
+        info["search"] = dict(self._search_info)
         return info
 
+    # -- formatting and encoding ---------------------------------------------------------------
     def format_queries(self, texts: list[str]) -> list[str]:
         return [self.config.query_prefix + t for t in texts]
 
-    def format_passages(self, docs: list[Document]) -> list[EncoderInput]:
+    def format_passages(self, docs: list[Document]):
         """The card's title mode and passage prefix applied to corpus documents."""
         cfg = self.config
         if cfg.title == "pair":
@@ -94,23 +174,127 @@ class DenseRetriever:
             embeddings = embeddings / np.maximum(norms, 1e-12)
         return embeddings
 
+    def search_vectors(self, docs: list[Document]) -> np.ndarray:
+        """What search uses for these documents (and what the store keeps)."""
+        return self._for_search(self.encode_passages(docs))
+
+    # -- store keys ----------------------------------------------------------------------------
+    def store_key(self, role: str, texts: str, rows: int, store_dtype: str) -> StoreKey:
+        cfg = self.config
+        passage = role == "passage"
+        return StoreKey(
+            role=role,
+            weights=self._weights[role],
+            encoder=cfg.encoder,
+            pooling=cfg.pooling,
+            head=tuple(cfg.head),
+            normalize=cfg.normalize,
+            similarity=cfg.similarity,
+            prefix=cfg.passage_prefix if passage else cfg.query_prefix,
+            title=cfg.title if passage else "n/a",
+            title_separator=cfg.title_separator if passage else "n/a",
+            max_length=cfg.passage_max_length if passage else cfg.query_max_length,
+            model_dtype=cfg.dtype,
+            store_dtype=store_dtype,
+            dupmae=(cfg.dupmae_sparse_weight, cfg.dupmae_sparse_top_k),
+            texts=texts,
+            shard_rows=rows,
+        )
+
+    def _store(self):
+        from benchmark.embeddings.store import EmbeddingStore
+
+        return EmbeddingStore(self.store.store_root())
+
+    def _query_vectors(self, dataset: Dataset, query_ids: list[str]) -> np.ndarray:
+        texts = [dataset.queries[q] for q in query_ids]
+        if not self.store.use_store:
+            return self._for_search(self.encode_queries(texts))
+        key = self.store_key(
+            "query", texts_fingerprint(dataset.fingerprints.queries, query_ids), 0, "float32"
+        )
+        entry = self._store().entry(key, len(query_ids), 1)
+        with entry.writing():
+            vectors = entry.load(0, len(query_ids))
+            if vectors is None:
+                vectors = self._for_search(self.encode_queries(texts))
+                entry.write(0, vectors)
+        return vectors
+
+    # -- retrieval -----------------------------------------------------------------------------
     def retrieve(self, dataset: Dataset, top_k: int, timer: PhaseTimer) -> Run:
         query_ids = list(dataset.queries)
-        doc_ids = list(dataset.corpus)
+        corpus = corpus_source(dataset.corpus, dataset.fingerprints.corpus)
         with timer.phase("encode_queries"):
-            queries = self._for_search(self.encode_queries([dataset.queries[q] for q in query_ids]))
-        top = StreamingTopK(queries, min(top_k, len(doc_ids)))
-        shard_size = max(1000, min(CORPUS_SHARD, SHARD_BYTES // (4 * max(queries.shape[1], 1))))
-        for start in range(0, len(doc_ids), shard_size):
-            shard_ids = doc_ids[start : start + shard_size]
-            with timer.phase("encode_corpus"):
-                shard = self._for_search(
-                    self.encode_passages([dataset.corpus[d] for d in shard_ids])
-                )
-            with timer.phase("search"):
-                top.add_shard(shard)
-        scores, indices = top.result()
+            queries = self._query_vectors(dataset, query_ids)
+        k = min(top_k, len(corpus))
+        rows = shard_rows(queries.shape[1], self.store.max_memory, GRANULE)
+        plan = corpus.shards(rows)
+        if not self.store.use_store:
+            if self.store.search != "exact":
+                raise MaebenchError("approximate search reads the embedding store; drop --no-store")
+            top = StreamingTopK(queries, k)
+            for start, n in plan:
+                with timer.phase("encode_corpus"):
+                    vectors = self.search_vectors(corpus.read(start, n))
+                with timer.phase("search"):
+                    top.add_shard(vectors)
+            scores, indices = top.result()
+        else:
+            scores, indices = self._retrieve_via_store(corpus, plan, rows, queries, k, timer)
+        ids = corpus.ids
         return {
-            qid: {doc_ids[int(i)]: float(s) for i, s in zip(indices[row], scores[row], strict=True)}
+            qid: {ids[int(i)]: float(s) for i, s in zip(indices[row], scores[row], strict=True)
+                  if i >= 0}
             for row, qid in enumerate(query_ids)
         }
+
+    def _retrieve_via_store(
+        self, corpus: CorpusSource, plan: list[tuple[int, int]], rows: int, queries: np.ndarray,
+        k: int, timer: PhaseTimer,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        dtype = self.store.store_dtype
+        key = self.store_key("passage", corpus.sha256, rows, dtype)
+        entry = self._store().entry(key, len(corpus), len(plan))
+        stats = {"entry": key.digest()[:32], "store_dtype": dtype, "engine": self.store.engine,
+                 "shard_rows": rows, "shards_total": len(plan), "shards_encoded": 0,
+                 "shards_from_store": 0, "shards_dropped_corrupt": 0}
+        self._store_stats = stats
+        with entry.writing():
+            missing = entry.missing()
+            if self.store.engine == "ray" and missing:
+                from benchmark.embeddings.ray_engine import encode_with_ray
+
+                with timer.phase("encode_corpus"):
+                    stats["shards_encoded"] += encode_with_ray(entry, corpus, plan, missing, self)
+            encoded_here = [0]
+
+            def shard_vectors(index: int) -> np.ndarray:
+                start, n = plan[index]
+                with timer.phase("store_read"):
+                    vectors = entry.load(index, n)
+                if vectors is not None:
+                    return vectors
+                with timer.phase("encode_corpus"):
+                    vectors = self.search_vectors(corpus.read(start, n))
+                    entry.write(index, vectors)
+                encoded_here[0] += 1
+                # search what a later run will read back (fp16 storage rounds)
+                return vectors.astype(np.dtype(dtype)).astype(np.float32, copy=False)
+
+            if self.store.search == "exact":
+                top = StreamingTopK(queries, k)
+                for index in range(len(plan)):
+                    vectors = shard_vectors(index)
+                    with timer.phase("search"):
+                        top.add_shard(vectors)
+                result = top.result()
+            else:
+                result, self._search_info = approximate_search(
+                    self.store.search, queries, k, len(plan), shard_vectors,
+                    lambda i: entry.load(i, plan[i][1]), self.store.ann_sample, timer,
+                )
+            stats["shards_dropped_corrupt"] = len(entry.dropped)
+            stats["shards_encoded"] += encoded_here[0]
+            stats["shards_from_store"] = len(plan) - stats["shards_encoded"]
+        return result
