@@ -23,7 +23,8 @@ from tests.test_site import CHROMIUM, Browser
 REPO = Path(__file__).resolve().parents[1]
 FAST = StatsOptions(n_perm=2000, n_boot=2000)
 PAGES = {"leaderboard": "index.html", "task": "tasks/scifact.html",
-         "model": "models/all-minilm-l6-v2.html", "per-query": "queries/tiny.html"}
+         "model": "models/all-minilm-l6-v2.html",
+         "per-query": "queries/tiny.html#a=bm25-multifield&b=bm25"}  # a pair that differs
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +146,8 @@ def test_phone_width_shows_name_and_score_without_sideways_scrolling(site, brows
     shots = _shots_dir(tmp_path)
     for label, page in PAGES.items():
         for width in (1400, 400):
-            _open(browser, (site / page).as_uri(), width)
+            path, _, fragment = page.partition("#")
+            _open(browser, (site / path).as_uri() + (f"#{fragment}" if fragment else ""), width)
             browser.screenshot(shots / f"{label}-{width}.png")
             if width == 400:
                 assert browser.eval("document.documentElement.scrollWidth") <= 400, page
