@@ -78,34 +78,16 @@ def default_tasks(names: Iterable[str]) -> list[str]:
 # --------------------------------------------------------------------------- comparability
 
 
-def _key_parts(result: Result, metric: str) -> dict[str, object]:
-    task = result.task
-    fps = task.fingerprints.model_dump() if task.fingerprints else None
-    return {
-        "task": task.name,
-        "split": task.split,
-        "quirks": tuple(sorted(task.quirks)),
-        "relevance threshold": task.relevance_threshold,
-        "dataset fingerprints": json.dumps(fps, sort_keys=True),
-        "query set": tuple(sorted(result.per_query.get(metric, {}))),
-    }
-
-
 def incompatibility(a: Result, b: Result, metric: str = MAIN_METRIC) -> str | None:
-    """Why `a` and `b` cannot be compared on `metric` (None when they can)."""
+    """Why `a` and `b` cannot be compared on `metric` (None when they can): the data parts of
+    their EvalKeys (benchmark.evalkey, shared with submit, reproduce, the runner) must agree."""
+    from benchmark.evalkey import EvalKey
+
     for result in (a, b):
         if metric not in result.per_query:
             return f"{result.model.name} on {result.task.name} has no per-query {metric}"
-    ka, kb = _key_parts(a, metric), _key_parts(b, metric)
-    for what in ka:
-        if ka[what] != kb[what]:
-            if what == "dataset fingerprints" and a.task.fingerprints and b.task.fingerprints:
-                fa, fb = a.task.fingerprints, b.task.fingerprints
-                parts = [f for f in ("corpus", "queries", "qrels")
-                         if getattr(fa, f) != getattr(fb, f)]
-                what = f"dataset fingerprints ({', '.join(parts)})"
-            return f"their {what} differ"
-    return None
+    differs = EvalKey.of(a).differences(EvalKey.of(b), with_config=False)
+    return f"their {differs[0]} differ" if differs else None
 
 
 def check_comparable(a: Result, b: Result, metric: str = MAIN_METRIC) -> None:
@@ -119,13 +101,13 @@ def check_comparable(a: Result, b: Result, metric: str = MAIN_METRIC) -> None:
 def comparable_groups(results: Sequence[Result], metric: str = MAIN_METRIC) -> list[list[Result]]:
     """Partition one task's results into mutually comparable groups, largest first (ties by the
     first model name), so the leaderboard can test within the main group and flag the rest."""
+    from benchmark.evalkey import EvalKey
+
     groups: dict[str, list[Result]] = {}
     for result in results:
         if metric not in result.per_query:
             continue
-        key = json.dumps({k: list(v) if isinstance(v, tuple) else v
-                          for k, v in _key_parts(result, metric).items()}, sort_keys=True)
-        groups.setdefault(key, []).append(result)
+        groups.setdefault(EvalKey.of(result).data_id(), []).append(result)
     ordered = [sorted(g, key=lambda r: r.model.name) for g in groups.values()]
     return sorted(ordered, key=lambda g: (-len(g), g[0].model.name))
 

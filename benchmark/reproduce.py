@@ -276,18 +276,24 @@ def _data_fingerprints(task, data_dir: Path | None):
 def _stored_if_reusable(card, task, results_dir: Path, data_dir: Path | None):
     """(result, None) when a stored result matches the card's config and our data; else
     (None, why-not)."""
+    from benchmark.evalkey import EvalKey, config_hash
     from benchmark.results import read_result, result_path
-    from benchmark.runner import model_info, same_config
+    from benchmark.runner import model_info
 
     path = result_path(results_dir, card.name, task.name)
     if not path.exists():
         return None, None
     stored = read_result(path)
-    if not same_config(stored.model.config, model_info(card).config):
+    key = EvalKey.of(stored)
+    if key.config != config_hash(model_info(card).config):
         return None, (
             f"stored {path} was computed with another configuration of {card.name}; "
             "re-run with --overwrite"
         )
+    if (key.split, key.quirks, key.relevance_threshold) != (
+        task.split, tuple(sorted(task.quirks)), task.relevance_threshold
+    ):
+        return None, f"stored {path} was evaluated differently (split, quirks or threshold differ)"
     if task.is_aggregate:
         return stored, None
     try:

@@ -19,7 +19,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from benchmark.errors import ResultError
 from benchmark.evalkey import EvalKey
@@ -92,6 +92,20 @@ class Result(_Strict):
     # the evaluation's identity when it was stored (benchmark.evalkey); decisions always use
     # EvalKey.of(result), recomputed from the fields above
     eval_key: EvalKey | None = None
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Result:
+        """Scores are in [0, 1] and timings are seconds in [0, 1e7]: what pages format."""
+        for name, value in self.metrics.items():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"metrics.{name}: {value!r} is not in [0, 1]")
+        for name, scores in self.per_query.items():
+            if any(not 0.0 <= v <= 1.0 for v in scores.values()):
+                raise ValueError(f"per_query.{name}: scores must be in [0, 1]")
+        for name, value in self.provenance.timings.items():
+            if not 0.0 <= value <= 1e7:
+                raise ValueError(f"provenance.timings.{name}: {value!r} is not in [0, 1e7] seconds")
+        return self
 
     def main_score(self, metric: str = "nDCG@10") -> float:
         return self.metrics[metric]
@@ -252,7 +266,37 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Bounds on what an untrusted result may hold, checked before the schema: nesting (pydantic and
+# json.dumps recurse: a 300-level provenance field passed `submit --check`, then crashed the
+# commit's serialisation) and the range of every number a page formats (3.5e-305 or 1e300 in a
+# timing broke the site's formatting for everyone).
+MAX_RESULT_NESTING = 24
+MAX_ABS_NUMBER = 1e15
+MIN_ABS_NONZERO = 1e-30
+
+
+def check_plain_data(raw: Any, origin: str, error: type[Exception] = ResultError) -> None:
+    """Iteratively refuse structures nested deeper than MAX_RESULT_NESTING and numbers that are
+    not finite or lie outside [MIN_ABS_NONZERO, MAX_ABS_NUMBER] in absolute value (0 is fine)."""
+    stack: list[tuple[Any, int, str]] = [(raw, 0, "")]
+    while stack:
+        value, depth, where = stack.pop()
+        if depth > MAX_RESULT_NESTING:
+            raise error(f"{origin}: field {where.lstrip('.') or '(top level)'}: nested deeper than "
+                        f"{MAX_RESULT_NESTING} levels")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1, f"{where}.{k}") for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1, f"{where}.{i}") for i, v in enumerate(value))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            magnitude = abs(value)
+            if magnitude != magnitude or magnitude > MAX_ABS_NUMBER or 0 < magnitude < MIN_ABS_NONZERO:
+                raise error(f"{origin}: field {where.lstrip('.')}: number {value!r} out of range "
+                            f"(finite, 0 or {MIN_ABS_NONZERO:g} to {MAX_ABS_NUMBER:g} in size)")
+
+
 def parse_result(raw: Any, origin: str) -> Result:
+    check_plain_data(raw, origin)
     return validate(raw, Result, origin, ResultError)
 
 

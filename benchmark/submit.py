@@ -20,9 +20,7 @@ import json
 import math
 import os
 import re
-import shutil
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +41,11 @@ from benchmark.results import (
 
 TOLERANCE = 1e-6
 FILE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._\-]{0,120}$")
+# A submitted card names weights anyone can fetch: a Hugging Face Hub id pinned to a commit (or
+# to the sha256 of the weights), never a local path (`/etc`, `../models`, `home:...`) or an
+# installed module to import (`local_package: this` would run it).
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
+PINNED_REVISION_RE = re.compile(r"^(?:[0-9a-f]{40}|sha256:[0-9a-f]{64})$")
 
 
 class SubmissionError(MaebenchError):
@@ -69,6 +72,8 @@ class CheckedResult:
     result: Result
     run_bytes: bytes | None
     bounds_only: list[str] = field(default_factory=list)
+    json_bytes: bytes = b""  # serialised during validation; the commit writes these bytes
+    existed: bool = False  # a result was stored at validation time (replaced with --replace)
     previous: Result | None = None
     already_stored: bool = False  # the same result and run are stored already (nothing to write)
 
@@ -156,7 +161,35 @@ def _load_card(bundle: Path, files: dict[str, int], limits: Limits) -> tuple[Mod
         raise SubmissionError(str(exc)) from exc
     if Path(cards[0]).stem != card.name:
         raise SubmissionError(f"{path}: field name: card name '{card.name}' must match the file name")
+    _check_card_sources(card, str(path))
     return card, text
+
+
+def _check_card_sources(card: ModelCard, origin: str) -> None:
+    """Hub checkpoints pinned to a revision only (see HUB_ID_RE)."""
+    config = card.retriever
+    if config.kind != "dense":
+        return
+    if getattr(config, "local_package", None):
+        raise SubmissionError(
+            f"{origin}: field retriever.local_package: not allowed in a submitted card (it names "
+            "a module to import); name a hub checkpoint with a revision"
+        )
+    for name in ("checkpoint", "query_checkpoint", "passage_checkpoint"):
+        value = getattr(config, name, None)
+        if value is None:
+            continue
+        if not HUB_ID_RE.match(value) or ".." in value.split("/"):
+            raise SubmissionError(
+                f"{origin}: field retriever.{name}: '{value[:80]}' is not a Hugging Face Hub id "
+                "(org/name); submitted cards cannot name local paths"
+            )
+    revision = getattr(config, "revision", None)
+    if revision is None or not PINNED_REVISION_RE.match(revision):
+        raise SubmissionError(
+            f"{origin}: field retriever.revision: a submitted card pins its checkpoint to a "
+            "40-hex commit or sha256:<weights digest>"
+        )
 
 
 def _load_result(path: Path, limits: Limits) -> Result:
@@ -378,7 +411,13 @@ def check_result(
                 f"{origin}: field metrics.{metric}: claimed {result.metrics[metric]!r}, recomputed "
                 f"{evaluation.aggregates[metric]!r}"
             )
-    return CheckedResult(result, run_bytes, bounds)
+    from benchmark.results import with_eval_key
+
+    try:  # the same serialisation the commit does, so --check fails wherever the commit would
+        json_bytes = dump_result(with_eval_key(result))
+    except (ValueError, RecursionError, TypeError) as exc:
+        raise SubmissionError(f"{origin}: cannot be stored ({type(exc).__name__}: {exc})") from exc
+    return CheckedResult(result, run_bytes, bounds, json_bytes=json_bytes)
 
 
 # --------------------------------------------------------------------------- the whole bundle
@@ -432,6 +471,7 @@ def validate_bundle(
     checked = [check_result(bundle, n, files, card, limits, data_dir) for n in results_json]
     for item in checked:
         target = result_path(results_dir, card.name, item.result.task.name)
+        item.existed = target.exists()
         if target.exists() and _identical_stored(target, item):
             item.already_stored = True
             continue
@@ -486,69 +526,33 @@ def _refuse_stale_results(results_dir: Path, card: ModelCard, resubmitted: set[s
             )
 
 
-def _moves(sub: Submission, staging: Path, results_dir: Path) -> list[tuple[Path, Path]]:
-    """Write every file into the staging folder; return (staged, final) pairs, runs first."""
-    moves: list[tuple[Path, Path]] = []
+def commit(sub: Submission, results_dir: Path, models_dir: Path) -> list[Path]:
+    """Everything in one ResultStore transaction (results/ and the card in models/): a crash
+    or a kill at any point leaves the old or the new state, never part of the bundle."""
+    from benchmark.store import ResultStore
+
+    store = ResultStore(results_dir, models_dir)
+    files: list[tuple[Path, bytes]] = []
     for item in sub.results:
         if item.already_stored:
             continue
         final = result_path(results_dir, sub.model, item.result.task.name)
         if item.run_bytes is not None:
-            staged_run = staging / f"{item.result.task.name}.run.gz"
-            staged_run.write_bytes(item.run_bytes)
-            moves.append((staged_run, final.with_name(staged_run.name)))
+            files.append((final.with_name(f"{item.result.task.name}.run.gz"), item.run_bytes))
     for item in sub.results:
-        if item.already_stored:
-            continue
-        final = result_path(results_dir, sub.model, item.result.task.name)
-        staged = staging / f"{item.result.task.name}.json"
-        staged.write_bytes(dump_result(item.result))
-        moves.append((staged, final))
-    return moves
-
-
-def commit(sub: Submission, results_dir: Path, models_dir: Path) -> list[Path]:
-    """Stage everything inside results/ (and models/), then rename into place; on any error
-    restore replaced files, remove new ones and the staging folders."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    models_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=results_dir, prefix=".submit-"))
-    card_staging = Path(tempfile.mkdtemp(dir=models_dir, prefix=".submit-"))
-    done: list[tuple[Path, Path, Path | None]] = []  # (final, staged-from, backup)
-    created_dir: Path | None = None
-    try:
-        moves = _moves(sub, staging, results_dir)
-        if sub.card_is_new or sub.card_replaces:
-            staged_card = card_staging / f"{sub.model}.yaml"
-            staged_card.write_text(sub.card_text, encoding="utf-8")
-            moves.append((staged_card, models_dir / f"{sub.model}.yaml"))
-        backups = staging / "previous"
-        backups.mkdir()
-        model_dir = results_dir / sub.model
-        if not model_dir.exists():
-            model_dir.mkdir()
-            created_dir = model_dir
-        for index, (staged, final) in enumerate(moves):
-            backup = None
-            if final.exists():
-                backup = backups / f"{index}-{final.name}"
-                os.replace(final, backup)
-            done.append((final, staged, backup))
-            os.chmod(staged, 0o644)
-            os.replace(staged, final)
-    except BaseException:
-        for final, _staged, backup in reversed(done):
-            if backup is not None:
-                os.replace(backup, final)
-            else:
-                final.unlink(missing_ok=True)
-        if created_dir is not None and not any(created_dir.iterdir()):
-            created_dir.rmdir()
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(card_staging, ignore_errors=True)
-    return [final for final, _, _ in done]
+        if not item.already_stored:
+            final = result_path(results_dir, sub.model, item.result.task.name)
+            files.append((final, item.json_bytes or dump_result(item.result)))
+    if sub.card_is_new or sub.card_replaces:
+        files.append((models_dir / f"{sub.model}.yaml", sub.card_text.encode("utf-8")))
+    if not files:
+        return []
+    # a result that appeared after validation (a concurrent writer) is refused, not replaced
+    must_not_exist = [
+        result_path(results_dir, sub.model, item.result.task.name)
+        for item in sub.results if not item.existed
+    ]
+    return store.commit(files, must_not_exist=must_not_exist)
 
 
 def submit(
@@ -591,15 +595,17 @@ def leaderboard_rows(
     except ImportError:  # the statistics module is optional here
         paired_test = None
 
+    from benchmark.evalkey import EvalKey
+
     stored = [r for _, r in iter_results(results_dir)]
     rows = []
     for item in sub.results:
         new = item.result
+        key = EvalKey.of(new)
         peers = [
             r for r in stored
             if r.task.name == new.task.name and r.model.name != new.model.name
-            and r.task.fingerprints == new.task.fingerprints
-            and set(r.per_query.get(metric, {})) == set(new.per_query[metric])
+            and metric in r.per_query and EvalKey.of(r).comparable(key)
         ]
         ranked = sorted([new, *peers], key=lambda r: (-r.metrics[metric], r.model.name))
         for rank, r in enumerate(ranked, start=1):

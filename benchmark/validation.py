@@ -31,16 +31,24 @@ def validate(raw: Any, schema: type[Model], origin: str, error: type[MaebenchErr
 
 
 MAX_NESTING = 64
-_CHEAP_OPENERS = 256
+MAX_YAML_BYTES = 8 << 20
+
+
+def _nesting_bound(text: str) -> int:
+    """An upper bound on the nesting depth of `text`: every level needs a flow bracket, a block
+    indicator ('-', '?', ':') or a new (more indented) line. Block style (`- - - x`, or one
+    key per line) nests without any bracket, which the old bracket-only bound missed."""
+    return text.count("\n") + 1 + sum(text.count(c) for c in "[{-?:")
 
 
 def _check_nesting(text: str, origin: str, error: type[MaebenchError]) -> None:
     """Refuse YAML nested deeper than MAX_NESTING before building it: libyaml's composer
-    recurses natively and a few KB of `[[[[...` crash the process (SIGSEGV), which no
-    exception handler can catch. The pure-Python event parser is iterative, so it measures the
-    depth safely; it only runs when the text has enough brackets to be suspicious (block-style
-    nesting that deep cannot fit in the sizes we accept)."""
-    if text.count("[") + text.count("{") <= _CHEAP_OPENERS:
+    recurses natively and a few KB of `[[[[...` or `- - - ...` crash the process (SIGSEGV),
+    which no exception handler can catch. The pure-Python event parser is iterative, so it
+    measures the depth safely; it runs whenever the cheap bound says the depth could exceed it."""
+    if len(text) > MAX_YAML_BYTES:
+        raise error(f"{origin}: larger than {MAX_YAML_BYTES} bytes")
+    if _nesting_bound(text) <= MAX_NESTING:
         return
     depth = 0
     for event in yaml.parse(text, Loader=yaml.SafeLoader):

@@ -169,6 +169,7 @@ def test_leaderboard_rows_rank_against_stored(env, base_bundle):
     raw["model"]["name"] = "bm25-other"
     raw["metrics"]["nDCG@10"] = 0.1
     (other / "tiny.json").write_text(json.dumps(raw))
+    shutil.copy(base_bundle / "tiny.run.gz", other)  # a stored result is read with its run file
     sub, _ = check(bundle, results, models)
     rows = leaderboard_rows(sub, results)
     assert [(r[1], r[2]) for r in rows] == [(1, "bm25"), (2, "bm25-other")]
@@ -208,7 +209,8 @@ def _low_recall(raw):
 def _swap_one_query(raw):
     """Move score mass between two queries: aggregate unchanged, per-query wrong."""
     per = raw["per_query"]["nDCG@10"]
-    a, b = sorted(per)[:2]
+    a = min(q for q in per if per[q] >= 0.01)  # both stay in [0, 1] (scores outside are
+    b = min(q for q in per if per[q] <= 0.99 and q != a)  # refused before this check)
     per[a], per[b] = per[a] - 0.01, per[b] + 0.01
 
 
@@ -217,7 +219,7 @@ JSON_CASES = {
     "unknown nested key": (lambda r: r["task"].__setitem__("colour", "x"), "field task.colour"),
     "aggregate not mean": (_set("metrics.nDCG@10", 0.9), "metrics.nDCG@10.*not the mean"),
     "forged consistent scores": (_shift_all("MRR@10", 0.1), "per_query.MRR@10.q.*recomputed"),
-    "per-query differs": (_swap_one_query, "per_query.nDCG@10.q01: claimed"),
+    "per-query differs": (_swap_one_query, r"per_query.nDCG@10.q\d+: claimed"),
     "fingerprints": (_set("task.fingerprints.qrels", "0" * 64), "field task.fingerprints"),
     "split": (_set("task.split", "dev"), "field task.split"),
     "quirks": (_set("task.quirks", ["embedded"]), "field task.quirks"),
@@ -368,28 +370,31 @@ def test_real_task_needs_our_data(env, monkeypatch):
 
 
 def test_failure_during_commit_leaves_everything_unchanged(env, monkeypatch):
+    """A full disk while the store stages the bundle: nothing of it reaches results/ or models/
+    (the kill -9 cases of the commit itself are in tests/test_store.py)."""
     bundle, results, models = env
-    # a stored result to be replaced, so rollback must restore it
+    # a stored result to be replaced, so a partial replacement would show
     submit(bundle, results, models)
     stored = results / "bm25" / "tiny.json"
     raw = json.loads(stored.read_text())
     raw["provenance"]["platform"] = "old"
     stored.write_text(json.dumps(raw))
     before = tree_hash(results, models)
-    real_replace = os.replace
+    real_fsync = os.fsync
     calls = {"n": 0}
 
-    def flaky(src, dst):
+    def flaky(fd):
         calls["n"] += 1
-        if calls["n"] == 4:  # after the run and the JSON have moved
+        if calls["n"] == 2:  # the run file is staged, the JSON not yet
             raise OSError(28, "No space left on device")
-        return real_replace(src, dst)
+        return real_fsync(fd)
 
-    monkeypatch.setattr("benchmark.submit.os.replace", flaky)
-    with pytest.raises(OSError):
+    monkeypatch.setattr("benchmark.store.os.fsync", flaky)
+    with pytest.raises(MaebenchError, match="no space left on device"):
         submit(bundle, results, models, replace=True)
-    monkeypatch.setattr("benchmark.submit.os.replace", real_replace)
+    monkeypatch.setattr("benchmark.store.os.fsync", real_fsync)
     assert tree_hash(results, models) == before
+    assert not list((results / ".maebench").glob("txn-*"))
 
 
 def test_cli_check_reports_one_line_error(env):
