@@ -53,6 +53,16 @@ log = logging.getLogger(__name__)
 ExtraPage = Callable[[jinja2.Environment, Path, Path], list[tuple[str, str]]]
 EXTRA_PAGES: list[ExtraPage] = []
 
+
+def _study_pages(env: jinja2.Environment, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
+    """`maebench study` reports (results/studies/*.json) -> one page per study."""
+    from benchmark.training.study_page import study_pages
+
+    return study_pages(env, results_dir, out_dir)
+
+
+EXTRA_PAGES.append(_study_pages)
+
 MARKER_FILE = ".maebench-site"
 FAMILY_ORDER = ("mae", "contrastive", "sparse", "supervised")
 CORE_NAV = (
@@ -460,6 +470,8 @@ def _copy_static(static: Path, out_dir: Path) -> None:
 
 TOP_SHOWN = 10  # documents per model and query on the per-query page
 SNIPPET = 140  # characters of a document shown there
+TOP_MODELS = 12  # models whose top-10 lists the page carries (the best ones and the baseline):
+# 40 models x 7,000 MS MARCO queries x 10 ids would make a page of tens of megabytes
 
 
 def _dataset_for(task: str, options: SiteOptions):
@@ -485,9 +497,10 @@ def _per_query_data(view: TaskView, options: SiteOptions) -> dict:
     dataset = _dataset_for(view.name, options)
     models = []
     shown: set[str] = set()
+    carried = {r.model.name for r in view.results[:TOP_MODELS]} | {options.baseline}
     for r in view.results:
         top: list[list[str]] | None = None
-        if r.run is not None:
+        if r.run is not None and r.model.name in carried:
             try:
                 run = read_run(result_path(options.results_dir, r.model.name, r.task.name), r)
             except MaebenchError:

@@ -106,7 +106,8 @@
       list.innerHTML = "";
       if (!model.top) {
         var li = document.createElement("li");
-        li.textContent = "no stored run for this result";
+        li.textContent = "top 10 not on this page (no stored run, or beyond the " +
+          "best models whose lists the page carries)";
         list.appendChild(li);
         return;
       }
