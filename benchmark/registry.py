@@ -43,6 +43,19 @@ class Pretraining(_Strict):
     corpus: str | None = None
     initialised_from: str | None = None
     notes: str | None = None
+    # Recorded by `maebench pretrain` (absent on cards describing a paper's own pre-training):
+    corpus_fingerprint: str | None = None
+    seed: int | None = None
+    steps: int | None = Field(default=None, ge=0)
+    tokens_seen: int | None = Field(default=None, ge=0)
+    loss_start: float | None = None
+    loss_end: float | None = None
+    weights_sha256: str | None = None
+    wall_time_s: float | None = Field(default=None, ge=0)
+    hardware: dict[str, str | int | None] | None = None
+    versions: dict[str, str | None] | None = None
+    recipe: dict[str, str | int | float | bool | None] | None = None
+    recipe_sources: tuple[str, ...] | None = None
 
 
 class Finetuning(_Strict):

@@ -1,0 +1,54 @@
+"""`maebench pretrain`: MAE-style pre-training of a card's encoder into a new card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("pretrain")
+    def pretrain(
+        objective: str = typer.Option(..., "--objective", help="mlm, condenser, cocondenser, retromae, "
+                                      "dupmae, cotmae, bowpred, simlm"),
+        init: str = typer.Option(..., "--init", help="card whose encoder is the starting point"),
+        corpus: str = typer.Option(..., "--corpus", help="task name(s), comma-separated, or a BEIR "
+                                   "corpus.jsonl file"),
+        budget: str = typer.Option(..., "--budget", help="'300steps' or tokens: '2M', '1.5M tokens'"),
+        name: str = typer.Option(..., "--name", help="name of the new card"),
+        seed: int = typer.Option(0, "--seed"),
+        recipe: Path | None = typer.Option(None, "--recipe", help="a recipe file instead of the "
+                                           "objective's bundled one"),
+        set_: list[str] = typer.Option([], "--set", help="recipe override key=value (repeatable)"),
+        data_dir: Path | None = typer.Option(None, "--data-dir", envvar="MAEBENCH_DATA_DIR"),
+        device: str | None = typer.Option(None, "--device"),
+        precision: str | None = typer.Option(None, "--precision", help="no, fp16, bf16 (default: "
+                                             "the recipe's on a GPU, no on CPU)"),
+        accumulation: int = typer.Option(1, "--accumulation", min=1),
+        generator: str | None = typer.Option(None, "--generator", help="simlm: the ELECTRA "
+                                             "generator checkpoint"),
+        resume: bool = typer.Option(False, "--resume", help="continue an interrupted run"),
+        overwrite: bool = typer.Option(False, "--overwrite"),
+        models: Path | None = typer.Option(None, "--models-dir", help="where the card goes"),
+    ) -> None:
+        """Pre-train with one MAE objective; writes weights under the maebench home and a card."""
+        from benchmark.errors import MaebenchError
+        from benchmark.registry import get_card
+        from benchmark.training.objectives import check_objective
+        from benchmark.training.pretrain import PretrainOptions, pretrain_card
+
+        check_objective(objective)
+        overrides = {}
+        for item in set_:
+            if "=" not in item:
+                raise MaebenchError(f"--set '{item}' is not key=value")
+            key, value = item.split("=", 1)
+            overrides[key.strip()] = value.strip()
+        card = pretrain_card(get_card(init), PretrainOptions(
+            objective=objective, corpus=corpus, budget=budget, name=name, seed=seed,
+            recipe_path=recipe, overrides=overrides, data_dir=data_dir, device=device,
+            precision=precision, accumulation=accumulation, resume=resume, overwrite=overwrite,
+            models_dir=models, generator=generator,
+        ))
+        typer.echo(f"wrote {card}")

@@ -1,0 +1,42 @@
+"""`maebench study`: a controlled comparison of pre-training objectives (resumable)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("study")
+    def study(
+        spec: str = typer.Argument(..., help="a study spec file or a bundled spec's name"),
+        set_: list[str] = typer.Option([], "--set", help="override a top-level spec field, e.g. "
+                                       "scale=100 (repeatable)"),
+        data_dir: Path | None = typer.Option(None, "--data-dir", envvar="MAEBENCH_DATA_DIR"),
+        device: str | None = typer.Option(None, "--device"),
+        only: str | None = typer.Option(None, "--only", help="'pretrain': run only pre-training"),
+        report_only: bool = typer.Option(False, "--report-only", help="write the report from the "
+                                         "finished cells, run nothing"),
+        max_cells: int | None = typer.Option(None, "--max-cells", min=1),
+    ) -> None:
+        """Run every missing cell (pretrain -> finetune -> run), then write the study report."""
+        from benchmark.errors import MaebenchError
+        from benchmark.training.study import StudyOptions, load_spec, run_study, write_report
+
+        overrides = {}
+        for item in set_:
+            if "=" not in item:
+                raise MaebenchError(f"--set '{item}' is not key=value")
+            key, value = item.split("=", 1)
+            overrides[key.strip()] = value.strip()
+        if only not in (None, "pretrain"):
+            raise MaebenchError(f"--only '{only}': only 'pretrain' is supported")
+        spec_obj = load_spec(spec, overrides)
+        if report_only:
+            typer.echo(f"wrote {write_report(spec_obj)}")
+            return
+        path = run_study(spec_obj, StudyOptions(data_dir=data_dir, device=device, only=only,
+                                                max_cells=max_cells), echo=typer.echo)
+        if path:
+            typer.echo(f"wrote {path}")

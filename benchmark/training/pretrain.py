@@ -1,0 +1,384 @@
+"""`maebench pretrain`: one objective, one init card, one corpus, one budget -> a new card.
+
+Built on accelerate (mixed precision, gradient accumulation, multi-GPU via `accelerate launch`,
+resumable state). Every batch is a pure function of (seed, step) (see training.corpus), so a
+resumed run continues exactly where a killed one stopped. Only the encoder is saved, as a plain
+AutoModel folder + tokenizer under checkpoints_dir()/<name>; the card (pointing at
+`home:checkpoints/<name>`) is written last, atomically, so a card always means finished weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import MaebenchError, ModelLoadError, RegistryError
+from benchmark.paths import checkpoints_dir, home_dir, models_dir
+from benchmark.registry import NAME_PATTERN, ModelCard
+from benchmark.training.pretrain_recipe import (
+    PretrainRecipe,
+    apply_overrides,
+    load_recipe,
+    resolve_steps,
+    tokens_per_step,
+    warmup_for,
+)
+
+log = logging.getLogger(__name__)
+LOSS_WINDOW = 10  # loss_start / loss_end are means over this many first / last steps
+
+
+@dataclass
+class PretrainOptions:
+    objective: str
+    corpus: str
+    budget: str
+    name: str
+    seed: int = 0
+    recipe_path: Path | None = None
+    overrides: dict[str, str] = field(default_factory=dict)
+    data_dir: Path | None = None
+    device: str | None = None
+    precision: str | None = None
+    accumulation: int = 1
+    resume: bool = False
+    overwrite: bool = False
+    models_dir: Path | None = None
+    generator: str | None = None
+    log_every: int = 10
+    save_every: int | None = None
+
+
+def checkpoint_source(checkpoint: str, local_package: str | None) -> tuple[str, str]:
+    """Where from_pretrained should read a card's checkpoint (home: ids are our own weights)."""
+    from benchmark.retrievers.weights import resolve_checkpoint
+
+    if checkpoint.startswith("home:"):
+        path = home_dir() / checkpoint.removeprefix("home:")
+        return str(path), "maebench home"
+    return resolve_checkpoint(checkpoint, local_package)
+
+
+def load_init(card: ModelCard):
+    """(encoder AutoModel, MLM head tied to its input embeddings, tokenizer, notes)."""
+    retriever = card.retriever
+    if retriever.kind != "dense" or retriever.encoder != "shared" or not retriever.checkpoint:
+        raise RegistryError(
+            f"init card '{card.name}' must be a dense card with one shared encoder and weights "
+            f"(it is {retriever.kind}" + (f"/{retriever.encoder}" if retriever.kind == "dense" else "")
+            + ")"
+        )
+    source, origin = checkpoint_source(retriever.checkpoint, retriever.local_package)
+    revision = retriever.revision if origin == "hub" else None
+    from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the missing MLM head is expected and reported below
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+        encoder = AutoModel.from_pretrained(source, revision=revision)
+        masked_lm, info = AutoModelForMaskedLM.from_pretrained(
+            source, revision=revision, output_loading_info=True
+        )
+    except (OSError, ValueError) as exc:
+        from benchmark.retrievers.weights import load_failure
+
+        raise load_failure(retriever.checkpoint, retriever.revision, exc) from exc
+    finally:
+        hf_logging.set_verbosity(previous)
+    prefix = masked_lm.base_model_prefix
+    heads = [m for n, m in masked_lm.named_children() if n != prefix]
+    if len(heads) != 1:
+        raise ModelLoadError(f"cannot find the MLM head of {type(masked_lm).__name__}")
+    head = heads[0]
+    masked_lm.get_output_embeddings().weight = encoder.get_input_embeddings().weight
+    missing = [k for k in info.get("missing_keys", []) if not k.startswith(prefix + ".")]
+    notes = [f"init weights from {origin}"]
+    if missing:
+        notes.append(
+            "the init checkpoint has no MLM head: its transform was initialised fresh (BERT init) "
+            "and its decoder tied to the input embeddings (bias zero)"
+        )
+    else:
+        notes.append("MLM head loaded from the init checkpoint, decoder tied to the input embeddings")
+    return encoder, head, tokenizer, notes
+
+
+def _params(recipe: PretrainRecipe, generator: str | None) -> dict[str, Any]:
+    params = recipe.model_dump(exclude={"sources", "published_schedule", "notes"})
+    if generator:
+        params["generator"] = generator
+    return params
+
+
+def _pick_precision(requested: str | None, recipe: PretrainRecipe, device: str) -> str:
+    if requested:
+        return requested
+    return recipe.precision if device.startswith("cuda") else "no"
+
+
+def _grouped_parameters(model, weight_decay: float) -> list[dict]:
+    """No decay on biases and LayerNorm weights, as transformers' Trainer."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if name.endswith("bias") or "LayerNorm" in name or "norm" in name.split(".")[-2:][0]
+         else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _target_free(name: str, cards: Path, overwrite: bool) -> None:
+    import re
+
+    if not re.match(NAME_PATTERN, name):
+        raise MaebenchError(f"--name '{name}' must match {NAME_PATTERN}")
+    if (cards / f"{name}.yaml").exists() and not overwrite:
+        raise MaebenchError(f"card {cards / (name + '.yaml')} exists; pass --overwrite to replace it")
+
+
+def pretrain_card(init: ModelCard, options: PretrainOptions) -> Path:
+    """Pre-train, save the encoder, write the card; returns the card's path."""
+    from benchmark.training.corpus import PairStream, build_pairs, read_texts, resolve_corpus
+    from benchmark.training.objectives import check_objective
+
+    check_objective(options.objective)
+    recipe = apply_overrides(load_recipe(options.objective, options.recipe_path), options.overrides)
+    if recipe.batch_size % 2:
+        raise MaebenchError(f"batch_size {recipe.batch_size} must be even (spans come in pairs)")
+    steps = resolve_steps(options.budget, recipe, options.accumulation)
+    cards = options.models_dir or models_dir()
+    _target_free(options.name, cards, options.overwrite)
+    encoder, head, tokenizer, notes = load_init(init)
+    source = resolve_corpus(options.corpus, options.data_dir)
+    pairs = build_pairs(read_texts(source), tokenizer, recipe.max_length)
+    trainer = _Trainer(options, recipe, steps, pairs, encoder, head, tokenizer, PairStream)
+    result = trainer.run()
+    notes += trainer.objective.head_notes
+    folder = _publish_weights(trainer, options)
+    card = _card(init, options, recipe, steps, source, result, folder, notes, len(pairs))
+    return write_card(card, cards, options.overwrite)
+
+
+class _Trainer:
+    def __init__(self, options, recipe, steps, pairs, encoder, head, tokenizer, stream_cls) -> None:
+        import torch
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+        from transformers import get_scheduler
+
+        from benchmark.retrievers.dense import pick_device
+        from benchmark.training.objectives import objective_class
+
+        self.options, self.recipe, self.steps = options, recipe, steps
+        self.device = pick_device(options.device)
+        self.precision = _pick_precision(options.precision, recipe, self.device)
+        self.accelerator = Accelerator(
+            mixed_precision=self.precision, gradient_accumulation_steps=options.accumulation,
+            cpu=self.device == "cpu",
+        )
+        set_seed(options.seed)
+        self.params = _params(recipe, options.generator)
+        self.objective = objective_class(options.objective)(encoder, head, tokenizer, self.params)
+        self.warmup = warmup_for(recipe, steps)
+        optimizer = torch.optim.AdamW(
+            _grouped_parameters(self.objective, recipe.weight_decay), lr=recipe.learning_rate
+        )
+        name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[recipe.scheduler]
+        scheduler = get_scheduler(name, optimizer, num_warmup_steps=self.warmup, num_training_steps=steps)
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
+            self.objective, optimizer, scheduler
+        )
+        self.stream = stream_cls(pairs, recipe.batch_size // 2 // max(1, self.accelerator.num_processes),
+                                 options.seed)
+        self.staging = checkpoints_dir() / f".{options.name}.partial"
+        self.tokenizer = tokenizer
+
+    def _start(self) -> dict:
+        progress = self.staging / "progress.json"
+        if self.staging.exists() and (self.options.overwrite and not self.options.resume):
+            shutil.rmtree(self.staging)
+        if progress.is_file():
+            if not self.options.resume:
+                raise MaebenchError(
+                    f"an unfinished pre-training of '{self.options.name}' exists in {self.staging}; "
+                    "pass --resume to continue it or --overwrite to start again"
+                )
+            state = json.loads(progress.read_text())
+            if state.get("steps") != self.steps or state.get("objective") != self.options.objective:
+                raise MaebenchError(f"{self.staging} was started with other settings; pass --overwrite")
+            self.accelerator.load_state(str(self.staging / state["state"]))
+            return state
+        self.staging.mkdir(parents=True, exist_ok=True)
+        return {"objective": self.options.objective, "steps": self.steps, "done": 0, "losses": [],
+                "parts": [], "tokens": 0, "wall_s": 0.0}
+
+    def _save(self, state: dict) -> None:
+        """A new state folder per save; progress.json (renamed into place) names the last
+        complete one, and older folders are removed only after that: a kill -9 at any moment
+        leaves a progress.json that points at a complete state."""
+        from benchmark.results import atomic_write
+
+        folder = f"state-{state['done']}"
+        shutil.rmtree(self.staging / folder, ignore_errors=True)
+        self.accelerator.save_state(str(self.staging / folder))
+        state["state"] = folder
+        atomic_write(self.staging / "progress.json", json.dumps(state).encode())
+        for old in self.staging.glob("state-*"):
+            if old.name != folder:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def run(self) -> dict:
+        import numpy as np
+
+        state = self._start()
+        accumulation = self.options.accumulation
+        save_every = self.options.save_every or max(25, self.steps // 10)
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        self.model.train()
+        began = time.monotonic() - state["wall_s"]
+        for step in range(state["done"], self.steps):
+            unwrapped.progress = step / self.steps
+            step_loss, parts = 0.0, {}
+            for micro in range(accumulation):
+                index = step * accumulation + micro
+                rng = np.random.default_rng([self.options.seed, 11, index,
+                                             self.accelerator.process_index])
+                batch = unwrapped.corrupt(self.stream.batch(index), rng)
+                state["tokens"] += int(batch["attention_mask"].sum()) * self.accelerator.num_processes
+                batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
+                with self.accelerator.accumulate(self.model):
+                    loss, parts = self.model(batch)
+                    self.accelerator.backward(loss)
+                    if self.accelerator.sync_gradients:
+                        self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad()
+                step_loss += float(loss.detach()) / accumulation
+            state["losses"].append(round(step_loss, 6))
+            state["parts"].append({k: round(v, 6) for k, v in parts.items()})
+            state["done"] = step + 1
+            state["wall_s"] = time.monotonic() - began
+            if (step + 1) % self.options.log_every == 0 or step == 0:
+                log.warning("%s step %d/%d loss %.4f (%.1fs)", self.options.name, step + 1,
+                            self.steps, step_loss, state["wall_s"])
+            if (step + 1) % save_every == 0 and step + 1 < self.steps:
+                self._save(state)
+        self.state = dict(state, precision=self.precision)
+        return self.state
+
+
+def _publish_weights(trainer: _Trainer, options: PretrainOptions) -> Path:
+    """Save the encoder + tokenizer into the staging folder, then rename into place."""
+    from benchmark.results import atomic_write
+
+    staged = trainer.staging / "encoder"
+    if staged.exists():
+        shutil.rmtree(staged)
+    encoder = trainer.accelerator.unwrap_model(trainer.model).encoder
+    encoder.save_pretrained(staged)
+    trainer.tokenizer.save_pretrained(staged)
+    log_data = {"losses": trainer.state["losses"], "parts": trainer.state["parts"],
+                "objective": options.objective, "seed": options.seed}
+    atomic_write(staged / "pretrain_log.json", json.dumps(log_data).encode())
+    final = checkpoints_dir() / options.name
+    if final.exists():
+        # a finished run killed before its card was written left these: --resume replaces them
+        if not (options.overwrite or options.resume):
+            raise MaebenchError(f"weights folder {final} exists; pass --overwrite to replace it")
+        shutil.rmtree(final)
+    staged.rename(final)
+    shutil.rmtree(trainer.staging, ignore_errors=True)
+    return final
+
+
+def weights_sha256(folder: Path) -> str:
+    import hashlib
+
+    from benchmark.data import sha256_file
+
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest() if len(files) != 1 else sha256_file(files[0])
+
+
+def _card(init, options, recipe, steps, source, result, folder, notes, n_pairs) -> ModelCard:
+    from benchmark.provenance import provenance_fields
+
+    prov = provenance_fields()
+    losses = result["losses"]
+    window = min(LOSS_WINDOW, len(losses))
+    resolved = {k: v for k, v in recipe.model_dump(
+        exclude={"sources", "published_schedule", "notes", "objective"}).items() if v is not None}
+    resolved.update(precision=result["precision"], steps=steps, warmup_steps=warmup_for(recipe, steps),
+                    accumulation=options.accumulation,
+                    tokens_per_step=tokens_per_step(recipe, options.accumulation),
+                    budget=options.budget, n_span_pairs=n_pairs)
+    retriever = init.retriever.model_dump(mode="json")
+    digest = weights_sha256(folder)
+    # revision sha256:<digest>: the loader (retrievers.weights) checks the weights against it
+    retriever.update(checkpoint=f"home:checkpoints/{options.name}", revision=f"sha256:{digest}",
+                     local_package=None, head=[])
+    pretraining = {
+        "objective": options.objective,
+        "encoder_mask_ratio": recipe.encoder_mask,
+        "decoder_mask_ratio": recipe.decoder_mask,
+        "decoder_layers": recipe.decoder_layers if options.objective not in ("mlm", "bowpred") else 0,
+        "corpus": source.label,
+        "initialised_from": init.name,
+        "corpus_fingerprint": source.fingerprint(),
+        "seed": options.seed,
+        "steps": steps,
+        "tokens_seen": result["tokens"],
+        "loss_start": round(sum(losses[:window]) / window, 6),
+        "loss_end": round(sum(losses[-window:]) / window, 6),
+        "weights_sha256": digest,
+        "wall_time_s": round(result["wall_s"], 1),
+        "hardware": prov["hardware"],
+        "versions": prov["versions"],
+        "recipe": resolved,
+        "recipe_sources": recipe.sources,
+        "notes": "; ".join(notes) + f"; loss_start/loss_end are means over the first/last {window} steps",
+    }
+    card = {
+        "name": options.name,
+        "display_name": f"{init.display_name} + {options.objective} ({options.budget}, seed {options.seed})",
+        "family": "mae",
+        "description": (f"{init.display_name} further pre-trained with the {options.objective} objective "
+                        f"on {source.label} by maebench pretrain; not fine-tuned."),
+        "source": f"maebench pretrain (init card {init.name}); encoding settings copied from the init card",
+        "license": init.license,
+        "parameters": init.parameters,
+        "embedding_dim": init.embedding_dim,
+        "retriever": retriever,
+        "pretraining": pretraining,
+        "finetuning": {"stage": "none"},
+    }
+    from benchmark.validation import validate
+
+    return validate(card, ModelCard, f"card {options.name}", RegistryError)
+
+
+def write_card(card: ModelCard, cards: Path, overwrite: bool) -> Path:
+    import yaml
+
+    from benchmark.results import atomic_write
+
+    target = cards / f"{card.name}.yaml"
+    if target.exists() and not overwrite:
+        raise MaebenchError(f"card {target} exists; pass --overwrite to replace it")
+    cards.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(card.model_dump(mode="json", exclude_none=True), sort_keys=False,
+                          allow_unicode=True, width=100)
+    atomic_write(target, text.encode("utf-8"))
+    return target

@@ -1,0 +1,114 @@
+"""Pre-training recipes as data (benchmark/data/pretrain_recipes/<objective>.yaml), the budget
+that scales them, and the resolved values a card records.
+
+A recipe holds the published values with their sources. `--budget` fixes the number of
+optimizer steps (given directly, or tokens / nominal tokens per step); warmup keeps its
+published fraction of the schedule, so the same recipe runs at any scale.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from benchmark.errors import MaebenchError
+from benchmark.paths import EMBEDDED_DATA_DIR
+from benchmark.validation import validate, validate_yaml
+
+RECIPES_DIR = EMBEDDED_DATA_DIR / "pretrain_recipes"
+
+
+class PretrainRecipe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    objective: str
+    encoder_mask: float = Field(gt=0, lt=1)
+    decoder_mask: float | None = Field(default=None, gt=0, lt=1)
+    decoder_layers: int | None = Field(default=None, ge=1)
+    skip_from: int | None = Field(default=None, ge=1)
+    mask_samples: int | None = Field(default=None, ge=1)
+    bow_weight: float | None = Field(default=None, ge=0)
+    bow_decay_to: float | None = Field(default=None, ge=0)
+    head_mlm_coef: float | None = Field(default=None, ge=0)
+    generator: str | None = None
+    generator_weight: float | None = Field(default=None, ge=0)
+    learning_rate: float = Field(gt=0)
+    warmup_ratio: float | None = Field(default=None, ge=0, lt=1)
+    warmup_steps: int | None = Field(default=None, ge=0)
+    weight_decay: float = Field(ge=0)
+    scheduler: Literal["linear", "cosine", "constant"]
+    batch_size: int = Field(gt=0, description="spans per optimizer step (both spans of each pair)")
+    max_length: int = Field(ge=16, le=8192)
+    precision: Literal["no", "fp16", "bf16"] = "no"
+    published_steps: int | None = Field(default=None, gt=0)
+    published_schedule: str
+    sources: list[str]
+    notes: str | None = None
+
+
+def load_recipe(objective: str, path: Path | None = None) -> PretrainRecipe:
+    path = path or RECIPES_DIR / f"{objective}.yaml"
+    if not path.is_file():
+        raise MaebenchError(f"no pre-training recipe {path}")
+    recipe = validate_yaml(path.read_text(encoding="utf-8"), PretrainRecipe, str(path),
+                           MaebenchError, "a pre-training recipe")
+    if recipe.objective != objective:
+        raise MaebenchError(f"{path}: recipe is for '{recipe.objective}', not '{objective}'")
+    return recipe
+
+
+def apply_overrides(recipe: PretrainRecipe, overrides: dict[str, str] | None) -> PretrainRecipe:
+    """key=value strings (from --set or a study spec) validated against the schema."""
+    if not overrides:
+        return recipe
+    raw = recipe.model_dump()
+    for key, value in overrides.items():
+        if key not in PretrainRecipe.model_fields or key in ("objective", "sources"):
+            raise MaebenchError(f"unknown recipe setting '{key}' (settable: "
+                                f"{', '.join(k for k in PretrainRecipe.model_fields if k != 'sources')})")
+        raw[key] = value
+    return validate(raw, PretrainRecipe, "recipe overrides", MaebenchError)
+
+
+_BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]?)\s*(steps?|tokens?)?\s*$")
+_SCALE = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
+
+
+def parse_budget(text: str) -> tuple[float, str]:
+    """'300steps', '300 steps', '1.2M tokens', '2M' (tokens) -> (amount, 'steps'|'tokens')."""
+    match = _BUDGET.match(str(text))
+    if not match:
+        raise MaebenchError(f"budget '{text}' is not '<number>[k|M|G] steps' or '<number>[k|M|G] tokens'")
+    amount = float(match.group(1)) * _SCALE[match.group(2).lower()]
+    unit = "steps" if (match.group(3) or "").startswith("step") else "tokens"
+    return amount, unit
+
+
+def tokens_per_step(recipe: PretrainRecipe, accumulation: int = 1) -> int:
+    """Nominal encoder tokens per optimizer step (the spans are cut to max_length)."""
+    return recipe.batch_size * recipe.max_length * accumulation
+
+
+def resolve_steps(budget: str, recipe: PretrainRecipe, accumulation: int = 1) -> int:
+    amount, unit = parse_budget(budget)
+    per_step = tokens_per_step(recipe, accumulation)
+    steps = amount if unit == "steps" else amount / per_step
+    if steps < 1:
+        raise MaebenchError(
+            f"budget '{budget}' is smaller than one optimizer step ({per_step} tokens = batch "
+            f"{recipe.batch_size} x {recipe.max_length} tokens x accumulation {accumulation})"
+        )
+    return int(math.floor(steps))
+
+
+def warmup_for(recipe: PretrainRecipe, steps: int) -> int:
+    """The published warmup as a fraction of the published schedule, applied to `steps`."""
+    if recipe.warmup_ratio is not None:
+        return int(round(recipe.warmup_ratio * steps))
+    if recipe.warmup_steps is not None and recipe.published_steps:
+        return int(round(recipe.warmup_steps / recipe.published_steps * steps))
+    return int(recipe.warmup_steps or 0)

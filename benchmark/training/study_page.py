@@ -1,0 +1,72 @@
+"""Site pages for studies (results/studies/<id>.json): one page per study with its table and a
+plot of score against pre-training cost, plus an index. Registered in the leaderboard's
+EXTRA_PAGES hook, so the core site code knows nothing about studies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from markupsafe import Markup
+
+
+def _rows(report: dict) -> list[dict]:
+    task_rows = []
+    for task in report["study"]["evaluate"]:
+        comparisons = {c["arm"]: c for c in report["comparisons"].get(task, [])}
+        for name, arm in report["arms"].items():
+            stats = arm["tasks"].get(task, {})
+            comp = comparisons.get(name, {})
+            task_rows.append({
+                "task": task, "arm": name, "objective": arm["objective"] or "none (fine-tune only)",
+                "mean": stats.get("mean"), "std": stats.get("std"), "n_seeds": stats.get("n_seeds", 0),
+                "spread": stats.get("spread"), "per_seed": stats.get("per_seed", []),
+                "tokens": arm.get("pretrain_tokens_mean"), "wall": arm.get("pretrain_wall_s_mean"),
+                "diff": comp.get("mean_diff"), "p": comp.get("p_value"), "p_holm": comp.get("p_holm"),
+            })
+    return task_rows
+
+
+def _plot(report: dict, rows: list[dict]) -> Markup:
+    from benchmark.svgplot import Point, RefLine, scatter
+
+    metric = report["metric"]
+    baseline = report["study"]["baseline_arm"]
+    points, refs = [], []
+    for row in rows:
+        if row["mean"] is None:
+            continue
+        if row["arm"] == baseline:
+            refs.append(RefLine(y=row["mean"] * 100, label=f"{row['arm']} ({row['task']})"))
+        points.append(Point(
+            x=float(row["wall"] or 0.0), y=row["mean"] * 100, label=row["arm"], group="mae",
+            tooltip=f"{row['arm']} on {row['task']}: {metric} {row['mean'] * 100:.2f} over "
+                    f"{row['n_seeds']} seeds; pre-training {row['wall'] or 0:,.0f} s, "
+                    f"{row['tokens'] or 0:,.0f} tokens",
+        ))
+    return Markup(scatter(points, "pre-training wall time per arm (s, mean over seeds)",
+                          f"{metric} ×100 (mean over seeds)", ref_lines=tuple(refs),
+                          title=f"{report['study']['id']}: score vs pre-training cost"))
+
+
+def study_pages(env, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
+    folder = results_dir / "studies"
+    paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not paths:
+        return []
+    studies = []
+    for path in paths:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        rows = _rows(report)
+        sid = report["study"]["id"]
+        href = f"study-{sid}.html"
+        html = env.get_template("study.html").render(
+            root="", title=f"Study {sid}", report=report, rows=rows, plot=_plot(report, rows),
+            cells=[dict(c, arm=name) for name, arm in report["arms"].items() for c in arm["cells"]],
+        )
+        (out_dir / href).write_text(html, encoding="utf-8")
+        studies.append({"id": sid, "href": href, "description": report["study"]["description"],
+                        "complete": report["complete"]})
+    index = env.get_template("study.html").render(root="", title="Studies", studies=studies, report=None)
+    (out_dir / "studies.html").write_text(index, encoding="utf-8")
+    return [("Studies", "studies.html")]

@@ -1,0 +1,123 @@
+"""`maebench study`: spec validation, cell order and reuse, surviving an interruption, and the
+report's statistics, on the embedded tiny task with a tiny checkpoint (fine-tuning is replaced
+by a copy of the backbone card: its own tests live with `maebench finetune`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmark.errors import MaebenchError
+from benchmark.training.study import StudyOptions, cells, load_spec, report_path, run_study
+from tests.test_objectives import tiny_card
+
+SPEC = {
+    "id": "tiny-study", "description": "test", "init": "tiny-init",
+    "corpus": "tiny", "budget_tokens": 512, "pretrain_overrides": {"batch_size": 4, "max_length": 32},
+    "arms": [{"name": "base", "objective": None}, {"name": "mlm", "objective": "mlm"},
+             {"name": "bow", "objective": "bowpred"}],
+    "seeds": [0, 1], "finetune": {"task": "tiny", "recipe": "standard-cpu"},
+    "evaluate": ["tiny"], "baseline_arm": "base",
+}
+
+
+def write_spec(tmp_path: Path, **changes) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({**SPEC, **changes}))
+    return path
+
+
+@pytest.fixture
+def study_env(tmp_path, monkeypatch, tiny_bert_dir):
+    from benchmark.training.pretrain import write_card
+
+    models = tmp_path / "models"
+    write_card(tiny_card(tiny_bert_dir), models, overwrite=False)
+    monkeypatch.setenv("MAEBENCH_MODELS_DIR", str(models))
+    monkeypatch.setenv("MAEBENCH_RESULTS_DIR", str(tmp_path / "results"))
+    calls = []
+
+    def fake_finetune(backbone, task, recipe, seed=0, name=None, models_dir=None, **_):
+        calls.append(name)
+        card = backbone.model_copy(update={"name": name, "pretraining": backbone.pretraining})
+        return write_card(card, models_dir, overwrite=False)
+
+    import benchmark.training.finetune as finetune
+
+    monkeypatch.setattr(finetune, "finetune_card", fake_finetune)
+    return calls
+
+
+def test_spec_errors(tmp_path) -> None:
+    with pytest.raises(MaebenchError, match="unknown task 'nosuch'"):
+        load_spec(str(write_spec(tmp_path, evaluate=["nosuch"])))
+    with pytest.raises(MaebenchError, match="unknown fine-tuning recipe 'fast'"):
+        load_spec(str(write_spec(tmp_path, finetune={"task": "tiny", "recipe": "fast"})))
+    with pytest.raises(MaebenchError, match="unknown objective 'mae'"):
+        load_spec(str(write_spec(tmp_path, arms=[{"name": "base", "objective": None},
+                                                 {"name": "x", "objective": "mae"}])))
+    with pytest.raises(MaebenchError, match="baseline_arm 'none' is not an arm"):
+        load_spec(str(write_spec(tmp_path, baseline_arm="none")))
+    with pytest.raises(MaebenchError, match="no study spec 'nope'"):
+        load_spec("nope")
+    out = subprocess.run([sys.executable, "-m", "benchmark.cli", "study", str(write_spec(
+        tmp_path, evaluate=["nosuch"])), "--report-only"], capture_output=True, text=True)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_bundled_spec_and_scale() -> None:
+    spec = load_spec("scifact-dapt")
+    assert spec.budget == "32768 tokens" and len(spec.arms) == 7 and spec.seeds == (0, 1)
+    assert load_spec("scifact-dapt", {"scale": "100", "id": "big"}).budget == "3276800 tokens"
+    with pytest.raises(MaebenchError, match="add --set id=<new id>"):
+        load_spec("scifact-dapt", {"scale": "100"})
+    order = [(c.arm.name, c.seed) for c in cells(spec)]
+    assert order[:2] == [("finetune-only", 0), ("mlm", 0)] and order[7] == ("finetune-only", 1)
+
+
+def test_study_runs_reuses_and_survives_a_crash(study_env, tmp_path, monkeypatch) -> None:
+    import benchmark.runner as runner
+
+    spec = load_spec(str(write_spec(tmp_path)))
+    real_run = runner.run_task
+    crashed = []
+
+    def crash_once(card, task, options):
+        if card.name == "tiny-study-bow-s0" and not crashed:
+            crashed.append(card.name)
+            raise KeyboardInterrupt("killed")
+        return real_run(card, task, options)
+
+    monkeypatch.setattr(runner, "run_task", crash_once)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(spec, StudyOptions())
+    done_before = list(study_env)
+    log: list[str] = []
+    path = run_study(spec, StudyOptions(), echo=log.append)
+    # the crashed cell's pre-training and fine-tuning were reused, only its run was redone
+    assert log[0] == "cell base seed 0: reused" and log[1] == "cell mlm seed 0: reused"
+    assert log[2] == "cell bow seed 0: run tiny-study-bow-s0 on tiny"
+    assert study_env[: len(done_before)] == done_before and len(study_env) == 6
+    again: list[str] = []
+    run_study(spec, StudyOptions(), echo=again.append)
+    assert all(line.endswith("reused") for line in again) and len(again) == 6
+
+    report = json.loads(path.read_text())
+    assert path == report_path(spec) and report["complete"] and report["missing_cells"] == []
+    base = report["arms"]["base"]["tasks"]["tiny"]
+    assert base["n_seeds"] == 2 and len(base["per_seed"]) == 2
+    # the fine-tune-only arm copies the init card for both seeds: identical scores, zero spread
+    assert base["spread"] == 0 and base["std"] == 0
+    rows = {r["arm"]: r for r in report["comparisons"]["tiny"]}
+    assert set(rows) == {"mlm", "bow"}
+    for row in rows.values():
+        assert 0 < row["p_value"] <= 1 and row["p_holm"] >= row["p_value"] and row["seeds"] == [0, 1]
+    mlm_cells = report["arms"]["mlm"]["cells"]
+    assert all(c["pretrain_tokens"] > 0 and c["pretrain_steps"] == 4 for c in mlm_cells)
+    assert (tmp_path / "models" / "studies" / "tiny-study" / "tiny-study-mlm-s1-pt.yaml").is_file()
+    assert (tmp_path / "results" / "studies" / "tiny-study" / "tiny-study-mlm-s1" / "tiny.json").is_file()
