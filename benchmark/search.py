@@ -24,6 +24,20 @@ def _finite(embeddings: np.ndarray, what: str, offset: int = 0) -> np.ndarray:
     return embeddings
 
 
+_GPU: list = []
+
+
+def _gpu_resources():
+    """faiss GPU resources when this faiss build has GPU support and sees a GPU, else None
+    (faiss-cpu, the default dependency, never does; `pip install faiss-gpu-cu12` enables it)."""
+    if not _GPU:
+        import faiss
+
+        usable = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+        _GPU.append(faiss.StandardGpuResources() if usable else None)
+    return _GPU[0]
+
+
 class StreamingTopK:
     """Keeps, for every query, the k best (score, global document index) pairs seen so far."""
 
@@ -43,10 +57,16 @@ class StreamingTopK:
         shard = _finite(np.ascontiguousarray(shard, dtype=np.float32), "document", self.seen)
         if shard.ndim != 2 or shard.shape[1] != self.queries.shape[1]:
             raise ValueError("shard and query embeddings have different dimensions")
-        index = faiss.IndexFlatIP(shard.shape[1])
-        index.add(shard)
         k = min(self.k, len(shard))
-        scores, local = index.search(self.queries, k)
+        resources = _gpu_resources()
+        if resources is not None:  # faiss-gpu installed and a GPU visible: brute force there
+            scores, local = faiss.knn_gpu(
+                resources, self.queries, shard, k, metric=faiss.METRIC_INNER_PRODUCT
+            )
+        else:
+            index = faiss.IndexFlatIP(shard.shape[1])
+            index.add(shard)
+            scores, local = index.search(self.queries, k)
         self._merge(scores, local.astype(np.int64) + self.seen)
         self.seen += len(shard)
 
