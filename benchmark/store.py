@@ -190,7 +190,6 @@ class ResultStore:
                         handle.flush()
                         os.fsync(handle.fileno())
                     os.chmod(staged, 0o644)
-                    final.parent.mkdir(parents=True, exist_ok=True)
                     renames.append([str(staged), str(final)])
                 _step("staged")
                 journal = txn / "journal.tmp"

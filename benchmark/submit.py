@@ -60,7 +60,8 @@ class Limits:
     max_card_bytes: int = 64 << 10
     max_json_bytes: int = 64 << 20
     max_run_bytes: int = 128 << 20
-    max_run_uncompressed: int = 1 << 30
+    max_run_uncompressed: int = 256 << 20
+    max_run_lines: int = 2_000_000  # MS MARCO dev at depth 100 is 0.7M
     max_total_bytes: int = 2 << 30
     min_depth: int = 100
 
@@ -166,7 +167,11 @@ def _load_card(bundle: Path, files: dict[str, int], limits: Limits) -> tuple[Mod
 
 
 def _check_card_sources(card: ModelCard, origin: str) -> None:
-    """Hub checkpoints pinned to a revision only (see HUB_ID_RE)."""
+    """Hub checkpoints pinned to a revision only (see HUB_ID_RE), and sizes a page can show."""
+    for name, limit in (("parameters", 10**13), ("embedding_dim", 10**6)):
+        value = getattr(card, name, None)
+        if value is not None and value > limit:
+            raise SubmissionError(f"{origin}: field {name}: {value} is larger than {limit:.0e}")
     config = card.retriever
     if config.kind != "dense":
         return
@@ -378,7 +383,9 @@ def check_result(
     if sha256_bytes(run_bytes) != result.run.sha256:
         raise SubmissionError(f"{bundle / run_name}: sha256 does not match field run.sha256 of {name}")
     try:
-        run = decode_run(run_bytes, str(bundle / run_name), limits.max_run_uncompressed)
+        run = decode_run(
+            run_bytes, str(bundle / run_name), limits.max_run_uncompressed, limits.max_run_lines
+        )
     except UnicodeDecodeError as exc:
         raise SubmissionError(f"{bundle / run_name}: not UTF-8 text") from exc
     except MaebenchError as exc:

@@ -17,7 +17,13 @@ import typer
 
 
 def _split(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+    """Comma-separated names; an empty list is an error (it used to exit 0 having done nothing)."""
+    from benchmark.errors import MaebenchError
+
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise MaebenchError(f"no name in '{value}': give at least one (comma-separated)")
+    return names
 
 
 def register(app: typer.Typer) -> None:
