@@ -75,6 +75,31 @@ def canonicalize(run: dict[str, dict[str, float]], depth: int | None = None) -> 
     return {qid: canonical_ranking(docs, depth) for qid, docs in run.items()}
 
 
+_WARM_UP: list = []
+
+
+def warm_up_in_background() -> None:
+    """Load numba and ranx's kernels on a daemon thread while the run encodes: a fresh process
+    pays ~1-2 s for them (numba's typing registry, scipy's BLAS bindings, the cached machine
+    code), and that cost then overlaps the encoding instead of adding to the evaluate phase.
+    Idempotent. An evaluate() that starts before it is done simply waits: Python's import lock
+    and numba's compiler lock serialise the two."""
+    import threading
+
+    if not _WARM_UP:
+        thread = threading.Thread(target=_warm_up, name="ranx-warm-up", daemon=True)
+        _WARM_UP.append(thread)
+        thread.start()
+
+
+def _warm_up() -> None:
+    import contextlib
+
+    # the real evaluation reports any problem; the warm-up stays silent
+    with contextlib.suppress(Exception):
+        evaluate({"q": {"a": 2, "b": 1}}, {"q": {"a": 1.0, "c": 0.5}}, STANDARD_METRICS, 2)
+
+
 def _ranx_kernels() -> dict[str, tuple]:
     """measure -> (ranx per-query kernel, extra arguments), imported without running
     ranx/__init__.py (it imports scipy, pandas and matplotlib for plots and statistical tests we

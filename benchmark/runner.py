@@ -16,7 +16,13 @@ from pathlib import Path
 from benchmark.data import load_beir_folder, resolve_folder
 from benchmark.embeddings.options import StoreOptions
 from benchmark.errors import ResultError
-from benchmark.evaluate import STANDARD_METRICS, canonicalize, drop_identical_ids, evaluate
+from benchmark.evaluate import (
+    STANDARD_METRICS,
+    canonicalize,
+    drop_identical_ids,
+    evaluate,
+    warm_up_in_background,
+)
 from benchmark.registry import ModelCard
 from benchmark.results import (
     ModelInfo,
@@ -105,6 +111,7 @@ def _evaluate_and_store(card: ModelCard, task: TaskSpec, options: RunOptions, ta
     # Cheap checks first, so a missing folder or unreachable checkpoint fails in seconds,
     # before a large corpus is parsed.
     folder = resolve_folder(task, options.data_dir)
+    warm_up_in_background()  # ranx's compiled kernels load while the model encodes
     with timer.phase("load_model"):
         retriever = build_retriever(card, options.device, options.store)
     with timer.phase("load_data"):  # dense retrievers stream the corpus shard by shard
