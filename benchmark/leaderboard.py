@@ -63,6 +63,16 @@ def _study_pages(env: jinja2.Environment, results_dir: Path, out_dir: Path) -> l
 
 EXTRA_PAGES.append(_study_pages)
 
+
+def _benchmark_pages(env: jinja2.Environment, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
+    """Declared benchmarks (benchmark/benchmarks.py): one page each, ranked on full coverage."""
+    from benchmark.benchmarks import site_pages
+
+    return site_pages(env, results_dir, out_dir)
+
+
+EXTRA_PAGES.append(_benchmark_pages)
+
 MARKER_FILE = ".maebench-site"
 FAMILY_ORDER = ("mae", "contrastive", "sparse", "supervised")
 CORE_NAV = (
@@ -612,6 +622,7 @@ def build_site(options: SiteOptions) -> BuildReport:
     env = _environment(templates)
     nav = [{"label": label, "href": href} for label, href in CORE_NAV]
     env.globals["nav"] = nav
+    env.globals["cards"] = cards  # extra pages mark results whose config differs from the card
     extra_nav = []
     for extra in EXTRA_PAGES:
         extra_nav += [{"label": label, "href": href}

@@ -1,0 +1,94 @@
+"""Declared benchmarks: data validated against the catalog, ranking only on full coverage,
+coverage listed otherwise, the "config differs from current card" mark, one page each."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmark.benchmarks import (
+    Benchmark,
+    BenchmarkError,
+    config_differs,
+    load_benchmarks,
+    parse_benchmarks,
+    site_pages,
+    standings,
+)
+from benchmark.compare import load_table
+from benchmark.registry import get_card
+from tests.conftest import REPO
+
+
+def test_declared_benchmarks_and_their_sizes():
+    benches = {b.id: b for b in load_benchmarks()}
+    assert {k: len(b.tasks) for k, b in benches.items()} == {
+        "beir-18": 18, "beir-13": 13, "msmarco-dl": 3, "mteb-en-retrieval": 15,
+    }
+    assert benches["msmarco-dl"].metric_for("msmarco") == "MRR@10"
+    assert benches["msmarco-dl"].metric_for("trec-dl-2019") == "nDCG@10"
+    assert set(benches["beir-13"].tasks) < set(benches["beir-18"].tasks)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("benchmarks: [{id: x, title: t, description: d, source: s, main_metric: nDCG@10, tasks: [nope]}]",
+     "unknown task"),
+    ("benchmarks: [{id: x, title: t, description: d, source: s, main_metric: F1, tasks: [scifact]}]",
+     "unknown metric"),
+    ("benchmarks: [{id: x, title: t, description: d, source: s, main_metric: nDCG@10, tasks: [scifact, "
+     "scifact]}]", "listed twice"),
+    ("benchmarks: [{id: x, title: t, description: d, source: s, main_metric: nDCG@10, tasks: []}]",
+     "tasks"),
+])
+def test_malformed_benchmarks_are_one_line_errors(text, message):
+    with pytest.raises((BenchmarkError, Exception), match=message):
+        parse_benchmarks(text, "b.yaml")
+
+
+def _bench(*tasks: str) -> Benchmark:
+    return Benchmark(id="two", title="Two", description="d", source="s", main_metric="nDCG@10",
+                     tasks=list(tasks))
+
+
+def test_ranked_only_with_full_coverage():
+    table = load_table(REPO / "results")
+    if not {"scifact", "nfcorpus"} <= set(table):
+        pytest.skip("committed scifact/nfcorpus results not found")
+    board = standings(_bench("scifact", "nfcorpus"), table)
+    assert all(s.rank is not None for s in board)
+    means = [s.mean for s in board]
+    assert means == sorted(means, reverse=True)
+    # drop one task of one model: it is listed with its coverage, never ranked on one task
+    model = board[0].model
+    del table["nfcorpus"][model]
+    board = standings(_bench("scifact", "nfcorpus"), table)
+    partial = [s for s in board if s.rank is None]
+    assert [(s.model, s.covered, s.missing) for s in partial] == [(model, 1, ["nfcorpus"])]
+    assert board[0].rank == 1 and board[-1] is partial[0]
+
+
+def test_config_differs_from_current_card():
+    table = load_table(REPO / "results")
+    if "scifact" not in table or "bm25" not in table["scifact"]:
+        pytest.skip("committed bm25/scifact result not found")
+    result = table["scifact"]["bm25"]
+    card = get_card("bm25")
+    assert not config_differs(result, card)
+    changed = card.model_copy(update={"retriever": card.retriever.model_copy(update={"k1": 0.9})})
+    assert config_differs(result, changed)
+    assert config_differs(result, None)
+
+
+def test_one_page_per_benchmark(tmp_path):
+    from benchmark.leaderboard import _environment
+    from benchmark.paths import site_dir
+
+    env = _environment(site_dir() / "templates")
+    env.globals["nav"] = []
+    env.globals["cards"] = {"bm25": get_card("bm25")}
+    nav = site_pages(env, REPO / "results", tmp_path)
+    assert nav == [("Benchmarks", "benchmarks.html")]
+    for bench in load_benchmarks():
+        page = (tmp_path / f"benchmark-{bench.id}.html").read_text()
+        assert bench.title in page
+    index = (tmp_path / "benchmarks.html").read_text()
+    assert "benchmark-beir-13.html" in index
