@@ -1,8 +1,13 @@
-"""Where the registry, the results database and the data cache live.
+"""Where the registry, the results database, the site templates and the data cache live.
 
-The package is installed editable from the repository, so the repository root is the parent
-of this package; every location can be overridden by an environment variable so that tests
-and CI can point at temporary copies without touching the committed tree.
+models/ and results/ are found, in this order (commands' --models-dir / --results-dir first):
+1. $MAEBENCH_MODELS_DIR / $MAEBENCH_RESULTS_DIR;
+2. $MAEBENCH_ROOT/models, $MAEBENCH_ROOT/results;
+3. the checkout the package runs from (an editable install: the repository's own folders);
+4. ./models, ./results in the current directory, when that directory has either;
+5. $MAEBENCH_HOME/models, $MAEBENCH_HOME/results (default ~/.cache/maebench).
+Templates and static files are package data (benchmark/site_assets, a symlink to the
+repository's site/ in a checkout), so `maebench site` works from an installed wheel.
 """
 
 from __future__ import annotations
@@ -13,14 +18,31 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = Path(os.environ.get("MAEBENCH_ROOT", PACKAGE_DIR.parent))
 EMBEDDED_DATA_DIR = PACKAGE_DIR / "data"
+SITE_ASSETS_DIR = PACKAGE_DIR / "site_assets"
+
+
+def in_checkout() -> bool:
+    """Running from the repository (editable install), not from an installed wheel."""
+    return (PACKAGE_DIR.parent / "pyproject.toml").is_file() and (PACKAGE_DIR.parent / ".git").exists()
+
+
+def _database_dir(name: str, env: str) -> Path:
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    if os.environ.get("MAEBENCH_ROOT") or in_checkout():
+        return PROJECT_ROOT / name
+    cwd = Path.cwd()
+    if (cwd / "models").is_dir() or (cwd / "results").is_dir():
+        return cwd / name
+    return home_dir() / name
 
 
 def models_dir() -> Path:
-    return Path(os.environ.get("MAEBENCH_MODELS_DIR", PROJECT_ROOT / "models"))
+    return _database_dir("models", "MAEBENCH_MODELS_DIR")
 
 
 def results_dir() -> Path:
-    return Path(os.environ.get("MAEBENCH_RESULTS_DIR", PROJECT_ROOT / "results"))
+    return _database_dir("results", "MAEBENCH_RESULTS_DIR")
 
 
 def reported_dir() -> Path:
@@ -28,6 +50,9 @@ def reported_dir() -> Path:
 
 
 def site_dir() -> Path:
+    """templates/ and static/ of the site: package data when installed, site/ in a checkout."""
+    if (SITE_ASSETS_DIR / "templates" / "base.html").is_file():
+        return SITE_ASSETS_DIR
     return PROJECT_ROOT / "site"
 
 
