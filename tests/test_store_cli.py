@@ -94,3 +94,17 @@ def test_store_ls_du_rm(spread_bert, tmp_path):
     assert "1 entries" in cli.invoke(app, ["store", "du", *root]).output
     assert cli.invoke(app, ["store", "rm", "--all", "--yes", *root]).exit_code == 0
     assert "(empty" in cli.invoke(app, ["store", "ls", *root]).output
+
+
+def test_a_corrupt_stored_shard_is_encoded_again_not_used(spread_bert, tmp_path):
+    card = _card(spread_bert)
+    cold = _run(card, tmp_path, "cold")
+    entry = cold.provenance.runtime["embedding_store"]["entry"]
+    shard = tmp_path / "store" / entry / "shard-000000.npy"
+    data = bytearray(shard.read_bytes())
+    data[-4:] = b"\x00\x00\x80\x7f"  # the last float becomes +inf: the checksum catches it
+    shard.write_bytes(bytes(data))
+    again = _run(card, tmp_path, "again")
+    stats = again.provenance.runtime["embedding_store"]
+    assert stats["shards_dropped_corrupt"] == 1 and stats["shards_encoded"] == 1
+    assert _run_bytes(tmp_path, "cold") == _run_bytes(tmp_path, "again")
