@@ -39,16 +39,18 @@ def cpu_model() -> str:
 
 def hardware() -> dict:
     import os
+    import sys
 
     info: dict = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "gpu": None}
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-        info["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        pass
+    torch = sys.modules.get("torch")
+    if torch is None:
+        # no model ran in this process (a run served from the embedding store): importing torch
+        # only to describe it would cost ~2 s, most of such a run
+        info["torch"] = "not loaded"
+        return info
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    info["torch_threads"] = torch.get_num_threads()
     return info
 
 
