@@ -45,6 +45,13 @@ def _inject(fault: str | None, stack: contextlib.ExitStack) -> None:
         stack.enter_context(mock.patch(
             "benchmark.results._sha256_file", _raise(OSError(errno.EIO, "Input/output error"))
         ))
+    elif fault == "claim-held":  # another process is computing (bm25, tiny) right now
+        from pathlib import Path
+
+        from benchmark.store import ResultStore
+
+        store = ResultStore(Path(os.environ["MAEBENCH_RESULTS_DIR"]))
+        stack.enter_context(store.claim("bm25", "tiny", overwrite=True))
     else:
         raise SystemExit(f"unknown fault {fault}")
 

@@ -324,6 +324,10 @@ def build_cases(ws: dict) -> list[dict]:
         "spaces-task": ["run", "--model", "bm25", "--task", " , "],
     }.items():
         c.add(12, name, [*argv, "--results-dir", str(c.folder(f"empty-{name}"))])
+    for extra in ([], ["--overwrite"]):  # a concurrent run of the same result is refused at once
+        c.add(12, "concurrent" + "-".join(extra), ["run", "--model", "bm25", "--task", "tiny", *extra],
+              fault="claim-held")
+        c.cases[-1]["env"] = {"MAEBENCH_RESULTS_DIR": str(c.folder("concurrent" + "-".join(extra)))}
     return c.cases
 
 
