@@ -52,7 +52,11 @@ def folder_digest(folder: Path, cache_file: Path | None = None) -> str:
     """sha256 over every file of a checkpoint folder (relative path + bytes, sorted): weights,
     config and tokenizer all change vectors. Cached by (path, size, mtime) of each file in
     `cache_file`, so a warm run does not re-hash hundreds of MB."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts)
+    # .cache inside the folder (HF local_dir metadata), not in its own path: ~/.cache/... holds
+    # maebench's trained checkpoints, and every one of them hashed to the empty digest
+    files = sorted(
+        p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.relative_to(folder).parts
+    )
     signature = hashlib.sha256()
     for p in files:
         st = p.stat()
