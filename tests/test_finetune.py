@@ -373,3 +373,19 @@ def test_cli_reports_a_bad_override_on_one_line(env):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().count("\n") == 0
     assert proc.stderr.startswith("error: recipe standard with --set temperature=-1: field temperature")
+
+
+def test_trained_checkpoints_under_a_dot_cache_home_get_distinct_store_keys(tmp_path):
+    """The default MAEBENCH_HOME is ~/.cache/maebench: the embedding store's weights digest must
+    read the checkpoint's files there (it once skipped them all, so two fine-tuned checkpoints
+    shared one digest, the empty one, and one model's vectors would have served the other)."""
+    from benchmark.embeddings.key import folder_digest
+
+    empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    digests = []
+    for name in ("a", "b"):
+        folder = tmp_path / ".cache" / "maebench" / "checkpoints" / name
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(name.encode())
+        digests.append(folder_digest(folder))
+    assert empty not in digests and digests[0] != digests[1]

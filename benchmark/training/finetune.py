@@ -355,7 +355,9 @@ def build_model(source: str, recipe: Recipe, device: str | None = None):
     modules = [transformer, Pooling(transformer.get_embedding_dimension(), recipe.pooling)]
     if recipe.similarity == "cosine":
         modules.append(Normalize())
-    return SentenceTransformer(modules=modules, device=device)
+    # the saved config_sentence_transformers.json then states the card's similarity (its default,
+    # cosine, would contradict a dot-product card)
+    return SentenceTransformer(modules=modules, device=device, similarity_fn_name=recipe.similarity)
 
 
 def build_loss(model, recipe: Recipe):
