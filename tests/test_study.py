@@ -121,3 +121,34 @@ def test_study_runs_reuses_and_survives_a_crash(study_env, tmp_path, monkeypatch
     assert all(c["pretrain_tokens"] > 0 and c["pretrain_steps"] == 4 for c in mlm_cells)
     assert (tmp_path / "models" / "studies" / "tiny-study" / "tiny-study-mlm-s1-pt.yaml").is_file()
     assert (tmp_path / "results" / "studies" / "tiny-study" / "tiny-study-mlm-s1" / "tiny.json").is_file()
+
+
+def test_study_page(tmp_path) -> None:
+    """The site page of a study report: table, cells and the score-vs-cost plot."""
+    from benchmark.leaderboard import _environment
+    from benchmark.paths import site_dir
+    from benchmark.training.study_page import study_pages
+
+    spec = load_spec(str(write_spec(tmp_path)))
+    arm = {"objective": None, "cells": [{"seed": 0, "card": "c0", "pretrain_tokens": 0,
+                                         "pretrain_steps": 0, "pretrain_wall_s": 0.0}],
+           "tasks": {"tiny": {"mean": 0.5, "std": None, "n_seeds": 1, "per_seed": [0.5], "spread": 0.0}},
+           "pretrain_tokens_mean": 0, "pretrain_wall_s_mean": 0.0}
+    mlm = {**arm, "objective": "mlm", "pretrain_tokens_mean": 512, "pretrain_wall_s_mean": 12.0,
+           "tasks": {"tiny": {"mean": 0.55, "std": 0.01, "n_seeds": 2, "per_seed": [0.54, 0.56],
+                              "spread": 0.02}}}
+    report = {"study": spec.model_dump(mode="json"), "metric": "nDCG@10", "budget": spec.budget,
+              "arms": {"base": arm, "mlm": mlm}, "complete": False, "missing_cells": ["bow s0"],
+              "comparisons": {"tiny": [{"arm": "mlm", "diff": 0.05, "p_value": 0.01, "p_holm": 0.02}]},
+              "method": "m"}
+    results = tmp_path / "res"
+    (results / "studies").mkdir(parents=True)
+    (results / "studies" / "tiny-study.json").write_text(json.dumps(report))
+    env = _environment(site_dir() / "templates")
+    env.globals["nav"] = []
+    out = tmp_path / "site"
+    out.mkdir()
+    assert study_pages(env, results, out) == [("Studies", "studies.html")]
+    page = (out / "study-tiny-study.html").read_text()
+    assert "<svg" in page and "+5.00" in page and "Incomplete" in page and "bow s0" in page
+    assert 'href="study-tiny-study.html"' in (out / "studies.html").read_text()

@@ -156,6 +156,9 @@ def pretrain_card(init: ModelCard, options: PretrainOptions) -> Path:
     steps = resolve_steps(options.budget, recipe, options.accumulation)
     cards = options.models_dir or models_dir()
     _target_free(options.name, cards, options.overwrite)
+    from accelerate.utils import set_seed
+
+    set_seed(options.seed)  # a head missing from the init checkpoint is initialised from this seed
     encoder, head, tokenizer, notes = load_init(init)
     source = resolve_corpus(options.corpus, options.data_dir)
     pairs = build_pairs(read_texts(source), tokenizer, recipe.max_length)

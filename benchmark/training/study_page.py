@@ -9,6 +9,10 @@ from pathlib import Path
 
 from markupsafe import Markup
 
+# a cell whose fine-tuning or evaluation has not finished yet has no such costs
+CELL_DEFAULTS = {"pretrain_steps": None, "pretrain_tokens": None, "pretrain_wall_s": None,
+                 "finetune_wall_s": None, "eval_wall_s": None, "hardware": None}
+
 
 def _rows(report: dict) -> list[dict]:
     task_rows = []
@@ -22,7 +26,7 @@ def _rows(report: dict) -> list[dict]:
                 "mean": stats.get("mean"), "std": stats.get("std"), "n_seeds": stats.get("n_seeds", 0),
                 "spread": stats.get("spread"), "per_seed": stats.get("per_seed", []),
                 "tokens": arm.get("pretrain_tokens_mean"), "wall": arm.get("pretrain_wall_s_mean"),
-                "diff": comp.get("mean_diff"), "p": comp.get("p_value"), "p_holm": comp.get("p_holm"),
+                "diff": comp.get("diff"), "p": comp.get("p_value"), "p_holm": comp.get("p_holm"),
             })
     return task_rows
 
@@ -62,7 +66,8 @@ def study_pages(env, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
         href = f"study-{sid}.html"
         html = env.get_template("study.html").render(
             root="", title=f"Study {sid}", report=report, rows=rows, plot=_plot(report, rows),
-            cells=[dict(c, arm=name) for name, arm in report["arms"].items() for c in arm["cells"]],
+            cells=[{**CELL_DEFAULTS, **c, "arm": name}
+                   for name, arm in report["arms"].items() for c in arm["cells"]],
         )
         (out_dir / href).write_text(html, encoding="utf-8")
         studies.append({"id": sid, "href": href, "description": report["study"]["description"],
