@@ -75,8 +75,10 @@ def test_card_free_run_gives_exactly_the_cards_scores_and_records_the_card(
     (clone / "models").mkdir(parents=True)
     check = _invoke("submit", "--check", str(bundle), "--results-dir", str(clone / "results"),
                     "--models-dir", str(clone / "models"))
-    assert check.exit_code == 0, check.output
-    assert "card models/minilm-local.yaml would be added" in check.output
+    # ... but a submission names a hub checkpoint pinned to a revision, never a local folder
+    # (issue 11, class 5): refused with one line naming the field
+    assert check.exit_code != 0
+    assert "field retriever.checkpoint" in str(check.exception), check.output
 
 
 def test_wrong_pooling_warns_and_is_recorded_strict_refuses(minilm_copy, tmp_path):
