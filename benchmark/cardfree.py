@@ -43,6 +43,21 @@ def _source(checkpoint: str) -> str:
     return resolve_checkpoint(checkpoint)[0]
 
 
+def _weights_revision(checkpoint: str) -> Inferred | None:
+    """`sha256:<digest of the weights>` when they are in a local folder: the pinned revision a
+    submitted card needs (a checkpoint from the hub cache is pinned by its commit instead)."""
+    from benchmark.retrievers.weights import weights_sha256
+
+    folder = Path(_source(checkpoint))
+    if not folder.is_dir():
+        return None
+    try:
+        digest = weights_sha256(folder)
+    except MaebenchError:
+        return None
+    return Inferred(f"sha256:{digest}", "sha256 of the weights files")
+
+
 def infer(checkpoint: str, overrides: dict[str, Any]) -> tuple[dict[str, Inferred], STConfig]:
     """The checkpoint's stated settings with the explicit `overrides` (None = not given) on top."""
     st = read_st_config(checkpoint, _source(checkpoint))
@@ -52,6 +67,9 @@ def infer(checkpoint: str, overrides: dict[str, Any]) -> tuple[dict[str, Inferre
             "the Hugging Face cache (HF_HUB_OFFLINE=1?)"
         )
     settings = dict(st.settings)
+    revision = _weights_revision(checkpoint)
+    if revision is not None:
+        settings["revision"] = revision
     for key, value in overrides.items():
         if value is None:
             continue
@@ -154,8 +172,12 @@ def card_yaml(checkpoint: str, name: str, settings: dict[str, Inferred], st: STC
         line("kind", "dense", "", "  "),
         line("encoder", settings["encoder"].value, settings["encoder"].source, "  "),
         line("checkpoint", checkpoint,
-             "local folder: use the hub id and `revision:` before submitting"
-             if Path(checkpoint).is_dir() else "hub id; add `revision:` (a commit)", "  "),
+             "a local folder: a submitted card names a hub id (org/name; the weights can stay "
+             "in $MAEBENCH_WEIGHTS_DIR/org__name/)" if Path(checkpoint).is_dir()
+             else "hub id", "  "),
+        line("revision", settings["revision"].value, settings["revision"].source, "  ")
+        if "revision" in settings
+        else '  # revision: "<40-hex commit>"                # REQUIRED to submit: pin the weights',
     ]
     for key in ("pooling", "normalize", "similarity", "query_prefix", "passage_prefix",
                 "query_max_length", "passage_max_length", "title"):

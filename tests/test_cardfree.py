@@ -80,6 +80,24 @@ def test_card_free_run_gives_exactly_the_cards_scores_and_records_the_card(
     assert check.exit_code != 0
     assert "field retriever.checkpoint" in str(check.exception), check.output
 
+    # run by hub id instead (weights in $MAEBENCH_WEIGHTS_DIR/<org>__<name>/): the recorded card
+    # names the hub id pinned to the weights' sha256, and that bundle is accepted
+    weights = tmp_path / "weights"
+    shutil.copytree(minilm_copy, weights / "my-lab__minilm-copy")
+    out = _invoke("run", "--model", "my-lab/minilm-copy", "--task", "tiny", "--results-dir",
+                  str(results), env={"MAEBENCH_WEIGHTS_DIR": str(weights)})
+    assert out.exit_code == 0, out.output
+    assert read_result(results / "minilm-copy" / "tiny.json").metrics == card.metrics
+    pinned = tmp_path / "pinned-bundle"
+    out = _invoke("bundle", "--model", "minilm-copy", "--out", str(pinned), "--results-dir",
+                  str(results))
+    assert out.exit_code == 0, out.output
+    assert "revision: sha256:" in (pinned / "minilm-copy.yaml").read_text()
+    check = _invoke("submit", "--check", str(pinned), "--results-dir", str(clone / "results"),
+                    "--models-dir", str(clone / "models"))
+    assert check.exit_code == 0, (check.output, check.exception)
+    assert "card models/minilm-copy.yaml would be added" in check.output
+
 
 def test_wrong_pooling_warns_and_is_recorded_strict_refuses(minilm_copy, tmp_path):
     models = tmp_path / "models"

@@ -57,20 +57,23 @@ def _ok(*args: str, env: dict | None = None):
 
 
 def test_researcher_walkthrough(tiny_bert_dir, tmp_path):
-    checkpoint = _st_checkpoint(tiny_bert_dir, tmp_path / "my-checkpoint")
+    # the fresh checkpoint, under the hub id it will be published as (my-lab/my-encoder)
+    weights = tmp_path / "weights"
+    _st_checkpoint(tiny_bert_dir, weights / "my-lab__my-encoder")
     data = _beir_folder(tmp_path / "data")
     # this clone: a copy of the committed registry and results
     models, results = tmp_path / "models", tmp_path / "results"
     shutil.copytree(REPO / "models", models)
     shutil.copytree(REPO / "results", results)
     env = {"MAEBENCH_MODELS_DIR": str(models), "MAEBENCH_RESULTS_DIR": str(results),
-           "MAEBENCH_DATA_DIR": str(data)}
+           "MAEBENCH_DATA_DIR": str(data), "MAEBENCH_WEIGHTS_DIR": str(weights)}
 
     # 1. a card from the checkpoint's own configuration
-    _ok("card", "new", str(checkpoint), "--name", "my-encoder", "--family", "contrastive",
+    _ok("card", "new", "my-lab/my-encoder", "--name", "my-encoder", "--family", "contrastive",
         "--description", "A tiny encoder standing in for a fresh checkpoint.", env=env)
     card = (models / "my-encoder.yaml").read_text()
     assert "# REQUIRED (" not in card and 'query_prefix: "query: "' in card
+    assert 'revision: "sha256:' in card  # pinned to its weights, as a submission must be
 
     # 2. runs on two tasks (and the baseline on them); a repeated run skips what is stored
     _ok("run", "--model", "my-encoder,bm25", "--task", f"tiny,{SECOND_TASK}", env=env)
