@@ -41,7 +41,7 @@ class Dataset:
 
     task: TaskSpec
     path: Path
-    corpus: dict[str, Document]
+    corpus: dict[str, Document]  # or a StreamedCorpus (load_beir_folder(stream=True))
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
     fingerprints: Fingerprints
@@ -72,6 +72,25 @@ def _utf8_lines(path: Path) -> Iterator[Iterator[tuple[int, str]]]:
         yield numbered(handle)
 
 
+def json_row(path: Path, lineno: int, line: str, required: tuple[str, ...]) -> dict:
+    """One JSON-lines row, checked: an object with the required fields and a usable `_id`."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{lineno}: bad JSON line ({exc.msg})") from exc
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}:{lineno}: expected a JSON object")
+    for key in required:
+        if key not in obj:
+            raise DataError(f"{path}:{lineno}: missing field '{key}'")
+    if not isinstance(obj["_id"], (str, int)) or isinstance(obj["_id"], bool):
+        raise DataError(f"{path}:{lineno}: field '_id' must be a string")
+    problem = id_problem(str(obj["_id"]))
+    if problem:
+        raise DataError(f"{path}:{lineno}: field '_id' {problem}")
+    return obj
+
+
 def id_problem(value: str) -> str | None:
     """Why `value` cannot be a query or document id (None when it can): run files are
     whitespace-separated TREC lines and must be UTF-8, so an id with whitespace, a control
@@ -97,21 +116,7 @@ def _json_lines(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]
         for lineno, line in lines:
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: bad JSON line ({exc.msg})") from exc
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object")
-            for key in required:
-                if key not in obj:
-                    raise DataError(f"{path}:{lineno}: missing field '{key}'")
-            if not isinstance(obj["_id"], (str, int)) or isinstance(obj["_id"], bool):
-                raise DataError(f"{path}:{lineno}: field '_id' must be a string")
-            problem = id_problem(str(obj["_id"]))
-            if problem:
-                raise DataError(f"{path}:{lineno}: field '_id' {problem}")
-            rows.append((lineno, obj))
+            rows.append((lineno, json_row(path, lineno, line, required)))
     return rows
 
 
@@ -122,16 +127,21 @@ def _text_field(path: Path, lineno: int, obj: dict, key: str) -> str:
     return value
 
 
+def corpus_document(path: Path, lineno: int, obj: dict) -> tuple[str, Document]:
+    """A checked corpus row as (id, Document); shared with the streaming reader."""
+    doc = Document(
+        title=_text_field(path, lineno, obj, "title"), text=_text_field(path, lineno, obj, "text")
+    )
+    return str(obj["_id"]), doc
+
+
 def load_corpus(path: Path) -> dict[str, Document]:
     corpus: dict[str, Document] = {}
     for lineno, obj in _json_lines(path, ("_id", "text")):
-        doc_id = str(obj["_id"])
+        doc_id, doc = corpus_document(path, lineno, obj)
         if doc_id in corpus:
             raise DataError(f"{path}:{lineno}: duplicate document id '{doc_id}'")
-        corpus[doc_id] = Document(
-            title=_text_field(path, lineno, obj, "title"),
-            text=_text_field(path, lineno, obj, "text"),
-        )
+        corpus[doc_id] = doc
     if not corpus:
         raise DataError(f"{path}: the corpus is empty")
     return corpus
@@ -176,8 +186,11 @@ def load_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
-def load_beir_folder(task: TaskSpec, folder: Path) -> Dataset:
-    """Load and cross-check one BEIR folder; every inconsistency is a DataError naming its file."""
+def load_beir_folder(task: TaskSpec, folder: Path, stream: bool = False) -> Dataset:
+    """Load and cross-check one BEIR folder; every inconsistency is a DataError naming its file.
+
+    With `stream`, the corpus is scanned (validated, fingerprinted, ids kept compactly) but not
+    held: `Dataset.corpus` is then a benchmark.corpus_stream.StreamedCorpus read shard by shard."""
     if not folder.is_dir():
         raise DataError(f"no dataset folder for task '{task.name}' at {folder}")
     files = {
@@ -185,17 +198,33 @@ def load_beir_folder(task: TaskSpec, folder: Path) -> Dataset:
         "queries": folder / "queries.jsonl",
         "qrels": folder / "qrels" / f"{task.split}.tsv",
     }
-    corpus = load_corpus(files["corpus"])
-    all_queries = load_queries(files["queries"])
-    qrels = load_qrels(files["qrels"])
+    if task.trec_files is not None:  # TREC DL: TREC-format topics and qrels, BEIR corpus
+        from benchmark.trec_files import load_topics, load_trec_qrels, locate
+
+        files["queries"] = locate(folder, task.trec_files.queries)
+        files["qrels"] = locate(folder, task.trec_files.qrels)
+        read_queries, read_qrels = load_topics, load_trec_qrels
+    else:
+        read_queries, read_qrels = load_queries, load_qrels
+    corpus = present = None if stream else load_corpus(files["corpus"])
+    all_queries = read_queries(files["queries"])
+    qrels = read_qrels(files["qrels"])
+    if stream:  # the scan notes which judged ids occur, so the judged ids come first
+        from benchmark.corpus_stream import scan_corpus
+
+        corpus = scan_corpus(files["corpus"], (d for docs in qrels.values() for d in docs))
+        present = corpus.judged_present
 
     for query_id in qrels:
         if query_id not in all_queries:
             raise DataError(f"{files['qrels']}: query-id '{query_id}' is not in {files['queries'].name}")
-    unknown = _unknown_judged_docs(qrels, corpus, files)
+    unknown = _unknown_judged_docs(qrels, present, files)
     queries = {qid: all_queries[qid] for qid in qrels}
 
-    fingerprints = Fingerprints(**{name: sha256_file(p) for name, p in files.items()})
+    fingerprints = Fingerprints(**{
+        name: corpus.sha256 if stream and name == "corpus" else sha256_file(p)
+        for name, p in files.items()
+    })
     warnings = _sanity_warnings(task, corpus, queries, fingerprints)
     if unknown:
         warnings.append(
@@ -210,7 +239,7 @@ def load_beir_folder(task: TaskSpec, folder: Path) -> Dataset:
 MAX_UNKNOWN_JUDGED_FRACTION = 0.01
 
 
-def _unknown_judged_docs(qrels: dict, corpus: dict, files: dict[str, Path]) -> list[str]:
+def _unknown_judged_docs(qrels: dict, corpus, files: dict[str, Path]) -> list[str]:
     """Judged doc ids missing from the corpus. Official BEIR files have a few (ArguAna: 1 in
     1,406 test judgements), which every peer keeps; more than 1% means the qrels and the corpus
     do not belong together, and that is an error."""
