@@ -24,13 +24,15 @@ from pathlib import Path
 
 def run(args: list[str], env: dict) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one `maebench run` process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "benchmark.cli", "run", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"failed: {args}\n{proc.stderr.read()[-3000:]}")
+    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: progress bars never block
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "benchmark.cli", "run", *args], env=env,
+                                stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            sys.exit(f"failed: {args}\n{err.read()[-3000:]}")
     return wall, usage.ru_maxrss / 1024
 
 

@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,17 +49,24 @@ print(run_task(card, get_task(task), options))
 
 
 def start(args: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", CHILD, *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """The child writes to temporary files, never to a pipe nobody reads (its progress bars
+    would fill the pipe and block it)."""
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")  # noqa: SIM115 (read in finish)
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, *args], env=env, stdout=out,
+                            stderr=err, text=True)
+    proc.outputs = (out, err)
+    return proc
 
 
 def finish(proc: subprocess.Popen) -> tuple[float, dict]:
     """Peak RSS (MiB) of the child and its result JSON."""
     _, status, usage = os.wait4(proc.pid, 0)
-    out, err = proc.stdout.read(), proc.stderr.read()
+    out, err = proc.outputs
+    out.seek(0)
+    err.seek(0)
     if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"run failed:\n{err[-3000:]}")
-    result = json.loads(Path(out.strip().splitlines()[-1]).read_text())
+        sys.exit(f"run failed:\n{err.read()[-3000:]}")
+    result = json.loads(Path(out.read().strip().splitlines()[-1]).read_text())
     return usage.ru_maxrss / 1024, result
 
 
