@@ -294,6 +294,10 @@ def get_card(name: str, directory: Path | None = None) -> ModelCard:
     path = directory / f"{name}.yaml"
     if re.match(NAME_PATTERN, name) and path.is_file():
         return load_card(path)
+    # `maebench study` cells live in models/studies/<study>/ (out of the main listing)
+    study_cards = sorted(directory.glob(f"studies/*/{name}.yaml")) if re.match(NAME_PATTERN, name) else []
+    if len(study_cards) == 1:
+        return load_card(study_cards[0])
     cards, errors = load_cards(directory)
     wrapping = sorted(c.name for c in cards.values()
                       if name in {getattr(c.retriever, f, None) for f in

@@ -152,3 +152,13 @@ def test_study_page(tmp_path) -> None:
     page = (out / "study-tiny-study.html").read_text()
     assert "<svg" in page and "+5.00" in page and "Incomplete" in page and "bow s0" in page
     assert 'href="study-tiny-study.html"' in (out / "studies.html").read_text()
+
+
+def test_study_cards_are_found_by_name_but_not_listed(tmp_path, tiny_bert_dir) -> None:
+    from benchmark.registry import get_card, load_registry
+    from benchmark.training.pretrain import write_card
+
+    write_card(tiny_card(tiny_bert_dir), tmp_path, overwrite=False)
+    write_card(tiny_card(tiny_bert_dir, "cell-s0"), tmp_path / "studies" / "x", overwrite=False)
+    assert set(load_registry(tmp_path)) == {"tiny-init"}
+    assert get_card("cell-s0", tmp_path).name == "cell-s0"

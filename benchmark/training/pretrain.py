@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import MaebenchError, ModelLoadError, RegistryError
-from benchmark.paths import checkpoints_dir, home_dir, models_dir
+from benchmark.paths import checkpoints_dir, models_dir
 from benchmark.registry import NAME_PATTERN, ModelCard
 from benchmark.training.pretrain_recipe import (
     PretrainRecipe,
@@ -54,14 +54,13 @@ class PretrainOptions:
     save_every: int | None = None
 
 
-def checkpoint_source(checkpoint: str, local_package: str | None) -> tuple[str, str]:
-    """Where from_pretrained should read a card's checkpoint (home: ids are our own weights)."""
+def checkpoint_source(checkpoint: str, local_package: str | None,
+                      revision: str | None = None) -> tuple[str, str]:
+    """Where from_pretrained should read a card's checkpoint: retrievers.weights' resolution
+    (home:checkpoints/<name> with its sha256 revision checked, local copies, packages, hub)."""
     from benchmark.retrievers.weights import resolve_checkpoint
 
-    if checkpoint.startswith("home:"):
-        path = home_dir() / checkpoint.removeprefix("home:")
-        return str(path), "maebench home"
-    return resolve_checkpoint(checkpoint, local_package)
+    return resolve_checkpoint(checkpoint, local_package, revision)
 
 
 def load_init(card: ModelCard):
@@ -73,7 +72,8 @@ def load_init(card: ModelCard):
             f"(it is {retriever.kind}" + (f"/{retriever.encoder}" if retriever.kind == "dense" else "")
             + ")"
         )
-    source, origin = checkpoint_source(retriever.checkpoint, retriever.local_package)
+    source, origin = checkpoint_source(retriever.checkpoint, retriever.local_package,
+                                       retriever.revision)
     revision = retriever.revision if origin == "hub" else None
     from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
     from transformers.utils import logging as hf_logging

@@ -342,6 +342,7 @@ def build_report(study: StudySpec) -> dict[str, Any]:
                 row["scores"][task] = result.metrics.get(metric)
                 row.setdefault("eval_wall_s", 0.0)
                 row["eval_wall_s"] += round(sum(result.provenance.timings.values()), 1)
+                row.setdefault("hardware", result.provenance.hardware)
                 per_query.setdefault((arm.name, task), {})[seed] = result.per_query[metric]
             entry["cells"].append(row)
         for task in study.evaluate:
