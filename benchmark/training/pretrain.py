@@ -164,6 +164,9 @@ def pretrain_card(init: ModelCard, options: PretrainOptions) -> Path:
     pairs = build_pairs(read_texts(source), tokenizer, recipe.max_length)
     trainer = _Trainer(options, recipe, steps, pairs, encoder, head, tokenizer, PairStream)
     result = trainer.run()
+    trainer.accelerator.wait_for_everyone()
+    if not trainer.accelerator.is_main_process:  # `accelerate launch`: one writer
+        return cards / f"{options.name}.yaml"
     notes += trainer.objective.head_notes
     folder = _publish_weights(trainer, options)
     card = _card(init, options, recipe, steps, source, result, folder, notes, len(pairs))
@@ -233,10 +236,12 @@ class _Trainer:
         shutil.rmtree(self.staging / folder, ignore_errors=True)
         self.accelerator.save_state(str(self.staging / folder))
         state["state"] = folder
-        atomic_write(self.staging / "progress.json", json.dumps(state).encode())
-        for old in self.staging.glob("state-*"):
-            if old.name != folder:
-                shutil.rmtree(old, ignore_errors=True)
+        if self.accelerator.is_main_process:
+            atomic_write(self.staging / "progress.json", json.dumps(state).encode())
+            for old in self.staging.glob("state-*"):
+                if old.name != folder:
+                    shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
 
     def run(self) -> dict:
         import numpy as np
@@ -254,7 +259,10 @@ class _Trainer:
                 index = step * accumulation + micro
                 rng = np.random.default_rng([self.options.seed, 11, index,
                                              self.accelerator.process_index])
-                batch = unwrapped.corrupt(self.stream.batch(index), rng)
+                # each process takes its own slice of the stream (same data as one process)
+                world = self.accelerator.num_processes
+                batch = unwrapped.corrupt(
+                    self.stream.batch(index * world + self.accelerator.process_index), rng)
                 state["tokens"] += int(batch["attention_mask"].sum()) * self.accelerator.num_processes
                 batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
                 with self.accelerator.accumulate(self.model):
