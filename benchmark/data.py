@@ -99,12 +99,12 @@ def id_problem(value: str) -> str | None:
         return "is empty"
     if len(value) > 512:
         return "is longer than 512 characters"
-    if any(ch.isspace() or not ch.isprintable() for ch in value):
-        return f"{value[:40]!r} contains whitespace or a control character"
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         return f"{value[:40]!r} is not valid Unicode (a lone surrogate)"
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        return f"{value[:40]!r} contains whitespace or a control character"
     return None
 
 

@@ -98,6 +98,9 @@ def run_task(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
             f"ranking depth {options.top_k} is below the deepest metric cutoff ({MAX_CUTOFF}) "
             f"or the stored run depth ({options.store_depth})"
         )
+    from benchmark.devices import check_device
+
+    check_device(options.device)  # before any work: `--device cuda` without CUDA is one line
     if task.is_aggregate:
         return _run_aggregate(card, task, options)
     with _claimed(card, task, options) as target:

@@ -77,6 +77,7 @@ def workspace(tmp_path_factory) -> dict:
     results, models = root / "results", root / "models"
     models.mkdir()
     shutil.copy(REPO / "models" / "bm25.yaml", models)
+    shutil.copy(REPO / "models" / "all-minilm-l6-v2.yaml", models)
     shutil.copytree(REPO / "results" / "reported", results / "reported")
     card = parse_card(_card_text("attacker"), "attacker.yaml")
     scratch = root / "scratch"
@@ -299,7 +300,12 @@ def build_cases(ws: dict) -> list[dict]:
         path.write_text(payload)
         c.add(10, f"import-{name}", ["import-mteb", str(path), "--model", "bm25", "--name", "evil",
                                      "--results-dir", str(ws["results"])])
-    for device in ("cuda", "cuda:7", "tpu", "mps"):
+    import torch
+
+    devices = ["cuda:99", "tpu", "gpu0"]  # unusable on any machine; the others where absent
+    devices += [] if torch.cuda.is_available() else ["cuda"]
+    devices += [] if torch.backends.mps.is_available() else ["mps"]
+    for device in devices:
         c.add(10, f"device-{device}", ["run", "--model", "all-minilm-l6-v2", "--task", "tiny",
                                        "--device", device, "--results-dir", str(c.folder(f"dev-{device}"))])
 
@@ -390,6 +396,7 @@ def test_every_attack_is_refused_cleanly(workspace, tmp_path):
         Path(report).write_text(json.dumps({
             "attempts": len(cases), "clean": len(cases) - len(bad), "bad": bad,
             "seconds": {k: v.get("seconds") for k, v in outcomes.items()},
+            "outcomes": {k: [v.get("code"), v.get("stderr", "").strip()[-200:]] for k, v in outcomes.items()},
             "driver_exits": driver_exits, "classes": sorted({c["cls"] for c in cases}),
         }, indent=1))
     assert not bad, json.dumps(bad, indent=1)
