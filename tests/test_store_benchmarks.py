@@ -50,8 +50,10 @@ def _bench(*tasks: str) -> Benchmark:
 
 
 def test_ranked_only_with_full_coverage():
-    table = load_table(REPO / "results")
-    if not {"scifact", "nfcorpus"} <= set(table):
+    models = {"bm25", "bm25-multifield", "all-minilm-l6-v2"}  # committed on both tasks
+    table = {t: {m: r for m, r in rs.items() if m in models}
+             for t, rs in load_table(REPO / "results").items()}
+    if any(set(table.get(t, {})) != models for t in ("scifact", "nfcorpus")):
         pytest.skip("committed scifact/nfcorpus results not found")
     board = standings(_bench("scifact", "nfcorpus"), table)
     assert all(s.rank is not None for s in board)
