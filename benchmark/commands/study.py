@@ -34,9 +34,20 @@ def register(app: typer.Typer) -> None:
             raise MaebenchError(f"--only '{only}': only 'pretrain' is supported")
         spec_obj = load_spec(spec, overrides)
         if report_only:
-            typer.echo(f"wrote {write_report(spec_obj)}")
+            import json
+
+            from benchmark.training.study import format_table
+
+            path = write_report(spec_obj)
+            typer.echo(format_table(json.loads(path.read_text(encoding="utf-8"))))
+            typer.echo(f"wrote {path}")
             return
         path = run_study(spec_obj, StudyOptions(data_dir=data_dir, device=device, only=only,
                                                 max_cells=max_cells), echo=typer.echo)
         if path:
+            import json
+
+            from benchmark.training.study import format_table
+
+            typer.echo(format_table(json.loads(path.read_text(encoding="utf-8"))))
             typer.echo(f"wrote {path}")

@@ -405,3 +405,33 @@ def write_report(study: StudySpec) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, (json.dumps(report, indent=1, sort_keys=True) + "\n").encode("utf-8"))
     return target
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report's main table as text (what `maebench study` prints)."""
+    metric = report["metric"]
+    lines = [f"study {report['study']['id']}: {metric} x100, budget {report['budget']} per arm"
+             + ("" if report["complete"] else f" (missing: {', '.join(report['missing_cells'])})")]
+    header = (f"{'task':8s} {'arm':14s} {'mean':>6s} {'std':>5s} {'seeds':>5s} {'per seed':>14s} "
+              f"{'diff':>6s} {'p':>7s} {'p_holm':>7s} {'pt tokens':>9s} {'pt s':>6s}")
+    lines.append(header)
+
+    def pct(value: float | None, signed: bool = False) -> str:
+        return "" if value is None else (f"{value * 100:+.2f}" if signed else f"{value * 100:.2f}")
+
+    for task in report["study"]["evaluate"]:
+        comparisons = {c["arm"]: c for c in report["comparisons"].get(task, [])}
+        for name in [a["name"] for a in report["study"]["arms"] if a["name"] in report["arms"]]:
+            arm = report["arms"][name]
+            stats = arm["tasks"].get(task, {})
+            comp = comparisons.get(name, {})
+            seeds = " ".join(pct(v) for v in stats.get("per_seed", []))
+            p = comp.get("p_value")
+            holm = comp.get("p_holm")
+            lines.append(
+                f"{task:8s} {name:14s} {pct(stats.get('mean')):>6s} {pct(stats.get('std')):>5s} "
+                f"{stats.get('n_seeds', 0):>5d} {seeds:>14s} {pct(comp.get('diff'), True):>6s} "
+                f"{'' if p is None else f'{p:.4f}':>7s} {'' if holm is None else f'{holm:.4f}':>7s} "
+                f"{arm.get('pretrain_tokens_mean') or 0:>9,.0f} {arm.get('pretrain_wall_s_mean') or 0:>6,.0f}"
+            )
+    return "\n".join(lines)

@@ -18,7 +18,8 @@ def _rows(report: dict) -> list[dict]:
     task_rows = []
     for task in report["study"]["evaluate"]:
         comparisons = {c["arm"]: c for c in report["comparisons"].get(task, [])}
-        for name, arm in report["arms"].items():
+        for name in [a["name"] for a in report["study"]["arms"] if a["name"] in report["arms"]]:
+            arm = report["arms"][name]
             stats = arm["tasks"].get(task, {})
             comp = comparisons.get(name, {})
             task_rows.append({
