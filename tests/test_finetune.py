@@ -257,10 +257,12 @@ def test_same_seed_same_weights_and_resume_after_a_crash_continues(env):
         def on_step_begin(self, args, state, control, **kwargs):
             FirstStep.seen.append(state.global_step)
 
-    first = load_card(_finetune(env, "run-a").card_path).finetuning.record.weights_sha256
-    again = load_card(_finetune(env, "run-b").card_path).finetuning.record.weights_sha256
-    other = load_card(_finetune(env, "run-c", seed=1).card_path).finetuning.record.weights_sha256
-    assert first == again != other
+    def sha(name, seed=0, **overrides):
+        card = _finetune(env, name, seed=seed, overrides={"save_steps": "100", **overrides}).card_path
+        return load_card(card).finetuning.record.weights_sha256
+
+    first, again = sha("run-a"), sha("run-b")
+    assert first == again != sha("run-c", seed=1, max_steps="1")
 
     with pytest.raises(KeyboardInterrupt):
         _finetune(env, "run-d", callbacks=[Crash()])

@@ -150,7 +150,7 @@ def run_finetune(
         return FinetuneResult(card_path, weights_dir, model, 0, None)
     final = work / "final"
     shutil.rmtree(final, ignore_errors=True)
-    model.save(str(final))
+    model.save(str(final), create_model_card=False)
     from benchmark.retrievers.weights import weights_sha256
 
     digest = weights_sha256(final)
@@ -453,7 +453,7 @@ def _train_stage(
     if _is_main_process():
         tmp = work / f"stage{stage}-final.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save(str(tmp))
+        model.save(str(tmp), create_model_card=False)
         (tmp / "maebench-stage.json").write_text(json.dumps(stats))
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
