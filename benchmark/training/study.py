@@ -292,7 +292,8 @@ def _cost(study: StudySpec, cell: Cell) -> dict[str, Any]:
         import yaml
 
         raw = yaml.safe_load(ft_yaml.read_text(encoding="utf-8"))
-        cost["finetune_wall_s"] = _find_key(raw, "wall_time_s")
+        # the fine-tuning record (the card also carries its backbone's pretraining block)
+        cost["finetune_wall_s"] = _find_key(raw.get("finetuning") or {}, "wall_time_s")
     return cost
 
 
