@@ -654,6 +654,7 @@ def build_site(options: SiteOptions) -> BuildReport:
         "created_range": (created[0], created[-1]) if created else None,
     }
     view_by_task = {v.name: v for v in all_views}
+    common["config_differs"] = _config_differs(cards, results_by_model)
     common["model_pages"] = sorted(set(results_by_model) | set(cards))
     common["task_pages"] = sorted(view_by_task)
     common["metric_order"] = metric_order
@@ -704,6 +705,24 @@ def build_site(options: SiteOptions) -> BuildReport:
         path.write_text(html, encoding="utf-8")
     lap("render")
     return BuildReport(options.out_dir, sorted(pages), timings, len(all_results), cpu_timings)
+
+
+def _config_differs(cards: dict[str, Any], results_by_model: dict[str, list[Result]]
+                    ) -> dict[str, list[str]]:
+    """Per model, the tasks whose stored result was computed with another configuration than its
+    current card (a hand-edited card must not pass its new name off on old numbers). Models
+    without a card (card-free runs, submissions) are not marked: there is nothing to differ from."""
+    from benchmark.benchmarks import config_differs
+
+    marked: dict[str, list[str]] = {}
+    for name, results in results_by_model.items():
+        card = cards.get(name)
+        if card is None:
+            continue
+        tasks = sorted(r.task.name for r in results if config_differs(r, card))
+        if tasks:
+            marked[name] = tasks
+    return marked
 
 
 def _card_dict(card: Any) -> dict | None:

@@ -94,3 +94,30 @@ def test_one_page_per_benchmark(tmp_path):
         assert bench.title in page
     index = (tmp_path / "benchmarks.html").read_text()
     assert "benchmark-beir-13.html" in index
+
+
+def test_leaderboard_and_model_page_mark_a_result_whose_card_changed(tmp_path):
+    """A hand-edited card (k1 changed) must not silently lend its name to the old numbers."""
+    import shutil
+
+    from benchmark.leaderboard import SiteOptions, build_site
+    from tests.test_site import FAST
+
+    if not (REPO / "results" / "bm25" / "scifact.json").is_file():
+        pytest.skip("committed bm25/scifact result not found")
+    models = tmp_path / "models"
+    shutil.copytree(REPO / "models", models)
+    card_file = models / "bm25.yaml"
+    text = card_file.read_text()
+    assert "k1: 1.5" in text
+    card_file.write_text(text.replace("k1: 1.5", "k1: 0.9"))
+
+    def build(models_dir, out):
+        build_site(SiteOptions(results_dir=REPO / "results", out_dir=out, stats=FAST,
+                               models_dir=models_dir))
+        return (out / "index.html").read_text(), (out / "models" / "bm25.html").read_text()
+
+    index, model_page = build(models, tmp_path / "edited")
+    assert "config differs from card" in index and "config differs from card" in model_page
+    index, model_page = build(None, tmp_path / "current")
+    assert "config differs from card" not in index + model_page
