@@ -408,6 +408,26 @@ def write_report(study: StudySpec) -> Path:
     return target
 
 
+def report_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (task, arm) in the spec's order: the one reading of a report that the printed
+    table and the site page both render."""
+    rows = []
+    for task in report["study"]["evaluate"]:
+        comparisons = {c["arm"]: c for c in report["comparisons"].get(task, [])}
+        for name in [a["name"] for a in report["study"]["arms"] if a["name"] in report["arms"]]:
+            arm = report["arms"][name]
+            stats = arm["tasks"].get(task, {})
+            comp = comparisons.get(name, {})
+            rows.append({
+                "task": task, "arm": name, "objective": arm["objective"] or "none (fine-tune only)",
+                "mean": stats.get("mean"), "std": stats.get("std"), "n_seeds": stats.get("n_seeds", 0),
+                "spread": stats.get("spread"), "per_seed": stats.get("per_seed", []),
+                "tokens": arm.get("pretrain_tokens_mean"), "wall": arm.get("pretrain_wall_s_mean"),
+                "diff": comp.get("diff"), "p": comp.get("p_value"), "p_holm": comp.get("p_holm"),
+            })
+    return rows
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The report's main table as text (what `maebench study` prints)."""
     metric = report["metric"]
@@ -420,19 +440,13 @@ def format_table(report: dict[str, Any]) -> str:
     def pct(value: float | None, signed: bool = False) -> str:
         return "" if value is None else (f"{value * 100:+.2f}" if signed else f"{value * 100:.2f}")
 
-    for task in report["study"]["evaluate"]:
-        comparisons = {c["arm"]: c for c in report["comparisons"].get(task, [])}
-        for name in [a["name"] for a in report["study"]["arms"] if a["name"] in report["arms"]]:
-            arm = report["arms"][name]
-            stats = arm["tasks"].get(task, {})
-            comp = comparisons.get(name, {})
-            seeds = " ".join(pct(v) for v in stats.get("per_seed", []))
-            p = comp.get("p_value")
-            holm = comp.get("p_holm")
-            lines.append(
-                f"{task:8s} {name:14s} {pct(stats.get('mean')):>6s} {pct(stats.get('std')):>5s} "
-                f"{stats.get('n_seeds', 0):>5d} {seeds:>14s} {pct(comp.get('diff'), True):>6s} "
-                f"{'' if p is None else f'{p:.4f}':>7s} {'' if holm is None else f'{holm:.4f}':>7s} "
-                f"{arm.get('pretrain_tokens_mean') or 0:>9,.0f} {arm.get('pretrain_wall_s_mean') or 0:>6,.0f}"
-            )
+    for row in report_rows(report):
+        seeds = " ".join(pct(v) for v in row["per_seed"])
+        p, holm = row["p"], row["p_holm"]
+        lines.append(
+            f"{row['task']:8s} {row['arm']:14s} {pct(row['mean']):>6s} {pct(row['std']):>5s} "
+            f"{row['n_seeds']:>5d} {seeds:>14s} {pct(row['diff'], True):>6s} "
+            f"{'' if p is None else f'{p:.4f}':>7s} {'' if holm is None else f'{holm:.4f}':>7s} "
+            f"{row['tokens'] or 0:>9,.0f} {row['wall'] or 0:>6,.0f}"
+        )
     return "\n".join(lines)

@@ -15,21 +15,9 @@ CELL_DEFAULTS = {"pretrain_steps": None, "pretrain_tokens": None, "pretrain_wall
 
 
 def _rows(report: dict) -> list[dict]:
-    task_rows = []
-    for task in report["study"]["evaluate"]:
-        comparisons = {c["arm"]: c for c in report["comparisons"].get(task, [])}
-        for name in [a["name"] for a in report["study"]["arms"] if a["name"] in report["arms"]]:
-            arm = report["arms"][name]
-            stats = arm["tasks"].get(task, {})
-            comp = comparisons.get(name, {})
-            task_rows.append({
-                "task": task, "arm": name, "objective": arm["objective"] or "none (fine-tune only)",
-                "mean": stats.get("mean"), "std": stats.get("std"), "n_seeds": stats.get("n_seeds", 0),
-                "spread": stats.get("spread"), "per_seed": stats.get("per_seed", []),
-                "tokens": arm.get("pretrain_tokens_mean"), "wall": arm.get("pretrain_wall_s_mean"),
-                "diff": comp.get("diff"), "p": comp.get("p_value"), "p_holm": comp.get("p_holm"),
-            })
-    return task_rows
+    from benchmark.training.study import report_rows
+
+    return report_rows(report)
 
 
 def _plot(report: dict, rows: list[dict]) -> Markup:
