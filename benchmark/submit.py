@@ -38,6 +38,7 @@ from benchmark.results import (
     result_path,
     sha256_bytes,
 )
+from benchmark.tasks import TaskSpec
 
 TOLERANCE = 1e-6
 FILE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._\-]{0,120}$")
@@ -258,13 +259,14 @@ def _check_identity(origin: str, result: Result, card: ModelCard, task_name: str
         raise SubmissionError(f"{origin}: field task.subtasks: differ from the catalog's")
 
 
-def _check_metric_names(origin: str, result: Result) -> None:
-    from benchmark.evaluate import STANDARD_METRICS
-
-    if sorted(result.metrics) != sorted(STANDARD_METRICS):
-        raise SubmissionError(f"{origin}: field metrics: expected exactly {list(STANDARD_METRICS)}")
-    if sorted(result.per_query) != sorted(STANDARD_METRICS):
-        raise SubmissionError(f"{origin}: field per_query: expected exactly {list(STANDARD_METRICS)}")
+def _check_metric_names(origin: str, result: Result, task: TaskSpec) -> None:
+    """Exactly the metrics `maebench run` computes for this task (the standard set plus the
+    task's own, e.g. MS MARCO's R@50): a submission claims no more and no fewer."""
+    expected = list(task.evaluation_metrics)
+    if sorted(result.metrics) != sorted(expected):
+        raise SubmissionError(f"{origin}: field metrics: expected exactly {expected}")
+    if sorted(result.per_query) != sorted(expected):
+        raise SubmissionError(f"{origin}: field per_query: expected exactly {expected}")
 
 
 def _check_claims(
@@ -355,7 +357,7 @@ def check_result(
 ) -> CheckedResult:
     """Validate one <task>.json (and its run file) of a bundle against our data."""
     from benchmark.data import load_dataset
-    from benchmark.evaluate import STANDARD_METRICS, Metric, evaluate
+    from benchmark.evaluate import Metric, evaluate
     from benchmark.tasks import get_task
 
     path = bundle / name
@@ -363,8 +365,8 @@ def check_result(
     task_name = name.removesuffix(".json")
     result = _load_result(path, limits)
     _check_identity(origin, result, card, task_name)
-    _check_metric_names(origin, result)
     task = get_task(task_name)
+    _check_metric_names(origin, result, task)
     if task.is_aggregate:
         raise SubmissionError(
             f"{origin}: {task_name} is the mean of its subtasks; submit the subtasks and run "
@@ -408,7 +410,7 @@ def check_result(
 
     _check_run(str(bundle / run_name), run, dataset, "drop_identical_ids" in task.quirks, result.run.depth)
     depth = result.run.depth
-    exact_metrics = tuple(m for m in STANDARD_METRICS if Metric.parse(m).cutoff <= depth)
+    exact_metrics = tuple(m for m in task.evaluation_metrics if Metric.parse(m).cutoff <= depth)
     needed = exact_metrics + ((f"R@{depth}",) if f"R@{depth}" not in exact_metrics else ())
     evaluation = evaluate(dataset.qrels, run, needed, task.relevance_threshold)
     bounds = _check_claims(origin, result, evaluation.per_query, set(dataset.qrels), depth)

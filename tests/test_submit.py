@@ -523,3 +523,29 @@ def test_replacing_a_card_refuses_to_strand_results_of_the_old_card(env):
     stale.unlink()
     sub, _ = submit(bundle, results, models, replace=True)
     assert sub.card_replaces
+
+
+def test_submitted_metrics_are_the_tasks_own_set():
+    """MS MARCO results carry R@50 beside the standard metrics (issue 10); submit must expect
+    exactly what `maebench run` computes for the task, not one fixed list."""
+    from benchmark.results import read_result
+    from benchmark.submit import SubmissionError, _check_metric_names
+    from benchmark.tasks import get_task
+    from tests.conftest import REPO
+
+    stored = REPO / "results" / "bm25" / "scifact.json"
+    if not stored.is_file():
+        pytest.skip("committed bm25/scifact result not found")
+    result = read_result(stored)
+    _check_metric_names("x", result, get_task("scifact"))
+    msmarco = get_task("msmarco")
+    assert "R@50" in msmarco.evaluation_metrics
+    with pytest.raises(SubmissionError, match="R@50"):
+        _check_metric_names("x", result, msmarco)
+    extended = result.model_copy(update={
+        "metrics": {**result.metrics, "R@50": 0.5},
+        "per_query": {**result.per_query, "R@50": result.per_query["R@100"]},
+    })
+    _check_metric_names("x", extended, msmarco)
+    with pytest.raises(SubmissionError, match="field metrics"):
+        _check_metric_names("x", extended, get_task("scifact"))
