@@ -655,6 +655,7 @@ def build_site(options: SiteOptions) -> BuildReport:
     }
     view_by_task = {v.name: v for v in all_views}
     common["config_differs"] = _config_differs(cards, results_by_model)
+    common["approximate"] = _approximate_searches(all_results)
     common["model_pages"] = sorted(set(results_by_model) | set(cards))
     common["task_pages"] = sorted(view_by_task)
     common["metric_order"] = metric_order
@@ -722,6 +723,20 @@ def _config_differs(cards: dict[str, Any], results_by_model: dict[str, list[Resu
         tasks = sorted(r.task.name for r in results if config_differs(r, card))
         if tasks:
             marked[name] = tasks
+    return marked
+
+
+def _approximate_searches(results: list[Result]) -> dict[str, dict[str, str]]:
+    """model -> task -> label, for results searched with an ANN index: they sit in the same
+    tables as exact ones, so every score of theirs carries the label and its measured recall."""
+    marked: dict[str, dict[str, str]] = {}
+    for r in results:
+        search = (r.provenance.runtime or {}).get("search") or {}
+        if search.get("kind") != "approximate":
+            continue
+        recall = next((f"{k} {v}" for k, v in search.items() if k.startswith("recall@")), "")
+        label = f"approximate search ({search.get('method', 'ANN')}){'; ' + recall if recall else ''}"
+        marked.setdefault(r.model.name, {})[r.task.name] = label
     return marked
 
 

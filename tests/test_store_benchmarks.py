@@ -121,3 +121,29 @@ def test_leaderboard_and_model_page_mark_a_result_whose_card_changed(tmp_path):
     assert "config differs from card" in index and "config differs from card" in model_page
     index, model_page = build(None, tmp_path / "current")
     assert "config differs from card" not in index + model_page
+
+
+def test_an_approximate_result_is_labelled_wherever_its_score_is_shown(tmp_path):
+    """Issue 10: the site never ranks an approximate (ANN) result among exact ones unlabelled."""
+    import shutil
+
+    from benchmark.leaderboard import SiteOptions, build_site
+    from benchmark.results import read_result, write_result
+    from tests.test_site import FAST
+
+    source = REPO / "results" / "all-minilm-l6-v2"
+    if not (source / "scifact.json").is_file():
+        pytest.skip("committed all-minilm-l6-v2/scifact result not found")
+    results = tmp_path / "results"
+    shutil.copytree(REPO / "results" / "bm25", results / "bm25")
+    result = read_result(source / "scifact.json")
+    result.model.name, result.model.display_name = "minilm-hnsw", "MiniLM (HNSW)"
+    result.provenance.runtime["search"] = {"kind": "approximate", "method": "hnsw",
+                                           "recall@1000_vs_exact": 0.987}
+    write_result(results, result, (source / "scifact.run.gz").read_bytes())
+    out = tmp_path / "site"
+    build_site(SiteOptions(results_dir=results, out_dir=out, stats=FAST))
+    for page in ("index.html", "tasks/scifact.html", "models/minilm-hnsw.html"):
+        html = (out / page).read_text()
+        assert "approximate search (hnsw); recall@1000_vs_exact 0.987" in html, page
+    assert "approximate search" not in (out / "models" / "bm25.html").read_text()
