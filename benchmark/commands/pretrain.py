@@ -33,18 +33,13 @@ def register(app: typer.Typer) -> None:
         models: Path | None = typer.Option(None, "--models-dir", help="where the card goes"),
     ) -> None:
         """Pre-train with one MAE objective; writes weights under the maebench home and a card."""
-        from benchmark.errors import MaebenchError
         from benchmark.registry import get_card
         from benchmark.training.objectives import check_objective
         from benchmark.training.pretrain import PretrainOptions, pretrain_card
+        from benchmark.training.recipes import parse_overrides
 
         check_objective(objective)
-        overrides = {}
-        for item in set_:
-            if "=" not in item:
-                raise MaebenchError(f"--set '{item}' is not key=value")
-            key, value = item.split("=", 1)
-            overrides[key.strip()] = value.strip()
+        overrides = parse_overrides(set_)
         card = pretrain_card(get_card(init), PretrainOptions(
             objective=objective, corpus=corpus, budget=budget, name=name, seed=seed,
             recipe_path=recipe, overrides=overrides, data_dir=data_dir, device=device,

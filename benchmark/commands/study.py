@@ -22,14 +22,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run every missing cell (pretrain -> finetune -> run), then write the study report."""
         from benchmark.errors import MaebenchError
+        from benchmark.training.recipes import parse_overrides
         from benchmark.training.study import StudyOptions, load_spec, run_study, write_report
 
-        overrides = {}
-        for item in set_:
-            if "=" not in item:
-                raise MaebenchError(f"--set '{item}' is not key=value")
-            key, value = item.split("=", 1)
-            overrides[key.strip()] = value.strip()
+        overrides = parse_overrides(set_)
         if only not in (None, "pretrain"):
             raise MaebenchError(f"--only '{only}': only 'pretrain' is supported")
         spec_obj = load_spec(spec, overrides)
