@@ -60,10 +60,9 @@ def _check_nesting(text: str, origin: str, error: type[MaebenchError]) -> None:
             depth -= 1
 
 
-def validate_yaml(
-    text: str, schema: type[Model], origin: str, error: type[MaebenchError], what: str
-) -> Model:
-    """Safe-load `text` (the C loader when built; it too constructs only plain data)."""
+def load_yaml_mapping(text: str, origin: str, error: type[MaebenchError], what: str) -> dict:
+    """Safe-load `text` as a mapping, bounded in size and nesting (the C loader when built; it
+    too constructs only plain data). For files that are validated after some pre-processing."""
     try:
         _check_nesting(text, origin, error)
         raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -71,4 +70,11 @@ def validate_yaml(
         raise error(f"{origin}: not valid YAML ({exc.__class__.__name__})") from exc
     if not isinstance(raw, dict):
         raise error(f"{origin}: {what} must be a YAML mapping")
-    return validate(raw, schema, origin, error)
+    return raw
+
+
+def validate_yaml(
+    text: str, schema: type[Model], origin: str, error: type[MaebenchError], what: str
+) -> Model:
+    """load_yaml_mapping, then the schema."""
+    return validate(load_yaml_mapping(text, origin, error, what), schema, origin, error)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from benchmark.errors import MaebenchError
 from benchmark.paths import EMBEDDED_DATA_DIR
-from benchmark.validation import validate
+from benchmark.validation import load_yaml_mapping, validate
 
 RECIPES_DIR = EMBEDDED_DATA_DIR / "recipes"
 OVERRIDE_SOURCE = "command line (--set)"
@@ -108,19 +108,13 @@ def available_recipes() -> list[str]:
 
 def _raw_recipe(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """One recipe file's mapping with its `extends:` chain merged in (values and sources)."""
-    import yaml
 
     path = RECIPES_DIR / f"{name}.yaml"
     if name in seen:
         raise RecipeError(f"recipe {name}: 'extends' loops ({' -> '.join((*seen, name))})")
     if not path.is_file():
         raise RecipeError(f"unknown recipe '{name}' (known: {', '.join(available_recipes())})")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
-    if not isinstance(raw, dict):
-        raise RecipeError(f"{path}: a recipe must be a YAML mapping")
+    raw = load_yaml_mapping(path.read_text(encoding="utf-8"), str(path), RecipeError, "a recipe")
     parent = raw.pop("extends", None)
     if parent is None:
         return raw

@@ -86,7 +86,7 @@ def load_spec(spec: str, overrides: dict[str, str] | None = None) -> StudySpec:
     `overrides` set top-level fields (`scale=100`, `corpus=msmarco`, ...), validated."""
     import yaml
 
-    from benchmark.validation import validate
+    from benchmark.validation import load_yaml_mapping, validate
 
     path = Path(spec)
     if not path.is_file():
@@ -94,12 +94,7 @@ def load_spec(spec: str, overrides: dict[str, str] | None = None) -> StudySpec:
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in STUDIES_DIR.glob("*.yaml")))
         raise StudyError(f"no study spec '{spec}' (a file, or one of: {known})")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise StudyError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
-    if not isinstance(raw, dict):
-        raise StudyError(f"{path}: a study spec must be a YAML mapping")
+    raw = load_yaml_mapping(path.read_text(encoding="utf-8"), str(path), StudyError, "a study spec")
     if overrides and "id" not in overrides:
         raise StudyError(
             "a study with changed settings is another study: add --set id=<new id> so that its "
