@@ -35,10 +35,13 @@ ID_PATTERN = r"^[a-z0-9][a-z0-9._\-]{0,79}$"
 Kind = Literal["bm25", "dense"]
 Status = Literal["OK", "OKish", "FAIL", "NOT RUN"]
 
-# Absolute tolerances per model kind and metric, used where a spec does not override them.
+# Absolute tolerances per model kind and metric (specs cannot override them). Every metric a
+# catalog task reports needs one: R@50 is MS MARCO dev's (the MAE papers' R@50 column).
 DEFAULT_TOLERANCE: dict[str, dict[str, float]] = {
-    "bm25": {"nDCG@10": 0.002, "MRR@10": 0.002, "R@100": 0.003, "R@1000": 0.003, "MAP@100": 0.002},
-    "dense": {"nDCG@10": 0.003, "MRR@10": 0.003, "R@100": 0.005, "R@1000": 0.005, "MAP@100": 0.003},
+    "bm25": {"nDCG@10": 0.002, "MRR@10": 0.002, "R@50": 0.003, "R@100": 0.003, "R@1000": 0.003,
+             "MAP@100": 0.002},
+    "dense": {"nDCG@10": 0.003, "MRR@10": 0.003, "R@50": 0.005, "R@100": 0.005, "R@1000": 0.005,
+              "MAP@100": 0.003},
 }
 
 
