@@ -126,6 +126,7 @@ class DenseRetriever:
                 "weights_origin": enc.origin,
                 "model_dtype": enc.dtype,
                 "model_class": enc.model_class.__name__,
+                "batch_size": enc.batch_size(self.config.batch_size),
             }
             passage = self._encoders.get("passage")
             if passage is not None and passage is not enc:
