@@ -162,3 +162,27 @@ def test_study_cards_are_found_by_name_but_not_listed(tmp_path, tiny_bert_dir) -
     write_card(tiny_card(tiny_bert_dir, "cell-s0"), tmp_path / "studies" / "x", overwrite=False)
     assert set(load_registry(tmp_path)) == {"tiny-init"}
     assert get_card("cell-s0", tmp_path).name == "cell-s0"
+
+
+def test_profile_is_the_one_switch_to_the_gpu_study(tmp_path) -> None:
+    """The bundled spec's msmarco-gpu profile: its own id, the scaled budget, the data and recipe
+    it runs on, merged key by key; the arms and seeds stay those of the CPU study."""
+    cpu, gpu = load_spec("scifact-dapt"), load_spec("scifact-dapt", profile="msmarco-gpu")
+    assert gpu.id == "msmarco-mae" != cpu.id
+    assert gpu.budget == "327680000 tokens" and gpu.corpus == "msmarco"
+    assert gpu.finetune.task == "msmarco" and gpu.finetune.recipe == "standard"
+    assert gpu.evaluate == ("msmarco", "trec-dl-2019", "trec-dl-2020")
+    assert gpu.pretrain_overrides == {"batch_size": 256, "max_length": 128}
+    assert gpu.arms == cpu.arms and gpu.seeds == cpu.seeds and gpu.metric == cpu.metric
+    assert [c.finetuned for c in cells(gpu)][0].startswith("msmarco-mae-")
+    with pytest.raises(MaebenchError, match="no profile 'tpu' .*has: msmarco-gpu"):
+        load_spec("scifact-dapt", profile="tpu")
+    bad = write_spec(tmp_path, profiles={"big": {"id": "big", "arms": []}})
+    with pytest.raises(MaebenchError, match="profile 'big' cannot set 'arms'"):
+        load_spec(str(bad), profile="big")
+    no_id = write_spec(tmp_path, profiles={"big": {"scale": 10}})
+    with pytest.raises(MaebenchError, match="profile 'big' must be a mapping with its own id"):
+        load_spec(str(no_id), profile="big")
+    unknown_task = write_spec(tmp_path, profiles={"big": {"id": "big", "evaluate": ["nosuch"]}})
+    with pytest.raises(MaebenchError, match="unknown task 'nosuch'"):
+        load_spec(str(unknown_task), profile="big")

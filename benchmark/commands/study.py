@@ -13,6 +13,8 @@ def register(app: typer.Typer) -> None:
         spec: str = typer.Argument(..., help="a study spec file or a bundled spec's name"),
         set_: list[str] = typer.Option([], "--set", help="override a top-level spec field, e.g. "
                                        "scale=100 (repeatable)"),
+        profile: str | None = typer.Option(None, "--profile", help="one of the spec's named "
+                                           "scale profiles, e.g. msmarco-gpu"),
         data_dir: Path | None = typer.Option(None, "--data-dir", envvar="MAEBENCH_DATA_DIR"),
         device: str | None = typer.Option(None, "--device"),
         only: str | None = typer.Option(None, "--only", help="'pretrain': run only pre-training"),
@@ -28,7 +30,7 @@ def register(app: typer.Typer) -> None:
         overrides = parse_overrides(set_)
         if only not in (None, "pretrain"):
             raise MaebenchError(f"--only '{only}': only 'pretrain' is supported")
-        spec_obj = load_spec(spec, overrides)
+        spec_obj = load_spec(spec, overrides, profile)
         if report_only:
             import json
 

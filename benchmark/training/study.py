@@ -66,6 +66,11 @@ class StudySpec(_Strict):
     baseline_arm: str
     metric: str = "nDCG@10"
     notes: str | None = None
+    profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="named scale profiles: the same study at another scale (`--profile`), each "
+        "with its own id so that its cells never mix with the default ones",
+    )
 
     @model_validator(mode="after")
     def _arms(self) -> StudySpec:
@@ -81,9 +86,35 @@ class StudySpec(_Strict):
         return f"{int(round(self.budget_tokens * self.scale))} tokens"
 
 
-def load_spec(spec: str, overrides: dict[str, str] | None = None) -> StudySpec:
+# what a profile may change: everything but the arms (the objectives are the study's question)
+_PROFILE_FIELDS = frozenset(StudySpec.model_fields) - {"arms", "profiles", "description"}
+
+
+def apply_profile(raw: dict[str, Any], profile: str, origin: str) -> None:
+    """Merge the spec's named profile into it: the one switch between the CPU study and the same
+    study at GPU scale (finetune and pretrain_overrides merge key by key, the rest replaces)."""
+    profiles = raw.get("profiles") or {}
+    if not isinstance(profiles, dict) or profile not in profiles:
+        known = ", ".join(sorted(profiles)) if isinstance(profiles, dict) and profiles else "none"
+        raise StudyError(f"{origin}: no profile '{profile}' (this spec has: {known})")
+    values = profiles[profile]
+    if not isinstance(values, dict) or "id" not in values:
+        raise StudyError(f"{origin}: profile '{profile}' must be a mapping with its own id")
+    for key, value in values.items():
+        if key not in _PROFILE_FIELDS:
+            raise StudyError(f"{origin}: profile '{profile}' cannot set '{key}'")
+        if key in ("finetune", "pretrain_overrides") and isinstance(value, dict):
+            raw[key] = {**(raw.get(key) or {}), **value}
+        else:
+            raw[key] = value
+
+
+def load_spec(
+    spec: str, overrides: dict[str, str] | None = None, profile: str | None = None
+) -> StudySpec:
     """A spec file path, or the name of a bundled spec (benchmark/data/studies/<name>.yaml);
-    `overrides` set top-level fields (`scale=100`, `corpus=msmarco`, ...), validated."""
+    `profile` applies one of the spec's named profiles, then `overrides` set top-level fields
+    (`scale=100`, `corpus=msmarco`, ...); the result is validated."""
     import yaml
 
     from benchmark.validation import load_yaml_mapping, validate
@@ -95,6 +126,8 @@ def load_spec(spec: str, overrides: dict[str, str] | None = None) -> StudySpec:
         known = ", ".join(sorted(p.stem for p in STUDIES_DIR.glob("*.yaml")))
         raise StudyError(f"no study spec '{spec}' (a file, or one of: {known})")
     raw = load_yaml_mapping(path.read_text(encoding="utf-8"), str(path), StudyError, "a study spec")
+    if profile:
+        apply_profile(raw, profile, str(path))
     if overrides and "id" not in overrides:
         raise StudyError(
             "a study with changed settings is another study: add --set id=<new id> so that its "
