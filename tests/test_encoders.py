@@ -300,3 +300,25 @@ def test_cpu_caps_the_batch_size_and_records_it(tiny_bert_dir, monkeypatch):
     monkeypatch.setattr(encoders, "CPU_BATCH_CAP", 64)
     whole = encoder.encode(texts, 32, 64)
     np.testing.assert_allclose(capped, whole, atol=1e-5)
+
+
+def test_cpu_workers_give_the_same_vectors_and_restore_the_thread_count(tiny_bert_dir):
+    """On CPU, batches go to one single-threaded worker per torch thread: the vectors must not
+    depend on the number of workers (bit for bit), every batch must be embedded exactly once, in
+    order, and the caller's torch thread count must come back afterwards."""
+    encoder = DenseRetriever(make_card(tiny_bert_dir).retriever, device="cpu").passage_encoder
+    texts = [f"document {i} about " + "stars and planets " * (i % 9 + 1) for i in range(70)]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = encoder.encode(texts, 64, 4)
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(3)
+        pooled = encoder.encode(texts, 64, 4)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(serial, pooled)
+    with torch.inference_mode():
+        direct = encoder.embed_batch([texts[5]], 64).numpy()[0]
+    np.testing.assert_allclose(pooled[5], direct, atol=1e-6)

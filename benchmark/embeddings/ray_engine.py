@@ -9,8 +9,8 @@ comes from our manifest, not from Ray's (beta) checkpointing, which re-encodes i
 (reference notes, section 3b); a driver killed half way loses only the shards in flight.
 
 Identical bytes to the local engine: shards are the same row ranges, each actor runs the same
-length-sorted batches, and on CPU its torch thread count is the driver's (BLAS results can
-depend on the thread count).
+length-sorted batches, and on CPU every batch runs on one torch thread in both engines
+(HFEncoder._embed_batches; BLAS results can depend on the thread count).
 """
 
 from __future__ import annotations
