@@ -49,3 +49,15 @@ def tiny_bert_dir(tmp_path_factory, tiny_texts) -> Path:
     from tests.checkpoints import tiny_bert
 
     return tiny_bert(tmp_path_factory.mktemp("tiny-bert"), tiny_texts)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run faster on one thread, and much faster on a shared, busy CPU (modules that
+    train tiny models use it with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -27,13 +27,7 @@ def tiny_card(folder: Path, name: str = "tiny-init") -> ModelCard:
             "query_max_length": 64, "passage_max_length": 64, "title": "prepend"}})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and much faster on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
