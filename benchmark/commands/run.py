@@ -72,6 +72,10 @@ def register(app: typer.Typer) -> None:
         search: str = typer.Option(
             "exact", help="Dense: exact, or approximate hnsw / ivf (labelled, recall measured)."
         ),
+        dtype: str | None = typer.Option(
+            None, help="Dense: float32, float16 or bfloat16 forward pass (default: the card's); "
+            "recorded, and a new evaluation.",
+        ),
     ) -> None:
         """Evaluate MODEL on TASK (defaults: BM25 on the embedded tiny task) and store the result."""
         from rich.console import Console
@@ -90,6 +94,9 @@ def register(app: typer.Typer) -> None:
         if len(names) > 1 and (name or any(v is not None for v in overrides.values())):
             raise MaebenchError("--name and the card-free settings go with one --model only")
         cards = [_resolve(n, name, family, overrides, console) for n in names]
+        if dtype is not None:
+            cards = [(_with_dtype(card, dtype, device, console), inferred)
+                     for card, inferred in cards]
         tasks = [get_task(t) for t in _split(task)]
         options = RunOptions(
             results_dir=results_dir or default_results_dir(),
@@ -147,6 +154,25 @@ def _resolve(value: str, name: str | None, family: str | None, overrides: dict, 
     for key, item in sorted(settings.items()):
         console.print(f"  {key} = {item.value!r}  [dim]({item.source})[/]")
     return card, settings
+
+
+def _with_dtype(card, dtype: str, device: str | None, console):
+    """The card with its forward-pass dtype replaced. The dtype is part of the card's config, so
+    the result is a new evaluation (its config hash differs) and the store keys it apart."""
+    from benchmark.errors import MaebenchError
+
+    choices = ("float32", "float16", "bfloat16")
+    if dtype not in choices:
+        raise MaebenchError(f"unknown --dtype '{dtype}' (choose from {', '.join(choices)})")
+    if card.retriever.kind != "dense":
+        raise MaebenchError(f"--dtype applies to dense models; '{card.name}' is {card.retriever.kind}")
+    from benchmark.retrievers.dense import pick_device
+
+    if dtype == "float16" and pick_device(device).startswith("cpu"):
+        console.print("[yellow]note[/] float16 on CPU is emulated and slow; CPUs with "
+                      "avx512_bf16 or AMX run bfloat16 natively")
+    retriever = card.retriever.model_copy(update={"dtype": dtype})
+    return card.model_copy(update={"retriever": retriever})
 
 
 def _looks_like_checkpoint(value: str) -> bool:
