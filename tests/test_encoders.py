@@ -6,6 +6,7 @@ end-to-end tests run each kind through benchmark.runner.run_task on the embedded
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -308,17 +309,31 @@ def test_cpu_workers_give_the_same_vectors_and_restore_the_thread_count(tiny_ber
     order, and the caller's torch thread count must come back afterwards."""
     encoder = DenseRetriever(make_card(tiny_bert_dir).retriever, device="cpu").passage_encoder
     texts = [f"document {i} about " + "stars and planets " * (i % 9 + 1) for i in range(70)]
+    seen: list[tuple[int, int, bool, int]] = []  # (thread, torch threads, inference mode, size)
+    embed_batch = encoder.embed_batch
+
+    def spy(batch, max_length):
+        seen.append((threading.get_ident(), torch.get_num_threads(),
+                     torch.is_inference_mode_enabled(), len(batch)))
+        return embed_batch(batch, max_length)
+
+    encoder.embed_batch = spy
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
         serial = encoder.encode(texts, 64, 4)
         assert torch.get_num_threads() == 1
+        assert len({thread for thread, *_ in seen}) == 1
+        seen.clear()
         torch.set_num_threads(3)
         pooled = encoder.encode(texts, 64, 4)
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
     assert np.array_equal(serial, pooled)
+    assert sum(size for *_, size in seen) == len(texts)  # every text embedded once
+    assert {(n, mode) for _, n, mode, _ in seen} == {(1, True)}  # one thread each, no autograd
+    assert len({thread for thread, *_ in seen}) > 1  # the batches were spread over workers
     with torch.inference_mode():
         direct = encoder.embed_batch([texts[5]], 64).numpy()[0]
     np.testing.assert_allclose(pooled[5], direct, atol=1e-6)
