@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import time
 from pathlib import Path
 
@@ -46,7 +45,6 @@ def main() -> None:
     parser.add_argument("--task", default="nfcorpus")
     parser.add_argument("--docs", type=int, default=320)
     args = parser.parse_args()
-    os.environ.setdefault("TQDM_DISABLE", "1")  # one summary line per dtype, no progress bars
 
     import torch
 

@@ -126,6 +126,10 @@ class Bm25Config(_Strict):
 HeadLayer = Literal["dense", "layernorm"]
 
 
+# the forward-pass dtypes a card (or `maebench run --dtype`) may ask for
+ModelDtype = Literal["float32", "float16", "bfloat16"]
+
+
 class DenseConfig(_Strict):
     """A bi-encoder: which weights, how texts are formatted, pooled and compared.
 
@@ -159,7 +163,7 @@ class DenseConfig(_Strict):
     passage_max_length: int = Field(gt=0, le=8192)
     title: Literal["prepend", "none", "pair"]
     title_separator: str = " "
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    dtype: ModelDtype = "float32"
     batch_size: int = Field(default=64, gt=0, le=4096)
     dupmae_sparse_weight: float | None = Field(default=None, gt=0)
     dupmae_sparse_top_k: int | None = Field(default=None, gt=0)

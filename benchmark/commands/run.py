@@ -159,9 +159,12 @@ def _resolve(value: str, name: str | None, family: str | None, overrides: dict, 
 def _with_dtype(card, dtype: str, device: str | None, console):
     """The card with its forward-pass dtype replaced. The dtype is part of the card's config, so
     the result is a new evaluation (its config hash differs) and the store keys it apart."""
-    from benchmark.errors import MaebenchError
+    from typing import get_args
 
-    choices = ("float32", "float16", "bfloat16")
+    from benchmark.errors import MaebenchError
+    from benchmark.registry import ModelDtype
+
+    choices = get_args(ModelDtype)
     if dtype not in choices:
         raise MaebenchError(f"unknown --dtype '{dtype}' (choose from {', '.join(choices)})")
     if card.retriever.kind != "dense":

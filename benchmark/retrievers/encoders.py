@@ -257,7 +257,6 @@ class HFEncoder:
         embeddings[order] = sorted_embeddings
         return embeddings
 
-
     def _embed_batches(self, batches: list[list[EncoderInput]], max_length: int,
                        done: Callable[[int], object]) -> list[np.ndarray]:
         """Every batch embedded once, results in order. On CPU with n > 1 torch threads, n
