@@ -1,0 +1,73 @@
+"""Collapse diagnostics (benchmark.training.collapse): a backbone whose document vectors point one
+way, or whose ranking ignores the query, is flagged; healthy-looking ones are not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmark.training.collapse import (
+    collapse_diagnostics,
+    mean_pairwise_cosine,
+    sample_documents,
+    top_k_overlap,
+)
+
+
+def test_mean_pairwise_cosine_matches_the_matrix() -> None:
+    x = np.random.default_rng(0).normal(size=(50, 16))
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    full = unit @ unit.T
+    expected = (full.sum() - np.trace(full)) / (50 * 49)
+    assert mean_pairwise_cosine(x) == pytest.approx(expected)
+    assert mean_pairwise_cosine(np.vstack([x[:2], np.zeros((1, 16))])) == pytest.approx(
+        float(unit[0] @ unit[1]) / 3)  # a zero row counts as cosine 0
+
+
+def test_near_identical_vectors_are_flagged() -> None:
+    rng = np.random.default_rng(1)
+    common = rng.normal(size=64)
+    vectors = common + 0.01 * rng.normal(size=(200, 64))
+    vectors *= rng.uniform(0.5, 2.0, size=(200, 1))  # norms differ; direction does not
+    out = collapse_diagnostics(vectors)
+    assert out["collapsed"] and out["mean_pairwise_cosine"] > 0.99
+    assert out["top10_overlap"] is None and "cosine" in out["reason"] and "\n" not in out["reason"]
+
+
+def test_random_vectors_and_varied_rankings_are_not_flagged() -> None:
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(200, 64))
+    run = {f"q{i}": {f"d{j}": float(s) for j, s in enumerate(rng.normal(size=100))} for i in range(30)}
+    out = collapse_diagnostics(vectors, run)
+    assert not out["collapsed"] and out["reason"] is None
+    assert abs(out["mean_pairwise_cosine"]) < 0.05 and out["top10_overlap"] < 0.2
+
+
+def test_identical_rankings_are_flagged() -> None:
+    rng = np.random.default_rng(3)
+    doc_scores = rng.normal(size=100)  # the score depends on the document only
+    run = {f"q{i}": {f"d{j}": float(s + 1e-9 * i) for j, s in enumerate(doc_scores)} for i in range(300)}
+    out = collapse_diagnostics(rng.normal(size=(20, 8)), run)
+    assert out["top10_overlap"] == pytest.approx(1.0)
+    assert out["collapsed"] and "ranking does not depend on the query" in out["reason"]
+    assert "cosine" not in out["reason"]
+
+
+def test_overlap_sampling_is_seeded_and_bounded() -> None:
+    rng = np.random.default_rng(4)
+    run = {f"q{i}": {f"d{j}": float(s) for j, s in enumerate(rng.normal(size=40))} for i in range(500)}
+    assert top_k_overlap(run, seed=0) == top_k_overlap(run, seed=0)
+    assert top_k_overlap(run, seed=0) != top_k_overlap(run, seed=1)  # a sample of 200 of 500
+    assert top_k_overlap({"q": {"d": 1.0}}) is None
+    # Jaccard of two top-10 sets sharing 5 documents: 5 / 15
+    half = {"a": {f"d{j}": 20.0 - j for j in range(10)}, "b": {f"d{j}": 20.0 - j for j in range(5, 15)}}
+    assert top_k_overlap(half) == pytest.approx(5 / 15)
+
+
+def test_sample_documents() -> None:
+    texts = [f"doc {i}" if i % 7 else "" for i in range(1000)]
+    picked = sample_documents(texts, n=200, seed=0)
+    assert len(picked) == 200 and picked == sorted(set(picked))
+    assert all(texts[i] for i in picked)  # empty documents are never sampled
+    assert picked == sample_documents(texts, n=200, seed=0) != sample_documents(texts, n=200, seed=1)
+    assert sample_documents(["a", " ", "b"], n=200) == [0, 2]
