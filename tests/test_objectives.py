@@ -239,6 +239,70 @@ def test_dupmae_bag_of_words_target(tiny_pairs) -> None:
     assert target.max().item() == pytest.approx(1 / len(content))
 
 
+def test_bowpred_target_is_uniform_over_distinct_ids(tiny_bert_dir, tiny_pairs) -> None:
+    """bowdpr's target (data_utils.py L200-217): 1/|set| per distinct content id, not per count;
+    specials and [UNK] get nothing."""
+    from benchmark.training.objectives.base import flatten
+    from benchmark.training.objectives.bowpred import distinct_bag_of_words
+
+    # [CLS] 7 7 7 8 [UNK] 9 [SEP] [PAD]-free: ids 2 / 3 are specials (word -1), 1 is [UNK]
+    span = Span(np.array([2, 7, 7, 7, 8, 1, 9, 3]), np.array([-1, 0, 0, 1, 2, 3, 4, -1]))
+    row = distinct_bag_of_words([span], 12, unk_id=1)[0]
+    assert row[[7, 8, 9]].tolist() == pytest.approx([1 / 3] * 3)  # 7 occurs 3 times: same weight
+    assert row.sum().item() == pytest.approx(1.0) and row[[1, 2, 3]].sum() == 0
+    empty = Span(np.array([2, 1, 3]), np.array([-1, 0, -1]))  # only [UNK]: no target, as theirs
+    assert distinct_bag_of_words([empty], 12, unk_id=1).sum() == 0
+    # the objective uses it, on the uncorrupted spans
+    objective = build("bowpred", tiny_bert_dir)
+    pairs = tiny_pairs[:3]
+    batch = objective.corrupt(pairs, np.random.default_rng(0))
+    expected = distinct_bag_of_words(flatten(pairs), objective.vocab_size,
+                                     objective.tokenizer.unk_token_id)
+    assert torch.equal(batch["bag_of_words"], expected)
+    for row, span in zip(batch["bag_of_words"], flatten(pairs), strict=True):
+        nonzero = row[row > 0]
+        assert torch.allclose(nonzero, torch.full_like(nonzero, 1 / len(nonzero)))
+        assert len(nonzero) == len(set(span.ids[span.words >= 0].tolist()))
+
+
+def test_dupmae_pool_ignores_cls_position(tiny_bert_dir, tiny_pairs) -> None:
+    """The authors max-pool `lm_out.logits[:, 1:]` (modeling_duplex.py L77): the [CLS] logits
+    never enter the BoW term, and padded positions never win the max."""
+    from benchmark.training.objectives.dupmae import DupMAE
+
+    logits = torch.randn(2, 5, 7)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    pooled = DupMAE.ot_pool(logits, mask)
+    louder = logits.clone()
+    louder[:, 0] += 100.0  # position 0 only
+    louder[1, 3:] += 100.0  # padding only
+    assert torch.equal(DupMAE.ot_pool(louder, mask), pooled)
+    assert torch.equal(pooled[0], logits[0, 1:].max(dim=0).values)
+    assert torch.equal(pooled[1], logits[1, 1:3].max(dim=0).values)
+    # and in the objective's forward: noise on the [CLS] logits leaves the BoW loss unchanged
+    objective = build("dupmae", tiny_bert_dir).eval()
+    batch = objective.corrupt(tiny_pairs[:4], np.random.default_rng(0))
+
+    def noisy_at(position: int):
+        def hook(_module, _args, output):
+            if output.dim() == 3:  # the all-positions call; the decoder's MLM call is 2-D
+                output = output.clone()
+                output[:, position] += 50 * torch.randn_like(output[:, position])
+            return output
+        return objective.head.register_forward_hook(hook)
+
+    with torch.no_grad():
+        _, clean = objective(batch)
+        handle = noisy_at(0)
+        _, cls_noise = objective(batch)
+        handle.remove()
+        handle = noisy_at(1)
+        _, token_noise = objective(batch)
+        handle.remove()
+    assert cls_noise["bow"] == pytest.approx(clean["bow"], abs=1e-6)
+    assert token_noise["bow"] != pytest.approx(clean["bow"], abs=1e-3)  # the noise is real
+
+
 # ---------------------------------------------------------------------------- training
 
 
