@@ -487,6 +487,27 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def abbreviations(names: Sequence[str], width: int) -> dict[str, str] | None:
+    """Each name cut to at most `width` characters with an ellipsis in the middle, so that two
+    distinct names never print the same (the seeds `...-cpu-s0` / `...-cpu-s1` keep their ends);
+    None when no cut at this width keeps them apart (the caller then gives the column more room).
+    """
+    names = list(dict.fromkeys(names))
+    if all(len(n) <= width for n in names):
+        return {n: n for n in names}
+    if width < 3:
+        return None
+    room = width - 1  # one character for the ellipsis
+    # from a balanced cut towards keeping more of the end (names differ by suffix more often)
+    for tail in [*range((room + 1) // 2, room + 1), *range((room + 1) // 2 - 1, -1, -1)]:
+        head = room - tail
+        cut = {n: n if len(n) <= width else n[:head] + "…" + (n[len(n) - tail:] if tail else "")
+               for n in names}
+        if len(set(cut.values())) == len(names):
+            return cut
+    return None
+
+
 def _name_column(table, header: str, width: int, fitted: bool = False) -> None:
     """A name column of at most `width`; `fitted`: its cells were cut to it already."""
     table.add_column(header, max_width=width, min_width=width if fitted else None,
@@ -522,10 +543,12 @@ def _render_compact(report: ComparisonReport, console) -> None:
         _num_column(table, "A−B", columns[5])
         _num_column(table, "95% CI", columns[6])
         _num_column(table, "p Holm", columns[7])
+        short = abbreviations([*columns[1], *columns[3]], name_w) or {}
+        tasks = abbreviations(columns[0], task_w) or {}
         for row in rows:
             style = "green" if row[-1].endswith(">") else "red" if row[-1].endswith("<") else None
-            table.add_row(_fit(row[0], task_w), _fit(row[1], name_w), row[2],
-                          _fit(row[3], name_w), *row[4:], style=style)
+            table.add_row(tasks.get(row[0], row[0]), short.get(row[1], row[1]), row[2],
+                          short.get(row[3], row[3]), *row[4:], style=style)
         return table
 
     # the numbers keep their full width; task and model names shrink until the table fits
@@ -539,30 +562,57 @@ def _render_compact(report: ComparisonReport, console) -> None:
         scratch.print(table)
         return max(len(line.rstrip()) for line in scratch.file.getvalue().splitlines())
 
+    # names are cut in the middle and never to the same text (abbreviations); a width at which
+    # two names would collide is skipped, so the floor is where names stay distinct
+    names = [*columns[1], *columns[3]]
     task_w = min(12, max([4, *(len(v) for v in columns[0])]))
-    name_w = min(22, max([4, *(len(v) for v in columns[1] + columns[3])]))
+    name_w = min(22, max([4, *(len(v) for v in names)]))
+    while abbreviations(names, name_w) is None:
+        name_w += 1
+    while abbreviations(columns[0], task_w) is None:
+        task_w += 1
+    floor_name, floor_task = min(8, name_w), min(6, task_w)
     table = build(task_w, name_w)
-    while natural_width(table) > console.width and (
-            name_w > 8 or task_w > 6):
-        if name_w > 8:
+    while natural_width(table) > console.width and (name_w > floor_name or task_w > floor_task):
+        if name_w > floor_name and abbreviations(names, name_w - 1) is not None:
             name_w -= 1
-        else:
+        elif task_w > floor_task and abbreviations(columns[0], task_w - 1) is not None:
             task_w -= 1
+        else:
+            break
         table = build(task_w, name_w)
     console.print(table)
-    summary = _table(f"Across tasks: {', '.join(report.tasks)}")
-    _name_column(summary, "model", 40)
-    _name_column(summary, "family", 12)
-    rows = [[s.name, s.family, "-" if s.mean is None else f"{s.mean * 100:.2f}", s.coverage,
-             str(s.rank) if s.rank else "-",
-             f"{s.rank_low}-{s.rank_high}" if s.rank_low is not None else "-"]
-            for s in ordered_summary(report)]
-    columns = list(zip(*rows, strict=True)) if rows else [()] * 6
-    for i, h in enumerate(("mean", "coverage", "rank", "rank 95%"), start=2):
-        _num_column(summary, h, columns[i])
-    for row in rows:
-        summary.add_row(*row)
+    entries = ordered_summary(report)
+    full = [s.name for s in entries]
+    numbers = [["-" if s.mean is None else f"{s.mean * 100:.2f}", s.coverage,
+                str(s.rank) if s.rank else "-",
+                f"{s.rank_low}-{s.rank_high}" if s.rank_low is not None else "-"]
+               for s in entries]
+
+    def build_summary(model_w: int):
+        summary = _table(f"Across tasks: {', '.join(report.tasks)}")
+        short = abbreviations(full, model_w) or {}
+        _name_column(summary, "model", model_w, fitted=True)
+        _name_column(summary, "family", 12)
+        columns = list(zip(*numbers, strict=True)) if numbers else [()] * 4
+        for i, h in enumerate(("mean", "coverage", "rank", "rank 95%")):
+            _num_column(summary, h, columns[i])
+        for s, row in zip(entries, numbers, strict=True):
+            summary.add_row(short.get(s.name, s.name), s.family, *row)
+        return summary, short
+
+    model_w = max([5, *(len(n) for n in full)])  # full names where they fit
+    summary, short = build_summary(model_w)
+    while natural_width(summary) > console.width and model_w > 12 and \
+            abbreviations(full, model_w - 1) is not None:
+        model_w -= 1
+        summary, short = build_summary(model_w)
     console.print(summary)
+    cut = name_w < max([0, *(len(n) for n in names)]) or any(
+        short.get(n, n) != n for n in full)
+    if cut:
+        console.print("[dim]Names cut in the middle (…) to fit, never to the same text; "
+                      "--wide or --format markdown print them in full.[/]")
     console.print(f"[dim]> / <: A significantly better / worse than B (Holm, α = {alpha}); "
                   "--wide for d, W/T/L, raw p and BH.[/]")
 

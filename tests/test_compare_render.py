@@ -56,3 +56,29 @@ def test_models_keep_the_given_order_and_baseline_mode(results_dir):
     one = build_report(table, ["scifact"], None, FAST, baseline="bm25")
     assert {c.b for c in one.comparisons} == {"bm25"} and len(one.comparisons) == 3
     assert "vs bm25" in _render(one)
+
+
+def test_long_names_that_differ_at_the_end_never_print_the_same(results_dir):
+    """Two fine-tuned seeds share 40 characters: cut names must still tell them apart, in the
+    pairwise rows and in the rank table (issue 20 item 2)."""
+    from benchmark.compare import abbreviations
+
+    seeds = [f"all-minilm-l6-v2-ft-scifact-standard-cpu-with-a-longer-tail-s{i}" for i in (0, 1)]
+    rng = np.random.default_rng(1)
+    for i, name in enumerate([*seeds, "bm25", "contriever-msmarco-long-name"]):
+        write_result(results_dir, make_result(name, "scifact", np.clip(
+            rng.normal(0.3 + 0.05 * i, 0.2, 120), 0, 1)), None)
+    report = build_report(load_table(results_dir), ["scifact"], None, FAST)
+    text = _render(report)
+    assert max(len(line) for line in text.splitlines()) <= 100
+    rows = [line.split() for line in text.splitlines() if line.strip().startswith("scifact")]
+    pairs = {(r[1], r[3]) for r in rows}
+    assert len(pairs) == len(report.comparisons) == 6  # every pair prints distinctly
+    ranked = text.split("Across tasks")[1].splitlines()
+    shown = [line.split()[0] for line in ranked if line.strip() and line.split()[0][:3] in (
+        "all", "bm2", "con")]
+    assert len(shown) == len(set(shown)) == 4
+    assert "cut in the middle" in text
+    cut = abbreviations(seeds, 12)
+    assert cut is not None and len(set(cut.values())) == 2 and all(len(v) <= 12 for v in cut.values())
+    assert abbreviations(["ab", "abc"], 40) == {"ab": "ab", "abc": "abc"}
