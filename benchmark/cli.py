@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "benchmark.commands.finetune",
     "benchmark.commands.card",
     "benchmark.commands.bundle",
+    "benchmark.commands.backbone",
     "benchmark.commands.pretrain",
     "benchmark.commands.study",
     "benchmark.commands.store",

@@ -56,6 +56,15 @@ class Pretraining(_Strict):
     versions: dict[str, str | None] | None = None
     recipe: dict[str, str | int | float | bool | None] | None = None
     recipe_sources: tuple[str, ...] | None = None
+    # Recorded by `maebench backbone new` / `pretrain` for the MAE lab (issue 17):
+    vocabulary_sha256: str | None = None
+    architecture: dict[str, str | int | float | None] | None = None
+    mlm_head: bool | None = Field(default=None, description="the weights folder carries a trained "
+                                  "(or, from backbone new, initialised) MLM head")
+    head_warmup_steps: int | None = Field(default=None, ge=0, description="steps that trained a new "
+                                          "head (and decoders) with the encoder frozen, before the run")
+    cpu_time_s: float | None = Field(default=None, ge=0, description="process CPU seconds (all threads)")
+    flops: float | None = Field(default=None, ge=0, description="training FLOPs, 6 x parameters x tokens")
 
 
 class Finetuning(_Strict):
@@ -83,6 +92,7 @@ class TrainDataRecord(_Strict):
     negatives_sha256: str = Field(description="sha256 of the mined negatives (JSON, sorted keys)")
     n_queries: int = Field(ge=0)
     n_pairs: int = Field(ge=0)
+    held_out_queries: int = Field(default=0, ge=0, description="train queries held out (a study's pilot)")
 
 
 class FinetuneRecord(_Strict):

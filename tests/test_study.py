@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from benchmark.errors import MaebenchError
-from benchmark.training.study import StudyOptions, cells, load_spec, report_path, run_study
+from benchmark.training.study import StudyOptions, cells, load_spec, report_path
+from benchmark.training.study_runner import run_study
 from tests.test_objectives import tiny_card
 
 SPEC = {

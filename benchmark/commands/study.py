@@ -25,7 +25,9 @@ def register(app: typer.Typer) -> None:
         """Run every missing cell (pretrain -> finetune -> run), then write the study report."""
         from benchmark.errors import MaebenchError
         from benchmark.training.recipes import parse_overrides
-        from benchmark.training.study import StudyOptions, load_spec, run_study, write_report
+        from benchmark.training.study import StudyOptions, load_spec
+        from benchmark.training.study_report import format_table, write_report
+        from benchmark.training.study_runner import run_study
 
         overrides = parse_overrides(set_)
         if only not in (None, "pretrain"):
@@ -33,8 +35,6 @@ def register(app: typer.Typer) -> None:
         spec_obj = load_spec(spec, overrides, profile)
         if report_only:
             import json
-
-            from benchmark.training.study import format_table
 
             path = write_report(spec_obj)
             typer.echo(format_table(json.loads(path.read_text(encoding="utf-8"))))
@@ -44,8 +44,6 @@ def register(app: typer.Typer) -> None:
                                                 max_cells=max_cells), echo=typer.echo)
         if path:
             import json
-
-            from benchmark.training.study import format_table
 
             typer.echo(format_table(json.loads(path.read_text(encoding="utf-8"))))
             typer.echo(f"wrote {path}")

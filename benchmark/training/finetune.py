@@ -81,12 +81,14 @@ def finetune_card(
     models_dir: Path | None = None,
     command: str | None = None,
     progress: bool = True,
+    held_out: frozenset[str] | None = None,
 ) -> Path:
     """Fine-tune `backbone` on `task`'s train split with `recipe` and write the new card;
-    returns the card's path. The public entry point (also used by `maebench study`)."""
+    returns the card's path. The public entry point (also used by `maebench study`, whose
+    learning-rate pilot holds train queries out: `held_out`)."""
     return run_finetune(
         backbone, task, recipe, seed, name, overrides, data_dir, device, overwrite, models_dir,
-        command=command, progress=progress,
+        command=command, progress=progress, held_out=held_out,
     ).card_path
 
 
@@ -105,6 +107,7 @@ def run_finetune(
     command: str | None = None,
     progress: bool = True,
     callbacks: list | None = None,
+    held_out: frozenset[str] | None = None,
 ) -> FinetuneResult:
     """finetune_card, returning everything (callbacks: extra trainer callbacks, for tests)."""
     from benchmark.paths import checkpoints_dir
@@ -125,6 +128,8 @@ def run_finetune(
 
     source = _backbone_source(backbone, config)
     data = load_train_data(spec, data_dir)
+    if held_out:
+        data = hold_out(data, held_out)
     key = _run_key(backbone, spec.name, resolved, seed, data)
     _prepare_work_dir(work, key, overwrite)
 
@@ -171,6 +176,7 @@ def run_finetune(
             "negatives_sha256": mined_digest,
             "n_queries": len(data.positives),
             "n_pairs": sum(len(p) for p in data.positives.values()),
+            "held_out_queries": len(held_out or ()),
         },
         "stages": resolved.stages,
         "steps": steps,
@@ -187,6 +193,12 @@ def run_finetune(
     card_text = card_yaml(backbone, config, resolved, spec.name, seed, name, digest, record)
     publish(final, weights_dir, card_text, card_path, work)
     return FinetuneResult(card_path, weights_dir, model, steps, record["final_loss"])
+
+
+def sha256_of_lines(values: list[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(values).encode()).hexdigest()
 
 
 # --- checks before any work ---------------------------------------------------------------
@@ -247,9 +259,21 @@ def _backbone_source(backbone: ModelCard, config: DenseConfig) -> str:
     return source
 
 
+def hold_out(data: TrainData, queries: frozenset[str]) -> TrainData:
+    """The train data without `queries` (a pilot's held-out share of the train split)."""
+    from dataclasses import replace
+
+    kept = {q: docs for q, docs in data.positives.items() if q not in queries}
+    if not kept:
+        raise FinetuneError(
+            f"task '{data.task.name}': holding out {len(queries)} queries leaves none to train on")
+    return replace(data, positives=kept)
+
+
 def _run_key(backbone: ModelCard, task: str, recipe: Recipe, seed: int, data: TrainData) -> dict:
     """What must match for a re-run to resume an unfinished one."""
     return {
+        "train_queries": sha256_of_lines(sorted(data.positives)),
         "backbone": backbone.model_dump(mode="json"),
         "task": task,
         "recipe": recipe.values(),
@@ -328,7 +352,7 @@ def _stage2_negatives(
     if mined is not None:
         return mined
     stage1 = work / "stage1-final"
-    stage1_config = eval_config(config, recipe, str(stage1), None)
+    stage1_config = eval_config(config, recipe, str(stage1), None, data.task.name)
     retriever = DenseRetriever(stage1_config, device=device, name=f"{name} (stage 1)")
     mined = mine_negatives(retriever, data, recipe.stage2_mining_depth)
     if _is_main_process():

@@ -65,6 +65,13 @@ def checkpoint_source(checkpoint: str, local_package: str | None,
 
 def load_init(card: ModelCard):
     """(encoder AutoModel, MLM head tied to its input embeddings, tokenizer, notes)."""
+    encoder, head, tokenizer, notes, _ = load_init_parts(card)
+    return encoder, head, tokenizer, notes
+
+
+def load_init_parts(card: ModelCard):
+    """load_init plus whether the MLM head came trained from the checkpoint (False: initialised
+    fresh here, so the run warms it up with the encoder frozen first)."""
     retriever = card.retriever
     if retriever.kind != "dense" or retriever.encoder != "shared" or not retriever.checkpoint:
         raise RegistryError(
@@ -108,7 +115,7 @@ def load_init(card: ModelCard):
         )
     else:
         notes.append("MLM head loaded from the init checkpoint, decoder tied to the input embeddings")
-    return encoder, head, tokenizer, notes
+    return encoder, head, tokenizer, notes, not missing
 
 
 def _params(recipe: PretrainRecipe, generator: str | None) -> dict[str, Any]:
@@ -116,6 +123,20 @@ def _params(recipe: PretrainRecipe, generator: str | None) -> dict[str, Any]:
     if generator:
         params["generator"] = generator
     return params
+
+
+DEFAULT_HEAD_WARMUP = 200  # the audit's proposal (../shared/reference/mae-study-audit.md, 3.4)
+
+
+def head_warmup_steps(recipe: PretrainRecipe, steps: int, has_head: bool) -> int:
+    """Steps that train a fresh MLM head (and the objective's new decoders) with the encoder
+    frozen before the run: an untrained head passes noise into the encoder for the whole of a
+    short run (the audit measured an MLM loss above uniform after 64 joint steps). Default: none
+    when the head came trained, else min(200, the run's steps); the recipe's head_warmup_steps
+    (--set) decides when given."""
+    if recipe.head_warmup_steps is not None:
+        return recipe.head_warmup_steps
+    return 0 if has_head else min(DEFAULT_HEAD_WARMUP, steps)
 
 
 def _pick_precision(requested: str | None, recipe: PretrainRecipe, device: str) -> str:
@@ -159,10 +180,16 @@ def pretrain_card(init: ModelCard, options: PretrainOptions) -> Path:
     from accelerate.utils import set_seed
 
     set_seed(options.seed)  # a head missing from the init checkpoint is initialised from this seed
-    encoder, head, tokenizer, notes = load_init(init)
+    encoder, head, tokenizer, notes, has_head = load_init_parts(init)
+    warmup = head_warmup_steps(recipe, steps, has_head)
+    if not has_head:
+        log.warning("init card '%s' has no MLM head: a new one is trained for %d steps with the encoder "
+                    "frozen before the run (--set head_warmup_steps=N to change)", init.name, warmup)
+        notes.append(f"head warm-up: {warmup} steps with the encoder frozen, at the recipe's learning "
+                     "rate, on span batches after the run's own stream (the run's data is unchanged)")
     source = resolve_corpus(options.corpus, options.data_dir)
     pairs = build_pairs(read_texts(source), tokenizer, recipe.max_length)
-    trainer = _Trainer(options, recipe, steps, pairs, encoder, head, tokenizer, PairStream)
+    trainer = _Trainer(options, recipe, steps, pairs, encoder, head, tokenizer, PairStream, warmup)
     result = trainer.run()
     trainer.accelerator.wait_for_everyone()
     if not trainer.accelerator.is_main_process:  # `accelerate launch`: one writer
@@ -174,7 +201,8 @@ def pretrain_card(init: ModelCard, options: PretrainOptions) -> Path:
 
 
 class _Trainer:
-    def __init__(self, options, recipe, steps, pairs, encoder, head, tokenizer, stream_cls) -> None:
+    def __init__(self, options, recipe, steps, pairs, encoder, head, tokenizer, stream_cls,
+                 head_warmup: int = 0) -> None:
         import torch
         from accelerate import Accelerator
         from accelerate.utils import set_seed
@@ -206,6 +234,8 @@ class _Trainer:
                                  options.seed)
         self.staging = checkpoints_dir() / f".{options.name}.partial"
         self.tokenizer = tokenizer
+        self.head_warmup = head_warmup
+        self.trainable = sum(p.numel() for p in self.objective.parameters())
 
     def _start(self) -> dict:
         progress = self.staging / "progress.json"
@@ -218,13 +248,16 @@ class _Trainer:
                     "pass --resume to continue it or --overwrite to start again"
                 )
             state = json.loads(progress.read_text())
-            if state.get("steps") != self.steps or state.get("objective") != self.options.objective:
+            if (state.get("steps") != self.steps or state.get("objective") != self.options.objective
+                    or state.get("head_warmup", 0) != self.head_warmup):
                 raise MaebenchError(f"{self.staging} was started with other settings; pass --overwrite")
             self.accelerator.load_state(str(self.staging / state["state"]))
             return state
         self.staging.mkdir(parents=True, exist_ok=True)
         return {"objective": self.options.objective, "steps": self.steps, "done": 0, "losses": [],
-                "parts": [], "tokens": 0, "wall_s": 0.0}
+                "parts": [], "tokens": 0, "wall_s": 0.0, "cpu_s": 0.0,
+                "head_warmup": self.head_warmup, "head_warmup_done": self.head_warmup == 0,
+                "head_warmup_losses": []}
 
     def _save(self, state: dict) -> None:
         """A new state folder per save; progress.json (renamed into place) names the last
@@ -243,10 +276,52 @@ class _Trainer:
                     shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
 
+    def _warm_up_head(self, state: dict) -> None:
+        """Train everything but the encoder (the new MLM head, the objective's decoders) for
+        `head_warmup` steps, then save: a kill during it redoes it from the start, which the
+        seeded batches make identical. Its batches come after the run's own stream, so the run
+        sees the same data as an arm without warm-up; its tokens are counted apart."""
+        import numpy as np
+        import torch
+
+        if state.get("head_warmup_done", True):
+            return
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        frozen = list(unwrapped.encoder.parameters())
+        frozen_ids = {id(p) for p in frozen}
+        params = [p for p in unwrapped.parameters() if id(p) not in frozen_ids]
+        for param in frozen:
+            param.requires_grad_(False)
+        optimizer = torch.optim.AdamW(params, lr=self.recipe.learning_rate,
+                                      weight_decay=self.recipe.weight_decay)
+        offset = self.steps * self.options.accumulation
+        self.model.train()
+        try:
+            for step in range(self.head_warmup):
+                rng = np.random.default_rng([self.options.seed, 13, step])
+                batch = unwrapped.corrupt(self.stream.batch(offset + step), rng)
+                batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
+                loss, _ = self.model(batch)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                optimizer.zero_grad()
+                state["head_warmup_losses"].append(round(float(loss.detach()), 6))
+                if (step + 1) % self.options.log_every == 0 or step == 0:
+                    log.info("%s head warm-up %d/%d loss %.4f", self.options.name, step + 1,
+                             self.head_warmup, float(loss.detach()))
+        finally:
+            for param in frozen:
+                param.requires_grad_(True)
+        state["head_warmup_done"] = True
+        self._save(state)
+
     def run(self) -> dict:
         import numpy as np
 
         state = self._start()
+        began_cpu = time.process_time() - state.get("cpu_s", 0.0)
+        self._warm_up_head(state)
         accumulation = self.options.accumulation
         save_every = self.options.save_every or max(25, self.steps // 10)
         unwrapped = self.accelerator.unwrap_model(self.model)
@@ -278,26 +353,46 @@ class _Trainer:
             state["parts"].append({k: round(v, 6) for k, v in parts.items()})
             state["done"] = step + 1
             state["wall_s"] = time.monotonic() - began
+            state["cpu_s"] = time.process_time() - began_cpu
             if (step + 1) % self.options.log_every == 0 or step == 0:
                 log.warning("%s step %d/%d loss %.4f (%.1fs)", self.options.name, step + 1,
                             self.steps, step_loss, state["wall_s"])
             if (step + 1) % save_every == 0 and step + 1 < self.steps:
                 self._save(state)
-        self.state = dict(state, precision=self.precision)
+        self.state = dict(state, precision=self.precision, trainable=self.trainable)
         return self.state
 
 
+def masked_lm_with(encoder, head):
+    """A *ForMaskedLM model whose base is `encoder` and whose MLM head is `head` (the tensors
+    themselves, not copies), so one save_pretrained writes both, as the papers' code saves
+    `lm.save_pretrained` with BertForMaskedLM: a later stage continues head included, and
+    AutoModel still loads the encoder part."""
+    from transformers import AutoModelForMaskedLM
+
+    masked_lm = AutoModelForMaskedLM.from_config(encoder.config)
+    prefix = masked_lm.base_model_prefix
+    heads = [n for n, _ in masked_lm.named_children() if n != prefix]
+    if len(heads) != 1:
+        raise ModelLoadError(f"cannot find the MLM head of {type(masked_lm).__name__}")
+    setattr(masked_lm, prefix, encoder)
+    setattr(masked_lm, heads[0], head)
+    masked_lm.config.architectures = [type(masked_lm).__name__]
+    return masked_lm
+
+
 def _publish_weights(trainer: _Trainer, options: PretrainOptions) -> Path:
-    """Save the encoder + tokenizer into the staging folder, then rename into place."""
+    """Save the encoder + MLM head + tokenizer into the staging folder, then rename into place."""
     from benchmark.results import atomic_write
 
     staged = trainer.staging / "encoder"
     if staged.exists():
         shutil.rmtree(staged)
-    encoder = trainer.accelerator.unwrap_model(trainer.model).encoder
-    encoder.save_pretrained(staged)
+    objective = trainer.accelerator.unwrap_model(trainer.model)
+    masked_lm_with(objective.encoder, objective.head).save_pretrained(staged)
     trainer.tokenizer.save_pretrained(staged)
     log_data = {"losses": trainer.state["losses"], "parts": trainer.state["parts"],
+                "head_warmup_losses": trainer.state.get("head_warmup_losses", []),
                 "objective": options.objective, "seed": options.seed}
     atomic_write(staged / "pretrain_log.json", json.dumps(log_data).encode())
     final = checkpoints_dir() / options.name
@@ -323,6 +418,17 @@ def weights_sha256(folder: Path) -> str:
     return digest.hexdigest() if len(files) != 1 else sha256_file(files[0])
 
 
+def encoding_after_pretraining(folder: Path, init: ModelCard) -> dict[str, Any]:
+    """[CLS] pooling and dot product (what the objectives train: the init's pooling, e.g. MiniLM's
+    mean + cosine, would evaluate a vector nobody trained); BEIR lengths, query 64 / passage 256,
+    within the model's positions."""
+    from transformers import AutoConfig
+
+    positions = getattr(AutoConfig.from_pretrained(folder), "max_position_embeddings", 512) or 512
+    return {"pooling": "cls", "normalize": False, "similarity": "dot",
+            "query_max_length": min(64, positions), "passage_max_length": min(256, positions)}
+
+
 def _card(init, options, recipe, steps, source, result, folder, notes, n_pairs) -> ModelCard:
     from benchmark.provenance import provenance_fields
 
@@ -339,7 +445,7 @@ def _card(init, options, recipe, steps, source, result, folder, notes, n_pairs) 
     digest = weights_sha256(folder)
     # revision sha256:<digest>: the loader (retrievers.weights) checks the weights against it
     retriever.update(checkpoint=f"home:checkpoints/{options.name}", revision=f"sha256:{digest}",
-                     local_package=None, head=[])
+                     local_package=None, head=[], **encoding_after_pretraining(folder, init))
     pretraining = {
         "objective": options.objective,
         "encoder_mask_ratio": recipe.encoder_mask,
@@ -359,7 +465,14 @@ def _card(init, options, recipe, steps, source, result, folder, notes, n_pairs) 
         "versions": prov["versions"],
         "recipe": resolved,
         "recipe_sources": recipe.sources,
-        "notes": "; ".join(notes) + f"; loss_start/loss_end are means over the first/last {window} steps",
+        "notes": "; ".join(notes) + f"; loss_start/loss_end are means over the first/last {window} steps"
+                 + "; flops = 6 x trainable parameters (encoder, head, decoders) x tokens seen",
+        "mlm_head": True,
+        "head_warmup_steps": result.get("head_warmup", 0),
+        "cpu_time_s": round(result.get("cpu_s", 0.0), 1),
+        "flops": float(6 * result.get("trainable", 0) * result["tokens"]),
+        "vocabulary_sha256": (init.pretraining.vocabulary_sha256 if init.pretraining else None),
+        "architecture": (init.pretraining.architecture if init.pretraining else None),
     }
     card = {
         "name": options.name,
@@ -367,7 +480,8 @@ def _card(init, options, recipe, steps, source, result, folder, notes, n_pairs) 
         "family": "mae",
         "description": (f"{init.display_name} further pre-trained with the {options.objective} objective "
                         f"on {source.label} by maebench pretrain; not fine-tuned."),
-        "source": f"maebench pretrain (init card {init.name}); encoding settings copied from the init card",
+        "source": (f"maebench pretrain (init card {init.name}); [CLS] pooling and dot product, what "
+                   "every objective trains; prefixes and title mode from the init card"),
         "license": init.license,
         "parameters": init.parameters,
         "embedding_dim": init.embedding_dim,

@@ -29,7 +29,9 @@ class RecipeError(MaebenchError):
     """A recipe file or a --set override is missing, malformed or out of range."""
 
 
-EvalLength = int | Literal["training", "backbone"]
+# training: the recipe's training lengths; backbone: the backbone card's; task: training lengths
+# on MS MARCO / TREC DL, q 64 / p 256 on BEIR tasks (training.cards.BEIR_EVAL_LENGTHS)
+EvalLength = int | Literal["training", "backbone", "task"]
 
 
 class Recipe(BaseModel):

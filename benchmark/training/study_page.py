@@ -15,7 +15,7 @@ CELL_DEFAULTS = {"pretrain_steps": None, "pretrain_tokens": None, "pretrain_wall
 
 
 def _rows(report: dict) -> list[dict]:
-    from benchmark.training.study import report_rows
+    from benchmark.training.study_report import report_rows
 
     return report_rows(report)
 

@@ -1,0 +1,219 @@
+"""`maebench backbone new`: a BERT trained from nothing here: vocabulary, config, random weights.
+
+The MAE papers start from an MLM-pretrained BERT whose [CLS] was never trained for retrieval,
+with the MLM head it was pre-trained with. No such checkpoint is reachable offline, so the MAE
+lab recreates that setting in miniature: a lower-cased WordPiece vocabulary trained with the
+`tokenizers` library on named corpora (never on queries or qrels: only corpus.jsonl files are
+read), a BERT config of a declared size, and weights drawn from the seed. The folder is a
+`BertForMaskedLM` (encoder + MLM head), so `maebench pretrain --objective mlm` continues it
+head included; AutoModel loads the encoder part as any BERT.
+
+Everything is a pure function of (corpus bytes, size, seed): the vocabulary fingerprint and the
+config are written into the card's `pretraining:` block, and tests check that two builds with
+the same inputs give the same vocabulary and the same weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.errors import MaebenchError, RegistryError
+from benchmark.paths import checkpoints_dir, models_dir
+from benchmark.registry import ModelCard
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+# what a maebench backbone card evaluates with before fine-tuning: [CLS] and dot product, as
+# every objective trains it; BEIR lengths (64-token queries keep SciFact's long claims whole)
+QUERY_MAX_LENGTH = 64
+PASSAGE_MAX_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class BackboneSize:
+    """A BERT size; the default (L4 / H256 / A4 / FFN 1024) is google's BERT-mini shape."""
+
+    layers: int = 4
+    hidden: int = 256
+    heads: int = 4
+    ffn: int = 1024
+    max_positions: int = 512
+    vocab_size: int = 8192
+
+    def check(self) -> None:
+        problems = []
+        if not 1 <= self.layers <= 48:
+            problems.append(f"layers {self.layers} (1..48)")
+        if self.hidden < 8 or self.heads < 1 or self.hidden % self.heads:
+            problems.append(f"hidden {self.hidden} must be a multiple of heads {self.heads}")
+        if self.ffn < 1:
+            problems.append(f"ffn {self.ffn}")
+        if not 16 <= self.max_positions <= 8192:
+            problems.append(f"max positions {self.max_positions} (16..8192)")
+        if not len(SPECIAL_TOKENS) + 100 <= self.vocab_size <= 250_000:
+            problems.append(f"vocab size {self.vocab_size} (105..250000)")
+        if problems:
+            raise MaebenchError("backbone size: " + "; ".join(problems))
+
+
+@dataclass
+class BackboneOptions:
+    name: str
+    corpus: str
+    size: BackboneSize
+    seed: int = 0
+    min_frequency: int = 2
+    data_dir: Path | None = None
+    models_dir: Path | None = None
+    overwrite: bool = False
+
+
+def train_tokenizer(texts: list[str], vocab_size: int, min_frequency: int = 2):
+    """A lower-cased WordPiece vocabulary (BERT's normaliser and pre-tokeniser) as a
+    transformers fast tokenizer. The trainer is deterministic for the same texts in the same
+    order (tests check it), so no seed enters here."""
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertTokenizerFast
+
+    trainer = BertWordPieceTokenizer(lowercase=True, strip_accents=None, clean_text=True,
+                                     handle_chinese_chars=True)
+    trainer.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=min_frequency,
+                                special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+    return BertTokenizerFast(tokenizer_object=trainer._tokenizer, do_lower_case=True,
+                             unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
+                             cls_token="[CLS]", mask_token="[MASK]")
+
+
+def vocabulary_sha256(tokenizer) -> str:
+    """sha256 of the vocabulary in id order, one `token<TAB>id` line each."""
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    return hashlib.sha256("".join(f"{t}\t{i}\n" for t, i in vocab).encode("utf-8")).hexdigest()
+
+
+def bert_config(size: BackboneSize, tokenizer):
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=len(tokenizer), hidden_size=size.hidden, num_hidden_layers=size.layers,
+        num_attention_heads=size.heads, intermediate_size=size.ffn,
+        max_position_embeddings=size.max_positions, type_vocab_size=2,
+        pad_token_id=tokenizer.pad_token_id, architectures=["BertForMaskedLM"],
+    )
+
+
+def build_backbone(texts: list[str], size: BackboneSize, seed: int, min_frequency: int = 2):
+    """(BertForMaskedLM with weights drawn from `seed`, its tokenizer)."""
+    import torch
+    from transformers import BertForMaskedLM
+
+    size.check()
+    tokenizer = train_tokenizer(texts, size.vocab_size, min_frequency)
+    tokenizer.model_max_length = size.max_positions
+    config = bert_config(size, tokenizer)
+    torch.manual_seed(seed)
+    model = BertForMaskedLM(config)
+    model.eval()
+    return model, tokenizer
+
+
+def new_backbone(options: BackboneOptions) -> Path:
+    """Train the vocabulary, draw the weights, save them under the maebench home and write the
+    card (last, atomically: a card always means finished weights); returns the card's path."""
+    import re
+
+    from benchmark.registry import NAME_PATTERN
+    from benchmark.training.corpus import read_texts, resolve_corpus
+    from benchmark.training.pretrain import write_card
+
+    name = options.name
+    if not re.fullmatch(NAME_PATTERN.rstrip("$"), name):
+        raise MaebenchError(f"--name {name!r} must match {NAME_PATTERN}")
+    cards = options.models_dir or models_dir()
+    target = cards / f"{name}.yaml"
+    if target.exists() and not options.overwrite:
+        raise MaebenchError(f"card {target} exists; pass --overwrite to replace it")
+    options.size.check()
+    source = resolve_corpus(options.corpus, options.data_dir)
+    texts = read_texts(source)
+    model, tokenizer = build_backbone(texts, options.size, options.seed, options.min_frequency)
+    folder = _save(model, tokenizer, name, options.overwrite)
+    card = backbone_card(options, model, tokenizer, source, folder)
+    return write_card(card, cards, options.overwrite)
+
+
+def _save(model, tokenizer, name: str, overwrite: bool) -> Path:
+    final = checkpoints_dir() / name
+    if final.exists() and not overwrite:
+        raise MaebenchError(f"weights folder {final} exists; pass --overwrite to replace it")
+    staged = checkpoints_dir() / f".{name}.backbone-partial"
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    model.save_pretrained(staged)
+    tokenizer.save_pretrained(staged)
+    if final.exists():
+        shutil.rmtree(final)
+    staged.rename(final)
+    return final
+
+
+def backbone_card(options: BackboneOptions, model, tokenizer, source, folder: Path) -> ModelCard:
+    from benchmark.provenance import provenance_fields
+    from benchmark.retrievers.weights import SHA256_REVISION, home_checkpoint, weights_sha256
+    from benchmark.validation import validate
+
+    size = options.size
+    digest = weights_sha256(folder)
+    parameters = sum(p.numel() for p in model.bert.parameters())
+    prov = provenance_fields()
+    shape = f"L{size.layers}-H{size.hidden}-A{size.heads}"
+    card = {
+        "name": options.name,
+        "display_name": f"BERT {shape} from scratch (vocab {len(tokenizer)}, seed {options.seed})",
+        "family": "mae",
+        "description": (
+            f"A BERT {shape} (FFN {size.ffn}, {size.max_positions} positions) with a lower-cased "
+            f"WordPiece vocabulary of {len(tokenizer)} trained on the {source.label} corpus, weights "
+            f"drawn from seed {options.seed}: the MAE lab's untrained backbone, made by maebench "
+            "backbone new; MLM head included, nothing trained yet."
+        ),
+        "source": "maebench backbone new (benchmark/training/backbone.py); [CLS] pooling and dot "
+                  "product as the MAE objectives train them",
+        "license": "Apache-2.0",
+        "parameters": parameters,
+        "embedding_dim": size.hidden,
+        "retriever": {
+            "kind": "dense", "encoder": "shared",
+            "checkpoint": home_checkpoint(f"checkpoints/{options.name}"),
+            "revision": SHA256_REVISION + digest,
+            "pooling": "cls", "normalize": False, "similarity": "dot",
+            "query_prefix": "", "passage_prefix": "",
+            "query_max_length": min(QUERY_MAX_LENGTH, size.max_positions),
+            "passage_max_length": min(PASSAGE_MAX_LENGTH, size.max_positions),
+            "title": "prepend", "title_separator": " ", "dtype": "float32", "batch_size": 64,
+        },
+        "pretraining": {
+            "objective": "none",
+            "corpus": source.label,
+            "corpus_fingerprint": source.fingerprint(),
+            "seed": options.seed,
+            "steps": 0,
+            "tokens_seen": 0,
+            "weights_sha256": digest,
+            "vocabulary_sha256": vocabulary_sha256(tokenizer),
+            "mlm_head": True,
+            "architecture": {
+                "model_type": "bert", "layers": size.layers, "hidden": size.hidden,
+                "heads": size.heads, "ffn": size.ffn, "max_positions": size.max_positions,
+                "vocab_size": len(tokenizer), "min_frequency": options.min_frequency,
+            },
+            "hardware": prov["hardware"],
+            "versions": prov["versions"],
+            "notes": ("vocabulary: tokenizers' BertWordPieceTokenizer (lower-cased) trained on the "
+                      "corpus documents only (titles and texts; no queries, no qrels); weights: "
+                      "BertForMaskedLM's own initialisation under torch.manual_seed(seed)"),
+        },
+        "finetuning": {"stage": "none"},
+    }
+    return validate(card, ModelCard, f"card {options.name}", RegistryError)
