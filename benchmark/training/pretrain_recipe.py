@@ -37,6 +37,9 @@ class PretrainRecipe(BaseModel):
     generator: str | None = None
     generator_weight: float | None = Field(default=None, ge=0)
     learning_rate: float = Field(gt=0)
+    head_warmup_steps: int | None = Field(
+        default=None, ge=0, description="steps training a new MLM head/decoders with the encoder frozen "
+        "first; default: 0 when the init has a trained head, else min(200, steps)")
     warmup_ratio: float | None = Field(default=None, ge=0, lt=1)
     warmup_steps: int | None = Field(default=None, ge=0)
     weight_decay: float = Field(ge=0)
