@@ -87,6 +87,9 @@ class Submission:
     card_is_new: bool
     card_replaces: bool
     results: list[CheckedResult]
+    # accepted, but a reviewer must read these: the model would not reach the leaderboard, or it
+    # duplicates a model already here (same weights, or the same run under another name)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def model(self) -> str:
@@ -497,7 +500,88 @@ def validate_bundle(
                 item.previous = None
     if card_replaces:
         _refuse_stale_results(results_dir, card, {item.result.task.name for item in checked})
-    return Submission(card, card_text, card_is_new, card_replaces, checked)
+    sub = Submission(card, card_text, card_is_new, card_replaces, checked)
+    sub.warnings = [*_leaderboard_warnings(sub), *duplicate_warnings(sub, results_dir, models_dir)]
+    return sub
+
+
+def _leaderboard_warnings(sub: Submission) -> list[str]:
+    """A bundle whose tasks are all outside the leaderboard (the embedded smoke test `tiny`, a
+    CQADupStack forum before its aggregate) is valid but would never appear in its table."""
+    from benchmark.compare import task_kind
+
+    kinds = {item.result.task.name: task_kind(item.result.task.name) for item in sub.results}
+    if any(kind == "benchmark" for kind in kinds.values()):
+        return []
+    why = ", ".join(f"{t} ({'embedded smoke test' if k == 'embedded' else 'part of an aggregate'})"
+                    for t, k in sorted(kinds.items()))
+    return [f"not a leaderboard submission: every task is outside the leaderboard ({why}); "
+            f"{sub.model} would get a model page but never a row in the table; add a "
+            "benchmark task (e.g. `maebench run --model "
+            f"{sub.model} --task scifact`, then bundle again)"]
+
+
+def duplicate_warnings(sub: Submission, results_dir: Path, models_dir: Path) -> list[str]:
+    """Another card with the same weights (the same pinned sha256 or hub commit, or local weights
+    whose sha256 is the bundle's), or another model's stored run identical to the bundle's: the
+    same model under a second name, which a reviewer should not merge as a new row."""
+    from benchmark.registry import load_cards
+
+    config = sub.card.retriever
+    revision = getattr(config, "revision", None)
+    checkpoint = getattr(config, "checkpoint", None)
+    digest = revision[len("sha256:"):] if revision and revision.startswith("sha256:") else None
+    out: list[str] = []
+    try:
+        cards, _ = load_cards(models_dir) if models_dir.is_dir() else ({}, [])
+    except MaebenchError:
+        cards = {}
+    for name, other in sorted(cards.items()):
+        if name == sub.model or other.retriever.kind != "dense":
+            continue
+        theirs = other.retriever
+        same = revision is not None and theirs.revision == revision and (
+            digest is not None or theirs.checkpoint == checkpoint)
+        if not same and digest is not None:
+            same = _local_weights_sha256(theirs) == digest
+        if same:
+            out.append(f"weights identical to those of the card {name} ({theirs.checkpoint}); "
+                       "the same model must not enter the leaderboard twice")
+    for item in sub.results:
+        twin = _identical_run(item, results_dir, sub.model)
+        if twin is not None:
+            out.append(f"{item.result.task.name}: the run is identical to {twin}'s stored run "
+                       "(the same model under another name?)")
+    return out
+
+
+def _local_weights_sha256(config) -> str | None:
+    """sha256 of a card's weights when they are on this machine (a package, MAEBENCH_WEIGHTS_DIR,
+    the maebench home); None for hub-only weights (nothing is downloaded to check)."""
+    from benchmark.retrievers.weights import resolve_checkpoint, weights_sha256
+
+    if not getattr(config, "checkpoint", None):
+        return None
+    try:
+        source, origin = resolve_checkpoint(config.checkpoint, config.local_package, None)
+        return None if origin == "hub" else weights_sha256(Path(source))
+    except (MaebenchError, OSError):
+        return None
+
+
+def _identical_run(item: CheckedResult, results_dir: Path, model: str) -> str | None:
+    if item.run_bytes is None:
+        return None
+    task = item.result.task.name
+    for path in sorted(results_dir.glob(f"*/{task}.run.gz")):
+        if path.parent.name == model or path.parent.name in RESERVED_DIRS:
+            continue
+        try:
+            if path.stat().st_size == len(item.run_bytes) and path.read_bytes() == item.run_bytes:
+                return path.parent.name
+        except OSError:
+            continue
+    return None
 
 
 def _identical_stored(target: Path, item: CheckedResult) -> bool:
@@ -617,7 +701,9 @@ def leaderboard_rows(
             and metric in r.per_query and EvalKey.of(r).comparable(key)
         ]
         ranked = sorted([new, *peers], key=lambda r: (-r.metrics[metric], r.model.name))
-        for rank, r in enumerate(ranked, start=1):
+        for r in ranked:
+            # tied scores share the best rank, as in `maebench compare` and on the site
+            rank = 1 + sum(other.metrics[metric] > r.metrics[metric] for other in ranked)
             p_value = None
             if paired_test is not None and r is not new:
                 qids = sorted(new.per_query[metric])

