@@ -11,7 +11,9 @@ def register(app: typer.Typer) -> None:
     @app.command("pretrain")
     def pretrain(
         objective: str = typer.Option(..., "--objective", help="mlm, condenser, cocondenser, retromae, "
-                                      "dupmae, cotmae, bowpred, simlm"),
+                                      "dupmae, cotmae, bowpred, simlm; or your own: "
+                                      "path/to/file.py:ClassName, or an installed "
+                                      "maebench.objectives entry point"),
         init: str = typer.Option(..., "--init", help="card whose encoder is the starting point"),
         corpus: str = typer.Option(..., "--corpus", help="task name(s), comma-separated, or a BEIR "
                                    "corpus.jsonl file"),
@@ -38,7 +40,7 @@ def register(app: typer.Typer) -> None:
         from benchmark.training.pretrain import PretrainOptions, pretrain_card
         from benchmark.training.recipes import parse_overrides
 
-        check_objective(objective)
+        objective = check_objective(objective)  # a plugin's card name: file.py:ClassName
         overrides = parse_overrides(set_)
         card = pretrain_card(get_card(init), PretrainOptions(
             objective=objective, corpus=corpus, budget=budget, name=name, seed=seed,

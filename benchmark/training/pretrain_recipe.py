@@ -54,6 +54,12 @@ class PretrainRecipe(BaseModel):
 
 
 def load_recipe(objective: str, path: Path | None = None) -> PretrainRecipe:
+    """The recipe for `objective`: `path` when given, else the bundled one of a built-in
+    objective, or a plugin objective's (see plugin_recipe)."""
+    from benchmark.training.objectives import OBJECTIVES, check_objective
+
+    if objective not in OBJECTIVES and check_objective(objective) not in OBJECTIVES:
+        return plugin_recipe(objective, path)
     path = path or RECIPES_DIR / f"{objective}.yaml"
     if not path.is_file():
         raise MaebenchError(f"no pre-training recipe {path}")
@@ -62,6 +68,43 @@ def load_recipe(objective: str, path: Path | None = None) -> PretrainRecipe:
     if recipe.objective != objective:
         raise MaebenchError(f"{path}: recipe is for '{recipe.objective}', not '{objective}'")
     return recipe
+
+
+def plugin_recipe(objective: str, path: Path | None = None) -> PretrainRecipe:
+    """A plugin objective's recipe. From `path` (its `objective:` may be the spec or the card
+    name), else from the class attribute `recipe`, a dict of PretrainRecipe fields laid over the
+    mlm recipe's values (so a plugin states only what differs from plain MLM); with no `recipe`
+    attribute, the mlm recipe's values. Either way `sources` gains where the objective's code
+    came from (file and sha256, or entry point and package), which the card records."""
+    from benchmark.training.objectives import check_objective, objective_class, plugin_origin
+
+    name = check_objective(objective)
+    if path is not None:
+        if not path.is_file():
+            raise MaebenchError(f"no pre-training recipe {path}")
+        recipe = validate_yaml(path.read_text(encoding="utf-8"), PretrainRecipe, str(path),
+                               MaebenchError, "a pre-training recipe")
+        if recipe.objective not in (objective, name):
+            raise MaebenchError(f"{path}: recipe is for '{recipe.objective}', not '{name}'")
+        raw = recipe.model_dump()
+    else:
+        declared = getattr(objective_class(name), "recipe", None)
+        if declared is not None and not isinstance(declared, dict):
+            raise MaebenchError(f"objective plugin {name}: its `recipe` attribute must be a dict of "
+                                f"pre-training recipe fields (it is a {type(declared).__name__})")
+        raw = load_recipe("mlm").model_dump()
+        if declared is None:
+            raw.update(published_schedule="none: the plugin sets no `recipe`; maebench's mlm recipe "
+                       "values", notes=None)
+        else:
+            raw.update(published_schedule="as the plugin's `recipe` states it; unset fields: maebench's "
+                       "mlm recipe values", sources=[], notes=None)
+            raw.update(declared)
+    raw["objective"] = name
+    sources = raw.get("sources") or []
+    if isinstance(sources, list | tuple):  # anything else fails validation below, in one line
+        raw["sources"] = [*sources, f"objective code: {plugin_origin(name)}"]
+    return validate(raw, PretrainRecipe, f"objective plugin {name}: recipe", MaebenchError)
 
 
 def apply_overrides(recipe: PretrainRecipe, overrides: dict[str, str] | None) -> PretrainRecipe:
