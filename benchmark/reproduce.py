@@ -308,10 +308,51 @@ def _stored_if_reusable(card, task, results_dir: Path, data_dir: Path | None):
     return stored, None
 
 
+def _cannot_run(card, task, data_dir: Path | None) -> str | None:
+    """Why a fresh run of (card, task) cannot start here, found before starting it: the data is
+    not under the data dir (or, without one, not in the cache: then the run may download it), or
+    a dense card's weights cannot be found. None: it can start."""
+    from benchmark.data import resolve_folder
+    from benchmark.paths import data_dir_from_env
+
+    if (data_dir or data_dir_from_env()) is not None:
+        from benchmark.tasks import get_task
+
+        parts = [get_task(t) for t in task.subtasks] if task.is_aggregate else [task]
+        for part in parts:  # an aggregate (CQADupStack) needs every forum's folder
+            try:
+                resolve_folder(part, data_dir, download=False)
+            except MaebenchError as exc:
+                return str(exc).splitlines()[0]
+    config = card.retriever
+    if config.kind == "dense" and not config.has_checkpoint:
+        return f"{card.name}: its weights were never released"
+    if config.kind == "dense":
+        from benchmark.retrievers.weights import load_failure, resolve_checkpoint
+
+        for checkpoint in dict.fromkeys(c for c in (
+                config.checkpoint, getattr(config, "query_checkpoint", None),
+                getattr(config, "passage_checkpoint", None)) if c):
+            try:
+                source, origin = resolve_checkpoint(checkpoint, config.local_package,
+                                                    config.revision)
+                if origin == "hub":
+                    from transformers import AutoConfig
+
+                    AutoConfig.from_pretrained(source, revision=config.revision)
+            except MaebenchError as exc:
+                return str(exc).splitlines()[0]
+            except (OSError, ValueError) as exc:
+                return str(load_failure(checkpoint, config.revision, exc)).splitlines()[0]
+    return None
+
+
 def _reproduce_pair(
-    model: str, task_name: str, results_dir: Path, data_dir: Path | None, no_run: bool
+    model: str, task_name: str, results_dir: Path, data_dir: Path | None, no_run: bool,
+    progress=None,
 ) -> tuple[object | None, str | None, bool, str | None]:
-    """(result, reason-if-none, reused, path) for one (model, task)."""
+    """(result, reason-if-none, reused, path) for one (model, task); `progress` hears of a run
+    only when one starts (a cell that cannot run is not announced as running)."""
     from benchmark.registry import get_card
     from benchmark.results import read_result
     from benchmark.runner import RunOptions, run_task
@@ -334,6 +375,11 @@ def _reproduce_pair(
         return None, why_not, False, None
     if no_run:
         return None, "no stored result (--no-run)", False, None
+    why_not = _cannot_run(card, task, data_dir)
+    if why_not is not None:
+        return None, why_not, False, None
+    if progress is not None:
+        progress(f"running {model} on {task_name} ...")
     options = RunOptions(
         results_dir=results_dir, data_dir=data_dir,
         # no user path in a stored result: the data dir is named as a placeholder
@@ -371,9 +417,8 @@ def reproduce(
     for cell, rep in resolved:
         pair = (rep.cell.model, cell.task)
         if pair not in outcomes:
-            if progress is not None:
-                progress(f"{pair[0]} on {pair[1]} ...")
-            outcomes[pair] = _reproduce_pair(pair[0], pair[1], results_dir, data_dir, no_run)
+            outcomes[pair] = _reproduce_pair(pair[0], pair[1], results_dir, data_dir, no_run,
+                                             progress)
         result, reason, reused, path = outcomes[pair]
         try:
             kind = get_card(rep.cell.model).retriever.kind
@@ -434,20 +479,39 @@ def load_reports(results_dir: Path | None = None) -> list[dict]:
     return reports
 
 
+# `maebench reproduce` exit status (README "Submitting and reproducing")
+EXIT_OK, EXIT_FAIL, EXIT_NOT_RUN = 0, 1, 3
+
+
+def exit_status(report: Report, not_run_ok: bool = False) -> int:
+    """1 when any cell FAILs; else 3 when a cell is NOT RUN (0 with `not_run_ok`); else 0."""
+    counts = report.counts()
+    if counts["FAIL"]:
+        return EXIT_FAIL
+    if counts["NOT RUN"] and not not_run_ok:
+        return EXIT_NOT_RUN
+    return EXIT_OK
+
+
+TOLERANCE_NOTE = ("tol = absolute tolerance on the metric (|reproduced - reported|; 0.002 is 0.2 "
+                  "points ×100), fixed per model kind; OKish = within {factor:g}x tol or a "
+                  "declared known difference")
+
+
 def format_table(report: Report) -> list[str]:
     lines = [
         f"{report.id}: {report.title}",
         f"{'model':26s} {'task':16s} {'metric':8s} {'reported':>9s} {'reproduced':>10s} "
-        f"{'delta':>8s} {'tol':>6s}  status",
+        f"{'delta':>8s} {'abs tol':>7s}  status",
     ]
     explained: set[tuple[str, str]] = set()
     for c in report.cells:
         reproduced = "" if c.reproduced is None else f"{c.reproduced:.4f}"
         delta = "" if c.delta is None else f"{c.delta:+.4f}"
-        tol = "" if c.tolerance is None else f"{c.tolerance:.3f}"
+        tol = "" if c.tolerance is None else f"±{c.tolerance:.3f}"
         lines.append(
             f"{c.model:26s} {c.task:16s} {c.metric:8s} {c.reported:9.4f} {reproduced:>10s} "
-            f"{delta:>8s} {tol:>6s}  {c.status}{' (stored)' if c.reused else ''}"
+            f"{delta:>8s} {tol:>7s}  {c.status}{' (stored)' if c.reused else ''}"
         )
         if c.status == "OKish":
             lines.append(f"    OKish: {c.reason}")
@@ -456,6 +520,7 @@ def format_table(report: Report) -> list[str]:
             lines.append(f"    reason: {c.reason}")
             lines.append(f"    to reproduce: {c.command}")
     counts = report.counts()
+    lines.append(TOLERANCE_NOTE.format(factor=report.okish_factor))
     lines.append("  ".join(f"{k} {v}" for k, v in counts.items()))
     return lines
 

@@ -248,9 +248,18 @@ def test_cli_list_and_run(workspace):
     listed = CliRunner().invoke(app, ["reproduce", "--list"])
     assert listed.exit_code == 0 and "tiny-paper" in listed.output
     out = CliRunner().invoke(app, ["reproduce", "tiny-paper"])
-    assert out.exit_code == 0, out.output
+    assert out.exit_code == 3, out.output  # a NOT RUN cell, none FAILs
     assert "OK 1  OKish 0  FAIL 0  NOT RUN 1" in out.output
     assert "to reproduce: maebench run --model ghost --task tiny" in out.output
+    assert "absolute tolerance" in out.output and "±0.002" in out.output
+    # only a run that starts is announced: ghost's weights are nowhere, so it is not "running"
+    assert "running bm25 on tiny" in out.output and "running ghost" not in out.output
+    out = CliRunner().invoke(app, ["reproduce", "tiny-paper", "--not-run-ok"])
+    assert out.exit_code == 0, out.output
+    assert "running bm25" not in out.output  # stored by the first call: reused, not re-run
+    set_reported(workspace, 0.80)  # 0.036 off: FAIL, exit 1 whatever --not-run-ok says
+    out = CliRunner().invoke(app, ["reproduce", "tiny-paper", "--not-run-ok"])
+    assert out.exit_code == 1 and "FAIL 1" in out.output, out.output
 
 
 def test_site_page_shows_badges(workspace, tmp_path):
@@ -267,3 +276,26 @@ def test_site_page_shows_badges(workspace, tmp_path):
     assert 'badge status-ok' in html and 'badge status-not-run' in html
     assert "maebench run --model ghost --task tiny" in html
     assert 'href="reproduction.html"' in (out / "index.html").read_text()
+
+
+def test_missing_data_is_not_run_with_the_real_data_dir_and_no_running_line(workspace, tmp_path):
+    """A cell whose data is not under --data-dir is NOT RUN before anything starts; the terminal
+    names this machine's data dir, the stored report the portable <data-dir>."""
+    from typer.testing import CliRunner
+
+    from benchmark.cli import app
+
+    (workspace / "reported" / "tiny-paper.yaml").write_text(
+        REPORTED.replace("VALUE", "0.5").replace("task: tiny", "task: scifact"))
+    (workspace / "reproductions" / "specs" / "tiny-paper.yaml").write_text(
+        SPEC.replace("task: tiny", "task: scifact"))
+    data = tmp_path / "my-data"
+    (data / "scifact").mkdir(parents=True)  # the task folder exists, its data does not
+    (data / "scifact").rmdir()
+    data.mkdir(exist_ok=True)
+    out = CliRunner().invoke(app, ["reproduce", "tiny-paper", "--data-dir", str(data)])
+    assert out.exit_code == 3, out.output
+    assert "running" not in out.output
+    assert f"reason: task 'scifact': no folder {data / 'scifact'}" in out.output
+    stored = json.loads((workspace / "reproductions" / "tiny-paper.json").read_text())
+    assert all(str(data) not in (c["reason"] or "") for c in stored["cells"])

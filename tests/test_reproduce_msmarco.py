@@ -216,7 +216,7 @@ def test_cli_lists_and_plans_the_msmarco_specs_without_running(tmp_path, monkeyp
     for spec_id in MAE_MSMARCO_SPECS:
         assert spec_id in listed.output
     out = CliRunner().invoke(app, ["reproduce", "cotmae-msmarco", "--no-run"])
-    assert out.exit_code == 0, out.output
+    assert out.exit_code == 3, out.output  # NOT RUN cells, no FAIL
     assert "OK 0  OKish 0  FAIL 0  NOT RUN 5" in out.output
     assert "to reproduce: maebench run --model cotmae-msmarco-retriever --task trec-dl-2019" in out.output
     assert not (results / "cotmae-msmarco-retriever").exists()  # nothing was run

@@ -17,12 +17,25 @@ def register(app: typer.Typer) -> None:
         ),
         results_dir: Path | None = typer.Option(None, help="Results database (default results/)."),
         no_run: bool = typer.Option(False, "--no-run", help="Only compare stored results."),
+        not_run_ok: bool = typer.Option(
+            False, "--not-run-ok", help="Exit 0 (not 3) when cells are NOT RUN and none FAILs."
+        ),
     ) -> None:
-        """Compare reproduced scores with a paper's reported ones: OK / OKish / FAIL / NOT RUN."""
+        """Compare reproduced scores with a paper's reported ones: OK / OKish / FAIL / NOT RUN.
+
+        Exit status: 0 every cell OK or OKish; 1 a cell FAILs; 3 no FAIL but cells NOT RUN
+        (0 with --not-run-ok); 2 usage or data errors."""
         from rich.console import Console
 
         from benchmark.paths import data_dir_from_env
-        from benchmark.reproduce import format_table, get_spec, load_specs, specs_dir, write_report
+        from benchmark.reproduce import (
+            exit_status,
+            format_table,
+            get_spec,
+            load_specs,
+            specs_dir,
+            write_report,
+        )
         from benchmark.reproduce import reproduce as run_reproduction
 
         if list_specs or spec_id is None:
@@ -39,11 +52,19 @@ def register(app: typer.Typer) -> None:
             spec, results_dir, data_dir or data_dir_from_env(), no_run,
             progress=lambda text: console.print(text),
         )
-        _portable(report, data_dir or data_dir_from_env())
+        # the terminal shows this machine's paths; the stored report (committed, read elsewhere)
+        # names the data dir as <data-dir>
         for line in format_table(report):
             typer.echo(line)
+        _portable(report, data_dir or data_dir_from_env())
         path = write_report(report, results_dir)
         console.print(f"stored {path}")
+        code = exit_status(report, not_run_ok)
+        if code:
+            console.print(
+                "exit 1: a cell FAILs" if code == 1 else
+                "exit 3: cells NOT RUN (the reasons above; --not-run-ok exits 0 for them)")
+            raise typer.Exit(code)
 
 
 def _portable(report, data_dir: Path | None) -> None:
