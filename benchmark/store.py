@@ -14,6 +14,12 @@ a kill -9 at any instant leaves either the old or the new result once the store 
 opened, never a JSON next to another run's file; and `read` checks the run file's sha256, so a
 mix could never be consumed silently even before recovery.
 
+A journal names files relative to their trees (version 2: `{"staged", "tree", "final"}`), and
+recovery trusts none of it: every path goes through benchmark.paths.confine (staged files
+directly in their transaction folder, final files at results/<model>/<file> or models/<card>,
+no symlink out of either). A journal that fails any check, or is not JSON of that shape, is
+moved to results/.maebench/quarantine/ with a warning and never applied.
+
 Locks are `flock`s, released by the kernel when a process dies (no stale lock files):
 - `lock`: held while a transaction is staged, committed or recovered;
 - `claims/<model>--<task>.lock`: held by a run from its start to its commit, so a second
@@ -26,6 +32,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import logging
 import os
 import shutil
 import time
@@ -35,10 +42,19 @@ from pathlib import Path
 
 from benchmark.errors import ResultError
 
+log = logging.getLogger(__name__)
+
+
+class JournalError(ResultError):
+    """A journal under results/.maebench/ that this store did not write (or that was damaged)."""
+
 META = ".maebench"
 TXN_PREFIX = "txn-"
 MODELS_TXN_PREFIX = ".maebench-txn-"
 COMMIT = "COMMIT"
+QUARANTINE = "quarantine"  # journals that failed their checks, moved aside (never applied)
+JOURNAL_VERSION = 2  # {"version", "renames": [{staged, tree, final}], "models_dir"}
+MAX_JOURNAL_BYTES = 1 << 20
 # temp files of results.atomic_write and staging folders of the submit code before the store;
 # removed on open once they are older than this (a live writer finishes in seconds)
 LEGACY_LEFTOVER_AGE_S = 600
@@ -119,7 +135,7 @@ class ResultStore:
     def _flock(self, path: Path, blocking: bool, busy: str) -> Iterator[None]:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
             raise _io_error(f"{path}: cannot take the results lock", exc) from exc
         try:
@@ -182,7 +198,8 @@ class ResultStore:
                 txn.mkdir(parents=True)
                 renames = []
                 for index, (final, data) in enumerate(files):
-                    folder = side if (side is not None and self._in_models(final)) else txn
+                    in_models = side is not None and self._in_models(final)
+                    folder = side if in_models else txn
                     folder.mkdir(parents=True, exist_ok=True)
                     staged = folder / f"{index}-{final.name}"
                     with open(staged, "wb") as handle:
@@ -190,10 +207,15 @@ class ResultStore:
                         handle.flush()
                         os.fsync(handle.fileno())
                     os.chmod(staged, 0o644)
-                    renames.append([str(staged), str(final)])
+                    tree, base = ("models", self.models_dir) if in_models else ("results", self.root)
+                    renames.append({"staged": staged.name, "tree": tree,
+                                    "final": os.path.relpath(final.resolve(), base.resolve())})
                 _step("staged")
                 journal = txn / "journal.tmp"
-                journal.write_text(json.dumps({"renames": renames, "side": str(side) if side else None}))
+                journal.write_text(json.dumps({
+                    "version": JOURNAL_VERSION, "renames": renames,
+                    "models_dir": str(self.models_dir.resolve()) if side else None,
+                }))
                 with open(journal, "rb+") as handle:
                     os.fsync(handle.fileno())
                 _step("journal-written")
@@ -213,11 +235,14 @@ class ResultStore:
         return self.models_dir is not None and path.resolve().parent == self.models_dir.resolve()
 
     def _check_inside(self, path: Path) -> None:
-        resolved = path.resolve()
-        root = self.root.resolve()
-        inside = root in resolved.parents and META not in resolved.relative_to(root).parts[:1]
-        if not (inside or self._in_models(path)):
-            raise ResultError(f"{path}: the result store writes only inside {self.root}")
+        """The rule recovery checks every journal against (_confine_final / _confine_model)."""
+        try:
+            if self._in_models(path):
+                self._confine_model(self.models_dir, str(path.resolve()))
+            else:
+                self._confine_final(str(path.resolve()))
+        except JournalError as exc:
+            raise ResultError(f"{path}: the result store writes only inside {self.root} ({exc})") from exc
 
     # ------------------------------------------------------------------ recovery
     def recover(self) -> None:
@@ -226,7 +251,7 @@ class ResultStore:
         if not self.meta.is_dir() and not self._legacy_leftovers():
             return
         try:
-            fd = os.open(self.meta / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.meta / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError:
             return  # read-only tree: readers still verify hashes
         try:
@@ -241,7 +266,9 @@ class ResultStore:
     def _recover_locked(self) -> None:
         if self.meta.is_dir():
             for txn in sorted(self.meta.glob(f"{TXN_PREFIX}*")):
-                if (txn / COMMIT).is_file():
+                if txn.is_symlink() or not txn.is_dir():
+                    self._quarantine(txn, "not a transaction folder (a symlink or a file)")
+                elif (txn / COMMIT).exists() or (txn / COMMIT).is_symlink():
                     self._roll_forward(txn)
                 else:
                     self._discard(txn, self._side_of(txn))
@@ -273,17 +300,125 @@ class ResultStore:
         return found
 
     def _roll_forward(self, txn: Path) -> None:
-        plan = json.loads((txn / COMMIT).read_text())
-        for index, (staged, final) in enumerate(plan["renames"]):
-            if Path(staged).exists():
-                Path(final).parent.mkdir(parents=True, exist_ok=True)
+        """Repeat the journal's renames that have not happened yet, then drop the transaction.
+        The journal is checked whole first (see _plan): one that is not a journal this store
+        wrote (not JSON, another shape, a path outside results/ or models/, or a link out of
+        them) is moved aside to .maebench/quarantine/ with a warning, and nothing is renamed."""
+        try:
+            plan, side = self._plan(txn)
+        except JournalError as exc:
+            self._quarantine(txn, str(exc))
+            return
+        for index, (staged, final) in enumerate(plan):
+            if staged.is_file() and not staged.is_symlink():
+                final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staged, final)
-                _fsync_dir(Path(final).parent)
+                _fsync_dir(final.parent)
             _step(f"renamed-{index}")
-        side = Path(plan["side"]) if plan.get("side") else None
         if side is not None:
             shutil.rmtree(side, ignore_errors=True)
         shutil.rmtree(txn, ignore_errors=True)
+
+    def _plan(self, txn: Path) -> tuple[list[tuple[Path, Path]], Path | None]:
+        """The (staged, final) renames of `txn`'s journal, every path confined to its tree by
+        benchmark.paths.confine: a staged file inside the transaction folder (or its side folder
+        in models/), a final file inside results/ (never in .maebench/) or directly in models/.
+        Version 1 journals (absolute paths) are read with the same checks."""
+        from benchmark.paths import confine, load_json_bounded
+
+        confine(self.root, f"{META}/{txn.name}", "transaction folder", error=JournalError)
+        data = load_json_bounded(txn / COMMIT, MAX_JOURNAL_BYTES, "journal", error=JournalError)
+        if not isinstance(data, dict) or not isinstance(data.get("renames"), list):
+            raise JournalError(f"{txn / COMMIT}: not a journal (an object with a list of renames)")
+        txn_id = txn.name[len(TXN_PREFIX):]
+        if data.get("version") == JOURNAL_VERSION:
+            models = data.get("models_dir")
+            side = self._checked_side(Path(models) / f"{MODELS_TXN_PREFIX}{txn_id}", txn) \
+                if isinstance(models, str) and Path(models).is_absolute() else None
+            plan = []
+            for item in data["renames"]:
+                if not isinstance(item, dict) or not all(
+                    isinstance(item.get(k), str) for k in ("staged", "tree", "final")
+                ) or item["tree"] not in ("results", "models"):
+                    raise JournalError(f"{txn / COMMIT}: a rename is not {{staged, tree, final}}")
+                if item["tree"] == "results":
+                    plan.append((self._confine_staged(txn, item["staged"]),
+                                 self._confine_final(item["final"])))
+                elif side is not None and side.is_dir():
+                    plan.append((self._confine_staged(side, item["staged"]),
+                                 self._confine_model(side.parent, item["final"])))
+                elif side is None:
+                    raise JournalError(f"{txn / COMMIT}: a models/ rename without models_dir")
+                # else: the side folder is gone, so its renames all happened (it goes last)
+            return plan, side
+        if "version" in data or not (data.get("side") is None or isinstance(data["side"], str)):
+            raise JournalError(f"{txn / COMMIT}: unknown journal version")
+        # version 1: [[absolute staged, absolute final], ...] and the side folder's path
+        side = self._checked_side(Path(data["side"]), txn) if data.get("side") else None
+        plan = []
+        for item in data["renames"]:
+            if not (isinstance(item, list) and len(item) == 2 and all(isinstance(s, str) for s in item)):
+                raise JournalError(f"{txn / COMMIT}: a rename is not a [staged, final] pair")
+            staged, final = item
+            if side is not None and Path(staged).parent == side:
+                if side.is_dir():
+                    plan.append((self._confine_staged(side, staged),
+                                 self._confine_model(side.parent, final)))
+                continue
+            plan.append((self._confine_staged(txn, staged), self._confine_final(final)))
+        return plan, side
+
+    def _checked_side(self, side: Path, txn: Path) -> Path:
+        """A side folder (staged cards in models/) named after its transaction, in the store's
+        models folder when it has one; a real folder when it exists (not a symlink)."""
+        if not side.is_absolute() or side.name != f"{MODELS_TXN_PREFIX}{txn.name[len(TXN_PREFIX):]}":
+            raise JournalError(f"{txn / COMMIT}: side folder {str(side)!r} is not this transaction's")
+        if self.models_dir is not None and os.path.realpath(side.parent) != os.path.realpath(self.models_dir):
+            raise JournalError(f"{txn / COMMIT}: side folder {str(side)!r} is not in {self.models_dir}")
+        if side.is_symlink() or (side.exists() and not side.is_dir()):
+            raise JournalError(f"{txn / COMMIT}: side folder {str(side)!r} is not a folder")
+        return side
+
+    @staticmethod
+    def _confine_staged(folder: Path, name: str) -> Path:
+        from benchmark.paths import confine
+
+        path = confine(folder, name, "staged file", error=JournalError)
+        if path.parent != folder and os.path.realpath(path.parent) != os.path.realpath(folder):
+            raise JournalError(f"{folder}: staged file {name!r} is not directly in its transaction")
+        return path
+
+    def _confine_final(self, name: str) -> Path:
+        from benchmark.paths import confine
+
+        path = confine(self.root, name, "result file", error=JournalError)
+        relative = Path(os.path.realpath(path)).relative_to(os.path.realpath(self.root))
+        if relative.parts[0] == META or len(relative.parts) != 2:
+            raise JournalError(f"{self.root}: {name!r} is not a results/<model>/<file> path")
+        return path
+
+    @staticmethod
+    def _confine_model(models: Path, name: str) -> Path:
+        from benchmark.paths import confine
+
+        path = confine(models, name, "card file", error=JournalError)
+        if os.path.realpath(path.parent) != os.path.realpath(models) or not name.endswith(".yaml"):
+            raise JournalError(f"{models}: {name!r} is not a card file directly in models/")
+        return path
+
+    def _quarantine(self, txn: Path, reason: str) -> None:
+        """Move a transaction that cannot be trusted out of the way (kept for inspection),
+        and say so: every later command would otherwise trip over it again."""
+        target = self.meta / QUARANTINE / txn.name
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                target = target.with_name(f"{txn.name}-{uuid.uuid4().hex[:8]}")
+            os.replace(txn, target)
+        except OSError:
+            target = None
+        where = f"moved to {target}" if target else "left in place (cannot move it)"
+        log.warning("results store: transaction %s not applied: %s; %s", txn.name, reason, where)
 
     @staticmethod
     def _discard(txn: Path, side: Path | None) -> None:
