@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import MaebenchError, RegistryError
-from benchmark.registry import NAME_PATTERN, ModelCard
+from benchmark.paths import check_name
+from benchmark.registry import ModelCard
 from benchmark.st_config import Inferred, STConfig, read_st_config
 
 # dense card fields that have no default, with the flag that gives each one card-free
@@ -143,8 +144,7 @@ def card_yaml(checkpoint: str, name: str, settings: dict[str, Inferred], st: STC
               family: str | None = None, description: str | None = None) -> str:
     """A draft card: inferred fields commented with their origin, unknown ones left blank and
     marked REQUIRED (a blank fails validation, so the card cannot be used until filled in)."""
-    if not re.match(NAME_PATTERN, name):
-        raise MaebenchError(f"invalid name '{name}' (lowercase letters, digits, '.', '-', '_')")
+    check_name(name, "--name", MaebenchError)
 
     def line(key: str, value: Any, comment: str, indent: str = "") -> str:
         text = f"{indent}{key}: {'' if value is None else _yaml_value(value)}"

@@ -7,15 +7,14 @@ and unknown keys are rejected (a typo must not fall back to a default).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from benchmark.errors import RegistryError
-from benchmark.paths import models_dir
-from benchmark.validation import validate_yaml
+from benchmark.paths import is_name, models_dir
+from benchmark.validation import read_yaml_text, validate_yaml
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._\-]{0,79}$"
 
@@ -258,10 +257,7 @@ def parse_card(text: str, origin: str) -> ModelCard:
 
 
 def load_card(path: Path) -> ModelCard:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RegistryError(f"cannot read model card {path}: {exc.strerror}") from exc
+    text = read_yaml_text(path, RegistryError)
     card = parse_card(text, str(path))
     if card.name != path.stem:
         raise RegistryError(f"{path}: card name '{card.name}' must match the file name")
@@ -306,10 +302,10 @@ def get_card(name: str, directory: Path | None = None) -> ModelCard:
     """One card by name: only its own file must be valid."""
     directory = directory or models_dir()
     path = directory / f"{name}.yaml"
-    if re.match(NAME_PATTERN, name) and path.is_file():
+    if is_name(name) and path.is_file():
         return load_card(path)
     # `maebench study` cells live in models/studies/<study>/ (out of the main listing)
-    study_cards = sorted(directory.glob(f"studies/*/{name}.yaml")) if re.match(NAME_PATTERN, name) else []
+    study_cards = sorted(directory.glob(f"studies/*/{name}.yaml")) if is_name(name) else []
     if len(study_cards) == 1:
         return load_card(study_cards[0])
     cards, errors = load_cards(directory)

@@ -134,12 +134,9 @@ def _check_catalog(parsed: ReportedFile, origin: str) -> None:
 
 
 def load_reported_file(path: Path) -> ReportedFile:
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ReportedError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReportedError(f"{path}: cannot read ({exc})") from exc
+    from benchmark.validation import read_yaml_text
+
+    text = read_yaml_text(path, ReportedError, MAX_FILE_BYTES)
     return parse_reported(text, str(path))
 
 

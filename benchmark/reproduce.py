@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from benchmark.errors import MaebenchError
 from benchmark.paths import results_dir as default_results_dir
-from benchmark.validation import validate_yaml
+from benchmark.validation import read_yaml_text, validate_yaml
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._\-]{0,79}$"
 Kind = Literal["bm25", "dense"]
@@ -134,7 +134,7 @@ def load_specs(results_dir: Path | None = None) -> dict[str, Spec]:
     if not folder.is_dir():
         return specs
     for path in sorted(folder.glob("*.yaml")):
-        spec = parse_spec(path.read_text(encoding="utf-8"), str(path))
+        spec = parse_spec(read_yaml_text(path, ReproduceError), str(path))
         if spec.id != path.stem:
             raise ReproduceError(f"{path}: field id: '{spec.id}' must match the file name")
         specs[spec.id] = spec

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from benchmark.errors import ResultError
 from benchmark.evalkey import EvalKey
 from benchmark.evaluate import RankedList
+from benchmark.paths import check_name
 from benchmark.tasks import Fingerprints
 from benchmark.validation import validate
 
@@ -113,8 +114,7 @@ class Result(_Strict):
 
 def result_path(results_dir: Path, model: str, task: str) -> Path:
     for name in (model, task):
-        if not NAME_RE.match(name):
-            raise ResultError(f"invalid name '{name}' (lowercase letters, digits, '.', '-', '_')")
+        check_name(name, "name", ResultError)
     if model in RESERVED_DIRS:
         raise ResultError(f"'{model}' is reserved in results/ and cannot name a model")
     return results_dir / model / f"{task}.json"

@@ -111,7 +111,7 @@ def _list_bundle(bundle: Path, limits: Limits) -> dict[str, int]:
     total = 0
     for entry in os.scandir(bundle):
         where = f"{bundle}/{entry.name}"
-        if not FILE_NAME_RE.match(entry.name):
+        if not FILE_NAME_RE.fullmatch(entry.name):
             raise SubmissionError(f"{where}: file names must be lowercase letters, digits, '.', '-', '_'")
         entry_stat = entry.stat(follow_symlinks=False)
         if not stat.S_ISREG(entry_stat.st_mode):
@@ -188,13 +188,13 @@ def _check_card_sources(card: ModelCard, origin: str) -> None:
         value = getattr(config, name, None)
         if value is None:
             continue
-        if not HUB_ID_RE.match(value) or ".." in value.split("/"):
+        if not HUB_ID_RE.fullmatch(value) or ".." in value.split("/"):
             raise SubmissionError(
                 f"{origin}: field retriever.{name}: '{value[:80]}' is not a Hugging Face Hub id "
                 "(org/name); submitted cards cannot name local paths"
             )
     revision = getattr(config, "revision", None)
-    if revision is None or not PINNED_REVISION_RE.match(revision):
+    if revision is None or not PINNED_REVISION_RE.fullmatch(revision):
         raise SubmissionError(
             f"{origin}: field retriever.revision: a submitted card pins its checkpoint to a "
             "40-hex commit or sha256:<weights digest>"
@@ -459,7 +459,7 @@ def validate_bundle(
     if unknown:
         raise SubmissionError(f"{bundle / unknown[0]}: unexpected file in the bundle")
     for name in results_json:
-        if not NAME_RE.match(name.removesuffix(".json")):
+        if not NAME_RE.fullmatch(name.removesuffix(".json")):
             raise SubmissionError(f"{bundle / name}: invalid task name")
 
     card_path = models_dir / f"{card.name}.yaml"

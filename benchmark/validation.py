@@ -60,6 +60,14 @@ def _check_nesting(text: str, origin: str, error: type[MaebenchError]) -> None:
             depth -= 1
 
 
+def read_yaml_text(path, error: type[MaebenchError], limit: int = MAX_YAML_BYTES) -> str:
+    """A YAML (or JSON) file maebench is handed, read bounded: a regular file (no /dev/zero,
+    no FIFO that would wait forever), at most `limit` bytes, UTF-8; else one line."""
+    from benchmark.paths import read_text_bounded
+
+    return read_text_bounded(path, limit, "file", error=error)
+
+
 def load_yaml_mapping(text: str, origin: str, error: type[MaebenchError], what: str) -> dict:
     """Safe-load `text` as a mapping, bounded in size and nesting (the C loader when built; it
     too constructs only plain data). For files that are validated after some pre-processing."""

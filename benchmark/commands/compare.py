@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, help="Write the comparison to this file."),
         permutations: int = typer.Option(10_000, min=10_000, help="Sign flips per test."),
         bootstrap: int = typer.Option(10_000, min=1000, help="Bootstrap resamples per CI."),
-        seed: int = typer.Option(0, help="Seed of the permutations and resamples."),
+        seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed of the permutations and resamples."),
         alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="Significance level (Holm)."),
         baseline: str | None = typer.Option(
             None, help="Compare every model with this one only (one-vs-all)."

@@ -15,7 +15,8 @@ def register(app: typer.Typer) -> None:
         model: str | None = typer.Option(None, "--model", "-m", help="Backbone card (dense, shared)."),
         task: str | None = typer.Option(None, "--task", "-t", help="Task with a train split."),
         recipe: str = typer.Option("standard", help="Recipe name (see --list-recipes)."),
-        seed: int = typer.Option(0, help="Seed for negatives sampling, data order and initialisation."),
+        seed: int = typer.Option(0, min=0, max=2**32 - 1,
+                                 help="Seed for negatives sampling, data order and initialisation."),
         name: str | None = typer.Option(
             None, help="Name of the new card (default <model>-ft-<task>-<recipe>-s<seed>)."
         ),

@@ -41,15 +41,13 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, help="Replace an existing reported file."),
     ) -> None:
         """Import MTEB result files as reported (published) numbers for MODEL."""
-        import re
-
         from benchmark.errors import MaebenchError
         from benchmark.mteb_results import import_mteb as build
+        from benchmark.paths import check_name
         from benchmark.paths import results_dir as default_results_dir
-        from benchmark.registry import NAME_PATTERN, get_card
+        from benchmark.registry import get_card
 
-        if not re.match(NAME_PATTERN, name):
-            raise MaebenchError(f"invalid name '{name}' (lowercase letters, digits, '.', '-', '_')")
+        check_name(name, "--name")
         card = get_card(model)
         cfg = card.retriever
         checkpoint = getattr(cfg, "checkpoint", None) or getattr(cfg, "query_checkpoint", None)

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
                                    "corpus.jsonl file"),
         budget: str = typer.Option(..., "--budget", help="'300steps' or tokens: '2M', '1.5M tokens'"),
         name: str = typer.Option(..., "--name", help="name of the new card"),
-        seed: int = typer.Option(0, "--seed"),
+        seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1),
         recipe: Path | None = typer.Option(None, "--recipe", help="a recipe file instead of the "
                                            "objective's bundled one"),
         set_: list[str] = typer.Option([], "--set", help="recipe override key=value (repeatable)"),

@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         top_n: int = typer.Option(40, min=2, help="Models in each task's pairwise matrix."),
         permutations: int = typer.Option(10_000, min=10_000, help="Sign flips per test."),
         bootstrap: int = typer.Option(10_000, min=1000, help="Bootstrap resamples."),
-        seed: int = typer.Option(0, help="Seed of the permutations and resamples."),
+        seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed of the permutations and resamples."),
         alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="Significance level (Holm)."),
         data_dir: Path | None = typer.Option(
             None, help="BEIR datasets, for query texts and judgements on per-query pages; "

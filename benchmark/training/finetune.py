@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import MaebenchError, ModelLoadError
-from benchmark.registry import NAME_PATTERN, DenseConfig, ModelCard
+from benchmark.registry import DenseConfig, ModelCard
 from benchmark.training.cards import card_yaml, eval_config, publish
 from benchmark.training.negatives import (
     Example,
@@ -225,10 +225,9 @@ def _check_backbone(backbone: ModelCard, recipe: Recipe) -> DenseConfig:
 
 
 def _check_name(name: str, card_path: Path, weights_dir: Path, work: Path, overwrite: bool) -> None:
-    import re
+    from benchmark.paths import check_name
 
-    if not re.match(NAME_PATTERN, name):
-        raise FinetuneError(f"--name '{name}': use lowercase letters, digits, '.', '_' and '-' (max 80)")
+    check_name(name, "--name", FinetuneError)
     if overwrite:
         return
     if card_path.exists():

@@ -19,7 +19,7 @@ from typing import Any
 
 from benchmark.errors import MaebenchError, ModelLoadError, RegistryError
 from benchmark.paths import checkpoints_dir, models_dir
-from benchmark.registry import NAME_PATTERN, ModelCard
+from benchmark.registry import ModelCard
 from benchmark.training.pretrain_recipe import (
     PretrainRecipe,
     apply_overrides,
@@ -157,10 +157,9 @@ def _grouped_parameters(model, weight_decay: float) -> list[dict]:
 
 
 def _target_free(name: str, cards: Path, overwrite: bool) -> None:
-    import re
+    from benchmark.paths import check_name
 
-    if not re.match(NAME_PATTERN, name):
-        raise MaebenchError(f"--name '{name}' must match {NAME_PATTERN}")
+    check_name(name, "--name")
     if (cards / f"{name}.yaml").exists() and not overwrite:
         raise MaebenchError(f"card {cards / (name + '.yaml')} exists; pass --overwrite to replace it")
 

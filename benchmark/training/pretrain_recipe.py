@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from benchmark.errors import MaebenchError
 from benchmark.paths import EMBEDDED_DATA_DIR
-from benchmark.validation import validate, validate_yaml
+from benchmark.validation import read_yaml_text, validate, validate_yaml
 
 RECIPES_DIR = EMBEDDED_DATA_DIR / "pretrain_recipes"
 
@@ -63,7 +63,7 @@ def load_recipe(objective: str, path: Path | None = None) -> PretrainRecipe:
     path = path or RECIPES_DIR / f"{objective}.yaml"
     if not path.is_file():
         raise MaebenchError(f"no pre-training recipe {path}")
-    recipe = validate_yaml(path.read_text(encoding="utf-8"), PretrainRecipe, str(path),
+    recipe = validate_yaml(read_yaml_text(path, MaebenchError), PretrainRecipe, str(path),
                            MaebenchError, "a pre-training recipe")
     if recipe.objective != objective:
         raise MaebenchError(f"{path}: recipe is for '{recipe.objective}', not '{objective}'")
@@ -82,7 +82,7 @@ def plugin_recipe(objective: str, path: Path | None = None) -> PretrainRecipe:
     if path is not None:
         if not path.is_file():
             raise MaebenchError(f"no pre-training recipe {path}")
-        recipe = validate_yaml(path.read_text(encoding="utf-8"), PretrainRecipe, str(path),
+        recipe = validate_yaml(read_yaml_text(path, MaebenchError), PretrainRecipe, str(path),
                                MaebenchError, "a pre-training recipe")
         if recipe.objective not in (objective, name):
             raise MaebenchError(f"{path}: recipe is for '{recipe.objective}', not '{name}'")

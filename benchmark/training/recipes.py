@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from benchmark.errors import MaebenchError
 from benchmark.paths import EMBEDDED_DATA_DIR
-from benchmark.validation import load_yaml_mapping, validate
+from benchmark.validation import load_yaml_mapping, read_yaml_text, validate
 
 RECIPES_DIR = EMBEDDED_DATA_DIR / "recipes"
 OVERRIDE_SOURCE = "command line (--set)"
@@ -116,7 +116,7 @@ def _raw_recipe(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         raise RecipeError(f"recipe {name}: 'extends' loops ({' -> '.join((*seen, name))})")
     if not path.is_file():
         raise RecipeError(f"unknown recipe '{name}' (known: {', '.join(available_recipes())})")
-    raw = load_yaml_mapping(path.read_text(encoding="utf-8"), str(path), RecipeError, "a recipe")
+    raw = load_yaml_mapping(read_yaml_text(path, RecipeError), str(path), RecipeError, "a recipe")
     parent = raw.pop("extends", None)
     if parent is None:
         return raw

@@ -195,7 +195,7 @@ def load_spec(
     (`scale=100`, `corpus=msmarco`, ...); the result is validated."""
     import yaml
 
-    from benchmark.validation import load_yaml_mapping, validate
+    from benchmark.validation import load_yaml_mapping, read_yaml_text, validate
 
     path = Path(spec)
     if not path.is_file():
@@ -203,7 +203,7 @@ def load_spec(
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in STUDIES_DIR.glob("*.yaml")))
         raise StudyError(f"no study spec '{spec}' (a file, or one of: {known})")
-    raw = load_yaml_mapping(path.read_text(encoding="utf-8"), str(path), StudyError, "a study spec")
+    raw = load_yaml_mapping(read_yaml_text(path, StudyError), str(path), StudyError, "a study spec")
     if profile:
         apply_profile(raw, profile, str(path))
     if overrides and "id" not in overrides:
