@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
         from benchmark.runner import RunOptions
         from benchmark.tasks import get_task
 
-        console = Console(stderr=True)
+        console = Console(stderr=True, soft_wrap=True)  # long paths stay on one line
         overrides = {"pooling": pooling, "normalize": normalize, "similarity": similarity,
                      "query_prefix": query_prefix, "passage_prefix": passage_prefix,
                      "max_length": max_length, "title": title}
@@ -219,6 +219,9 @@ def _run_one(card, spec, options, record: dict, console) -> str | None:
         console.print(f"[red]not run[/] {card.name} on {spec.name}: {why}")
         return why
     console.print(f"[bold]{card.name}[/] on [bold]{spec.name}[/] ...")
+    note = cpu_cost_note(card, spec, options.device)
+    if note:
+        console.print(f"[yellow]note[/] {note}")
     from dataclasses import replace
 
     with phase_spinner(console, f"{card.name} on {spec.name}"):
@@ -233,6 +236,42 @@ def _run_one(card, spec, options, record: dict, console) -> str | None:
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.provenance.timings.items())
     console.print(f"  stored {path}  ({timings})")
     return None
+
+
+# what a 2-core CPU shared with other jobs gave here: all-MiniLM-L6-v2 (22.7M parameters) encoded
+# SciFact's 5,183 documents at 256 tokens in ~27 CPU-minutes, i.e. ~40 GFLOP/s (2 x parameters
+# x tokens per document); a dedicated many-core CPU is faster, a loaded one slower
+CPU_FLOPS = 40e9
+NOTE_ABOVE_S = 120
+
+
+def cpu_cost_note(card, spec, device: str | None) -> str | None:
+    """A line saying what a dense run on a big corpus costs on CPU, before it starts (the
+    README's SciFact step takes tens of CPU-minutes here); None when it is quick or not on CPU."""
+    n_docs = spec.beir_stats.n_docs if spec.beir_stats else None
+    if card.retriever.kind != "dense" or not n_docs or n_docs < 1000:
+        return None  # (the embedded task's 80 short documents take seconds)
+    from benchmark.retrievers.dense import pick_device
+
+    if not pick_device(device).startswith("cpu"):
+        return None
+    tokens = card.retriever.passage_max_length
+    params = card.parameters
+    if params:
+        seconds = n_docs * tokens * 2 * params / CPU_FLOPS
+        if seconds < NOTE_ABOVE_S:
+            return None
+        amount = (f"{seconds / 60:,.0f} CPU-minutes" if seconds < 7200
+                  else f"{seconds / 3600:,.0f} CPU-hours")
+        cost = (f"about {amount} for {params / 1e6:,.1f}M parameters "
+                f"(estimated at {CPU_FLOPS / 1e9:.0f} GFLOP/s, a shared 2-core CPU)")
+    elif n_docs >= 2000:
+        cost = "tens of CPU-minutes or more (the card states no parameter count to estimate from)"
+    else:
+        return None
+    return (f"encoding {n_docs:,} documents of up to {tokens} tokens on CPU: {cost}, less where "
+            "its vectors are already in the embedding store; Ctrl-C stops it, finished shards "
+            "are kept and the same command resumes")
 
 
 def _stored_differs(path: Path, card, spec=None, data_dir: Path | None = None) -> str | None:

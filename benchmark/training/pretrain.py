@@ -166,10 +166,13 @@ def _target_free(name: str, cards: Path, overwrite: bool) -> None:
 
 def pretrain_card(init: ModelCard, options: PretrainOptions) -> Path:
     """Pre-train, save the encoder, write the card; returns the card's path."""
+    from dataclasses import replace
+
     from benchmark.training.corpus import PairStream, build_pairs, read_texts, resolve_corpus
     from benchmark.training.objectives import check_objective
 
-    check_objective(options.objective)
+    # the name a card records: a file plugin as `file.py:Class`, whatever path it was given by
+    options = replace(options, objective=check_objective(options.objective))
     recipe = apply_overrides(load_recipe(options.objective, options.recipe_path), options.overrides)
     if recipe.batch_size % 2:
         raise MaebenchError(f"batch_size {recipe.batch_size} must be even (spans come in pairs)")
@@ -354,8 +357,8 @@ class _Trainer:
             state["wall_s"] = time.monotonic() - began
             state["cpu_s"] = time.process_time() - began_cpu
             if (step + 1) % self.options.log_every == 0 or step == 0:
-                log.warning("%s step %d/%d loss %.4f (%.1fs)", self.options.name, step + 1,
-                            self.steps, step_loss, state["wall_s"])
+                log.info("%s step %d/%d loss %.4f (%.1fs)", self.options.name, step + 1,
+                         self.steps, step_loss, state["wall_s"])
             if (step + 1) % save_every == 0 and step + 1 < self.steps:
                 self._save(state)
         self.state = dict(state, precision=self.precision, trainable=self.trainable)
@@ -468,7 +471,7 @@ def _card(init, options, recipe, steps, source, result, folder, notes, n_pairs) 
                  + "; flops = 6 x trainable parameters (encoder, head, decoders) x tokens seen",
         "mlm_head": True,
         "head_warmup_steps": result.get("head_warmup", 0),
-        "cpu_time_s": round(result.get("cpu_s", 0.0), 1),
+        "cpu_time_s": round(result.get("cpu_s", 0.0), 3),
         "flops": float(6 * result.get("trainable", 0) * result["tokens"]),
         "vocabulary_sha256": (init.pretraining.vocabulary_sha256 if init.pretraining else None),
         "architecture": (init.pretraining.architecture if init.pretraining else None),
