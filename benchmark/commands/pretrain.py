@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -42,10 +44,35 @@ def register(app: typer.Typer) -> None:
 
         objective = check_objective(objective)  # a plugin's card name: file.py:ClassName
         overrides = parse_overrides(set_)
-        card = pretrain_card(get_card(init), PretrainOptions(
-            objective=objective, corpus=corpus, budget=budget, name=name, seed=seed,
-            recipe_path=recipe, overrides=overrides, data_dir=data_dir, device=device,
-            precision=precision, accumulation=accumulation, resume=resume, overwrite=overwrite,
-            models_dir=models, generator=generator,
-        ))
+        with progress_log():
+            card = pretrain_card(get_card(init), PretrainOptions(
+                objective=objective, corpus=corpus, budget=budget, name=name, seed=seed,
+                recipe_path=recipe, overrides=overrides, data_dir=data_dir, device=device,
+                precision=precision, accumulation=accumulation, resume=resume, overwrite=overwrite,
+                models_dir=models, generator=generator,
+            ))
         typer.echo(f"wrote {card}")
+
+
+@contextlib.contextmanager
+def progress_log() -> Iterator[None]:
+    """Pre-training logs its progress (step, loss, seconds) at INFO: show those lines on stderr
+    without --verbose, plainly (warnings keep the root handler's `WARNING` prefix)."""
+    import logging
+    import sys
+
+    logger = logging.getLogger("benchmark.training")
+    if logging.getLogger().isEnabledFor(logging.INFO):  # --verbose shows them already
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(lambda record: record.levelno < logging.WARNING)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -68,6 +68,14 @@ def eval_config(backbone: DenseConfig, recipe: Recipe, checkpoint: str, revision
     })
 
 
+def display_name(backbone: ModelCard, recipe: Recipe, task: str, seed: int,
+                 overrides: dict | None = None) -> str:
+    """`<backbone> + <recipe>[ key=value ...] (<task>, seed <n>)`: the --set overrides are part
+    of the name, so two runs with different settings never show the same one."""
+    changed = "".join(f" {k}={v}" for k, v in sorted((overrides or {}).items()))
+    return f"{backbone.display_name} + {recipe.name}{changed} ({task}, seed {seed})"
+
+
 def card_yaml(
     backbone: ModelCard, config: DenseConfig, recipe: Recipe, task: str, seed: int, name: str,
     digest: str, record: dict,
@@ -81,7 +89,7 @@ def card_yaml(
     query_len, passage_len = retriever.query_max_length, retriever.passage_max_length
     card = {
         "name": name,
-        "display_name": f"{backbone.display_name} + {recipe.name} ({task}, seed {seed})",
+        "display_name": display_name(backbone, recipe, task, seed, record.get("overrides")),
         "family": backbone.family,
         "description": (
             f"{backbone.display_name} fine-tuned by maebench with the '{recipe.name}' recipe on the "
