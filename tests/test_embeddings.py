@@ -27,6 +27,7 @@ CHANGES = {
     "head": ("dense",), "normalize": True, "similarity": "cosine", "prefix": "passage: ",
     "title": "none", "title_separator": " | ", "max_length": 256, "model_dtype": "float16",
     "store_dtype": "float16", "dupmae": (1.0, 8), "texts": "d" * 64, "shard_rows": 2000,
+    "backend": "openvino",
 }
 
 

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from benchmark.data import Document
+from benchmark.embeddings.options import StoreOptions
 from benchmark.errors import ModelLoadError
 from benchmark.registry import ModelCard, parse_card
 from benchmark.retrievers import build_retriever
@@ -22,6 +23,7 @@ from benchmark.retrievers.dense import DenseRetriever
 from tests import checkpoints
 
 TEXTS = ["what makes stars twinkle", "why do planets twinkle less than stars in the night sky"]
+TORCH = StoreOptions(backend="torch")  # tests of the torch encoder's own CPU path
 
 
 def make_card(checkpoint: Path | None = None, **retriever) -> ModelCard:
@@ -283,7 +285,8 @@ def test_cpu_caps_the_batch_size_and_records_it(tiny_bert_dir, monkeypatch):
     really batches at the capped size, and the result's runtime block says which it used."""
     from benchmark.retrievers import encoders
 
-    retriever = DenseRetriever(make_card(tiny_bert_dir, batch_size=64).retriever, device="cpu")
+    retriever = DenseRetriever(make_card(tiny_bert_dir, batch_size=64).retriever, device="cpu",
+                               store=TORCH)  # the torch path's batches (openvino: its own test)
     encoder = retriever.passage_encoder
     assert encoder.batch_size(64) == encoders.CPU_BATCH_CAP < 64
     assert encoder.batch_size(4) == 4
@@ -307,7 +310,8 @@ def test_cpu_workers_give_the_same_vectors_and_restore_the_thread_count(tiny_ber
     """On CPU, batches go to one single-threaded worker per torch thread: the vectors must not
     depend on the number of workers (bit for bit), every batch must be embedded exactly once, in
     order, and the caller's torch thread count must come back afterwards."""
-    encoder = DenseRetriever(make_card(tiny_bert_dir).retriever, device="cpu").passage_encoder
+    encoder = DenseRetriever(make_card(tiny_bert_dir).retriever, device="cpu",
+                             store=TORCH).passage_encoder
     texts = [f"document {i} about " + "stars and planets " * (i % 9 + 1) for i in range(70)]
     seen: list[tuple[int, int, bool, int]] = []  # (thread, torch threads, inference mode, size)
     embed_batch = encoder.embed_batch

@@ -76,6 +76,11 @@ def register(app: typer.Typer) -> None:
             None, help="Dense: float32, float16 or bfloat16 forward pass (default: the card's); "
             "recorded, and a new evaluation.",
         ),
+        backend: str | None = typer.Option(
+            None, help="Dense: inference backend, auto (OpenVINO on CPU where it converts and "
+            "passes the parity check, else torch), torch or openvino; default $MAEBENCH_BACKEND "
+            "or auto. Recorded; the same evaluation.",
+        ),
     ) -> None:
         """Evaluate MODEL on TASK (defaults: BM25 on the embedded tiny task) and store the result."""
         from rich.console import Console
@@ -106,7 +111,7 @@ def register(app: typer.Typer) -> None:
             top_k=top_k,
             command=shlex.join(["maebench", *sys.argv[1:]]),
             store=store_options(store, store_dtype, engine, ray_address, ray_workers, max_memory,
-                                search),
+                                search, backend),
         )
         failed: list[tuple[str, str]] = []
         for card, inferred in cards:

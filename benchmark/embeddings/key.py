@@ -3,9 +3,11 @@
 Two runs share an entry exactly when they would compute the same vectors: the same weights
 (checkpoint + revision from the hub, or the sha256 of every file of a local checkpoint, so a
 retrained folder at the same path gets a new key), the same encoder kind, pooling, head,
-normalisation, prefix, title mode, max length, model dtype and stored dtype, the same role
-(query and passage never share an entry, even for identical texts: mteb PR #5379) and the same
-texts (the corpus fingerprint). FEVER / Climate-FEVER or MS MARCO / DL19 / DL20, whose corpus
+normalisation, prefix, title mode, max length, model dtype and stored dtype, the same inference
+backend (torch and OpenVINO vectors differ at ~1e-7, so their bytes are not the same entry, though
+their evaluations are: the backend is not part of benchmark.evalkey), the same role (query and
+passage never share an entry, even for identical texts: mteb PR #5379) and the same texts (the
+corpus fingerprint). FEVER / Climate-FEVER or MS MARCO / DL19 / DL20, whose corpus
 files are identical, therefore share one passage encoding.
 """
 
@@ -42,9 +44,14 @@ class StoreKey(BaseModel):
     dupmae: tuple[float | None, int | None] = (None, None)
     texts: str  # sha256 fingerprint of the texts (corpus file, or queries file + chosen ids)
     shard_rows: int  # batches are formed within a shard, so the sharding is part of identity
+    backend: Literal["torch", "openvino"] = "torch"  # what computed the vectors
 
     def digest(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        fields = self.model_dump(mode="json")
+        if fields["backend"] == "torch":
+            # entries written before the backend existed were all torch: they keep their digest
+            del fields["backend"]
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

@@ -1,9 +1,9 @@
-"""How a dense run uses the embedding store, which engine encodes, and how it searches."""
+"""How a dense run uses the embedding store, which engine and backend encode, how it searches."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -24,11 +24,20 @@ class StoreOptions:
     max_memory: int = DEFAULT_MAX_MEMORY
     search: Literal["exact", "hnsw", "ivf"] = "exact"
     ann_sample: int = 200  # queries whose approximate top-k is checked against exact search
+    # inference backend: auto (OpenVINO on CPU where it converts with parity, else torch), torch
+    # or openvino; default $MAEBENCH_BACKEND, so finetune / study / mteb follow the user's choice
+    backend: str = field(default_factory=lambda: _default_backend())
 
     def store_root(self) -> Path:
         from benchmark.paths import embeddings_dir
 
         return self.root or embeddings_dir()
+
+
+def _default_backend() -> str:
+    from benchmark.retrievers.backend import default_backend
+
+    return default_backend()
 
 
 def shard_rows(dim: int, max_memory: int, granule: int) -> int:
@@ -53,9 +62,15 @@ def parse_size(text: str) -> int:
 
 def store_options(
     use_store: bool, store_dtype: str, engine: str, ray_address: str | None,
-    ray_workers: int | None, max_memory: str, search: str,
+    ray_workers: int | None, max_memory: str, search: str, backend: str | None = None,
 ) -> StoreOptions:
     """The `maebench run` flags, checked (one-line errors) into StoreOptions."""
+    from benchmark.retrievers.backend import check_backend, default_backend
+
+    backend = check_backend(backend or default_backend(),
+                            "--backend" if backend else "MAEBENCH_BACKEND")
+    if backend == "openvino" and engine != "local":
+        raise MaebenchError("--backend openvino goes with --engine local (Ray actors use torch)")
     choices = {"store_dtype": (store_dtype, ("float32", "float16")),
                "engine": (engine, ("local", "ray")), "search": (search, ("exact", "hnsw", "ivf"))}
     for flag, (value, allowed) in choices.items():
@@ -70,5 +85,5 @@ def store_options(
         raise MaebenchError(f"--max-memory {max_memory} is below the 256MB a run needs at least")
     return StoreOptions(
         use_store=use_store, store_dtype=store_dtype, engine=engine, ray_address=ray_address,
-        ray_workers=ray_workers, max_memory=memory, search=search,
+        ray_workers=ray_workers, max_memory=memory, search=search, backend=backend,
     )

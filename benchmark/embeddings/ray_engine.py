@@ -45,7 +45,7 @@ class ShardEncoder:
             torch.set_num_threads(threads)
         retriever = DenseRetriever(
             DenseConfig.model_validate(config), device=device,
-            store=StoreOptions(use_store=False), lazy=True,
+            store=StoreOptions(use_store=False, backend="torch"), lazy=True,  # as the driver keyed it
         )
         retriever.passage_encoder  # noqa: B018  load the model now, once per actor
         self.retriever = retriever

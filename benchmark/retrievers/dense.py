@@ -1,6 +1,12 @@
 """Dense bi-encoders on torch + transformers: formatting, encoding through the embedding store,
 search over the store.
 
+The inference backend (benchmark.retrievers.backend) is chosen per role before any key is
+made: `auto` means OpenVINO on CPU where the card converts with parity, torch otherwise. The
+backend is part of the store key (its vectors differ from torch's at ~1e-7) and recorded in the
+result's provenance, but not in the evaluation identity. When a conversion falls back to torch
+the entry is re-keyed before anything is encoded, so torch vectors never sit under an OpenVINO key.
+
 The card decides how texts are formatted (prefixes, title mode) and which encoder kind embeds
 them (benchmark.retrievers.encoders). Vectors go through the embedding store
 (benchmark.embeddings): each corpus shard is loaded from the store when its key matches, else
@@ -11,6 +17,8 @@ for an approximate index, which is then labelled in the result with its measured
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +29,13 @@ from benchmark.embeddings.options import StoreOptions, shard_rows
 from benchmark.embeddings.sources import GRANULE, CorpusSource, corpus_source
 from benchmark.errors import MaebenchError, ModelLoadError
 from benchmark.registry import DenseConfig
+from benchmark.retrievers.backend import BackendChoice, check_backend, choose_backend, is_cpu
 from benchmark.retrievers.base import Run, document_text
 from benchmark.retrievers.weights import load_failure, resolve_checkpoint
 from benchmark.search import StreamingTopK, approximate_search
 from benchmark.timing import PhaseTimer
+
+log = logging.getLogger(__name__)
 
 # kept for callers that import them: the defaults the shard size is derived from
 CORPUS_SHARD = 100_000
@@ -76,6 +87,10 @@ class DenseRetriever:
             "passage": config.passage_checkpoint if separate else config.checkpoint,
         }
         self._weights: dict[str, str] = {}
+        self._name = name
+        self._choices: dict[str, BackendChoice] = {}
+        self._noted = False
+        check_backend(self.store.backend, "MAEBENCH_BACKEND / --backend")
         for role, checkpoint in self._checkpoints.items():
             source, origin = resolve_checkpoint(checkpoint, config.local_package)
             if origin == "hub":
@@ -84,6 +99,8 @@ class DenseRetriever:
             else:
                 cache = self.store.store_root() / "weights-digests.json"
                 self._weights[role] = "sha256:" + folder_digest(Path(source), cache)
+        for role in self._checkpoints:  # before any data: `--backend openvino` on a GPU is one line
+            self._choice(role)
         if not lazy:
             self._encoder("query")
             self._encoder("passage")
@@ -95,6 +112,34 @@ class DenseRetriever:
             self._device = pick_device(None)
         return self._device
 
+    def _choice(self, role: str) -> BackendChoice:
+        """The backend policy's answer for this role, without loading or converting anything
+        (a conversion that failed before on this converter is known from its cached reason)."""
+        if role not in self._choices:
+            choice = choose_backend(self.store.backend, self._device, self.config.dtype,
+                                    self.store.engine)
+            if choice.name == "openvino" and choice.requested == "auto":
+                from benchmark.retrievers.openvino_backend import recorded_failure
+
+                reason = recorded_failure(self._weights[role], self.config, role)
+                if reason:
+                    choice = BackendChoice("torch", reason, choice.requested)
+            self._choices[role] = choice
+        return self._choices[role]
+
+    def backend_of(self, role: str) -> str:
+        """What computes (or would compute) this role's vectors: the loaded encoder's backend,
+        which may have fallen back to torch, else the policy's choice."""
+        encoder = self._encoders.get(role)
+        return encoder.backend if encoder is not None else self._choice(role).name
+
+    def _fallback_reason(self, role: str) -> str | None:
+        encoder = self._encoders.get(role)
+        if encoder is not None and encoder.backend_info.get("fallback"):
+            return encoder.backend_info["fallback"]
+        choice = self._choice(role)
+        return choice.reason if choice.name == "torch" and choice.requested == "auto" else None
+
     def _encoder(self, role: str):
         from benchmark.retrievers.encoders import load_encoder
 
@@ -104,10 +149,29 @@ class DenseRetriever:
             if same and self.config.encoder != "separate" and other in self._encoders:
                 self._encoders[role] = self._encoders[other]
             else:
+                choice = self._choice(role)
                 self._encoders[role] = load_encoder(
-                    self._checkpoints[role], self.config, self.device, role
+                    self._checkpoints[role], self.config, self.device, role,
+                    backend=choice.name, weights=self._weights[role],
+                    strict=choice.requested == "openvino",
                 )
+            reason = self._fallback_reason(role)
+            if reason and not self._noted and is_cpu(self.device):
+                self._noted = True  # one line per run, not per role
+                log.warning("%s: encoding with torch, not OpenVINO: %s",
+                            self._name or "this card", reason)
         return self._encoders[role]
+
+    def _encoder_for(self, key: StoreKey):
+        """The encoder of key.role, refusing to write vectors of one backend under another's key
+        (possible only when a conversion falls back after its entry was opened)."""
+        encoder = self._encoder(key.role)
+        if encoder.backend != key.backend:
+            raise MaebenchError(
+                f"the {key.role} encoder fell back to {encoder.backend} after its store entry was "
+                f"opened for {key.backend}; run the command again"
+            )
+        return encoder
 
     @property
     def query_encoder(self):
@@ -134,10 +198,29 @@ class DenseRetriever:
                 info["passage_model_class"] = passage.model_class.__name__
         else:
             info["model_dtype"] = self.config.dtype
+        info |= self._describe_backend()
         info["weights_identity"] = dict(self._weights)
         if self._store_stats:
             info["embedding_store"] = dict(self._store_stats)
         info["search"] = dict(self._search_info)
+        return info
+
+    def _describe_backend(self) -> dict:
+        """Which backend computed the vectors, what was asked, why torch when auto chose it,
+        and for OpenVINO its facts (precision read back, streams, cache hit or conversion
+        seconds, parity numbers)."""
+        info: dict = {"backend": self.backend_of("passage"),
+                      "backend_requested": self.store.backend}
+        if self.backend_of("query") != info["backend"]:
+            info["query_backend"] = self.backend_of("query")
+        reasons = {r for r in (self._fallback_reason("query"), self._fallback_reason("passage")) if r}
+        if reasons:
+            info["backend_note"] = "; ".join(sorted(reasons))
+        loaded = {role: enc for role, enc in self._encoders.items() if enc.backend == "openvino"}
+        if len(loaded) == 1 or len({id(enc) for enc in loaded.values()}) == 1:
+            info["openvino"] = dict(next(iter(loaded.values())).backend_info)
+        elif loaded:
+            info["openvino"] = {role: dict(enc.backend_info) for role, enc in loaded.items()}
         return info
 
     # -- formatting and encoding ---------------------------------------------------------------
@@ -197,6 +280,7 @@ class DenseRetriever:
             max_length=cfg.passage_max_length if passage else cfg.query_max_length,
             model_dtype=cfg.dtype,
             store_dtype=store_dtype,
+            backend=self.backend_of(role),
             dupmae=(cfg.dupmae_sparse_weight, cfg.dupmae_sparse_top_k),
             texts=texts,
             shard_rows=rows,
@@ -207,17 +291,33 @@ class DenseRetriever:
 
         return EmbeddingStore(self.store.store_root())
 
-    def _query_vectors(self, dataset: Dataset, query_ids: list[str]) -> np.ndarray:
+    def _settled_entry(self, role: str, make_key: Callable[[], StoreKey], n_rows: int,
+                       n_shards: int):
+        """The store entry for `role`. When vectors are missing, the encoder is loaded first (it
+        would be anyway) so that a conversion falling back to torch re-keys the entry before
+        anything is written; a complete entry is read without loading any model."""
+        entry = self._store().entry(make_key(), n_rows, n_shards)
+        if entry.complete or role in self._encoders or self.store.engine != "local":
+            return entry
+        self._encoder(role)
+        key = make_key()
+        return entry if key == entry.key else self._store().entry(key, n_rows, n_shards)
+
+    def _query_vectors(self, dataset: Dataset, query_ids: list[str], timer: PhaseTimer) -> np.ndarray:
         texts = [dataset.queries[q] for q in query_ids]
         if not self.store.use_store:
-            return self._for_search(self.encode_queries(texts))
-        key = self.store_key(
-            "query", texts_fingerprint(dataset.fingerprints.queries, query_ids), 0, "float32"
-        )
-        entry = self._store().entry(key, len(query_ids), 1)
-        with entry.writing():
+            with timer.phase("encode_queries"):
+                return self._for_search(self.encode_queries(texts))
+        fingerprint = texts_fingerprint(dataset.fingerprints.queries, query_ids)
+        with timer.phase("load_model"):  # a lazy load (and a first conversion) is not encoding
+            entry = self._settled_entry(
+                "query", lambda: self.store_key("query", fingerprint, 0, "float32"),
+                len(query_ids), 1,
+            )
+        with timer.phase("encode_queries"), entry.writing():
             vectors = entry.load(0, len(query_ids))
             if vectors is None:
+                self._encoder_for(entry.key)
                 vectors = self._for_search(self.encode_queries(texts))
                 entry.write(0, vectors)
         return vectors
@@ -226,8 +326,7 @@ class DenseRetriever:
     def retrieve(self, dataset: Dataset, top_k: int, timer: PhaseTimer) -> Run:
         query_ids = list(dataset.queries)
         corpus = corpus_source(dataset.corpus, dataset.fingerprints.corpus)
-        with timer.phase("encode_queries"):
-            queries = self._query_vectors(dataset, query_ids)
+        queries = self._query_vectors(dataset, query_ids, timer)
         k = min(top_k, len(corpus))
         rows = shard_rows(queries.shape[1], self.store.max_memory, GRANULE)
         plan = corpus.shards(rows)
@@ -255,8 +354,12 @@ class DenseRetriever:
         k: int, timer: PhaseTimer,
     ) -> tuple[np.ndarray, np.ndarray]:
         dtype = self.store.store_dtype
-        key = self.store_key("passage", corpus.sha256, rows, dtype)
-        entry = self._store().entry(key, len(corpus), len(plan))
+        with timer.phase("load_model"):
+            entry = self._settled_entry(
+                "passage", lambda: self.store_key("passage", corpus.sha256, rows, dtype),
+                len(corpus), len(plan),
+            )
+        key = entry.key
         stats = {"entry": key.digest()[:32], "store_dtype": dtype, "engine": self.store.engine,
                  "shard_rows": rows, "shards_total": len(plan), "shards_encoded": 0,
                  "shards_from_store": 0, "shards_dropped_corrupt": 0}
@@ -277,6 +380,7 @@ class DenseRetriever:
                 if vectors is not None:
                     return vectors
                 with timer.phase("encode_corpus"):
+                    self._encoder_for(key)
                     vectors = self.search_vectors(corpus.read(start, n))
                     entry.write(index, vectors)
                 encoded_here[0] += 1

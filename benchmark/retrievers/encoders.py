@@ -9,17 +9,20 @@ class loads the weights and in how the token states become one vector:
   silently leave them random); pooling cls / mean / pooler.
 - t5: T5EncoderModel (GTR): the encoder stack only, mean pooling.
 - dupmae: AutoModelForMaskedLM; [CLS] vector ++ sparse vocabulary vector (see DupMaeEncoder).
+
+These classes are the torch backend. `load_encoder(..., backend="openvino")` hands the same
+torch code to benchmark.retrievers.openvino_backend, which converts it (forward pass, pooling,
+head, normalisation) into one OpenVINO model, checks parity and may fall back to torch.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import pickle
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -79,28 +82,18 @@ class _HeadLayer:
 
 
 def _read_st_modules(source: str, revision: str | None) -> list[dict]:
-    """The checkpoint's modules.json (sentence-transformers layout), or [] when it has none."""
-    from transformers.utils import cached_file
+    """The checkpoint's modules.json (sentence-transformers layout), or [] when it has none;
+    checked by st_config.read_modules (a list of objects, every path inside the checkpoint)."""
+    from benchmark.st_config import read_modules
 
-    try:
-        path = cached_file(
-            source, "modules.json", revision=revision,
-            _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False,
-        )
-    except OSError:
-        return []
-    if not path:
-        return []
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{source}: unreadable modules.json ({exc})") from exc
+    return read_modules(source, revision) or []
 
 
 def _load_state(source: str, folder: str, revision: str | None) -> dict:
     import torch
     from transformers.utils import cached_file
+
+    from benchmark.st_config import pickle_refused
 
     for name in ("model.safetensors", "pytorch_model.bin"):
         path = cached_file(
@@ -111,23 +104,28 @@ def _load_state(source: str, folder: str, revision: str | None) -> dict:
             if name.endswith(".safetensors"):
                 from safetensors.torch import load_file
 
-                return load_file(path)
-            return torch.load(path, map_location="cpu", weights_only=True)
+                try:
+                    return load_file(path)
+                except Exception as exc:  # noqa: BLE001 - SafetensorError: a damaged file
+                    raise ModelLoadError(f"{source}: {folder}/{name} is not a valid safetensors "
+                                         "file") from exc
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError as exc:
+                raise pickle_refused(f"{source}: {folder}/{name}") from exc
     raise ModelLoadError(f"{source}: no weights in head folder {folder}/")
 
 
 def _load_head_layer(source: str, module: dict, revision: str | None) -> _HeadLayer:
     import torch
-    from transformers.utils import cached_file
 
     kind = _ST_HEAD_TYPES[module["type"].rsplit(".", 1)[-1]]
     folder = module["path"]
-    cfg_path = cached_file(source, f"{folder}/config.json", revision=revision)
-    cfg = json.loads(Path(cfg_path).read_text(encoding="utf-8"))
+    cfg = _head_config(source, folder, kind, revision)
     state = _load_state(source, folder, revision)
     if kind == "dense":
         linear = torch.nn.Linear(cfg["in_features"], cfg["out_features"], bias=cfg.get("bias", True))
-        linear.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
+        _load_weights(linear, {k.removeprefix("linear."): v for k, v in state.items()}, source, folder)
         activation = cfg.get("activation_function", "torch.nn.modules.linear.Identity")
         if activation.rsplit(".", 1)[-1] == "Identity":
             layer = linear
@@ -137,8 +135,34 @@ def _load_head_layer(source: str, module: dict, revision: str | None) -> _HeadLa
             raise ModelLoadError(f"{source}: unsupported Dense activation {activation}")
     else:
         layer = torch.nn.LayerNorm(cfg["dimension"])
-        layer.load_state_dict({k.removeprefix("norm."): v for k, v in state.items()})
+        _load_weights(layer, {k.removeprefix("norm."): v for k, v in state.items()}, source, folder)
     return _HeadLayer(kind, layer.eval())
+
+
+def _head_config(source: str, folder: str, kind: str, revision: str | None) -> dict:
+    """A head layer's config.json, read bounded and checked (sizes are positive integers)."""
+    from benchmark.st_config import read_json
+
+    where = f"{folder}/config.json" if folder else "config.json"
+    cfg = read_json(source, where, revision)
+    if cfg is None:
+        raise ModelLoadError(f"{source}: no {where} for its {kind} head layer")
+    needed = ("in_features", "out_features") if kind == "dense" else ("dimension",)
+    if any(type(cfg.get(k)) is not int or not 0 < cfg[k] <= 1 << 20 for k in needed):
+        raise ModelLoadError(f"{source}: {where} needs {' and '.join(needed)} (positive integers)")
+    if not isinstance(cfg.get("bias", True), bool) or not isinstance(
+        cfg.get("activation_function", ""), str
+    ):
+        raise ModelLoadError(f"{source}: {where}: bias must be true/false, activation_function a name")
+    return cfg
+
+
+def _load_weights(layer, state: dict, source: str, folder: str) -> None:
+    try:
+        layer.load_state_dict(state)
+    except RuntimeError as exc:  # missing, extra or mis-shaped tensors
+        raise ModelLoadError(f"{source}: the weights in {folder}/ do not fit its config.json "
+                             f"({str(exc).splitlines()[0][:120]})") from exc
 
 
 def load_head(source: str, config: DenseConfig, revision: str | None) -> list[_HeadLayer]:
@@ -159,6 +183,8 @@ def load_head(source: str, config: DenseConfig, revision: str | None) -> list[_H
 class HFEncoder:
     """One transformer with its tokenizer, pooling and head (a card may use two of these)."""
 
+    backend = "torch"  # which backend computes the vectors (OpenVinoEncoder: "openvino")
+
     def __init__(self, checkpoint: str, config: DenseConfig, device: str, role: Role) -> None:
         from transformers import AutoConfig, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -169,6 +195,8 @@ class HFEncoder:
         self.device = device
         self.checkpoint = checkpoint
         self._tokenizer_lock = threading.Lock()
+        # what the backend wants recorded (a fallback's reason, conversion facts)
+        self.backend_info: dict = {}
         source, self.origin = resolve_checkpoint(checkpoint, config.local_package, config.revision)
         revision = config.revision if self.origin == "hub" else None
         try:
@@ -181,6 +209,10 @@ class HFEncoder:
             self.head = load_head(source, config, revision)
         except (OSError, ValueError) as exc:
             raise load_failure(checkpoint, config.revision, exc) from exc
+        except pickle.UnpicklingError as exc:  # a pickled pytorch_model.bin: refused, one line
+            from benchmark.st_config import pickle_refused
+
+            raise pickle_refused(f"cannot load checkpoint {checkpoint}") from exc
         self.model.eval().to(device)
         for layer in self.head:
             layer.module.to(device)
@@ -192,6 +224,11 @@ class HFEncoder:
     @property
     def dtype(self) -> str:
         return str(next(self.model.parameters()).dtype).removeprefix("torch.")
+
+    @property
+    def model_config(self):
+        """The transformers config (layers, widths), whichever backend runs the model."""
+        return self.model.config
 
     def _forward(self, inputs):
         return self.model(**inputs)
@@ -208,16 +245,16 @@ class HFEncoder:
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / torch.clamp(mask.sum(dim=1), min=1e-9)
 
-    def _tokenize(self, batch: list[EncoderInput], max_length: int):
+    def _tokenize(self, batch: list[EncoderInput], max_length: int, tensors: str = "pt"):
         if batch and isinstance(batch[0], tuple):
             titles = [t for t, _ in batch]
             texts = [x for _, x in batch]
             return self._tokenize_locked(
                 titles, texts, padding=True, truncation="longest_first", max_length=max_length,
-                return_tensors="pt",
+                return_tensors=tensors,
             )
         return self._tokenize_locked(
-            batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            batch, padding=True, truncation=True, max_length=max_length, return_tensors=tensors
         )
 
     def embed_batch(self, batch: list[EncoderInput], max_length: int):
@@ -325,6 +362,18 @@ class DupMaeEncoder(HFEncoder):
         return torch.cat([dense.float(), self.config.dupmae_sparse_weight * kept], dim=-1)
 
 
-def load_encoder(checkpoint: str, config: DenseConfig, device: str, role: Role) -> HFEncoder:
+def load_encoder(
+    checkpoint: str, config: DenseConfig, device: str, role: Role, backend: str = "torch",
+    weights: str | None = None, strict: bool = False,
+) -> HFEncoder:
+    """The encoder of one role. backend "openvino" (CPU only) needs `weights`, the identity the
+    conversion cache is keyed by; it may return a torch encoder whose backend_info["fallback"]
+    says why (`strict`: an error instead)."""
+    if backend == "openvino":
+        from benchmark.retrievers.openvino_backend import load_openvino_encoder
+
+        if weights is None:
+            raise ValueError("the openvino backend needs the weights identity for its cache key")
+        return load_openvino_encoder(checkpoint, config, role, weights, strict)
     cls = DupMaeEncoder if config.encoder == "dupmae" else HFEncoder
     return cls(checkpoint, config, device, role)

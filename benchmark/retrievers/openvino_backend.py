@@ -1,0 +1,517 @@
+"""The OpenVINO backend: convert a dense encoder once, check parity, cache it, encode with it.
+
+What is converted is the whole text -> vector function of one encoder: the transformer forward
+pass plus the card's pooling, post-pooling head and L2 normalisation, traced from the very
+torch code the torch backend runs (HFEncoder._forward / pool / head), so every encoder kind
+converts the same way: shared BERT-like and DPR encoders, T5 with its Dense head, DupMAE's
+[CLS] ++ top-k vocabulary vector. Tokenisation stays with the Hugging Face tokenizer.
+
+Three things keep the vectors those of torch, checked rather than assumed:
+- `save_model(..., compress_to_fp16=False)`: the default stores fp16 weights;
+- `INFERENCE_PRECISION_HINT=f32`: on CPUs with AVX512_BF16 or AMX OpenVINO otherwise runs in
+  bf16 (here: max diff 1.2e-3 instead of 1.5e-7); after compiling, the hint AND the runtime
+  precision of every executed node are read back and any bf16/f16 node is a failure;
+- parity on first conversion: a fixed sample (the embedded tiny task's queries and passages,
+  plus passages long enough to be truncated) is encoded by both backends, and the L2-normalised
+  vectors must agree within PARITY_TOLERANCE (and the norms in relative terms), else the card
+  stays on torch and the reason is cached, so the next run does not convert again to learn it.
+
+Cache: $MAEBENCH_HOME/openvino/models/<key>/ holds model.xml, model.bin and meta.json (sha256
+of both files, parity numbers, conversion seconds). The key covers the weights identity (hub id +
+revision, or the sha256 of every file of a local checkpoint), everything of the card that is
+inside the graph (encoder kind, role for separate encoders, pooling, head, normalisation,
+DupMAE settings, dtype) and the converter (openvino, torch and transformers versions, and
+CONVERTER_FORMAT). A folder is written under a temporary name and renamed into place, and read
+only after both files match meta.json's sha256: a truncated or damaged model is rebuilt, never
+used. OpenVINO's compiled blobs go to $MAEBENCH_HOME/openvino/blobs (its CACHE_DIR), which
+saves the compile step on later runs.
+
+Inference mirrors the torch CPU path: length-sorted batches of at most CPU_BATCH_CAP texts, one
+stream per core with one thread each (a batch is computed by one thread, so its bits do not
+depend on the core count), fed through an AsyncInferQueue while the next batch is tokenised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.errors import ModelLoadError
+from benchmark.registry import DenseConfig
+from benchmark.retrievers.encoders import EncoderInput, HFEncoder, Role
+
+log = logging.getLogger(__name__)
+
+CONVERTER_FORMAT = 1  # bump when the converted graph changes for the same inputs
+PARITY_TOLERANCE = 1e-5  # max abs diff of L2-normalised vectors, torch vs OpenVINO
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+LOW_PRECISIONS = {"bf16", "f16"}
+
+_core = None
+
+
+def cache_root() -> Path:
+    from benchmark.paths import home_dir
+
+    return home_dir() / "openvino"
+
+
+def _versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name in ("openvino", "torch", "transformers"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def conversion_key(weights: str, config: DenseConfig, role: Role) -> dict:
+    """Everything that changes the converted graph (see the module docstring)."""
+    return {
+        "format": CONVERTER_FORMAT,
+        "weights": weights,
+        "encoder": config.encoder,
+        "role": role if config.encoder == "separate" else "any",
+        "pooling": config.pooling,
+        "head": list(config.head),
+        "normalize": config.normalize,
+        "dupmae": [config.dupmae_sparse_weight, config.dupmae_sparse_top_k],
+        "dtype": config.dtype,
+        "versions": _versions(),
+    }
+
+
+def _digest(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def model_folder(weights: str, config: DenseConfig, role: Role) -> Path:
+    return cache_root() / "models" / _digest(conversion_key(weights, config, role))[:32]
+
+
+def _read_meta(folder: Path, digest: str) -> dict | None:
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("digest") == digest else None
+
+
+def recorded_failure(weights: str, config: DenseConfig, role: Role) -> str | None:
+    """Why this encoder did not convert (or failed parity) with this converter, if it was tried
+    before: cheap (one small file), so the backend choice needs no conversion to know it."""
+    key = conversion_key(weights, config, role)
+    meta = _read_meta(model_folder(weights, config, role), _digest(key))
+    return meta.get("failure") if meta else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _damage(folder: Path, meta: dict) -> str | None:
+    """What is wrong with a cached model's files (None: both match meta.json's sha256)."""
+    for name, expected in (meta.get("files") or {}).items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if _sha256(path) != expected:
+            return f"{name} does not match its sha256"
+    if set(meta.get("files") or {}) != {"model.xml", "model.bin"}:
+        return "meta.json lists the wrong files"
+    return None
+
+
+def _publish(tmp: Path, folder: Path) -> None:
+    """Rename a finished temporary folder into place (atomic: a reader sees all or nothing). If
+    another process published first, keep its copy when it is sound, else replace it."""
+    try:
+        os.rename(tmp, folder)
+        return
+    except OSError:
+        pass
+    meta = _read_meta(folder, json.loads((tmp / "meta.json").read_text())["digest"])
+    if meta is not None and (meta.get("failure") or _damage(folder, meta) is None):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    os.rename(tmp, folder)
+
+
+def _clean_stale(root: Path) -> None:
+    """Temporary folders of conversions whose process died (kill -9 mid-conversion)."""
+    for tmp in root.glob(".*.tmp"):
+        try:
+            pid = int(tmp.name.rsplit(".", 2)[-2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
+# -- compiling and checking precision --------------------------------------------------------
+
+
+def core():
+    global _core
+    if _core is None:
+        import openvino as ov
+
+        _core = ov.Core()
+    return _core
+
+
+def _threads() -> int:
+    import torch  # the tokenizer already imported it; its thread count is the user's setting
+
+    return max(1, torch.get_num_threads())
+
+
+def compile_model(xml: Path, threads: int | None = None):
+    """Compile for the CPU in fp32, one single-threaded stream per core, with the blob cache;
+    then read the precision back (a bf16 node anywhere is an error, never a silent result)."""
+    n = threads or _threads()
+    config = {
+        "INFERENCE_PRECISION_HINT": "f32",
+        "PERFORMANCE_HINT": "THROUGHPUT",
+        "NUM_STREAMS": n,
+        "INFERENCE_NUM_THREADS": n,
+        "CACHE_DIR": str(cache_root() / "blobs"),
+    }
+    # compiled from the model object, not the path: OpenVINO's blob cache then hashes the
+    # model's content, so a rebuilt model at the same path never imports a stale blob
+    compiled = core().compile_model(core().read_model(str(xml)), "CPU", config)
+    return compiled, verify_precision(compiled)
+
+
+def verify_precision(compiled) -> dict:
+    import openvino as ov
+
+    hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+    precisions: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ops():
+        rt = op.get_rt_info()
+        if "runtimePrecision" in rt:
+            value = rt["runtimePrecision"].astype(str)
+            precisions[value] = precisions.get(value, 0) + 1
+    low = sorted(LOW_PRECISIONS & set(precisions))
+    if hint != ov.Type.f32 or low:
+        raise ModelLoadError(
+            f"OpenVINO compiled the encoder with precision hint {hint} and {low or 'no'} "
+            "low-precision nodes; fp32 was asked for"
+        )
+    return {"inference_precision": "f32", "node_precisions": dict(sorted(precisions.items())),
+            "streams": int(compiled.get_property("NUM_STREAMS")),
+            "threads": int(compiled.get_property("INFERENCE_NUM_THREADS"))}
+
+
+# -- the encoder -----------------------------------------------------------------------------
+
+
+class OpenVinoEncoder(HFEncoder):
+    """HFEncoder's batching and ordering (encode), with the forward pass, pooling, head and
+    normalisation running as one compiled OpenVINO model."""
+
+    backend = "openvino"
+
+    def __init__(self, parts: dict, compiled, info: dict) -> None:  # noqa: D107 - no torch load
+        import threading
+
+        self.config = parts["config"]
+        self.device = "cpu"
+        self.checkpoint = parts["checkpoint"]
+        self.origin = parts["origin"]
+        self.tokenizer = parts["tokenizer"]
+        self.model_class = parts["model_class"]
+        self._model_config = parts["model_config"]
+        self._tokenizer_lock = threading.Lock()
+        self.head = []  # inside the compiled graph
+        self.model = None
+        self.compiled = compiled
+        self.input_names = [_input_name(port) for port in compiled.inputs]
+        self.requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self.backend_info = info
+
+    @property
+    def dtype(self) -> str:
+        return "float32"
+
+    @property
+    def model_config(self):
+        return self._model_config
+
+    def _inputs(self, batch: list[EncoderInput], max_length: int) -> dict:
+        encoded = self._tokenize(batch, max_length, tensors="np")
+        return {name: np.ascontiguousarray(encoded[name], dtype=np.int64)
+                for name in self.input_names}
+
+    def embed_batch(self, batch: list[EncoderInput], max_length: int) -> np.ndarray:
+        return np.array(self.compiled(self._inputs(batch, max_length))[0], dtype=np.float32)
+
+    def _embed_batches(self, batches: list[list[EncoderInput]], max_length: int,
+                       done: Callable[[int], object]) -> list[np.ndarray]:
+        import openvino as ov
+
+        results: list[np.ndarray | None] = [None] * len(batches)
+
+        def finished(request, index: int) -> None:
+            # the request's output buffer is reused by its next batch: copy it out now
+            results[index] = np.array(request.get_output_tensor(0).data, dtype=np.float32)
+            done(1)
+
+        queue = ov.AsyncInferQueue(self.compiled, max(1, self.requests))
+        queue.set_callback(finished)
+        for index, batch in enumerate(batches):
+            queue.start_async(self._inputs(batch, max_length), userdata=index)
+        queue.wait_all()
+        if any(r is None for r in results):
+            raise ModelLoadError("OpenVINO returned no vectors for some batches")
+        return results  # type: ignore[return-value]
+
+
+def _input_name(port) -> str:
+    """The tokenizer field an input takes (a traced input may carry extra tensor names, e.g.
+    '35' beside 'attention_mask', and get_any_name() may return either)."""
+    names = set(port.get_names())
+    for name in INPUT_NAMES:
+        if name in names:
+            return name
+    raise ModelLoadError(f"the converted model has an unexpected input {sorted(names)}")
+
+
+def _light_parts(checkpoint: str, config: DenseConfig, role: Role) -> dict:
+    """Tokenizer and model class without the weights: a cached model needs nothing more."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from benchmark.retrievers.encoders import _model_class
+    from benchmark.retrievers.weights import load_failure, resolve_checkpoint
+
+    source, origin = resolve_checkpoint(checkpoint, config.local_package, config.revision)
+    revision = config.revision if origin == "hub" else None
+    try:
+        model_config = AutoConfig.from_pretrained(source, revision=revision)
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+    except (OSError, ValueError) as exc:
+        raise load_failure(checkpoint, config.revision, exc) from exc
+    return {"config": config, "checkpoint": checkpoint, "origin": origin, "tokenizer": tokenizer,
+            "model_config": model_config,
+            "model_class": _model_class(config, model_config.model_type, role)}
+
+
+def _parts_of(encoder: HFEncoder) -> dict:
+    return {"config": encoder.config, "checkpoint": encoder.checkpoint, "origin": encoder.origin,
+            "tokenizer": encoder.tokenizer, "model_class": encoder.model_class,
+            "model_config": encoder.model.config}
+
+
+# -- parity ----------------------------------------------------------------------------------
+
+
+def parity_sample(config: DenseConfig, role: Role) -> list[tuple[list[EncoderInput], int]]:
+    """Fixed texts in the card's format, grouped by max length: the embedded tiny task's
+    queries (query role) and passages (passage role; both for one shared encoder), plus four
+    passages long enough to be truncated at the card's passage max length."""
+    from benchmark.data import load_corpus, load_queries
+    from benchmark.paths import EMBEDDED_DATA_DIR
+    from benchmark.retrievers.base import document_text
+
+    tiny = EMBEDDED_DATA_DIR / "tiny"
+    groups: list[tuple[list[EncoderInput], int]] = []
+    roles = {role} if config.encoder == "separate" else {"query", "passage"}
+    if "query" in roles:
+        queries = list(load_queries(tiny / "queries.jsonl").values())
+        groups.append(([config.query_prefix + q for q in queries], config.query_max_length))
+    if "passage" in roles:
+        docs = list(load_corpus(tiny / "corpus.jsonl").values())
+        long_text = " ".join(d.text for d in docs)
+        docs += [type(docs[0])(d.title, long_text) for d in docs[:4]]
+        if config.title == "pair":
+            passages: list[EncoderInput] = [(config.passage_prefix + d.title, d.text) for d in docs]
+        else:
+            passages = [config.passage_prefix + document_text(d, config.title, config.title_separator)
+                        for d in docs]
+        groups.append((passages, config.passage_max_length))
+    return groups
+
+
+def parity(reference: HFEncoder, candidate: HFEncoder, config: DenseConfig, role: Role) -> dict:
+    """Max abs diff of the L2-normalised vectors and max relative diff of their norms."""
+    worst, worst_norm, count = 0.0, 0.0, 0
+    for texts, max_length in parity_sample(config, role):
+        a = reference.encode(texts, max_length, config.batch_size, "parity").astype(np.float64)
+        b = candidate.encode(texts, max_length, config.batch_size, "parity").astype(np.float64)
+        if a.shape != b.shape:
+            return {"passed": False, "reason": f"shapes differ ({a.shape} vs {b.shape})"}
+        na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+        diff = np.abs(a / np.maximum(na, 1e-12)[:, None] - b / np.maximum(nb, 1e-12)[:, None])
+        worst = max(worst, float(diff.max()))
+        worst_norm = max(worst_norm, float(np.max(np.abs(nb - na) / np.maximum(na, 1e-12))))
+        count += len(texts)
+    passed = worst <= PARITY_TOLERANCE and worst_norm <= PARITY_TOLERANCE
+    return {"passed": passed, "max_abs_diff_normalised": worst,
+            "max_rel_diff_norm": worst_norm, "tolerance": PARITY_TOLERANCE, "texts": count}
+
+
+# -- conversion ------------------------------------------------------------------------------
+
+
+def _graph_module(encoder: HFEncoder):
+    """The encoder's text -> vector function as one torch module, for tracing."""
+    import torch
+
+    class EncoderGraph(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = encoder.model
+            self.head = torch.nn.ModuleList([layer.module for layer in encoder.head])
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None:
+                inputs["token_type_ids"] = token_type_ids
+            pooled = encoder.pool(encoder._forward(inputs), attention_mask).float()
+            for layer in self.head:
+                pooled = layer(pooled).float()
+            if encoder.config.normalize:
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
+            return pooled
+
+    return EncoderGraph().eval()
+
+
+def convert(encoder: HFEncoder, xml: Path) -> None:
+    """Trace and save the encoder (fp32 weights kept: compress_to_fp16=False)."""
+    import openvino as ov
+    import torch
+
+    texts = ["an example text to trace the encoder", "a shorter one"]
+    if encoder.config.title == "pair":
+        texts = [("a title", texts[0]), ("title", texts[1])]
+    example = encoder._tokenize(texts, 32, tensors="pt")
+    example = {name: example[name] for name in INPUT_NAMES if name in example}
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings about shape-dependent Python values
+        model = ov.convert_model(_graph_module(encoder), example_input=example)
+    ov.save_model(model, str(xml), compress_to_fp16=False)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def load_openvino_encoder(
+    checkpoint: str, config: DenseConfig, role: Role, weights: str, strict: bool = False,
+) -> HFEncoder:
+    """The OpenVINO encoder from the cache, else converted, checked and cached now; the torch
+    encoder (with backend_info["fallback"] saying why) when it does not convert or fails
+    parity. `strict` (an explicit --backend openvino) turns the fallback into an error."""
+    from benchmark.errors import MaebenchError
+    from benchmark.retrievers.encoders import load_encoder
+
+    key = conversion_key(weights, config, role)
+    digest = _digest(key)
+    root = cache_root() / "models"
+    folder = root / digest[:32]
+    meta = _read_meta(folder, digest)
+    rebuilt = None
+    if meta is not None and meta.get("failure"):
+        return _fall_back(checkpoint, config, role, meta["failure"], strict)
+    if meta is not None:
+        damage = _damage(folder, meta)
+        if damage is None:
+            try:
+                compiled, precision = compile_model(folder / "model.xml")
+            except MaebenchError:
+                raise
+            except Exception as exc:  # an unreadable model is as good as a corrupt one
+                damage = f"unreadable ({_one_line(exc)})"
+            else:
+                info = {"cache": "hit", "model": str(folder), **precision,
+                        "parity": meta.get("parity"), "openvino": key["versions"]["openvino"]}
+                return OpenVinoEncoder(_light_parts(checkpoint, config, role), compiled, info)
+        log.warning("cached OpenVINO model %s is damaged (%s); converting it again", folder, damage)
+        rebuilt = damage
+    elif folder.exists():
+        rebuilt = "meta.json missing or unreadable"
+        log.warning("cached OpenVINO model %s has no valid meta.json; converting it again", folder)
+
+    reference = load_encoder(checkpoint, config, "cpu", role)
+    root.mkdir(parents=True, exist_ok=True)
+    _clean_stale(root)
+    tmp = root / f".{digest[:32]}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    meta = {"digest": digest, "key": key, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    try:
+        start = time.perf_counter()
+        convert(reference, tmp / "model.xml")
+        seconds = time.perf_counter() - start
+        compiled, precision = compile_model(tmp / "model.xml")
+        candidate = OpenVinoEncoder(_parts_of(reference), compiled, {})
+        check = parity(reference, candidate, config, role)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to convert means: stay on torch
+        reason = f"conversion failed ({_one_line(exc)})"
+        if isinstance(exc, OSError):  # disk full, permissions: not a property of the model
+            shutil.rmtree(tmp, ignore_errors=True)
+            return _fall_back(checkpoint, config, role, reason, strict, reference)
+        return _record_failure(tmp, folder, meta, reason, checkpoint, config, role, strict, reference)
+    if not check["passed"]:
+        reason = check.get("reason") or (
+            f"parity check failed (max abs diff {check['max_abs_diff_normalised']:.2e} of "
+            f"normalised vectors, norms {check['max_rel_diff_norm']:.2e}; tolerance "
+            f"{PARITY_TOLERANCE:g})")
+        meta["parity"] = check
+        return _record_failure(tmp, folder, meta, reason, checkpoint, config, role, strict, reference)
+    meta |= {"files": {n: _sha256(tmp / n) for n in ("model.xml", "model.bin")},
+             "parity": check, "conversion_seconds": round(seconds, 3)}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    _publish(tmp, folder)
+    candidate.backend_info = {
+        "cache": "converted", "conversion_seconds": round(seconds, 3), "model": str(folder),
+        **precision, "parity": check, "openvino": key["versions"]["openvino"],
+    }
+    if rebuilt:
+        candidate.backend_info["rebuilt_because"] = rebuilt
+    return candidate
+
+
+def _record_failure(tmp: Path, folder: Path, meta: dict, reason: str, checkpoint: str,
+                    config: DenseConfig, role: Role, strict: bool, reference: HFEncoder):
+    """Cache the reason (a folder with meta.json only), then fall back to torch."""
+    for name in ("model.xml", "model.bin"):
+        (tmp / name).unlink(missing_ok=True)
+    meta["failure"] = reason
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    _publish(tmp, folder)
+    return _fall_back(checkpoint, config, role, reason, strict, reference)
+
+
+def _fall_back(checkpoint: str, config: DenseConfig, role: Role, reason: str, strict: bool,
+               reference: HFEncoder | None = None) -> HFEncoder:
+    from benchmark.errors import MaebenchError
+    from benchmark.retrievers.encoders import load_encoder
+
+    if strict:
+        raise MaebenchError(f"--backend openvino: {reason}; run with --backend torch")
+    encoder = reference or load_encoder(checkpoint, config, "cpu", role)
+    encoder.backend_info = {"fallback": reason}
+    return encoder
