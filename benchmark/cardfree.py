@@ -135,20 +135,38 @@ _CHOICES = {
 
 
 def _yaml_value(value: Any) -> str:
+    """One value as a YAML flow scalar or sequence: JSON text with every non-ASCII character
+    escaped (JSON is valid YAML flow), so no value can end its line or open another key."""
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
-    return json.dumps(value)  # a JSON scalar is a valid YAML flow scalar
+    if value is not None and not isinstance(value, str | bool | int | float):
+        raise MaebenchError(f"cannot write a {type(value).__name__} into a card")
+    return json.dumps(value, ensure_ascii=True)
+
+
+def _comment(text: str) -> str:
+    """Text that came from outside (a checkpoint's files, a folder name) made safe for a YAML
+    comment: one line, every control or non-ASCII character escaped (YAML also ends a line at
+    NEL, LS and PS), so it can never start a key of its own."""
+    return str(text).encode("unicode_escape").decode("ascii")
 
 
 def card_yaml(checkpoint: str, name: str, settings: dict[str, Inferred], st: STConfig,
               family: str | None = None, description: str | None = None) -> str:
     """A draft card: inferred fields commented with their origin, unknown ones left blank and
-    marked REQUIRED (a blank fails validation, so the card cannot be used until filled in)."""
+    marked REQUIRED (a blank fails validation, so the card cannot be used until filled in).
+
+    Every value is written as escaped JSON and every comment escaped to one line (_yaml_value,
+    _comment); the text is then parsed back and must give exactly the keys and values meant,
+    so text from a checkpoint can never add or change a key."""
     check_name(name, "--name", MaebenchError)
+    meant: dict[str, Any] = {}
 
     def line(key: str, value: Any, comment: str, indent: str = "") -> str:
+        (meant.setdefault("retriever", {}) if indent else meant)[key] = (
+            list(value) if isinstance(value, tuple) else value)
         text = f"{indent}{key}: {'' if value is None else _yaml_value(value)}"
-        return f"{text:<44} # {comment}" if comment else text
+        return f"{text:<44} # {_comment(comment)}" if comment else text
 
     def required(key: str, choices: str, indent: str = "") -> str:
         return line(key, None, f"REQUIRED ({choices})", indent)
@@ -156,7 +174,7 @@ def card_yaml(checkpoint: str, name: str, settings: dict[str, Inferred], st: STC
     origin = ("its sentence-transformers configuration" if st.has_st
               else "config.json only (no sentence-transformers configuration)")
     lines = [
-        f"# Drafted by `maebench card new` from {checkpoint} ({origin}).",
+        f"# Drafted by `maebench card new` from {_comment(checkpoint)} ({origin}).",
         "# Fill in every REQUIRED blank; check each inferred value against the paper.",
         line("name", name, "must match the file name"),
         line("display_name", name, "shown on the leaderboard"),
@@ -193,5 +211,18 @@ def card_yaml(checkpoint: str, name: str, settings: dict[str, Inferred], st: STC
         lines.append(line("head", list(head.value), head.source, "  "))
     lines.append(line("dtype", "float32", "scores are computed in fp32 whatever this is", "  "))
     for note in st.notes:
-        lines.append(f"# WARNING: {note}")
-    return "\n".join(lines) + "\n"
+        lines.append(f"# WARNING: {_comment(note)}")
+    text = "\n".join(lines) + "\n"
+    _check_round_trip(text, meant)
+    return text
+
+
+def _check_round_trip(text: str, meant: dict[str, Any]) -> None:
+    import yaml
+
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise MaebenchError(f"the drafted card is not valid YAML ({type(exc).__name__})") from exc
+    if parsed != meant:
+        raise MaebenchError("the drafted card does not read back as written; refusing to write it")

@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import logging
 import os
+import pickle
 import sys
 
 import typer
@@ -104,6 +105,10 @@ def main() -> None:
         _fail(f"{where}{exc.strerror or type(exc).__name__}", 2)
     except (RecursionError, MemoryError) as exc:
         _fail(f"input too large or too deeply nested ({type(exc).__name__})", 2)
+    except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) refused a pickle
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        _fail("a pickle file (.bin/.pt: weights, optimizer or trainer state) holds objects other "
+              f"than plain tensors{where}; refused (maebench loads weights only, never code)", 2)
     except Exception as exc:
         if os.environ.get("MAEBENCH_DEBUG"):
             raise

@@ -27,6 +27,7 @@ METRIC_KEYS: dict[str, str] = {
     "MAP@100": "map_at_100",
 }
 NO_REVISION = "no_revision_available"  # what mteb writes when a model has no revision
+MAX_MTEB_FILE_BYTES = 16 << 20  # one task's scores: a few KB
 
 
 def mteb_folder_name(result: Result) -> tuple[str, str]:
@@ -90,11 +91,13 @@ def _task_by_mteb_name() -> dict[str, TaskSpec]:
 
 def mteb_cells(path: Path, model: str, checkpoint: str | None, origin_path: str) -> list[dict]:
     """The reported-schema cells for one MTEB result file (catalog tasks and metrics only)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        task_name = data["task_name"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise MaebenchError(f"{path}: not an MTEB result file ({exc})") from exc
+    from benchmark.paths import load_json_bounded
+
+    # bounded, regular files only: `import-mteb /dev/zero` or a FIFO used to hang
+    data = load_json_bounded(path, MAX_MTEB_FILE_BYTES, "MTEB result file", error=MaebenchError)
+    task_name = data.get("task_name") if isinstance(data, dict) else None
+    if not isinstance(task_name, str):
+        raise MaebenchError(f"{path}: not an MTEB result file (no task_name)")
     task = _task_by_mteb_name().get(task_name)
     if task is None:
         return []

@@ -13,7 +13,7 @@ and to check a card against the checkpoint it names before every dense run.
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,12 +48,39 @@ class STConfig:
         return self.settings[key].value if key in self.settings else None
 
 
+MAX_CONFIG_BYTES = 4 << 20  # a configuration file is a few hundred bytes
+
+
+def link_root(folder: Path) -> Path:
+    """Where the files of a checkpoint folder may point: the folder itself, or for a Hugging
+    Face cache snapshot (<repo>/snapshots/<commit>/, whose files link to <repo>/blobs/) the
+    repository folder."""
+    return folder.parent.parent if folder.parent.name == "snapshots" else folder
+
+
+def checkpoint_file(source: str, filename: str, *, allow_root: bool = False) -> str:
+    """`filename` (a name from the checkpoint's own files, e.g. a modules.json `path` +
+    '/config.json') checked to stay inside the checkpoint (benchmark.paths.confine): not
+    absolute, no '..', no symlink out of a local folder. Returned relative, as given."""
+    from benchmark.paths import confine
+
+    local = Path(source)
+    root = local if local.is_dir() else Path("/checkpoint")  # a hub id: the name alone is checked
+    confine(root, filename, "file", error=ModelLoadError, allow_root=allow_root,
+            link_root=link_root(local) if local.is_dir() else None)
+    if Path(filename).is_absolute():
+        raise ModelLoadError(f"{source}: file {filename!r} is an absolute path")
+    return filename
+
+
 def _fetch(source: str, filename: str, revision: str | None) -> Path | None:
     """A file of a local folder or of a hub checkpoint (cache only when HF_HUB_OFFLINE=1)."""
+    checkpoint_file(source, filename)
     local = Path(source)
     if local.is_dir():
         path = local / filename
-        return path if path.is_file() else None
+        # a FIFO, a device or a folder under that name is refused when read, not skipped
+        return path if os.path.lexists(path) else None
     from transformers.utils import cached_file
 
     try:
@@ -67,14 +94,43 @@ def _fetch(source: str, filename: str, revision: str | None) -> Path | None:
     return Path(found) if found else None
 
 
-def _json(source: str, filename: str, revision: str | None) -> Any:
+def read_json(source: str, filename: str, revision: str | None, kind: type = dict) -> Any:
+    """One JSON file of the checkpoint (None when absent), read bounded, and of type `kind`
+    (a JSON object or list): a hostile file is one line, never a crash further on."""
+    from benchmark.paths import load_json_bounded
+
     path = _fetch(source, filename, revision)
     if path is None:
         return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{source}: unreadable {filename} ({type(exc).__name__})") from exc
+    data = load_json_bounded(path, MAX_CONFIG_BYTES, filename, error=ModelLoadError)
+    if not isinstance(data, kind):
+        what = "an object" if kind is dict else "a list"
+        raise ModelLoadError(f"{source}: {filename} is not {what} ({type(data).__name__})")
+    return data
+
+
+
+def pickle_refused(where: str) -> ModelLoadError:
+    """The one-line refusal of a pickle that holds more than tensors (torch.load with
+    weights_only=True refuses it; maebench never loads it any other way)."""
+    return ModelLoadError(f"{where}: a pickle file (.bin/.pt) holds objects other than plain "
+                          "tensors; refused (maebench loads weights only, never code); convert "
+                          "the weights to safetensors")
+
+
+def read_modules(source: str, revision: str | None) -> list[dict] | None:
+    """modules.json (None without one): a list of objects, each with a string `type` and a
+    `path` that stays inside the checkpoint (checkpoint_file), else one ModelLoadError."""
+    modules = read_json(source, "modules.json", revision, list)
+    if modules is None:
+        return None
+    for index, module in enumerate(modules):
+        if not (isinstance(module, dict) and isinstance(module.get("type"), str)
+                and isinstance(module.get("path", ""), str)):
+            raise ModelLoadError(f"{source}: modules.json entry {index} is not an object with a "
+                                 "string type and path")
+        checkpoint_file(source, module.get("path", ""), allow_root=True)
+    return modules
 
 
 def _pooling(cfg: dict) -> tuple[str | None, str]:
@@ -93,23 +149,22 @@ def read_st_config(checkpoint: str, source: str | None = None,
                    revision: str | None = None) -> STConfig:
     """Read the ST configuration of `checkpoint` (found at `source`, default the id itself)."""
     source = source or checkpoint
-    modules = _json(source, "modules.json", revision)
-    out = STConfig(checkpoint, has_st=isinstance(modules, list))
+    modules = read_modules(source, revision)
+    out = STConfig(checkpoint, has_st=modules is not None)
     s = out.settings
-    model_cfg = _json(source, "config.json", revision) or {}
-    model_type = model_cfg.get("model_type") if isinstance(model_cfg, dict) else None
-    if model_type:
+    model_cfg = read_json(source, "config.json", revision) or {}
+    model_type = model_cfg.get("model_type")
+    if isinstance(model_type, str) and model_type:
         s["encoder"] = Inferred("t5" if model_type == "t5" else "shared",
                                 f"config.json model_type {model_type}")
     if not out.has_st:
         return out
-    types = [(str(m.get("type", "")).rsplit(".", 1)[-1], str(m.get("path", "")))
-             for m in modules if isinstance(m, dict)]
+    types = [(m["type"].rsplit(".", 1)[-1], m.get("path", "")) for m in modules]
     pooling_dirs = [path for kind, path in types if kind == "Pooling"]
     if pooling_dirs:
-        cfg = _json(source, f"{pooling_dirs[0]}/config.json", revision) or {}
+        where = f"{pooling_dirs[0]}/config.json" if pooling_dirs[0] else "config.json"
+        cfg = read_json(source, where, revision) or {}
         pooling, raw = _pooling(cfg)
-        where = f"{pooling_dirs[0]}/config.json"
         if pooling is None:
             out.notes.append(f"{where} pools by '{raw}', which maebench does not implement")
         else:
@@ -124,13 +179,16 @@ def read_st_config(checkpoint: str, source: str | None = None,
     )
     head = tuple(ST_HEAD_TYPES[kind] for kind, _ in types if kind in ST_HEAD_TYPES)
     s["head"] = Inferred(head, f"modules.json modules {[k for k, _ in types]}")
-    sbert = _json(source, "sentence_bert_config.json", revision) or {}
-    if isinstance(sbert.get("max_seq_length"), int):
+    sbert = read_json(source, "sentence_bert_config.json", revision) or {}
+    if type(sbert.get("max_seq_length")) is int and sbert["max_seq_length"] > 0:
         for side in ("query_max_length", "passage_max_length"):
             s[side] = Inferred(sbert["max_seq_length"], "sentence_bert_config.json max_seq_length")
-    st_cfg = _json(source, "config_sentence_transformers.json", revision) or {}
+    st_cfg = read_json(source, "config_sentence_transformers.json", revision) or {}
     prompts = st_cfg.get("prompts") if isinstance(st_cfg.get("prompts"), dict) else {}
     file = "config_sentence_transformers.json"
+    for key, prompt in prompts.items():
+        if not isinstance(prompt, str):
+            raise ModelLoadError(f"{source}: {file} prompts.{key} is not a string")
     s["query_prefix"] = (Inferred(prompts["query"], f"{file} prompts.query") if "query" in prompts
                          else Inferred("", f"{file} has no query prompt", stated=False))
     passage = next((p for p in PASSAGE_PROMPTS if p in prompts), None)
