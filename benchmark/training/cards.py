@@ -31,9 +31,11 @@ def is_msmarco_family(task: str | None) -> bool:
     return spec.name == "msmarco" or spec.path == "msmarco"
 
 
-def eval_lengths(recipe: Recipe, backbone: DenseConfig, task: str | None = None) -> tuple[int, int]:
+def eval_lengths(recipe: Recipe, backbone: DenseConfig, task: str | None = None,
+                 max_positions: int | None = None) -> tuple[int, int]:
     """The query/passage lengths the new card evaluates with (the recipe says which; `task`
-    picks them by the task the model is trained for: see BEIR_EVAL_LENGTHS)."""
+    picks them by the task the model is trained for: see BEIR_EVAL_LENGTHS), never beyond the
+    model's position embeddings (`max_positions`: a small backbone may have fewer than 256)."""
 
     def pick(value, training: int, original: int, beir: int) -> int:
         if value == "training":
@@ -44,17 +46,20 @@ def eval_lengths(recipe: Recipe, backbone: DenseConfig, task: str | None = None)
             return training if task is None or is_msmarco_family(task) else beir
         return int(value)
 
-    return (
+    lengths = (
         pick(recipe.eval_query_max_length, recipe.query_max_length, backbone.query_max_length,
              BEIR_EVAL_LENGTHS[0]),
         pick(recipe.eval_passage_max_length, recipe.passage_max_length, backbone.passage_max_length,
              BEIR_EVAL_LENGTHS[1]),
     )
+    if max_positions:
+        return min(lengths[0], max_positions), min(lengths[1], max_positions)
+    return lengths
 
 
 def eval_config(backbone: DenseConfig, recipe: Recipe, checkpoint: str, revision: str | None,
-                task: str | None = None) -> DenseConfig:
-    query_len, passage_len = eval_lengths(recipe, backbone, task)
+                task: str | None = None, max_positions: int | None = None) -> DenseConfig:
+    query_len, passage_len = eval_lengths(recipe, backbone, task, max_positions)
     return backbone.model_copy(update={
         "checkpoint": checkpoint,
         "revision": revision,
@@ -78,14 +83,14 @@ def display_name(backbone: ModelCard, recipe: Recipe, task: str, seed: int,
 
 def card_yaml(
     backbone: ModelCard, config: DenseConfig, recipe: Recipe, task: str, seed: int, name: str,
-    digest: str, record: dict,
+    digest: str, record: dict, max_positions: int | None = None,
 ) -> str:
     import yaml
 
     from benchmark.retrievers.weights import SHA256_REVISION, home_checkpoint
 
     retriever = eval_config(config, recipe, home_checkpoint(f"checkpoints/{name}"), SHA256_REVISION + digest,
-                            task)
+                            task, max_positions)
     query_len, passage_len = retriever.query_max_length, retriever.passage_max_length
     card = {
         "name": name,

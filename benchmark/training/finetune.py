@@ -190,9 +190,17 @@ def run_finetune(
         "finished_at": now_utc(),
         "command": command,
     }
-    card_text = card_yaml(backbone, config, resolved, spec.name, seed, name, digest, record)
+    card_text = card_yaml(backbone, config, resolved, spec.name, seed, name, digest, record,
+                          max_positions(source))
     publish(final, weights_dir, card_text, card_path, work)
     return FinetuneResult(card_path, weights_dir, model, steps, record["final_loss"])
+
+
+def max_positions(source: str) -> int | None:
+    """The checkpoint's position embeddings (None when its config does not say)."""
+    from transformers import AutoConfig
+
+    return getattr(AutoConfig.from_pretrained(source), "max_position_embeddings", None)
 
 
 def sha256_of_lines(values: list[str]) -> str:
@@ -351,7 +359,7 @@ def _stage2_negatives(
     if mined is not None:
         return mined
     stage1 = work / "stage1-final"
-    stage1_config = eval_config(config, recipe, str(stage1), None, data.task.name)
+    stage1_config = eval_config(config, recipe, str(stage1), None, data.task.name, max_positions(str(stage1)))
     retriever = DenseRetriever(stage1_config, device=device, name=f"{name} (stage 1)")
     mined = mine_negatives(retriever, data, recipe.stage2_mining_depth)
     if _is_main_process():

@@ -63,12 +63,23 @@ def zero_shot(study: StudySpec, options: StudyOptions) -> Iterator[str]:
         card = study_card(study, name)
         for line in evaluate_card(study, card, options):
             yield f"zero-shot: {line}"
-        diagnostics = read_diagnostics(study)
-        if name not in diagnostics:
-            diagnostics[name] = diagnose(study, card, options)
-            _write_json(diagnostics_path(study), diagnostics)
-            verdict = diagnostics[name]["reason"] or "not collapsed"
-            yield f"diagnostics {name}: cosine {diagnostics[name]['mean_pairwise_cosine']:.3f}, {verdict}"
+        line = record_diagnostics(study, card, options)
+        if line:
+            yield line
+
+
+def record_diagnostics(study: StudySpec, card, options: StudyOptions) -> str | None:
+    """Diagnose `card` (a backbone, or a fine-tuned cell) once, into diagnostics.json; returns
+    a line to print, or None when it was already there."""
+    diagnostics = read_diagnostics(study)
+    if card.name in diagnostics:
+        return None
+    found = diagnose(study, card, options)
+    diagnostics = read_diagnostics(study)  # re-read: nothing else writes it, but stay exact
+    diagnostics[card.name] = found
+    _write_json(diagnostics_path(study), diagnostics)
+    return (f"diagnostics {card.name}: cosine {found['mean_pairwise_cosine']:.3f}, top-10 overlap "
+            f"{found['top10_overlap']:.3f}, {found['reason'] or 'not collapsed'}")
 
 
 def diagnose(study: StudySpec, card, options: StudyOptions) -> dict[str, Any]:

@@ -6,9 +6,11 @@ CPU-seconds (process time, all threads) and FLOPs rather than wall time, which o
 machine measures the load. Per task, contrasts between arms with two-level statistics
 (training.study_stats: fine-tuning seeds resampled within arms, queries jointly across arms):
 the pre-declared primary family, Holm-corrected over that family, and every other pair as a
-secondary family with its own Holm correction. A collapsed backbone or a query-independent
-fine-tuned ranking marks the arm failed: it is reported with its diagnostic and kept out of both
-families, never shown as an ordinary row.
+secondary family with its own Holm correction. A fine-tuned cell whose [CLS] vectors collapsed
+(mean pairwise cosine of a document sample above the spec's threshold) or whose ranking is the
+same for every query marks the arm failed: it is reported with its diagnostic and kept out of
+both families, never shown as an ordinary row. A backbone collapsed before fine-tuning is shown
+beside its zero-shot score (an MLM backbone's [CLS] was never trained for anything).
 """
 
 from __future__ import annotations
@@ -93,8 +95,9 @@ def _arm_entry(study: StudySpec, arm, diagnostics: dict, per_query: dict) -> dic
                              "backbone": backbone, "tasks": {}, "cells": [], "zero_shot": {},
                              "diagnostics": diagnostics.get(backbone), "failed": False, "failure": None}
     failures = []
-    if entry["diagnostics"] and entry["diagnostics"].get("collapsed"):
-        failures.append(f"backbone {backbone}: {entry['diagnostics']['reason']}")
+    # a backbone's own [CLS] may be collapsed before fine-tuning (an MLM backbone's [CLS] was
+    # never trained): shown, and a failure only when the fine-tuned cells stay collapsed
+    entry["backbone_collapsed"] = bool(entry["diagnostics"] and entry["diagnostics"].get("collapsed"))
     for task in study.evaluate:
         zero = _read_result(study, backbone, task) if study.zero_shot else None
         if zero is not None:
@@ -117,6 +120,10 @@ def _arm_entry(study: StudySpec, arm, diagnostics: dict, per_query: dict) -> dic
             if overlap is not None and overlap > study.collapse_overlap:
                 failures.append(f"{cell.finetuned} on {task}: mean top-10 overlap between queries "
                                 f"{overlap:.3f} > {study.collapse_overlap} (query-independent ranking)")
+        found = diagnostics.get(cell.finetuned)
+        row["diagnostics"] = found
+        if found and found.get("collapsed") and found.get("reason"):
+            failures.append(f"{cell.finetuned}: {found['reason']}")
         entry["cells"].append(row)
     for task in study.evaluate:
         scores = [c["scores"][task] for c in entry["cells"] if task in c["scores"]]

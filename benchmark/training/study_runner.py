@@ -27,7 +27,7 @@ from benchmark.training.study import (
     study_card,
     study_models_dir,
 )
-from benchmark.training.study_pilot import read_pilot, run_pilot, zero_shot
+from benchmark.training.study_pilot import read_pilot, record_diagnostics, run_pilot, zero_shot
 from benchmark.training.study_report import write_report
 
 
@@ -109,7 +109,10 @@ def run_cell(cell: Cell, options: StudyOptions) -> list[str]:
                       data_dir=options.data_dir, device=options.device, models_dir=cards,
                       progress=False)
         done.append(f"finetune {cell.finetuned}")
-    done += evaluate_card(study, _load(cell.finetuned, cards), options)
+    card = _load(cell.finetuned, cards)
+    done += evaluate_card(study, card, options)
+    if record_diagnostics(study, card, options):
+        done.append("diagnostics")
     return done
 
 

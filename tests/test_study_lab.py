@@ -1,0 +1,116 @@
+"""The MAE lab's study design end to end on made-up data (issue 17): a backbone built from
+nothing, a shared stage 0 with its head, one pre-training per arm on one span stream, zero-shot
+scores and collapse diagnostics, a learning-rate pilot on held-out train queries, real
+fine-tuning of every seed, two-level contrasts in a declared primary family, and a collapsed arm
+reported as failed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.test_finetune import env, setup  # noqa: F401 - the made-up scifact folder and models
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+FINETUNE = {"queries_per_step": 2, "group_size": 2, "query_max_length": 16, "passage_max_length": 32,
+            "max_steps": 2, "save_steps": 2, "negatives_depth": 5}
+
+SPEC = {
+    "id": "lab", "description": "test", "question": "does it work?",
+    "backbone": {"corpus": "scifact", "vocab_size": 200, "layers": 2, "hidden": 32, "heads": 2,
+                 "ffn": 64, "max_positions": 64},
+    "stage0": {"objective": "mlm", "budget_tokens": 256, "overrides": {"batch_size": 4, "max_length": 32}},
+    "corpus": "scifact", "budget_tokens": 256, "pretrain_seed": 0,
+    "pretrain_overrides": {"batch_size": 4, "max_length": 32},
+    "arms": [{"name": "stage0-only", "objective": None},
+             {"name": "mlm", "objective": "mlm", "overrides": {"encoder_mask": 0.3}},
+             {"name": "bow", "objective": "bowpred"}],
+    # random tiny models on 30 documents: only the planted collapse below may count as one
+    "collapse_cosine": 1.0, "collapse_overlap": 1.0,
+    "seeds": [0, 1],
+    "finetune": {"task": "scifact", "recipe": "scratch-small", "overrides": FINETUNE,
+                 "pilot": {"arm": "mlm", "learning_rates": [1.0e-3, 3.0e-3], "holdout": 0.25}},
+    "evaluate": ["scifact"], "zero_shot": True, "baseline_arm": "mlm",
+    "primary": [["bow", "mlm"], ["mlm", "stage0-only"]],
+}
+
+
+def test_the_lab_study_end_to_end(env, tmp_path, monkeypatch) -> None:  # noqa: F811
+    from benchmark.paths import EMBEDDED_DATA_DIR
+    from benchmark.registry import load_card
+    from benchmark.training.study import load_spec, study_models_dir, study_results_dir
+    from benchmark.training.study_report import format_table
+    from benchmark.training.study_runner import StudyOptions, run_study
+
+    monkeypatch.setenv("MAEBENCH_RESULTS_DIR", str(tmp_path / "results"))
+    # pre-training text: the embedded tiny corpus (long enough for span pairs) plus the made-up
+    # scifact documents, so the vocabulary covers what is fine-tuned and evaluated
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text((EMBEDDED_DATA_DIR / "tiny" / "corpus.jsonl").read_text()
+                      + (env["data"] / "scifact" / "corpus.jsonl").read_text())
+    spec = {**SPEC, "corpus": str(corpus), "backbone": {**SPEC["backbone"], "corpus": str(corpus)}}
+    path = tmp_path / "lab.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    study = load_spec(str(path))
+    log: list[str] = []
+    report_file = run_study(study, StudyOptions(data_dir=env["data"], device="cpu"), echo=log.append)
+    report = json.loads(report_file.read_text())
+    cards = study_models_dir(study)
+
+    assert log[0] == "backbone lab-backbone: built" and log[1] == "stage 0 lab-stage0: pre-trained"
+    stage0 = load_card(cards / "lab-stage0.yaml").pretraining
+    assert stage0.initialised_from == "lab-backbone" and stage0.mlm_head and stage0.head_warmup_steps == 0
+    mlm, bow = (load_card(cards / f"lab-{a}-pt.yaml").pretraining for a in ("mlm", "bow"))
+    assert mlm.initialised_from == bow.initialised_from == "lab-stage0"
+    assert mlm.recipe["encoder_mask"] == 0.3 and bow.recipe["encoder_mask"] == 0.3
+    assert mlm.tokens_seen == bow.tokens_seen and mlm.steps == bow.steps  # one span stream, one budget
+    # pilot: train queries only, the winner used by every cell
+    pilot = report["pilot"]
+    assert pilot["split"] == "train" and pilot["n_held_out"] == 2 and pilot["n_train"] == 6
+    assert pilot["chosen_lr"] in (1.0e-3, 3.0e-3) and set(pilot["scores"]) == {"0.001", "0.003"}
+    for arm in ("stage0-only", "mlm", "bow"):
+        for seed in (0, 1):
+            record = load_card(cards / f"lab-{arm}-s{seed}.yaml").finetuning.record
+            assert float(record.overrides["lr"]) == pilot["chosen_lr"] and record.seed == seed
+            assert record.train_data.held_out_queries == 0
+    assert load_card(cards / "lab-stage0-only-s0.yaml").finetuned_from == "lab-stage0"
+    # zero-shot scores and diagnostics of every fine-tuned backbone
+    results = study_results_dir(study)
+    for backbone in ("lab-stage0", "lab-mlm-pt", "lab-bow-pt"):
+        assert (results / backbone / "scifact.json").is_file()
+    diagnostics = json.loads((results / "diagnostics.json").read_text())
+    assert {"lab-stage0", "lab-mlm-pt", "lab-bow-pt", "lab-bow-s1"} <= set(diagnostics)
+    assert load_card(cards / "lab-mlm-s0.yaml").retriever.passage_max_length == 64  # the positions
+    assert report["arms"]["mlm"]["zero_shot"]["scifact"] is not None
+    # statistics: the declared primary family with two-level intervals, the rest secondary
+    primary = report["comparisons"]["scifact"]
+    assert [(r["arm"], r["against"]) for r in primary] == [("bow", "mlm"), ("mlm", "stage0-only")]
+    for row in primary:
+        assert row["ci_low"] <= row["diff"] <= row["ci_high"] and row["p_holm"] >= row["p_value"]
+        assert row["seeds"] == [0, 1] and len(row["per_seed_a"]) == 2
+    assert [(r["arm"], r["against"]) for r in report["secondary"]["scifact"]] == [("stage0-only", "bow")]
+    assert report["complete"] and report["arms"]["bow"]["pretrain_cpu_s_mean"] > 0
+    assert "lab" in format_table(report) and "pilot" in format_table(report)
+
+    # a backbone collapsed before fine-tuning is shown, not failed; a collapsed fine-tuned cell
+    # fails its arm, said in one line, and the arm is kept out of both families
+    diagnostics["lab-bow-pt"].update(collapsed=True, reason="mean pairwise cosine 0.999 > 0.98")
+    (results / "diagnostics.json").write_text(json.dumps(diagnostics))
+    from benchmark.training.study_report import build_report
+
+    shown = build_report(study)["arms"]["bow"]
+    assert shown["backbone_collapsed"] and not shown["failed"]
+    diagnostics["lab-bow-s1"].update(collapsed=True, reason="mean pairwise cosine 0.995 > 0.98")
+    (results / "diagnostics.json").write_text(json.dumps(diagnostics))
+    again = build_report(study)
+    assert again["arms"]["bow"]["failed"] and "0.995" in again["arms"]["bow"]["failure"]
+    assert [r["arm"] for r in again["comparisons"]["scifact"] if not r.get("failed")] == ["mlm"]
+    assert any(r.get("failed") and r["arm"] == "bow" for r in again["comparisons"]["scifact"])
+    assert "FAILED" in format_table(again)
+    # a re-run does nothing but rewrite the report
+    log.clear()
+    run_study(study, StudyOptions(data_dir=env["data"], device="cpu"), echo=log.append)
+    assert all(line.endswith("reused") for line in log)
