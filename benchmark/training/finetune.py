@@ -496,6 +496,7 @@ def _trainer(model, dataset, recipe: Recipe, seed: int, output_dir: Path, device
              progress: bool, callbacks: list | None):
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
+    from benchmark.training.checkpoints import CommitCheckpoints
     from benchmark.training.sampler import SequentialBatchSampler
 
     world = _world_size()
@@ -536,7 +537,7 @@ def _trainer(model, dataset, recipe: Recipe, seed: int, output_dir: Path, device
     )
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=dataset, loss=build_loss(model, recipe),
-        callbacks=[ThroughputCallback(recipe.queries_per_step), *(callbacks or [])],
+        callbacks=[ThroughputCallback(recipe.queries_per_step), CommitCheckpoints(), *(callbacks or [])],
     )
     return trainer
 
@@ -583,12 +584,12 @@ def _train_with_oom_message(trainer, resume: Path | None, recipe: Recipe):
 
 
 def _last_checkpoint(output_dir: Path) -> Path | None:
-    if not output_dir.is_dir():
-        return None
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest committed checkpoint (benchmark.training.checkpoints): one a kill -9 tore
+    during its save is removed, and training resumes from the one before."""
+    from benchmark.training.checkpoints import newest_committed
 
-    last = get_last_checkpoint(str(output_dir))
-    return Path(last) if last else None
+    found = newest_committed(output_dir, "checkpoint")
+    return found[0] if found else None
 
 
 # --- environment ----------------------------------------------------------------------------
