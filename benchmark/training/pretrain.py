@@ -20,6 +20,7 @@ from typing import Any
 from benchmark.errors import MaebenchError, ModelLoadError, RegistryError
 from benchmark.paths import checkpoints_dir, models_dir
 from benchmark.registry import ModelCard
+from benchmark.training.checkpoints import commit_checkpoint, newest_committed, prune_checkpoints
 from benchmark.training.pretrain_recipe import (
     PretrainRecipe,
     apply_overrides,
@@ -243,18 +244,24 @@ class _Trainer:
         progress = self.staging / "progress.json"
         if self.staging.exists() and (self.options.overwrite and not self.options.resume):
             shutil.rmtree(self.staging)
-        if progress.is_file():
+        # the newest committed state (benchmark.training.checkpoints): one torn by a kill -9
+        # during its save is removed and the one before is used
+        found = newest_committed(self.staging, "state")
+        if progress.is_file() or found is not None:
             if not self.options.resume:
                 raise MaebenchError(
                     f"an unfinished pre-training of '{self.options.name}' exists in {self.staging}; "
                     "pass --resume to continue it or --overwrite to start again"
                 )
-            state = json.loads(progress.read_text())
-            if (state.get("steps") != self.steps or state.get("objective") != self.options.objective
-                    or state.get("head_warmup", 0) != self.head_warmup):
-                raise MaebenchError(f"{self.staging} was started with other settings; pass --overwrite")
-            self.accelerator.load_state(str(self.staging / state["state"]))
-            return state
+            state = found[1].get("meta") if found is not None else None
+            if not isinstance(state, dict):
+                log.warning("%s holds no complete saved state; starting from step 0", self.staging)
+            else:
+                if (state.get("steps") != self.steps or state.get("objective") != self.options.objective
+                        or state.get("head_warmup", 0) != self.head_warmup):
+                    raise MaebenchError(f"{self.staging} was started with other settings; pass --overwrite")
+                self.accelerator.load_state(str(found[0]))
+                return state
         self.staging.mkdir(parents=True, exist_ok=True)
         return {"objective": self.options.objective, "steps": self.steps, "done": 0, "losses": [],
                 "parts": [], "tokens": 0, "wall_s": 0.0, "cpu_s": 0.0,
@@ -262,20 +269,20 @@ class _Trainer:
                 "head_warmup_losses": []}
 
     def _save(self, state: dict) -> None:
-        """A new state folder per save; progress.json (renamed into place) names the last
-        complete one, and older folders are removed only after that: a kill -9 at any moment
-        leaves a progress.json that points at a complete state."""
+        """A new state folder per save, committed (its files fsynced and recorded with their
+        sha256) before progress.json names it; the previous committed folder is kept, so a kill
+        -9 at any moment, or a damaged last state, leaves a complete state to resume from."""
         from benchmark.results import atomic_write
 
         folder = f"state-{state['done']}"
         shutil.rmtree(self.staging / folder, ignore_errors=True)
         self.accelerator.save_state(str(self.staging / folder))
         state["state"] = folder
+        self.accelerator.wait_for_everyone()  # every process has written its files
         if self.accelerator.is_main_process:
+            commit_checkpoint(self.staging / folder, state)  # the commit point of this save
             atomic_write(self.staging / "progress.json", json.dumps(state).encode())
-            for old in self.staging.glob("state-*"):
-                if old.name != folder:
-                    shutil.rmtree(old, ignore_errors=True)
+            prune_checkpoints(self.staging, "state", keep=2)  # the previous one stays, as a fallback
         self.accelerator.wait_for_everyone()
 
     def _warm_up_head(self, state: dict) -> None:
