@@ -177,12 +177,73 @@ def _load_cards(models_dir: Path | None) -> dict[str, Any]:
 
 
 def throughput(result: Result) -> float | None:
-    """Corpus documents indexed per second (encode_corpus for dense, index for BM25)."""
+    """Corpus documents indexed per second (encode_corpus for dense, index for BM25); None when
+    the vectors (some or all) were read from the embedding store: that time is not an encoding."""
     timings = result.provenance.timings
     seconds = timings.get("encode_corpus", timings.get("index"))
     if not seconds or not result.task.n_docs:
         return None
+    store = (result.provenance.runtime or {}).get("embedding_store") or {}
+    if store.get("shards_from_store"):
+        return None
     return result.task.n_docs / seconds
+
+
+# A dense encoding's implied compute rate (2 x parameters x max tokens x documents / second, an
+# upper bound on the work) is compared with the median of the other dense results on the same
+# hardware: this many times slower or faster is marked as implausible (a loaded machine, a
+# broken timing), since the same machine does the same work at about the same rate.
+IMPLAUSIBLE_FACTOR = 4.0
+
+
+def _hardware_key(result: Result) -> tuple:
+    hw = result.provenance.hardware
+    return (hw.get("cpu"), hw.get("cpu_count"), hw.get("gpu"))
+
+
+def timing_flags(results: list[Result], cards: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(model, task) -> why its indexing speed is implausible, for dense results whose implied
+    FLOP rate is IMPLAUSIBLE_FACTOR x off the median of the dense results on the same hardware
+    (at least three of them), or read back from the embedding store."""
+    rates: dict[tuple, list[tuple[Result, float]]] = {}
+    flags: dict[tuple[str, str], str] = {}
+    for r in results:
+        if r.model.kind != "dense":
+            continue
+        store = (r.provenance.runtime or {}).get("embedding_store") or {}
+        if store.get("shards_from_store"):
+            flags[(r.model.name, r.task.name)] = (
+                "vectors read from the embedding store: no encoding time to show")
+            continue
+        speed = throughput(r)
+        card = cards.get(r.model.name)
+        params = getattr(card, "parameters", None) if card else None
+        length = (r.model.config or {}).get("passage_max_length")
+        if speed is None or not params or not length:
+            continue
+        rates.setdefault(_hardware_key(r), []).append((r, 2 * params * length * speed))
+    for group in rates.values():
+        if len(group) < 3:
+            continue
+        median = sorted(rate for _, rate in group)[len(group) // 2]
+        for r, rate in group:
+            ratio = rate / median
+            if ratio < 1 / IMPLAUSIBLE_FACTOR or ratio > IMPLAUSIBLE_FACTOR:
+                flags[(r.model.name, r.task.name)] = (
+                    f"implausible: {rate / 1e9:,.1f} GFLOP/s against a median of "
+                    f"{median / 1e9:,.1f} for the dense results on the same hardware "
+                    f"({'slower' if ratio < 1 else 'faster'} by {max(ratio, 1 / ratio):.0f}x: a "
+                    "loaded machine or a broken timing)")
+    return flags
+
+
+def hardware_summary(results: list[Result]) -> list[tuple[str, int]]:
+    """(hardware label, number of results) for a page's caption, commonest first."""
+    counts: dict[str, int] = {}
+    for r in results:
+        label = hardware_label(r)
+        counts[label] = counts.get(label, 0) + 1
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 def hardware_label(result: Result) -> str:
@@ -340,14 +401,74 @@ def metric_order(metrics: Any) -> list[str]:
 
 
 def _reported_matrix(reported: list[Any], metric: str) -> dict:
-    """Reported `metric` as model rows x task columns; a cell lists every source's number."""
+    """Reported `metric` as model rows x task columns; a cell lists every source's number. The
+    in-domain MS MARCO / TREC DL numbers have their own table (_in_domain_reported)."""
     cells: dict[str, dict[str, list[Any]]] = {}
     for r in reported:
-        if r.cell.metric == metric:
+        # CQADupStack's forums are parts of its mean (listed by source, not as 12 columns)
+        if r.cell.metric == metric and r.cell.task not in IN_DOMAIN and \
+                task_kind(r.cell.task) != "subtask":
             cells.setdefault(r.cell.model, {}).setdefault(r.cell.task, []).append(r)
-    tasks = sorted({t for row in cells.values() for t in row},
-                   key=lambda t: (task_kind(t) == "subtask", t))
+    tasks = sorted({t for row in cells.values() for t in row})
     return {"tasks": tasks, "rows": sorted(cells.items())}
+
+
+def _reported_aggregates(matrix: dict) -> dict:
+    """Per model of the reported matrix: the mean over the tasks it has (with their count) and,
+    for each declared benchmark whose every task it reports, the benchmark's mean (the only
+    means two models can be compared on). Cells with several sources use the first shown."""
+    from benchmark.benchmarks import load_benchmarks
+
+    benches = [b for b in load_benchmarks()
+               if all(e.metric is None for e in b.entries())]  # one metric throughout
+    rows: dict[str, dict] = {}
+    for model, cells in matrix["rows"]:
+        values = {t: c[0].cell.value for t, c in cells.items()}
+        means = {}
+        for bench in benches:
+            tasks = [e.task for e in bench.entries()]
+            if all(t in values for t in tasks):
+                means[bench.id] = sum(values[t] for t in tasks) / len(tasks)
+        rows[model] = {"mean": sum(values.values()) / len(values) if values else None,
+                       "n": len(values), "benchmarks": means}
+    shown = [b for b in benches if any(b.id in r["benchmarks"] for r in rows.values())]
+    return {"rows": rows, "benchmarks": shown}
+
+
+def _reported_vs_measured(reported: list[Any], table: ResultTable) -> list[dict]:
+    """Every reported number next to the number maebench measured for the same model, task and
+    metric (when there is one): the side-by-side the Reported page shows."""
+    rows: dict[tuple, dict] = {}
+    for r in reported:
+        result = table.get(r.cell.task, {}).get(r.cell.model)
+        if result is None or r.cell.metric not in result.metrics:
+            continue
+        measured = result.metrics[r.cell.metric]
+        key = (r.cell.model, r.cell.task, r.cell.metric, r.cell.value)
+        if key in rows:  # the same number from a second source: one row naming both
+            rows[key]["sources"].append(r)
+            continue
+        rows[key] = {"reported": r, "sources": [r], "measured": measured,
+                     "diff": measured - r.cell.value}
+    order = {m: i for i, m in enumerate(STANDARD_METRICS)}
+    return [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1], order.get(k[2], 99), k[2],
+                                                          k[3]))]
+
+
+IN_DOMAIN = ("msmarco", "trec-dl-2019", "trec-dl-2020")
+
+
+def _in_domain_reported(reported: list[Any]) -> dict:
+    """MS MARCO dev and TREC DL numbers (MRR@10, R@50, R@1000, nDCG@10) as model rows x
+    (task, metric) columns: the MS MARCO retrievers report these, not BEIR's nDCG@10."""
+    cells: dict[str, dict[tuple[str, str], list[Any]]] = {}
+    for r in reported:
+        if r.cell.task in IN_DOMAIN:
+            cells.setdefault(r.cell.model, {}).setdefault((r.cell.task, r.cell.metric), []).append(r)
+    order = {"MRR@10": 0, "nDCG@10": 1, "R@50": 2, "R@100": 3, "R@1000": 4}
+    columns = sorted({k for row in cells.values() for k in row},
+                     key=lambda k: (IN_DOMAIN.index(k[0]), order.get(k[1], 9), k[1]))
+    return {"columns": columns, "rows": sorted(cells.items())}
 
 
 def _by_source(reported: list[Any]) -> list[tuple[str, list[Any]]]:
@@ -369,20 +490,23 @@ def _task_display(name: str) -> str:
 # --------------------------------------------------------------------------- plots
 
 
-def _task_plot(view: TaskView, metric: str) -> Markup:
+def _task_plot(view: TaskView, metric: str, flags: dict | None = None) -> Markup:
     points = []
     for r in view.results:
         speed = throughput(r)
         if speed is None:
             continue
+        flag = (flags or {}).get((r.model.name, view.name))
         points.append(Point(
             x=speed, y=r.metrics[metric] * 100, label=r.model.display_name,
             group=_family_class(r.model.family), href=f"../models/{r.model.name}.html",
+            hollow=flag is not None,
             tooltip=f"{r.model.display_name}: {metric} {r.metrics[metric] * 100:.2f}, "
-                    f"{speed:,.0f} docs/s on {hardware_label(r)}",
+                    f"{speed:,.1f} docs/s on {hardware_label(r)}"
+                    + (f" ({flag})" if flag else ""),
         ))
     return Markup(scatter(points, "corpus documents indexed per second (log scale)",
-                          f"{metric} ×100", log_x=True,
+                          f"{metric} ×100", log_x=True, y_floor=0.0,
                           title=f"{view.display_name}: quality vs indexing speed"))
 
 
@@ -405,7 +529,8 @@ def _params_plot(summary: list, cards: dict[str, Any], metric: str, baseline: st
         elif s.name == baseline:
             refs.append(RefLine(s.mean * 100, f"{s.display_name} (no parameters)"))
     return Markup(scatter(points, "parameters (log scale)", f"mean {metric} ×100", log_x=True,
-                          ref_lines=tuple(refs), title=f"mean {metric} vs model size"))
+                          ref_lines=tuple(refs), title=f"mean {metric} vs model size",
+                          y_floor=0.0))
 
 
 # --------------------------------------------------------------------------- rendering
@@ -424,8 +549,11 @@ def _environment(templates: Path) -> jinja2.Environment:
     env.filters["signed"] = lambda v, scale=100: "" if v is None else f"{v * scale:+.2f}"
     env.filters["pval"] = _fmt_p
     env.filters["num"] = lambda v: "" if v is None else f"{v:,.0f}"
+    # a speed keeps one decimal below 10 (3.3 documents/s is not 3)
+    env.filters["speed"] = lambda v: "" if v is None else f"{v:,.1f}" if v < 10 else f"{v:,.0f}"
     env.filters["sortval"] = lambda v: "" if v is None else f"{v:.6f}"
     env.globals["family_class"] = _family_class
+    env.globals["throughput"] = throughput
     env.filters["group_not_run"] = _group_not_run
     return env
 
@@ -610,10 +738,12 @@ def build_site(options: SiteOptions) -> BuildReport:
     summary = summarize(filtered, tasks, None, {v.name: v.scores for v in views}, options.stats)
     lap("stats")
 
+    flags = timing_flags([r for t in table.values() for r in t.values()], cards)
     for view in all_views:
-        view.plot = _task_plot(view, metric)
+        view.plot = _task_plot(view, metric, flags)
     params_plot = _params_plot(summary, cards, metric, options.baseline)
-    if "<circle" not in params_plot:  # a reference line alone says nothing
+    n_sized = params_plot.count("<circle")
+    if n_sized < 2:  # one point (or a reference line alone) says nothing about size
         params_plot = Markup("")
     lap("plots")
 
@@ -659,11 +789,13 @@ def build_site(options: SiteOptions) -> BuildReport:
     common["model_pages"] = sorted(set(results_by_model) | set(cards))
     common["task_pages"] = sorted(view_by_task)
     common["metric_order"] = metric_order
+    common["timing_flags"] = flags
+    common["hardware_summary"] = hardware_summary
     pages: dict[str, str] = {}
     pages["index.html"] = env.get_template("index.html").render(
         root="", title="Leaderboard", summary=summary, views=views, families=families,
         left_out=left_out, side_views=side_views, params_plot=params_plot,
-        n_reported=len(reported),
+        n_reported=len(reported), n_sized=n_sized,
         n_incomplete=sum(not s.complete for s in summary), **common)
     pages["tasks.html"] = env.get_template("tasks.html").render(
         root="", title="Tasks", views=views, side_views=side_views, left_out=left_out,
@@ -671,9 +803,13 @@ def build_site(options: SiteOptions) -> BuildReport:
     pages["models.html"] = env.get_template("models.html").render(
         root="", title="Models", summary=summary, results_by_model=results_by_model,
         cards=cards, model_rows=_model_rows(cards, results_by_model), **common)
+    matrix = _reported_matrix(reported, metric)
     pages["reported.html"] = env.get_template("reported.html").render(
-        root="", title="Reported numbers", reported=reported,
-        matrix=_reported_matrix(reported, metric), by_source=_by_source(reported), **common)
+        root="", title="Reported numbers", reported=reported, matrix=matrix,
+        aggregates=_reported_aggregates(matrix), in_domain=_in_domain_reported(reported),
+        versus=_reported_vs_measured(reported, table),
+        without_metric=sorted({r.cell.model for r in reported} - {m for m, _ in matrix["rows"]}),
+        by_source=_by_source(reported), **common)
     pages["method.html"] = env.get_template("method.html").render(
         root="", title="Method", **common)
     task_tpl = env.get_template("task.html")

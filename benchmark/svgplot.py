@@ -42,16 +42,23 @@ def _nice_step(span: float, target: int = 5) -> float:
     return 10 * magnitude
 
 
-def _linear_ticks(lo: float, hi: float, min_span: float = 0.0) -> tuple[float, float, list[float]]:
+def _linear_ticks(
+    lo: float, hi: float, min_span: float = 0.0, floor: float | None = None
+) -> tuple[float, float, list[float]]:
     """Nice ticks covering [lo, hi] with a margin, never fewer than `min_span` wide (one or
-    two points must not get an axis of four identical labels around a single value)."""
+    two points must not get an axis of four identical labels around a single value), and never
+    below `floor` (a time or a score cannot be negative: no axis runs to -200 s)."""
     span = max(hi - lo, min_span, 1e-9)
     mid = (lo + hi) / 2
     lo, hi = min(lo, mid - span / 2), max(hi, mid + span / 2)
     pad = 0.08 * (hi - lo)
     lo, hi = lo - pad, hi + pad
+    if floor is not None:
+        lo = max(lo, floor)
     step = _nice_step(hi - lo)
     start = math.floor(lo / step) * step
+    if floor is not None:
+        start = max(start, floor)
     end = math.ceil(hi / step) * step
     ticks = []
     value = start
@@ -62,11 +69,12 @@ def _linear_ticks(lo: float, hi: float, min_span: float = 0.0) -> tuple[float, f
 
 
 def _decimals(ticks: list[float]) -> int:
-    """Decimals that tell neighbouring ticks apart."""
-    if len(ticks) < 2:
-        return 0
-    step = abs(ticks[1] - ticks[0])
-    return max(0, -math.floor(math.log10(step) + 1e-9)) if step > 0 else 0
+    """The fewest decimals that print every tick exactly (a 2.5 step needs one: 62.5 must not
+    read as 62), which also tells neighbouring ticks apart."""
+    for decimals in range(7):
+        if all(abs(round(t, decimals) - t) < 1e-9 for t in ticks):
+            return decimals
+    return 6
 
 
 def _log_ticks(lo: float, hi: float) -> tuple[float, float, list[float]]:
@@ -132,8 +140,11 @@ def scatter(
     log_x: bool = False,
     ref_lines: tuple[RefLine, ...] = (),
     title: str = "",
+    x_floor: float | None = None,
+    y_floor: float | None = None,
 ) -> str:
-    """An <svg> element (a string; every text is escaped) or '' when there is nothing to draw."""
+    """An <svg> element (a string; every text is escaped) or '' when there is nothing to draw.
+    `x_floor` / `y_floor`: the lowest value an axis may show (0 for times, counts, scores)."""
     points = [p for p in points if math.isfinite(p.x) and math.isfinite(p.y)]
     if log_x:
         points = [p for p in points if p.x > 0]
@@ -144,9 +155,10 @@ def scatter(
     if log_x:
         x0, x1, xticks = _log_ticks(min(xs), max(xs))
     else:
-        x0, x1, xticks = _linear_ticks(min(xs), max(xs), 0.1 * max(abs(v) for v in xs))
+        x0, x1, xticks = _linear_ticks(min(xs), max(xs), 0.1 * max(abs(v) for v in xs),
+                                       floor=x_floor)
     # y is a score x100: a span of at least 2 points keeps 1-3 close points readable
-    y0, y1, yticks = _linear_ticks(min(ys), max(ys), min_span=2.0)
+    y0, y1, yticks = _linear_ticks(min(ys), max(ys), min_span=2.0, floor=y_floor)
     y_decimals, x_decimals = _decimals(yticks), _decimals(xticks)
     plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
     plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM

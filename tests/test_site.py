@@ -58,10 +58,13 @@ def test_site_pages_and_content(site_results, tmp_path):
             "models/bm25.html", "models/strong.html", "models/evil.html"} <= set(report.pages)
     assert (out / "static" / "style.css").is_file() and (out / "static" / "site.js").is_file()
     index = (out / "index.html").read_text()
-    # coverage is shown and the incomplete model comes after the complete ones
-    assert "1/2" in index and "2/2" in index
-    rows = re.findall(r'<tr data-family="[a-z]+" data-model="([a-z0-9.\-_]+)"', index)
-    assert rows[0] == "strong" and rows[-1] == "evil"
+    # the incomplete model is in its own table after the ranked one, with its coverage and no
+    # mean (a mean over fewer tasks read as better than the ranked means: issue 20 item 7)
+    ranked, partial = index.split('id="leaderboard-partial"')
+    rows = re.findall(r'<tr data-family="[a-z]+" data-model="([a-z0-9.\-_]+)"', ranked)
+    assert rows[0] == "strong" and "evil" not in rows
+    assert 'data-model="evil"' in partial and "1/2" in partial
+    assert 'class="num mean' not in partial
     assert 'class="mk up"' in index  # strong is significantly better than the baseline bm25
     task = (out / "tasks" / "scifact.html").read_text()
     assert 'class="heatmap' in task and "<svg" in task
@@ -136,6 +139,82 @@ def test_reported_numbers_are_separate(site_results, tmp_path):
     reported = (out / "reported.html").read_text()
     assert "98.76" in reported and "A Test Paper" in reported
     assert "98.76" in (out / "models" / "bm25.html").read_text()
+
+
+def test_reported_page_has_means_a_side_by_side_and_the_ms_marco_numbers(site_results, tmp_path):
+    """Issue 20 item 4: an aggregate per model, reported next to measured, and MS MARCO MRR@10
+    for the retrievers that report nothing else (their rows used to be all dots)."""
+    folder = site_results / "reported"
+    folder.mkdir()
+    (folder / "test-paper.yaml").write_text(
+        "source: {kind: paper, title: A Test Paper, table: Table 9}\n"
+        "cells:\n"
+        "  - {model: bm25, system: BM25, task: scifact, split: test, metric: nDCG@10,\n"
+        "     value: 0.4322, confidence: high}\n"
+        "  - {model: bm25, system: BM25, task: nfcorpus, split: test, metric: nDCG@10,\n"
+        "     value: 0.3000, confidence: high}\n"
+        "  - {model: marco-only, system: M, task: msmarco, split: dev, metric: MRR@10,\n"
+        "     value: 0.4110, confidence: high}\n"
+        "  - {model: marco-only, system: M, task: trec-dl-2019, split: test, metric: nDCG@10,\n"
+        "     value: 0.7000, confidence: high}\n"
+    )
+    out = tmp_path / "site"
+    _build(site_results, out)
+    page = (out / "reported.html").read_text()
+    matrix = page.split('id="matrix"')[1].split('id="versus"')[0]
+    assert "36.61" in matrix and "(2)" in matrix  # bm25's mean over its two reported tasks
+    assert "marco-only" not in matrix.split("Not in this table")[0]  # no row of dots
+    assert "<code>marco-only</code>" in matrix  # named, with where its numbers are
+    versus = page.split('id="versus"')[1].split('id="in-domain"')[0]
+    from benchmark.results import read_result
+
+    measured = read_result(site_results / "bm25" / "scifact.json").metrics["nDCG@10"]
+    assert "43.22" in versus and f"{measured * 100:.2f}" in versus
+    assert f"{(measured - 0.4322) * 100:+.2f}" in versus
+    in_domain = page.split('id="in-domain"')[1].split('id="sources"')[0]
+    assert "marco-only" in in_domain and "41.10" in in_domain and "MRR@10" in in_domain
+
+
+def test_implausible_speeds_are_marked_and_explained(tmp_path):
+    from benchmark.leaderboard import throughput, timing_flags
+    from benchmark.registry import load_cards
+    from tests.test_compare import make_result
+
+    cards, _ = load_cards()
+    results = []
+    for i, seconds in enumerate((100.0, 110.0, 95.0, 2000.0)):
+        r = make_result("all-minilm-l6-v2", f"task{i}", [0.5] * 10, timings={"encode_corpus": seconds})
+        r.model.config["passage_max_length"] = 256
+        results.append(r)
+    flags = timing_flags(results, cards)
+    assert list(flags) == [("all-minilm-l6-v2", "task3")] and "slower by 20x" in flags[
+        ("all-minilm-l6-v2", "task3")]
+    stored = make_result("all-minilm-l6-v2", "task9", [0.5] * 10, timings={"encode_corpus": 0.01})
+    stored.provenance.runtime = {"embedding_store": {"shards_from_store": 1}}
+    assert throughput(stored) is None and "embedding store" in timing_flags([stored], cards)[
+        ("all-minilm-l6-v2", "task9")]
+
+
+def test_task_page_says_how_to_read_speeds(site_results, tmp_path):
+    out = tmp_path / "site"
+    _build(site_results, out)
+    task = (out / "tasks" / "scifact.html").read_text()
+    assert 'id="how-to-read-speed"' in task and "machine's load" in task
+
+
+def test_plot_axes_never_run_below_a_floor():
+    from benchmark.svgplot import Point, scatter
+
+    points = [Point(x=0.0, y=59.2, label="baseline", group="mae"),
+              Point(x=523.0, y=43.6, label="mlm", group="mae"),
+              Point(x=29.0, y=0.04, label="bowpred", group="mae")]
+    svg = scatter(points, "seconds", "score", x_floor=0.0, y_floor=0.0)
+    ticks = re.findall(r'class="tick"[^>]*>([^<]+)<', svg)
+    assert ticks and not any(t.startswith("-") for t in ticks)
+    assert "-" in "".join(re.findall(r'class="tick"[^>]*>([^<]+)<', scatter(points, "s", "y")))
+    halves = scatter([Point(x=1, y=58.9, label="a", group="x"), Point(x=2, y=68.6, label="b",
+                                                                    group="x")], "x", "y")
+    assert ">62.5<" in halves  # a 2.5 step keeps its decimal (it printed 62)
 
 
 def test_extra_pages_extension_point(site_results, tmp_path, monkeypatch):
@@ -269,7 +348,9 @@ def test_site_in_headless_chromium(site_results, tmp_path):
     browser = Browser(tmp_path / "chrome-profile")
     try:
         browser.open((out / "index.html").as_uri())
-        assert browser.eval("document.querySelectorAll('#leaderboard tbody tr').length") == 4
+        assert browser.eval("document.querySelectorAll('#leaderboard tbody tr').length") == 3
+        assert browser.eval("[...document.querySelectorAll('#leaderboard-partial tbody tr')]"
+                            ".map(r => r.dataset.model)") == ["evil"]
         assert browser.eval("document.querySelector('#leaderboard td.model').textContent"
                             ".trim()") == "STRONG"
         assert browser.eval("window.pwned === undefined && !document.querySelector('td.model b')")
@@ -278,7 +359,7 @@ def test_site_in_headless_chromium(site_results, tmp_path):
         browser.click("#leaderboard thead th:nth-child(2)")  # the model column, A to Z
         after = browser.eval(ROW_ORDER)
         assert after != before and sorted(after) == sorted(before)
-        assert after == ["evil", "bm25", "near", "strong"]  # "<img ..." sorts first
+        assert after == ["bm25", "near", "strong"]
         browser.click("#leaderboard thead th:nth-child(2)")  # again: Z to A
         assert browser.eval(ROW_ORDER) == after[::-1]
         browser.click("input[data-family='mae']")  # hide the MAE family
@@ -309,3 +390,34 @@ def test_unknown_metric_or_baseline_is_refused(site_results, tmp_path):
                                        "--out", str(tmp_path / "s"), *args])
         assert out.exit_code != 0 and message in str(out.exception)
         assert not (tmp_path / "s").exists()
+
+
+def test_study_page_axes_from_zero_flagged_times_and_unwrapped_p_values(tmp_path):
+    """Issue 20 items 5 and 8 on the committed scifact-dapt report: the plot's axes start at 0
+    (they ran to -200 s and -20), an arm whose seeds took 29 s and 1,016 s for the same work is
+    marked, and p-values sit in cells that do not wrap ("1e-" / "04")."""
+    import json
+
+    from benchmark.training.study_page import study_pages, time_flags
+
+    repo = Path(leaderboard.__file__).resolve().parents[1]
+    report_path = repo / "results" / "studies" / "scifact-dapt.json"
+    if not report_path.is_file():
+        pytest.skip("no committed scifact-dapt report")
+    report = json.loads(report_path.read_text())
+    flags = time_flags(report)
+    assert "mlm" in flags and "1,016" in flags["mlm"] and "finetune-only" not in flags
+    results = tmp_path / "results"
+    (results / "studies").mkdir(parents=True)
+    (results / "studies" / "scifact-dapt.json").write_text(report_path.read_text())
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "static").mkdir()
+    env = leaderboard._environment(repo / "site" / "templates")
+    env.globals["nav"] = []
+    study_pages(env, results, out)
+    page = (out / "study-scifact-dapt.html").read_text()
+    ticks = re.findall(r'class="tick"[^>]*>([^<]+)<', page)
+    assert ticks and not any(t.startswith("-") for t in ticks)
+    assert 'id="how-to-read-time"' in page and 'class="data study results"' in page
+    assert re.search(r'<td class="num opt">1e-04</td>', page)
