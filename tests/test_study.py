@@ -24,6 +24,8 @@ SPEC = {
              {"name": "bow", "objective": "bowpred"}],
     "seeds": [0, 1], "finetune": {"task": "tiny", "recipe": "standard-cpu"},
     "evaluate": ["tiny"], "baseline_arm": "base",
+    # random tiny models: their [CLS] vectors are near-identical; collapse has its own tests
+    "collapse_cosine": 1.0, "collapse_overlap": 1.0,
 }
 
 
@@ -102,7 +104,7 @@ def test_study_runs_reuses_and_survives_a_crash(study_env, tmp_path, monkeypatch
     path = run_study(spec, StudyOptions(), echo=log.append)
     # the crashed cell's pre-training and fine-tuning were reused, only its run was redone
     assert log[0] == "cell base seed 0: reused" and log[1] == "cell mlm seed 0: reused"
-    assert log[2] == "cell bow seed 0: run tiny-study-bow-s0 on tiny"
+    assert log[2] == "cell bow seed 0: run tiny-study-bow-s0 on tiny, diagnostics"
     assert study_env[: len(done_before)] == done_before and len(study_env) == 6
     again: list[str] = []
     run_study(spec, StudyOptions(), echo=again.append)
@@ -166,18 +168,23 @@ def test_study_cards_are_found_by_name_but_not_listed(tmp_path, tiny_bert_dir) -
 
 
 def test_profile_is_the_one_switch_to_the_gpu_study(tmp_path) -> None:
-    """The bundled spec's msmarco-gpu profile: its own id, the scaled budget, the data and recipe
-    it runs on, merged key by key; the arms and seeds stay those of the CPU study."""
-    cpu, gpu = load_spec("scifact-dapt"), load_spec("scifact-dapt", profile="msmarco-gpu")
+    """The lab spec's msmarco-gpu profile: its own id, bert-base-uncased (an MLM checkpoint with
+    its head) instead of a backbone built here, no stage 0, the scaled budget, the data and
+    recipe it runs on, merged key by key; the arms, seeds and primary family stay the CPU study's."""
+    cpu, gpu = load_spec("scratch-mae"), load_spec("scratch-mae", profile="msmarco-gpu")
     assert gpu.id == "msmarco-mae" != cpu.id
-    assert gpu.budget == "327680000 tokens" and gpu.corpus == "msmarco"
-    assert gpu.finetune.task == "msmarco" and gpu.finetune.recipe == "standard"
+    assert gpu.init == "bert-base-uncased" and gpu.backbone is None and gpu.stage0 is None
+    assert gpu.budget == "307200000 tokens" and gpu.corpus == "msmarco"
+    assert gpu.finetune.task == "msmarco" and gpu.finetune.recipe == "standard" and gpu.finetune.pilot is None
     assert gpu.evaluate == ("msmarco", "trec-dl-2019", "trec-dl-2020")
-    assert gpu.pretrain_overrides == {"batch_size": 256, "max_length": 128}
-    assert gpu.arms == cpu.arms and gpu.seeds == cpu.seeds and gpu.metric == cpu.metric
+    assert gpu.pretrain_overrides["batch_size"] == 256 and gpu.pretrain_overrides["learning_rate"] == 1e-4
+    assert gpu.arms == cpu.arms and gpu.seeds == cpu.seeds and gpu.primary == cpu.primary
     assert [c.finetuned for c in cells(gpu)][0].startswith("msmarco-mae-")
-    with pytest.raises(MaebenchError, match="no profile 'tpu' .*has: msmarco-gpu"):
-        load_spec("scifact-dapt", profile="tpu")
+    smoke = load_spec("scratch-mae", profile="smoke")
+    assert smoke.stage0.budget_tokens == 327680 and smoke.stage0.objective == "mlm"  # merged
+    assert smoke.stage0.overrides == cpu.stage0.overrides and smoke.seeds == (0,)
+    with pytest.raises(MaebenchError, match="no profile 'tpu' .*has: msmarco-gpu, smoke"):
+        load_spec("scratch-mae", profile="tpu")
     bad = write_spec(tmp_path, profiles={"big": {"id": "big", "arms": []}})
     with pytest.raises(MaebenchError, match="profile 'big' cannot set 'arms'"):
         load_spec(str(bad), profile="big")
@@ -187,3 +194,24 @@ def test_profile_is_the_one_switch_to_the_gpu_study(tmp_path) -> None:
     unknown_task = write_spec(tmp_path, profiles={"big": {"id": "big", "evaluate": ["nosuch"]}})
     with pytest.raises(MaebenchError, match="unknown task 'nosuch'"):
         load_spec(str(unknown_task), profile="big")
+
+
+def test_lab_spec_declares_its_design() -> None:
+    spec = load_spec("scratch-mae")
+    assert spec.backbone.vocab_size == 8192 and spec.stage0.budget_tokens == 8192000
+    assert spec.pretrain_seed == 0 and spec.seeds == (0, 1, 2) and spec.zero_shot
+    arms = {a.name: a for a in spec.arms}
+    assert arms["stage0-only"].objective is None and arms["mlm"].overrides["encoder_mask"] == 0.3
+    assert ("mlm", "stage0-only") in spec.primary and all(b == "mlm" for a, b in spec.primary[:-1])
+    assert spec.finetune.pilot.arm == "mlm" and len(spec.finetune.pilot.learning_rates) == 3
+    dapt = load_spec("scifact-dapt")
+    assert dapt.confounds and "finished contrastive retriever" in dapt.confounds[0]
+
+
+def test_spec_metric_and_design_errors(tmp_path) -> None:
+    with pytest.raises(MaebenchError, match="metric 'x<script>' is not evaluated"):
+        load_spec(str(write_spec(tmp_path, metric="x<script>")))
+    with pytest.raises(MaebenchError, match="exactly one of init"):
+        load_spec(str(write_spec(tmp_path, backbone={"corpus": "tiny"})))
+    with pytest.raises(MaebenchError, match="'nope' is not an arm"):
+        load_spec(str(write_spec(tmp_path, primary=[["mlm", "nope"]])))

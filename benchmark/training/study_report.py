@@ -260,7 +260,7 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"fine-tuning learning rate {report['pilot']['chosen_lr']:g}, chosen by a pilot on "
                      f"{report['pilot']['n_held_out']} held-out train queries")
     lines.append(f"{'task':8s} {'arm':13s} {'mean':>6s} {'std':>5s} {'per seed':>20s} {'0-shot':>6s} "
-                 f"{'vs':>11s} {'diff':>6s} {'95% CI':>15s} {'p_holm':>7s} {'pt CPU-s':>8s} {'PFLOP':>6s}")
+                 f"{'vs':>13s} {'diff':>6s} {'95% CI':>15s} {'p_holm':>7s} {'pt CPU-s':>8s} {'PFLOP':>6s}")
 
     def pct(value: float | None, signed: bool = False) -> str:
         return "" if value is None else (f"{value * 100:+.2f}" if signed else f"{value * 100:.2f}")
@@ -272,13 +272,14 @@ def format_table(report: dict[str, Any]) -> str:
                          f"{row['failure']}")
             continue
         ci = "" if row["ci_low"] is None else f"[{pct(row['ci_low'], True)},{pct(row['ci_high'], True)}]"
-        against = "" if row["diff"] is None else str(row["against"])[:11]
+        against = "" if row["diff"] is None else str(row["against"])[:13]
         holm = row["p_holm"]
         lines.append(
             f"{row['task']:8s} {row['arm']:13s} {pct(row['mean']):>6s} {pct(row['std']):>5s} "
-            f"{seeds:>20s} {pct(row['zero_shot']):>6s} {against:>11s} {pct(row['diff'], True):>6s} "
-            f"{ci:>15s} {'' if holm is None else f'{holm:.4f}':>7s} {row['cpu_s'] or 0:>8,.0f} "
-            f"{(row['flops'] or 0) / 1e15:>6.2f}")
+            f"{seeds:>20s} {pct(row['zero_shot']):>6s} {against:>13s} {pct(row['diff'], True):>6s} "
+            f"{ci:>15s} {'' if holm is None else f'{holm:.4f}':>7s} "
+            f"{f'{cpu:,.0f}' if (cpu := row['cpu_s']) else '':>8s} "
+            f"{f'{flops / 1e15:.2f}' if (flops := row['flops']) else '':>6s}")
     secondary = [r for rows in (report.get("secondary") or {}).values() for r in rows if not r.get("failed")]
     if secondary:
         lines.append("secondary contrasts (Holm over the secondary family):")
