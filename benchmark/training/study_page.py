@@ -55,8 +55,8 @@ def _plot(report: dict, rows: list[dict], flags: dict[str, str] | None = None) -
     key, x_label = _time_axis(rows)
     points, refs = [], []
     for row in rows:
-        if row["mean"] is None:
-            continue
+        if row["mean"] is None or row.get("failed"):
+            continue  # a failed arm is listed apart with its diagnostic, never plotted as a result
         if row["arm"] == baseline:
             refs.append(RefLine(y=row["mean"] * 100, label=f"{row['arm']} ({row['task']})"))
         flag = (flags or {}).get(row["arm"])
