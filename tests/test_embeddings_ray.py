@@ -39,7 +39,8 @@ def test_two_ray_workers_give_the_local_engine_run_file_byte_for_byte(
         options = RunOptions(
             results_dir=tmp_path / engine, device="cpu",
             store=StoreOptions(root=tmp_path / f"store-{engine}", engine=engine,
-                               ray_workers=2 if engine == "ray" else None),
+                               ray_workers=2 if engine == "ray" else None,
+                               backend="torch"),  # Ray actors encode with torch
         )
         results[engine] = read_result(run_task(card, get_task("tiny"), options))
     stats = results["ray"].provenance.runtime["embedding_store"]
