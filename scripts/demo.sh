@@ -16,4 +16,5 @@ cp -r results _demo/results
 data=()
 if [ -d ../shared/data/beir ]; then data=(--data-dir ../shared/data/beir); fi
 .venv/bin/maebench site --results-dir _demo/results --out _demo/site "${data[@]}"
-echo "open _demo/site/index.html in a browser (works from disk, no server)"
+echo "open _demo/site/index.html in a browser (works from disk, no server): the demo's own"
+echo "results are under 'Smoke test (not in the means)' at the bottom of the leaderboard"
