@@ -140,16 +140,18 @@ def _damage(folder: Path, meta: dict) -> str | None:
 def _publish(tmp: Path, folder: Path) -> None:
     """Rename a finished temporary folder into place (atomic: a reader sees all or nothing). If
     another process published first, keep its copy when it is sound, else replace it."""
-    try:
-        os.rename(tmp, folder)
-        return
-    except OSError:
-        pass
-    meta = _read_meta(folder, json.loads((tmp / "meta.json").read_text())["digest"])
-    if meta is not None and (meta.get("failure") or _damage(folder, meta) is None):
-        shutil.rmtree(tmp, ignore_errors=True)
-        return
-    shutil.rmtree(folder, ignore_errors=True)
+    digest = json.loads((tmp / "meta.json").read_text(encoding="utf-8"))["digest"]
+    for _ in range(3):  # a concurrent writer may publish between our rmtree and rename
+        try:
+            os.rename(tmp, folder)
+            return
+        except OSError:
+            pass
+        meta = _read_meta(folder, digest)
+        if meta is not None and (meta.get("failure") or _damage(folder, meta) is None):
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        shutil.rmtree(folder, ignore_errors=True)
     os.rename(tmp, folder)
 
 
@@ -424,7 +426,6 @@ def load_openvino_encoder(
     """The OpenVINO encoder from the cache, else converted, checked and cached now; the torch
     encoder (with backend_info["fallback"] saying why) when it does not convert or fails
     parity. `strict` (an explicit --backend openvino) turns the fallback into an error."""
-    from benchmark.errors import MaebenchError
     from benchmark.retrievers.encoders import load_encoder
 
     key = conversion_key(weights, config, role)
@@ -440,8 +441,8 @@ def load_openvino_encoder(
         if damage is None:
             try:
                 compiled, precision = compile_model(folder / "model.xml")
-            except MaebenchError:
-                raise
+            except ModelLoadError as exc:  # compiled in low precision here: not the model's fault
+                return _fall_back(checkpoint, config, role, str(exc), strict)
             except Exception as exc:  # an unreadable model is as good as a corrupt one
                 damage = f"unreadable ({_one_line(exc)})"
             else:
