@@ -7,6 +7,7 @@ and unknown keys are rejected (a typo must not fall back to a default).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -302,7 +303,7 @@ def get_card(name: str, directory: Path | None = None) -> ModelCard:
     """One card by name: only its own file must be valid."""
     directory = directory or models_dir()
     path = directory / f"{name}.yaml"
-    if is_name(name) and path.is_file():
+    if is_name(name) and os.path.lexists(path):  # a FIFO or a link to /dev/zero: its own error
         return load_card(path)
     # `maebench study` cells live in models/studies/<study>/ (out of the main listing)
     study_cards = sorted(directory.glob(f"studies/*/{name}.yaml")) if is_name(name) else []

@@ -66,6 +66,10 @@ def run_case(case: dict) -> dict:
     import time
 
     started = time.perf_counter()
+    import logging
+
+    for handler in logging.root.handlers[:]:  # the CLI's basicConfig binds a handler to the
+        logging.root.removeHandler(handler)   # stderr of its first call: rebind it per case
     try:
         with contextlib.ExitStack() as stack:
             _inject(case.get("fault"), stack)

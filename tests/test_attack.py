@@ -5,8 +5,21 @@ results/ and models/ trees unchanged.
 Classes: 1 deep YAML, 2 size/decompression bombs, 3 check-vs-commit, 4 float extremes,
 5 paths and modules from untrusted fields, 6 usage errors, 7 interrupts, 8 I/O faults,
 9 unusable ids, 10 ill-typed MTEB JSON and devices, 11 inconsistent stored pairs,
-12 empty lists and concurrent claims. All cases run in one subprocess (tests/attack_driver.py)
-so the suite stays fast; a native crash shows up as a signal exit of that process.
+12 empty lists and concurrent claims. Round 2 (issue 19): 13 damaged or hostile embedding-store
+manifests and entries, 14 `store rm` on paths and links, 15 results-store journals it did not
+write, 16 names that are not names, 17 hostile checkpoint folders (drafted-card injection,
+sentence-transformers files, module paths, pickles), 18 files that are not regular files or
+are too big, 19 seeds and study specs out of range.
+
+Most cases must be refused (one `error:` line, non-zero exit). Some damaged input is
+recoverable and must give the right result instead: a damaged manifest (`recover`: exit 0 and
+a run file byte-identical to a clean run's) and a journal this store did not write (`warn`:
+moved aside with a WARNING line, nothing applied); a card drafted from a hostile checkpoint
+(`draft`) must hold exactly the keys maebench meant. No case changes anything outside its
+intended tree (a shared `victims/` folder the hostile paths point at is checked at the end),
+and a refused case leaves nothing behind (`absent`, `unchanged`).
+All cases run in one subprocess (tests/attack_driver.py) so the suite stays fast; a native
+crash shows up as a signal exit of that process.
 Set MAEBENCH_ATTACK_REPORT=<file> to write the per-case outcomes (counts for the issue note).
 """
 
@@ -90,7 +103,36 @@ def workspace(tmp_path_factory) -> dict:
     shutil.copy(scratch / "attacker" / "tiny.json", bundle)
     shutil.copy(scratch / "attacker" / "tiny.run.gz", bundle)
     (bundle / "attacker.yaml").write_text(_card_text("attacker"))
-    return {"root": root, "results": results, "models": models, "bundle": bundle}
+    ws = {"root": root, "results": results, "models": models, "bundle": bundle}
+    ws.update(_dense_workspace(root))
+    victims = root / "victims"  # what hostile paths point at: must never change
+    (victims / "victim-dir" / "sub").mkdir(parents=True)
+    (victims / "victim-file").write_text("precious")
+    (victims / "victim-dir" / "sub" / "f").write_text("precious too")
+    ws["victims"] = victims
+    return ws
+
+
+def _dense_workspace(root: Path) -> dict:
+    """A tiny sentence-transformers checkpoint, and a clean card-free run of it on `tiny`
+    (its run file, and the embedding store it filled: the pristine store cases damage)."""
+    from tests.checkpoints import tiny_bert
+    from tests.test_hostile_checkpoints import make_st
+
+    tiny = REPO / "benchmark" / "data" / "tiny"
+    texts = [json.loads(line)["text"] for line in (tiny / "corpus.jsonl").read_text().splitlines()]
+    texts += [json.loads(line)["text"] for line in (tiny / "queries.jsonl").read_text().splitlines()]
+    ckpt = make_st(tiny_bert(root / "st-ckpt", texts, initializer_range=1.0))
+    home, clean = root / "pristine-home", root / "clean-results"
+    env = {**os.environ, "MAEBENCH_HOME": str(home), "HF_HUB_OFFLINE": "1",
+           "MAEBENCH_BACKEND": "torch"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmark.cli", "run", "--model", str(ckpt), "--name", "tinyst",
+         "--task", "tiny", "--results-dir", str(clean)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {"st_ckpt": ckpt, "pristine_home": home, "clean_run": clean / "tinyst" / "tiny.run.gz"}
 
 
 class Cases:
@@ -103,8 +145,18 @@ class Cases:
         self.rng = random.Random(SEED)
         self.cases: list[dict] = []
 
-    def add(self, cls: int, name: str, argv: list[str], fault: str | None = None) -> None:
-        self.cases.append({"id": f"c{cls:02d}-{name}", "cls": cls, "argv": argv, "fault": fault})
+    def add(self, cls: int, name: str, argv: list[str], fault: str | None = None, *,
+            expect: str = "refuse", env: dict | None = None, **checks) -> None:
+        """One case; `expect` refuse | recover | warn | draft (see the module docstring);
+        `checks`: run_file (recover), card (draft), absent (paths that must not exist after),
+        unchanged (folders that must be byte-identical after)."""
+        case = {"id": f"c{cls:02d}-{name}", "cls": cls, "argv": argv, "fault": fault,
+                "expect": expect}
+        for key, value in checks.items():
+            case[key] = [str(v) for v in value] if isinstance(value, list) else str(value)
+        if env:
+            case["env"] = {k: str(v) for k, v in env.items()}
+        self.cases.append(case)
 
     def folder(self, name: str) -> Path:
         path = self.root / name
@@ -334,19 +386,344 @@ def build_cases(ws: dict) -> list[dict]:
         c.add(12, "concurrent" + "-".join(extra), ["run", "--model", "bm25", "--task", "tiny", *extra],
               fault="claim-held")
         c.cases[-1]["env"] = {"MAEBENCH_RESULTS_DIR": str(c.folder("concurrent" + "-".join(extra)))}
+    build_round_two(c, ws)
     return c.cases
+
+
+# --------------------------------------------------------------------------- round 2 (issue 19)
+
+
+def _passage_entry(home: Path) -> Path:
+    for key in sorted((home / "embeddings").glob("*/key.json")):
+        if json.loads(key.read_text()).get("role") == "passage":
+            return key.parent
+    raise AssertionError(f"no passage entry in {home}")
+
+
+def _fifo(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+def build_round_two(c: Cases, ws: dict) -> None:
+    rng = c.rng
+    victims = ws["victims"]
+    ckpt = str(ws["st_ckpt"])
+    dense_run = ["run", "--model", ckpt, "--name", "tinyst", "--task", "tiny"]
+
+    # 13. embedding-store manifests and entries: recovered (that shard re-encoded, the run file
+    # equals a clean run's), or refused where the entry itself leads out of the store
+    def store_case(name: str, damage) -> None:
+        home = c.root / f"store-{name}"
+        shutil.copytree(ws["pristine_home"], home)
+        entry = _passage_entry(home)
+        damage(entry, entry / "manifest.json")
+        out = c.folder(f"store-out-{name}")
+        c.add(13, f"manifest-{name}", [*dense_run, "--results-dir", str(out)], expect="recover",
+              env={"MAEBENCH_HOME": home}, run_file=out / "tinyst" / "tiny.run.gz")
+
+    def edit(change):
+        def damage(entry: Path, manifest: Path) -> None:
+            data = json.loads(manifest.read_text())
+            change(data, entry)
+            manifest.write_text(json.dumps(data))
+        return damage
+
+    outside = victims / "victim-shard.npy"
+    outside.write_bytes((_passage_entry(ws["pristine_home"]) / "shard-000000.npy").read_bytes())
+    store_case("absolute-file", edit(lambda d, e: d["shards"]["0"].update(file=str(outside))))
+    store_case("dotdot-file", edit(lambda d, e: d["shards"]["0"].update(
+        file="../../../victims/victim-shard.npy")))
+
+    def other_shard(d, e):  # a record naming another shard's file (with that file's sha256)
+        shutil.copy(e / "shard-000000.npy", e / "shard-000001.npy")
+        d["shards"]["0"]["file"] = "shard-000001.npy"
+
+    store_case("other-shards-file", edit(other_shard))
+    store_case("empty-shards", edit(lambda d, e: d.update(shards=[])))
+    bad_file = rng.choice([5, None, ["shard-000000.npy"], {"a": 1}])
+    store_case("non-string-file", edit(lambda d, e: d["shards"]["0"].update(file=bad_file)))
+    store_case("shards-a-string", edit(lambda d, e: d.update(shards="shard-000000.npy")))
+    store_case("manifest-a-list", lambda e, m: m.write_text("[1, 2]"))
+    depth = rng.choice([10, 50_000])
+    store_case("manifest-not-json", lambda e, m: m.write_text('{"key": ' + "[" * depth))
+
+    def manifest_fifo(entry: Path, manifest: Path) -> None:
+        manifest.unlink()
+        _fifo(manifest)
+
+    store_case("manifest-fifo", manifest_fifo)
+
+    def shard_dev_zero(entry: Path, manifest: Path) -> None:
+        (entry / "shard-000000.npy").unlink()
+        (entry / "shard-000000.npy").symlink_to("/dev/zero")
+
+    store_case("shard-links-dev-zero", shard_dev_zero)
+    home = c.root / "store-entry-link"
+    shutil.copytree(ws["pristine_home"], home)
+    entry = _passage_entry(home)
+    shutil.rmtree(entry)
+    entry.symlink_to(victims / "victim-dir")
+    c.add(13, "entry-links-out", [*dense_run, "--results-dir", str(c.folder("store-out-link"))],
+          env={"MAEBENCH_HOME": home})
+
+    # 14. store rm: entry ids only; never deletes or touches anything outside the store
+    root = c.root / "rm-store"
+    shutil.copytree(ws["pristine_home"] / "embeddings", root)
+    real_id = _passage_entry(ws["pristine_home"]).name
+    link = root / ("f" * 32)
+    link.symlink_to(victims / "victim-dir")
+    for name, target in {"dotdot": "../../victims/victim-dir", "absolute": "/tmp", "parent": "..",
+                         "glob": "*", "newline": real_id + "\n", "link-entry": link.name,
+                         "link-prefix": "fff", "empty": ""}.items():
+        c.add(14, f"rm-{name}", ["store", "rm", target, "--root", str(root)], unchanged=[root])
+    (root / real_id / ".lock").unlink(missing_ok=True)
+    (root / real_id / ".lock").symlink_to(victims / "victim-file")
+    c.add(14, "rm-lock-links-out", ["store", "rm", real_id[:8], "--root", str(root)],
+          unchanged=[root])
+
+    # 15. journals the store did not write: quarantined with a warning, never applied
+    def journal_case(name: str, commit, link_to: Path | None = None) -> None:
+        results = c.folder(f"journal-{name}") / "results"
+        shutil.copytree(ws["results"], results)
+        txn = results / ".maebench" / "txn-20260101T000000-1-evil"
+        if link_to is not None:
+            txn.parent.mkdir(parents=True, exist_ok=True)
+            txn.symlink_to(link_to)
+        else:
+            txn.mkdir(parents=True)
+            (txn / "0-tiny.json").write_text("{}")
+            commit(txn)
+        c.add(15, name, ["export-mteb", "--results-dir", str(results), "--out",
+                         str(c.root / f"journal-out-{name}")], expect="warn", unchanged=[results])
+
+    def write(text: str):
+        return lambda txn: (txn / "COMMIT").write_text(
+            text.replace("{victims}", str(victims)).replace("{txn}", str(txn)))
+
+    journal_case("not-json", write("{not json"))
+    journal_case("a-list", write("[1, 2]"))
+    journal_case("renames-a-number", write('{"renames": 5, "side": null}'))
+    journal_case("v1-moves-a-victim", write(
+        '{"renames": [["{victims}/victim-file", "{victims}/moved"]], "side": null}'))
+    journal_case("v1-moves-into-results", write(
+        '{"renames": [["{victims}/victim-file", "' + str(c.root) + '/x/bm25/tiny.json"]], "side": null}'))
+    journal_case("v1-side-deletes-a-folder", write(
+        '{"renames": [], "side": "{victims}/victim-dir"}'))
+    journal_case("v2-staged-dotdot", write(
+        '{"version": 2, "renames": [{"staged": "../../../../victims/victim-file", "tree": "results",'
+        ' "final": "bm25/x.json"}]}'))
+    journal_case("v2-final-outside", write(
+        '{"version": 2, "renames": [{"staged": "0-tiny.json", "tree": "results", '
+        '"final": "{victims}/victim-file"}]}'))
+    journal_case("v2-into-store-meta", write(
+        '{"version": 2, "renames": [{"staged": "0-tiny.json", "tree": "results", '
+        '"final": ".maebench/lock"}]}'))
+    journal_case("commit-fifo", lambda txn: _fifo(txn / "COMMIT"))
+    journal_case("commit-dev-zero", lambda txn: (txn / "COMMIT").symlink_to("/dev/zero"))
+    evil_txn = c.folder("evil-txn")
+    (evil_txn / "0-tiny.json").write_text("{}")
+    (evil_txn / "COMMIT").write_text(json.dumps({"version": 2, "renames": [
+        {"staged": "0-tiny.json", "tree": "results", "final": "bm25/tiny.json"}]}))
+    journal_case("txn-links-out", None, link_to=evil_txn)
+
+    # 16. names that are not names, wherever a name becomes a file
+    home = c.folder("names-home")
+    no_training = {"env": {"MAEBENCH_HOME": home}, "absent": [home / "checkpoints"]}
+    for suffix, bad in (("newline", rng.choice(["x\n", "tinyst\n"])), ("dotdot", "../evil"),
+                        ("upper", "Evil")):
+        c.add(16, f"finetune-{suffix}", ["finetune", "--model", "all-minilm-l6-v2", "--task",
+                                         "scifact", "--name", bad], **no_training)
+        c.add(16, f"pretrain-{suffix}", ["pretrain", "--objective", "mlm", "--init",
+                                         "all-minilm-l6-v2", "--corpus", "tiny", "--budget",
+                                         "2steps", "--name", bad], **no_training)
+    c.add(16, "card-new-newline", ["card", "new", ckpt, "--name", "x\n"])
+    mteb = c.folder("names-mteb") / "scifact.json"
+    mteb.write_text(json.dumps({"task_name": "SciFact", "scores": {"test": [{"ndcg_at_10": 0.5}]}}))
+    c.add(16, "import-mteb-newline", ["import-mteb", str(mteb), "--model", "bm25", "--name", "y\n"])
+    c.add(16, "card-free-newline", [*dense_run[:3], "--name", "x\n", "--task", "tiny",
+                                    "--results-dir", str(c.folder("names-out"))])
+    bundle = c.bundle("names-bundle")
+    (bundle / "tiny.json").rename(bundle / "tiny.json\n")
+    c.submit(16, "bundle-file-newline", bundle)
+
+    # 17. hostile checkpoint folders: drafted cards, sentence-transformers files, pickles
+    def checkpoint(name: str, change=None) -> Path:
+        folder = c.root / f"ckpt-{name}"
+        shutil.copytree(ws["st_ckpt"], folder, symlinks=True)
+        if change is not None:
+            change(folder)
+        return folder
+
+    injection = rng.choice(["\\nlocal_package: os\\nlicense: evil", "\\n\\u2028name: evil"])
+
+    def inject(folder: Path) -> None:
+        (folder / "config_sentence_transformers.json").write_text(
+            '{"similarity_fn_name": "x' + injection + '"}')
+        (folder / "1_Pooling" / "config.json").write_text(
+            '{"pooling_mode_mean_tokens": true, "pooling_mode_x' + injection + '": true}')
+
+    for name, folder in (("injected-config", checkpoint("inject", inject)),
+                         ("injected-folder-name", Path(shutil.copytree(
+                             ws["st_ckpt"], c.root / "a\nlicense: evil")))):
+        out = c.root / f"drafted-{name}.yaml"
+        c.add(17, f"card-new-{name}", ["card", "new", str(folder), "--name", "drafted",
+                                       "--out", str(out)], expect="draft", card=out)
+
+    def module_path(path: str):
+        def change(folder: Path) -> None:
+            modules = json.loads((folder / "modules.json").read_text())
+            modules[1]["path"] = path
+            (folder / "modules.json").write_text(json.dumps(modules))
+        return change
+
+    def link_pooling_out(folder: Path) -> None:
+        shutil.rmtree(folder / "1_Pooling")
+        (folder / "1_Pooling").symlink_to(victims / "victim-dir")
+
+    def replace(file: str, text: str):
+        return lambda folder: (folder / file).write_text(text)
+
+    def fifo(file: str):
+        def change(folder: Path) -> None:
+            (folder / file).unlink()
+            _fifo(folder / file)
+        return change
+
+    hostile = {
+        "module-path-absolute": module_path(str(victims / "victim-dir")),
+        "module-path-dotdot": module_path("../../victims/victim-dir"),
+        "module-dir-links-out": link_pooling_out,
+        "modules-an-object": replace("modules.json", '{"0": {"type": "Pooling"}}'),
+        "modules-ints": replace("modules.json", "[1, 2, 3]"),
+        "modules-fifo": fifo("modules.json"),
+        "sbert-config-a-list": replace("sentence_bert_config.json", "[64]"),
+        "pooling-config-a-string": replace("1_Pooling/config.json", '"cls"'),
+        "prompt-a-list": replace("config_sentence_transformers.json",
+                                 '{"prompts": {"query": ["q"]}}'),
+    }
+    for name, change in hostile.items():
+        c.add(17, f"card-new-{name}", ["card", "new", str(checkpoint(name, change)), "--name",
+                                       "drafted", "--out", str(c.root / f"never-{name}.yaml")],
+              absent=[c.root / f"never-{name}.yaml"])
+
+    def dense_head(config: dict, weights: str):
+        def change(folder: Path) -> None:
+            import torch
+
+            modules = json.loads((folder / "modules.json").read_text())
+            modules.insert(2, {"idx": 3, "name": "3", "path": "2_Dense",
+                               "type": "sentence_transformers.models.Dense"})
+            (folder / "modules.json").write_text(json.dumps(modules))
+            (folder / "2_Dense").mkdir()
+            (folder / "2_Dense" / "config.json").write_text(json.dumps(config))
+            if weights == "pickle":
+                (folder / "2_Dense" / "pytorch_model.bin").write_bytes(_pickle_payload(victims))
+            else:
+                torch.save({"linear.weight": torch.zeros(8, 32)},
+                           folder / "2_Dense" / "pytorch_model.bin")
+        return change
+
+    def pickled_model(folder: Path) -> None:
+        (folder / "model.safetensors").unlink()
+        (folder / "pytorch_model.bin").write_bytes(_pickle_payload(victims))
+
+    for name, change in {
+        "dense-without-in-features": dense_head({"out_features": 8}, "tensors"),
+        "dense-head-pickle": dense_head({"in_features": 32, "out_features": 8}, "pickle"),
+        "model-pickle": pickled_model,
+    }.items():
+        c.add(17, f"run-{name}", ["run", "--model", str(checkpoint(name, change)), "--name", "evil",
+                                   "--task", "tiny", "--results-dir", str(c.folder(f"out-{name}"))],
+              env={"MAEBENCH_HOME": c.folder(f"home-{name}")})
+
+    # 18. files that are not regular files, or too big: refused at once, never read whole
+    big = c.root / "big.json"
+    with big.open("wb") as handle:
+        handle.truncate((16 << 20) + rng.randrange(1, 1 << 20))
+    for name, path in {"dev-zero": Path("/dev/zero"), "fifo": _fifo(c.root / "mteb-fifo.json"),
+                       "folder": c.folder("mteb-folder"), "too-big": big}.items():
+        c.add(18, f"import-mteb-{name}", ["import-mteb", str(path), "--model", "bm25", "--name",
+                                          "evil"], absent=[ws["results"] / "reported" / "evil.yaml"])
+
+    def dev_zero_link(path: Path) -> None:
+        path.symlink_to("/dev/zero")
+
+    for name, make in {"fifo": _fifo, "dev-zero": dev_zero_link}.items():
+        models = c.folder(f"models-{name}")
+        shutil.copy(REPO / "models" / "bm25.yaml", models)
+        make(models / "evil.yaml")
+        c.add(18, f"card-{name}", ["run", "--model", "evil", "--task", "tiny", "--results-dir",
+                                   str(c.folder(f"out-card-{name}"))],
+              env={"MAEBENCH_MODELS_DIR": models})
+    reported = c.folder("reported-fifo") / "results"
+    shutil.copytree(ws["results"], reported)
+    _fifo(reported / "reported" / "evil.yaml")
+    specs = reported / "reproductions" / "specs"
+    specs.mkdir(parents=True)
+    shutil.copy(REPO / "results" / "reproductions" / "specs" / "bm25-beir.yaml", specs)
+    c.add(18, "reported-fifo", ["reproduce", "bm25-beir", "--no-run", "--results-dir", str(reported)])
+    c.add(18, "study-spec-fifo", ["study", str(_fifo(c.root / "spec-fifo.yaml")), "--report-only"])
+    c.add(18, "recipe-dev-zero", ["pretrain", "--objective", "mlm", "--init", "all-minilm-l6-v2",
+                                  "--corpus", "tiny", "--budget", "2steps", "--name", "evil",
+                                  "--recipe", "/dev/zero"], **no_training)
+
+    # 19. seeds out of range and study-spec fields checked before use
+    huge = str(2 ** rng.choice([32, 64, 70]))
+    for name, argv in {
+        "finetune-negative": ["finetune", "--model", "all-minilm-l6-v2", "--task", "scifact",
+                              "--seed", "-1"],
+        "finetune-huge": ["finetune", "--model", "all-minilm-l6-v2", "--task", "scifact",
+                          "--seed", huge],
+        "pretrain-negative": ["pretrain", "--objective", "mlm", "--init", "all-minilm-l6-v2",
+                              "--corpus", "tiny", "--budget", "2steps", "--name", "evil",
+                              "--seed", "-1"],
+        "compare-negative": ["compare", "--task", "tiny", "--seed", "-1"],
+        "site-huge": ["site", "--out", str(c.root / "site-seed"), "--seed", huge],
+        "study-seed-negative": ["study", "scifact-dapt", "--set", "id=evil", "--set",
+                                "seeds=[-1]", "--report-only"],
+        "study-seed-huge": ["study", "scifact-dapt", "--set", "id=evil", "--set",
+                            f"seeds=[{huge}]", "--report-only"],
+        "study-metric-markup": ["study", "scifact-dapt", "--set", "id=evil", "--set",
+                                "metric=x<script>", "--report-only"],
+        "study-metric-unknown": ["study", "scifact-dapt", "--set", "id=evil", "--set",
+                                 "metric=nDCG@11", "--report-only"],
+    }.items():
+        c.add(19, name, argv, **no_training)
+
+
+def _pickle_payload(victims: Path) -> bytes:
+    """A pickle that would delete a victim file if it were ever unpickled."""
+    import pickle
+
+    return pickle.dumps(_Payload(str(victims / "victim-file")))
+
+
+class _Payload:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (os.remove, (self.path,))
 
 
 # --------------------------------------------------------------------------- the test
 
 
 def _verdict(case: dict, outcome: dict | None) -> str | None:
-    """None for a clean rejection, else what went wrong."""
+    """None for a clean rejection (or, for `recover` / `warn` / `draft` cases, for the right
+    result), else what went wrong."""
     if outcome is None:
         return "no outcome (the driver process died: a signal?)"
     code, err = outcome["code"], outcome["stderr"]
     if not isinstance(code, int):
         return str(code)
+    if "Traceback" in err:
+        return "traceback"
+    expect = case.get("expect", "refuse")
+    if expect != "refuse":
+        return _recovered(case, code, err)
     if code == 0:
         return "accepted (exit 0)"
     if code == 70 or "internal error" in err:
@@ -361,14 +738,54 @@ def _verdict(case: dict, outcome: dict | None) -> str | None:
     return None
 
 
+def _recovered(case: dict, code: int, err: str) -> str | None:
+    if code == 70 or "internal error" in err:
+        return f"crash: {err.strip()[-300:]}"
+    if case["expect"] == "recover":
+        if code != 0:
+            return f"not recovered (exit {code}): {err.strip()[-300:]}"
+        produced = Path(case["run_file"])
+        if not produced.is_file() or produced.read_bytes() != Path(case["clean_run"]).read_bytes():
+            return "recovered, but the run file differs from a clean run's"
+    elif case["expect"] == "warn":
+        if code != 0 or "not applied" not in err:
+            return f"journal not set aside with a warning (exit {code}): {err.strip()[-300:]}"
+    elif case["expect"] == "draft":
+        import yaml
+
+        if code != 0:
+            return f"no card drafted (exit {code}): {err.strip()[-300:]}"
+        card = yaml.safe_load(Path(case["card"]).read_text())
+        keys = {"name", "display_name", "family", "description", "source", "retriever"}
+        if set(card) != keys or card["name"] != "drafted" or not {
+            "local_package", "license", "name"}.isdisjoint(card["retriever"]):
+            return f"the drafted card holds keys nobody meant: {sorted(card)}"
+    return None
+
+
+def _after_checks(case: dict, trees: dict) -> str | None:
+    for path in case.get("absent", []):
+        if os.path.lexists(path):
+            return f"left {path} behind"
+    for folder in case.get("unchanged", []):
+        if _tree(Path(folder)) != trees[folder]:
+            return f"changed {folder}"
+    return None
+
+
 def test_every_attack_is_refused_cleanly(workspace, tmp_path):
     cases = build_cases(workspace)
+    for case in cases:
+        if case.get("expect") == "recover":
+            case["clean_run"] = str(workspace["clean_run"])
     file = tmp_path / "cases.json"
     file.write_text(json.dumps(cases))
     before = _tree(workspace["results"], workspace["models"])
+    victims_before = _tree(workspace["victims"])
+    trees = {folder: _tree(Path(folder)) for case in cases for folder in case.get("unchanged", [])}
     env = {**os.environ, "MAEBENCH_RESULTS_DIR": str(workspace["results"]),
            "MAEBENCH_MODELS_DIR": str(workspace["models"]), "HF_HUB_OFFLINE": "1",
-           "MAEBENCH_DATA_DIR": str(tmp_path / "no-data")}
+           "MAEBENCH_DATA_DIR": str(tmp_path / "no-data"), "MAEBENCH_BACKEND": "torch"}
     env.pop("MAEBENCH_DEBUG", None)
     outcomes: dict[str, dict] = {}
     remaining = list(cases)
@@ -389,7 +806,8 @@ def test_every_attack_is_refused_cleanly(workspace, tmp_path):
             outcomes[remaining[0]["id"]] = {"code": f"driver killed by signal {-proc.returncode}",
                                             "stderr": proc.stderr[-500:]}
             remaining = remaining[1:]
-    verdicts = {case["id"]: _verdict(case, outcomes.get(case["id"])) for case in cases}
+    verdicts = {case["id"]: _verdict(case, outcomes.get(case["id"])) or _after_checks(case, trees)
+                for case in cases}
     bad = {k: v for k, v in verdicts.items() if v is not None}
     report = os.environ.get("MAEBENCH_ATTACK_REPORT")
     if report:
@@ -403,5 +821,7 @@ def test_every_attack_is_refused_cleanly(workspace, tmp_path):
     after = _tree(workspace["results"], workspace["models"])
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     assert not changed, changed
-    per_class = {cls: sum(1 for c in cases if c["cls"] == cls) for cls in range(1, 13)}
+    assert _tree(workspace["victims"]) == victims_before, "a file outside maebench's trees changed"
+    assert not list(workspace["victims"].rglob(".lock"))
+    per_class = {cls: sum(1 for c in cases if c["cls"] == cls) for cls in range(1, 20)}
     assert all(n >= 3 for cls, n in per_class.items() if cls != 11), per_class
