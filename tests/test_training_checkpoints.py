@@ -4,6 +4,7 @@ and a resume skips an incomplete or damaged last checkpoint for the one before."
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,114 @@ def test_prune_keeps_the_newest_committed_ones(tmp_path):
     _checkpoint(tmp_path, 8, commit=False)
     prune_checkpoints(tmp_path, "checkpoint", keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4", "checkpoint-6", "checkpoint-8"]
+
+
+# --------------------------------------------------------------------------- wired into training
+
+
+def test_finetune_resumes_past_a_checkpoint_torn_during_its_save(tmp_path, monkeypatch):
+    """A kill during the step-3 save (after the weights and optimizer, before the RNG state and
+    trainer_state.json) leaves checkpoint-3 without its commit record; the re-run removes it,
+    resumes from checkpoint-2 and ends with the uninterrupted run's weights."""
+    import transformers
+
+    from benchmark.registry import get_card, load_card
+    from benchmark.training.finetune import run_finetune
+    from tests.checkpoints import tiny_bert
+    from tests.test_finetune import TEST, TINY, TRAIN, _corpus, backbone_card, write_beir
+
+    data = write_beir(tmp_path / "data")
+    texts = [d["title"] + " " + d["text"] for d in _corpus().values()]
+    texts += [t for t, _ in {**TRAIN, **TEST}.values()]
+    ckpt = tiny_bert(tmp_path / "bert", texts, initializer_range=0.5)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "tiny-backbone.yaml").write_text(backbone_card(str(ckpt)))
+    (models / "bm25.yaml").write_text((Path(__file__).parents[1] / "models" / "bm25.yaml").read_text())
+    monkeypatch.setenv("MAEBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MAEBENCH_MODELS_DIR", str(models))
+    overrides = {**TINY, "save_steps": "1"}
+
+    def finetune(name: str):
+        return run_finetune(get_card("tiny-backbone", models), "scifact", "standard-cpu", 0, name,
+                            overrides, data, "cpu", models_dir=models, progress=False)
+
+    reference = load_card(finetune("whole").card_path).finetuning.record.weights_sha256
+    original = transformers.Trainer._save_rng_state
+
+    def killed_mid_save(self, output_dir):
+        if self.state.global_step == 3:
+            (Path(output_dir) / "trainer_state.json").write_bytes(b"")  # what issue 19 found
+            raise KeyboardInterrupt("kill -9 during the step-3 save")
+        return original(self, output_dir)
+
+    monkeypatch.setattr(transformers.Trainer, "_save_rng_state", killed_mid_save)
+    with pytest.raises(KeyboardInterrupt):
+        finetune("torn")
+    monkeypatch.setattr(transformers.Trainer, "_save_rng_state", original)
+    stage = tmp_path / "home" / "checkpoints" / "torn.partial" / "stage1"
+    assert committed(stage / "checkpoint-3") is None and committed(stage / "checkpoint-2")
+    resumed = finetune("torn")
+    assert load_card(resumed.card_path).finetuning.record.weights_sha256 == reference
+
+
+def test_pretrain_resume_skips_a_torn_last_state(tiny_bert_dir, tmp_path, monkeypatch):
+    """A kill after the step-3 state was written but before it was committed (one of its files
+    torn), and a damaged progress.json: --resume uses the step-2 state, same final weights."""
+    import benchmark.training.pretrain as pretrain
+    from benchmark.errors import MaebenchError
+    from benchmark.paths import checkpoints_dir
+    from benchmark.registry import load_card
+    from tests.test_objectives import tiny_card
+    from tests.test_pretrain import options
+
+    monkeypatch.setenv("MAEBENCH_HOME", str(tmp_path / "home"))
+    init = tiny_card(tiny_bert_dir)
+    whole = load_card(pretrain.pretrain_card(init, options(tmp_path, "whole", budget="5steps",
+                                                           save_every=1)))
+    original = pretrain.commit_checkpoint
+
+    def killed_before_commit(folder, meta=None):
+        if Path(folder).name == "state-3":
+            victim = next(p for p in sorted(Path(folder).rglob("*")) if p.is_file())
+            victim.write_bytes(victim.read_bytes()[: len(victim.read_bytes()) // 2])
+            raise KeyboardInterrupt("kill -9 before the state-3 commit")
+        return original(folder, meta)
+
+    monkeypatch.setattr(pretrain, "commit_checkpoint", killed_before_commit)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain.pretrain_card(init, options(tmp_path, "torn", budget="5steps", save_every=1))
+    monkeypatch.setattr(pretrain, "commit_checkpoint", original)
+    staging = checkpoints_dir() / ".torn.partial"
+    (staging / "progress.json").write_text("{")  # damaged too: no longer read for resuming
+    with pytest.raises(MaebenchError, match="--resume"):
+        pretrain.pretrain_card(init, options(tmp_path, "torn", budget="5steps", save_every=1))
+    resumed = load_card(pretrain.pretrain_card(
+        init, options(tmp_path, "torn", budget="5steps", save_every=1, resume=True)))
+    assert resumed.pretraining.weights_sha256 == whole.pretraining.weights_sha256
+
+
+def test_a_real_kill_9_during_a_pretrain_save_resumes_to_the_same_weights(tmp_path):
+    """One real SIGKILL at the instant a (seeded) random state folder appears, i.e. while it is
+    being written, then --resume; bench/bench_kill_resume.py does this 10 times per job."""
+    import importlib.util
+    import random
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_kill_resume", Path(__file__).parents[1] / "bench" / "bench_kill_resume.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ws = bench.make_workspace(tmp_path / "ws")
+    ref_models, models = tmp_path / "ref-models", tmp_path / "models"
+    shutil.copytree(ws["models"], ref_models)
+    shutil.copytree(ws["models"], models)
+    code, _, _ = bench.run(bench.command("pretrain", ws, resume=False),
+                           bench.environment(tmp_path / "ref-home", ref_models), None)
+    assert code == 0
+    env = bench.environment(tmp_path / "home", models)
+    save = random.Random(19).randint(2, 6)
+    code, _, _ = bench.run(bench.command("pretrain", ws, resume=False), env, ("save", save))
+    assert code == -9 and bench.card_weights(models) is None
+    code, _, _ = bench.run(bench.command("pretrain", ws, resume=True), env, None)
+    assert code == 0
+    assert bench.card_weights(models) == bench.card_weights(ref_models)
