@@ -22,7 +22,9 @@ def _card_text(model: str, results: list, models_dir: Path) -> tuple[ModelCard |
     """The registry card's file, else the inferred card a card-free run recorded."""
     path = models_dir / f"{model}.yaml"
     if path.is_file():
-        return get_card(model, models_dir), path.read_text(encoding="utf-8")
+        from benchmark.validation import read_yaml_text
+
+        return get_card(model, models_dir), read_yaml_text(path, MaebenchError)
     for result in results:
         card = result.provenance.runtime.get("card_free", {}).get("card")
         if card:

@@ -8,6 +8,7 @@ sha256 and the stored EvalKey against the result's own fields.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
@@ -242,18 +243,18 @@ def write_result(
 
 
 MAX_RESULT_BYTES = 256 << 20
+MAX_RUN_FILE_BYTES = 2 << 30  # gzip of MS MARCO dev at depth 1000 is ~100 MB
 
 
 def read_result(path: Path, verify_run: bool = True) -> Result:
     """Read and validate a stored result; with `verify_run`, its run file must exist and have
     the sha256 the JSON names (a JSON next to another run's file is an error, never used)."""
+    from benchmark.paths import read_bounded
+
+    data = read_bounded(path, MAX_RESULT_BYTES, "result JSON", error=ResultError)  # no FIFO hang
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_RESULT_BYTES + 1)
-        if len(data) > MAX_RESULT_BYTES:
-            raise ResultError(f"{path}: result JSON larger than {MAX_RESULT_BYTES} bytes")
         raw = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ResultError(f"{path}: cannot read result JSON ({type(exc).__name__})") from exc
     result = parse_result(raw, str(path))
     if result.eval_key is not None:
@@ -282,8 +283,15 @@ def _no_constant(name: str) -> float:
 
 
 def _sha256_file(path: Path) -> str:
+    """The sha256 of a regular file (a FIFO or a device raises OSError instead of blocking or
+    never ending)."""
+    import stat
+
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -328,10 +336,9 @@ def read_run(path: Path, result: Result) -> dict[str, RankedList]:
     if result.run is None:
         raise ResultError(f"{path}: this result has no run file")
     file = path.parent / result.run.file
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise ResultError(f"{file}: cannot read run file ({exc.strerror})") from exc
+    from benchmark.paths import read_bounded
+
+    data = read_bounded(file, MAX_RUN_FILE_BYTES, "run file", error=ResultError)
     if sha256_bytes(data) != result.run.sha256:
         raise ResultError(f"{file}: sha256 does not match the result's run.sha256")
     return decode_run(data, str(file))

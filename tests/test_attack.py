@@ -665,6 +665,17 @@ def build_round_two(c: Cases, ws: dict) -> None:
     shutil.copy(REPO / "results" / "reproductions" / "specs" / "bm25-beir.yaml", specs)
     c.add(18, "reported-fifo", ["reproduce", "bm25-beir", "--no-run", "--results-dir", str(reported)])
     c.add(18, "study-spec-fifo", ["study", str(_fifo(c.root / "spec-fifo.yaml")), "--report-only"])
+    for name, make in {"result-json-fifo": ("tiny.json", _fifo),
+                       "run-file-dev-zero": ("tiny.run.gz", dev_zero_link)}.items():
+        stored = c.folder(f"stored-{name}") / "results"
+        shutil.copytree(ws["results"], stored)
+        (stored / "bm25" / make[0]).unlink()
+        make[1](stored / "bm25" / make[0])
+        c.add(18, name, ["compare", "--task", "tiny", "--results-dir", str(stored)])
+    models = c.folder("bundle-card-fifo")
+    _fifo(models / "bm25.yaml")
+    c.add(18, "bundle-card-fifo", ["bundle", "--model", "bm25", "--out", str(c.root / "bundle-out"),
+                                   "--models-dir", str(models)], absent=[c.root / "bundle-out"])
     c.add(18, "recipe-dev-zero", ["pretrain", "--objective", "mlm", "--init", "all-minilm-l6-v2",
                                   "--corpus", "tiny", "--budget", "2steps", "--name", "evil",
                                   "--recipe", "/dev/zero"], **no_training)
