@@ -430,15 +430,19 @@ def build_round_two(c: Cases, ws: dict) -> None:
             manifest.write_text(json.dumps(data))
         return damage
 
+    # a foreign shard: the same rows in another order, and a record naming it with its sha256
+    # (read, it would change the ranking; the run file must still equal a clean run's)
+    foreign = _foreign_shard(_passage_entry(ws["pristine_home"]) / "shard-000000.npy")
     outside = victims / "victim-shard.npy"
-    outside.write_bytes((_passage_entry(ws["pristine_home"]) / "shard-000000.npy").read_bytes())
-    store_case("absolute-file", edit(lambda d, e: d["shards"]["0"].update(file=str(outside))))
+    outside.write_bytes(foreign)
+    named = {"sha256": hashlib.sha256(foreign).hexdigest()}
+    store_case("absolute-file", edit(lambda d, e: d["shards"]["0"].update(file=str(outside), **named)))
     store_case("dotdot-file", edit(lambda d, e: d["shards"]["0"].update(
-        file="../../../victims/victim-shard.npy")))
+        file="../../../../victims/victim-shard.npy", **named)))
 
     def other_shard(d, e):  # a record naming another shard's file (with that file's sha256)
-        shutil.copy(e / "shard-000000.npy", e / "shard-000001.npy")
-        d["shards"]["0"]["file"] = "shard-000001.npy"
+        (e / "shard-000001.npy").write_bytes(foreign)
+        d["shards"]["0"].update(file="shard-000001.npy", **named)
 
     store_case("other-shards-file", edit(other_shard))
     store_case("empty-shards", edit(lambda d, e: d.update(shards=[])))
@@ -512,7 +516,7 @@ def build_round_two(c: Cases, ws: dict) -> None:
     journal_case("v1-side-deletes-a-folder", write(
         '{"renames": [], "side": "{victims}/victim-dir"}'))
     journal_case("v2-staged-dotdot", write(
-        '{"version": 2, "renames": [{"staged": "../../../../victims/victim-file", "tree": "results",'
+        '{"version": 2, "renames": [{"staged": "../../../../../victims/victim-file", "tree": "results",'
         ' "final": "bm25/x.json"}]}'))
     journal_case("v2-final-outside", write(
         '{"version": 2, "renames": [{"staged": "0-tiny.json", "tree": "results", '
@@ -702,6 +706,17 @@ def build_round_two(c: Cases, ws: dict) -> None:
                                  "metric=nDCG@11", "--report-only"],
     }.items():
         c.add(19, name, argv, **no_training)
+
+
+def _foreign_shard(shard: Path) -> bytes:
+    """Another valid shard of the same shape: the rows of `shard` in reverse order."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.load(shard)[::-1].copy(), allow_pickle=False)
+    return buffer.getvalue()
 
 
 def _pickle_payload(victims: Path) -> bytes:
