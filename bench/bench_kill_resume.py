@@ -14,6 +14,8 @@ commit record) are counted.
 
     python bench/bench_kill_resume.py                    # 10 trials each of finetune and pretrain
     python bench/bench_kill_resume.py --jobs finetune --trials 3 --seed 7
+    python bench/bench_kill_resume.py --jobs study       # a 2-arm study: every cell's weights
+                                                         # and run files compared at the end
 
 Prints one line per trial and a summary per job, e.g. `finetune: 10/10 resumed to the reference
 weights (20 kills, 6 inside a save)`. Everything runs offline on CPU in a temporary folder
@@ -24,6 +26,7 @@ weights (20 kills, 6 inside a save)`. Everything runs offline on CPU in a tempor
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -64,7 +67,31 @@ def make_workspace(root: Path) -> dict:
     return {"root": root, "data": data, "models": models}
 
 
+def study_spec(ws: dict) -> Path:
+    """A two-arm study (fine-tune only, MLM) of one seed on the synthetic scifact folder."""
+    import yaml
+
+    from benchmark.paths import EMBEDDED_DATA_DIR
+
+    path = ws["root"] / "study.yaml"
+    if not path.is_file():
+        path.write_text(yaml.safe_dump({
+            "id": "killed", "description": "kill -9 bench", "init": "tiny-backbone",
+            "corpus": str(EMBEDDED_DATA_DIR / "tiny" / "corpus.jsonl"), "budget_tokens": 1024,
+            "pretrain_overrides": {"batch_size": 4, "max_length": 32},
+            "arms": [{"name": "base", "objective": None}, {"name": "mlm", "objective": "mlm"}],
+            "seeds": [0], "finetune": {"task": "scifact", "recipe": "standard-cpu",
+                                       "overrides": dict(FINETUNE_SET)},
+            "evaluate": ["scifact"], "baseline_arm": "base",
+            "collapse_cosine": 1.0, "collapse_overlap": 1.0,
+        }))
+    return path
+
+
 def command(job: str, ws: dict, resume: bool) -> list[str]:
+    if job == "study":
+        return [sys.executable, "-m", "benchmark.cli", "study", str(study_spec(ws)),
+                "--data-dir", str(ws["data"]), "--device", "cpu"]
     if job == "finetune":
         sets = [arg for key, value in FINETUNE_SET.items() for arg in ("--set", f"{key}={value}")]
         return [sys.executable, "-m", "benchmark.cli", "finetune", "--model", "tiny-backbone",
@@ -76,18 +103,29 @@ def command(job: str, ws: dict, resume: bool) -> list[str]:
 
 def environment(home: Path, models: Path) -> dict:
     env = {**os.environ, "MAEBENCH_HOME": str(home), "MAEBENCH_MODELS_DIR": str(models),
+           "MAEBENCH_RESULTS_DIR": str(models.parent / "results"), "MAEBENCH_BACKEND": "torch",
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     env.pop("MAEBENCH_DEBUG", None)
     return env
 
 
 def card_weights(models: Path) -> str | None:
+    """The finished run's outcome: the new card's weights (finetune, pretrain), or for a study,
+    once its report exists, every cell card's weights and every cell result's run sha256."""
     import yaml
 
     card = models / "killed.yaml"
-    if not card.is_file():
+    if card.is_file():
+        return yaml.safe_load(card.read_text())["retriever"]["revision"]
+    results = models.parent / "results" / "studies"
+    if not (results / "killed.json").is_file():
         return None
-    return yaml.safe_load(card.read_text())["retriever"]["revision"]
+    cards = {p.stem: yaml.safe_load(p.read_text())["retriever"]["revision"]
+             for p in sorted((models / "studies" / "killed").glob("*.yaml"))}
+    runs = {f"{p.parent.name}/{p.stem}": json.loads(p.read_text())["run"]["sha256"]
+            for p in sorted((results / "killed").glob("*/*.json"))}
+    digest = hashlib.sha256(json.dumps([cards, runs], sort_keys=True).encode()).hexdigest()
+    return f"sha256:{digest} ({len(cards)} cards, {len(runs)} results)"
 
 
 def torn_checkpoints(home: Path) -> int:
