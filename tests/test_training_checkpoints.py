@@ -200,3 +200,61 @@ def test_a_real_kill_9_during_a_pretrain_save_resumes_to_the_same_weights(tmp_pa
     code, _, _ = bench.run(bench.command("pretrain", ws, resume=True), env, None)
     assert code == 0
     assert bench.card_weights(models) == bench.card_weights(ref_models)
+
+
+def test_a_pickle_in_a_saved_training_state_is_one_error_line(tiny_bert_dir, tmp_path, monkeypatch,
+                                                                 capsys):
+    """A saved optimizer state replaced by a pickle (with its commit record forged to match):
+    `pretrain --resume` refuses it with one `error:` line (torch.load weights_only=True), and
+    the pickle's payload never runs."""
+    import pickle
+    import sys
+
+    import benchmark.training.pretrain as pretrain
+    from benchmark import cli
+    from benchmark.paths import checkpoints_dir
+    from benchmark.training.pretrain import write_card
+    from tests.test_objectives import tiny_card
+    from tests.test_pretrain import options
+
+    monkeypatch.setenv("MAEBENCH_HOME", str(tmp_path / "home"))
+    models = tmp_path / "models"
+    write_card(tiny_card(tiny_bert_dir), models, overwrite=False)
+    monkeypatch.setenv("MAEBENCH_MODELS_DIR", str(models))
+    original = pretrain._Trainer._save
+
+    def save_then_die(self, state):
+        original(self, state)
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(pretrain._Trainer, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain.pretrain_card(tiny_card(tiny_bert_dir), options(tmp_path, "pickled", save_every=2))
+    monkeypatch.setattr(pretrain._Trainer, "_save", original)
+    state = next((checkpoints_dir() / ".pickled.partial").glob("state-*"))
+    sentinel = tmp_path / "sentinel"
+    sentinel.write_text("x")
+    optimizer = next(state.glob("optimizer*"))  # accelerate's optimizer.bin: a torch pickle
+    optimizer.write_bytes(pickle.dumps(_Remove(str(sentinel))))
+    commit_checkpoint(state, json.loads((state / COMMIT_FILE).read_text())["meta"])
+    monkeypatch.setattr(sys, "argv", [
+        "maebench", "pretrain", "--objective", "mlm", "--init", "tiny-init", "--corpus",
+        options(tmp_path, "x").corpus, "--budget", "4steps", "--name", "pickled", "--set",
+        "batch_size=4", "--set", "max_length=32", "--resume"])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "pickle file" in errors[0]
+    assert sentinel.exists()
+
+
+class _Remove:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        import os
+
+        return (os.remove, (self.path,))
