@@ -203,9 +203,8 @@ class HFEncoder:
             model_type = AutoConfig.from_pretrained(source, revision=revision).model_type
             self.model_class = _model_class(config, model_type, role)
             self.tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
-            self.model = self.model_class.from_pretrained(
-                source, revision=revision, dtype=torch_dtype(config.dtype)
-            )
+            self.model = _load_quietly(self.model_class, source, revision, torch_dtype(config.dtype),
+                                       checkpoint)
             self.head = load_head(source, config, revision)
         except (OSError, ValueError) as exc:
             raise load_failure(checkpoint, config.revision, exc) from exc
@@ -377,3 +376,26 @@ def load_encoder(
         return load_openvino_encoder(checkpoint, config, role, weights, strict)
     cls = DupMaeEncoder if config.encoder == "dupmae" else HFEncoder
     return cls(checkpoint, config, device, role)
+
+
+def _load_quietly(model_class, source: str, revision: str | None, dtype, checkpoint: str):
+    """from_pretrained without transformers' load report: weights the encoder does not use (an
+    MLM head saved with it, as `maebench pretrain` and BERT checkpoints do) are expected; weights
+    it needs but does not find are said in one warning line, since they start random."""
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = model_class.from_pretrained(source, revision=revision, dtype=dtype,
+                                                  output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(previous)
+    missing = [k for k in info.get("missing_keys", []) if not k.startswith("pooler.")]
+    if missing:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "%s: %d weights missing from the checkpoint start random (e.g. %s)", checkpoint,
+            len(missing), missing[0])
+    return model
