@@ -258,3 +258,16 @@ class _Remove:
         import os
 
         return (os.remove, (self.path,))
+
+
+def test_a_finetune_killed_before_writing_its_run_key_starts_afresh(tmp_path):
+    """kill -9 between creating <name>.partial and writing its run key (bench_kill_resume's
+    study job hit it): the re-run starts again instead of refusing the folder forever."""
+    from benchmark.training.finetune import STATE_FILE, FinetuneError, _prepare_work_dir
+
+    work = tmp_path / "x.partial"
+    work.mkdir()
+    _prepare_work_dir(work, {"seed": 0}, overwrite=False)
+    assert json.loads((work / STATE_FILE).read_text()) == {"seed": 0}
+    with pytest.raises(FinetuneError, match="other settings"):  # a real other run stays guarded
+        _prepare_work_dir(work, {"seed": 1}, overwrite=False)

@@ -304,7 +304,9 @@ def _prepare_work_dir(work: Path, key: dict, overwrite: bool) -> None:
         if stored == key:
             log.warning("resuming the unfinished run in %s", work)
             return
-        if not overwrite:
+        if not state.exists():  # killed between creating the folder and writing its key
+            log.warning("%s was never started (no run key); starting it afresh", work)
+        elif not overwrite:
             raise FinetuneError(
                 f"{work} holds an unfinished run with other settings; pass --overwrite to discard it"
             )
