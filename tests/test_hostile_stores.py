@@ -339,3 +339,19 @@ def test_claim_locks_never_follow_a_symlink(tmp_path):
     with pytest.raises(ResultError), ResultStore(results).claim("bm25", "tiny", overwrite=True):
         pass
     assert victim.read_text() == "precious"
+
+
+def test_store_ls_shows_key_text_escaped(tmp_path):
+    """key.json is read from disk: a newline or a terminal escape in it is printed escaped."""
+    from typer.testing import CliRunner
+
+    from benchmark.cli import app
+
+    store, manifest = _filled(tmp_path)
+    key = manifest.parent / "key.json"
+    data = json.loads(key.read_text())
+    data.update(role="passage\nINJECTED", weights="\x1b]0;title\x07evil")
+    key.write_text(json.dumps(data))
+    out = CliRunner().invoke(app, ["store", "ls", "--root", str(store.root)]).output
+    assert "\nINJECTED" not in out and "\x1b" not in out and "\\n" in out
+    assert len(out.strip().splitlines()) == 2  # the header and one entry

@@ -16,6 +16,13 @@ def _human(n: int) -> str:
     return f"{n} B"
 
 
+def _cell(value: object, width: int = 20) -> str:
+    """A key.json value as one printable cell: key.json is read from disk, so a newline, a tab
+    or a terminal escape in it is shown escaped, never acted on."""
+    text = "?" if value is None else str(value)
+    return "".join(c if c.isprintable() and c != "\t" else repr(c)[1:-1] for c in text)[:width]
+
+
 def _store(root: Path | None):
     from benchmark.embeddings.store import EmbeddingStore
     from benchmark.paths import embeddings_dir
@@ -39,11 +46,10 @@ def register(app: typer.Typer) -> None:
         typer.echo("entry\trole\tshards\tsize\tdtype\tweights\ttexts")
         for e in entries:
             key = e.key
-            weights = str(key.get("weights", "?"))
             typer.echo(
-                f"{e.folder.name}\t{key.get('role', '?')}\t{e.shards_done}/{e.shards_total or '?'}\t"
-                f"{_human(e.nbytes)}\t{key.get('store_dtype', '?')}\t{weights[:40]}\t"
-                f"{str(key.get('texts', '?'))[:12]}"
+                f"{e.folder.name}\t{_cell(key.get('role'))}\t{e.shards_done}/{e.shards_total or '?'}\t"
+                f"{_human(e.nbytes)}\t{_cell(key.get('store_dtype'))}\t"
+                f"{_cell(key.get('weights'), 40)}\t{_cell(key.get('texts'), 12)}"
             )
 
     @store_app.command("du")
