@@ -120,6 +120,21 @@ def test_study_runs_reuses_and_survives_a_crash(study_env, tmp_path, monkeypatch
     assert set(rows) == {"mlm", "bow"}
     for row in rows.values():
         assert 0 < row["p_value"] <= 1 and row["p_holm"] >= row["p_value"] and row["seeds"] == [0, 1]
+    # on a new machine the committed cards come without the weights under the home folder: a
+    # cell still to do gets its pre-training redone, seeded, to the same weights
+    import shutil
+
+    from benchmark.paths import checkpoints_dir
+    from benchmark.registry import load_card
+
+    pt_card = tmp_path / "models" / "studies" / "tiny-study" / "tiny-study-mlm-s1-pt.yaml"
+    before = load_card(pt_card).retriever.revision
+    shutil.rmtree(checkpoints_dir() / "tiny-study-mlm-s1-pt")
+    (tmp_path / "results" / "studies" / "tiny-study" / "tiny-study-mlm-s1" / "tiny.json").unlink()
+    redo: list[str] = []
+    run_study(spec, StudyOptions(), echo=redo.append)
+    assert redo[0] == "tiny-study-mlm-s1-pt: its weights are gone from this machine; redoing that step"
+    assert load_card(pt_card).retriever.revision == before  # bit-identical weights
     mlm_cells = report["arms"]["mlm"]["cells"]
     assert all(c["pretrain_tokens"] > 0 and c["pretrain_steps"] == 4 for c in mlm_cells)
     assert (tmp_path / "models" / "studies" / "tiny-study" / "tiny-study-mlm-s1-pt.yaml").is_file()

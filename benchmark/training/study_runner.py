@@ -42,6 +42,41 @@ def _pretrain(study: StudySpec, init, name: str, objective: str, corpus: str, bu
     ))
 
 
+def _weights_lost(card_path: Path) -> bool:
+    """A card of the study whose weights (under the maebench home) are gone: a new machine gets
+    the committed cards, not the home folder."""
+    import yaml
+
+    from benchmark.paths import home_dir
+
+    checkpoint = ((yaml.safe_load(card_path.read_text(encoding="utf-8")) or {}).get("retriever") or {}
+                  ).get("checkpoint") or ""
+    return checkpoint.startswith("home:") and not (home_dir() / checkpoint[len("home:"):]).is_dir()
+
+
+def forget_lost_weights(study: StudySpec, echo=print) -> None:
+    """Cards whose weights are gone are dropped while some cell still needs them, so their step
+    runs again: a backbone, stage 0 and each arm's pre-training are seeded (the same weights
+    come back), and a fine-tuned cell without its result is simply redone."""
+    from benchmark.results import result_path
+    from benchmark.training.study import study_results_dir
+
+    def finished(name: str) -> bool:
+        return all(result_path(study_results_dir(study), name, t).is_file() for t in study.evaluate)
+
+    open_cells = [c for c in cells(study) if not finished(c.finetuned)]
+    if not open_cells:
+        return
+    names = [init_card_name(study)] if study.backbone is not None else []
+    names += [n for n in [stage0_card_name(study)] if n]
+    names += [c.pretrained for c in open_cells if c.pretrained] + [c.finetuned for c in open_cells]
+    for name in dict.fromkeys(names):
+        path = study_models_dir(study) / f"{name}.yaml"
+        if path.is_file() and _weights_lost(path):
+            path.unlink()
+            echo(f"{name}: its weights are gone from this machine; redoing that step")
+
+
 def prepare_backbones(study: StudySpec, options: StudyOptions, echo=print) -> None:
     """Stage -1 (a backbone from nothing), stage 0 (shared), and each arm's own pre-training
     when the study pre-trains once per arm; each skipped when its card exists."""
@@ -139,6 +174,7 @@ def run_study(study: StudySpec, options: StudyOptions, echo=print) -> Path | Non
     report (None when only pre-training was asked)."""
     lock = _lock(study)  # held until this process ends
     try:
+        forget_lost_weights(study, echo)
         prepare_backbones(study, options, echo)
         if options.only != "pretrain":
             if study.zero_shot:
