@@ -172,17 +172,18 @@ def CommitCheckpoints():  # noqa: N802 - a class built lazily (transformers is i
 
     class _Commit(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
-            _barrier()
+            barrier()
             if state.is_world_process_zero:
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 if folder.is_dir():
                     commit_checkpoint(folder)
-            _barrier()
+            barrier()
 
     return _Commit()
 
 
-def _barrier() -> None:
+def barrier() -> None:
+    """Wait for every process of a torch.distributed run (nothing to wait for otherwise)."""
     try:
         import torch.distributed as dist
     except ImportError:

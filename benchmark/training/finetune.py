@@ -29,6 +29,7 @@ from typing import Any
 from benchmark.errors import MaebenchError, ModelLoadError
 from benchmark.registry import DenseConfig, ModelCard
 from benchmark.training.cards import card_yaml, eval_config, publish
+from benchmark.training.checkpoints import barrier
 from benchmark.training.negatives import (
     Example,
     TrainData,
@@ -490,7 +491,7 @@ def _train_stage(
         (tmp / "maebench-stage.json").write_text(json.dumps(stats))
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
-    _barrier()
+    barrier()
     return model, stats
 
 
@@ -615,15 +616,6 @@ def _world_size() -> int:
 
 def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def _barrier() -> None:
-    try:
-        import torch.distributed as dist
-    except ImportError:
-        return
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 def _cuda_available() -> bool:

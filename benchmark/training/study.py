@@ -25,6 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from benchmark.errors import MaebenchError
 from benchmark.paths import EMBEDDED_DATA_DIR, models_dir, results_dir
+from benchmark.training.backbone import BackboneSize
+
+_DEFAULT_SIZE = BackboneSize()
 
 log = logging.getLogger(__name__)
 STUDIES_DIR = EMBEDDED_DATA_DIR / "studies"
@@ -48,17 +51,22 @@ class Arm(_Strict):
 
 
 class BackboneSpec(_Strict):
-    """A backbone built from nothing as the study's first step (`maebench backbone new`)."""
+    """A backbone built from nothing as the study's first step (`maebench backbone new`); the
+    size defaults are the command's (training.backbone.BackboneSize)."""
 
     corpus: str = Field(description="task name(s) whose corpora train the vocabulary")
-    vocab_size: int = 8192
-    layers: int = 4
-    hidden: int = 256
-    heads: int = 4
-    ffn: int = 1024
-    max_positions: int = 512
+    vocab_size: int = _DEFAULT_SIZE.vocab_size
+    layers: int = _DEFAULT_SIZE.layers
+    hidden: int = _DEFAULT_SIZE.hidden
+    heads: int = _DEFAULT_SIZE.heads
+    ffn: int = _DEFAULT_SIZE.ffn
+    max_positions: int = _DEFAULT_SIZE.max_positions
     min_frequency: int = Field(default=2, ge=1)
     seed: int = Field(default=0, ge=0, lt=2**32)
+
+    def size(self) -> BackboneSize:
+        return BackboneSize(layers=self.layers, hidden=self.hidden, heads=self.heads, ffn=self.ffn,
+                            max_positions=self.max_positions, vocab_size=self.vocab_size)
 
 
 class Stage0Spec(_Strict):

@@ -82,12 +82,10 @@ def prepare_backbones(study: StudySpec, options: StudyOptions, echo=print) -> No
     when the study pre-trains once per arm; each skipped when its card exists."""
     cards = study_models_dir(study)
     if study.backbone is not None and not (cards / f"{init_card_name(study)}.yaml").is_file():
-        from benchmark.training.backbone import BackboneOptions, BackboneSize, new_backbone
+        from benchmark.training.backbone import BackboneOptions, new_backbone
 
         spec = study.backbone
-        size = BackboneSize(layers=spec.layers, hidden=spec.hidden, heads=spec.heads, ffn=spec.ffn,
-                            max_positions=spec.max_positions, vocab_size=spec.vocab_size)
-        new_backbone(BackboneOptions(name=init_card_name(study), corpus=spec.corpus, size=size,
+        new_backbone(BackboneOptions(name=init_card_name(study), corpus=spec.corpus, size=spec.size(),
                                      seed=spec.seed, min_frequency=spec.min_frequency,
                                      data_dir=options.data_dir, models_dir=cards, overwrite=True))
         echo(f"backbone {init_card_name(study)}: built")
