@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 
 from benchmark.training.collapse import (
+    centred_dimensions,
     collapse_diagnostics,
+    judge,
     mean_pairwise_cosine,
     sample_documents,
+    spread,
     top_k_overlap,
 )
 
@@ -24,14 +27,58 @@ def test_mean_pairwise_cosine_matches_the_matrix() -> None:
         float(unit[0] @ unit[1]) / 3)  # a zero row counts as cosine 0
 
 
-def test_near_identical_vectors_are_flagged() -> None:
+def test_vectors_on_one_line_are_flagged() -> None:
     rng = np.random.default_rng(1)
     common = rng.normal(size=64)
     vectors = common + 0.01 * rng.normal(size=(200, 64))
     vectors *= rng.uniform(0.5, 2.0, size=(200, 1))  # norms differ; direction does not
     out = collapse_diagnostics(vectors)
-    assert out["collapsed"] and out["mean_pairwise_cosine"] > 0.99
-    assert out["top10_overlap"] is None and "cosine" in out["reason"] and "\n" not in out["reason"]
+    assert out["collapsed"] and out["mean_pairwise_cosine"] > 0.99 and out["anisotropic"]
+    assert out["centred_dimensions"] < 1.1 and out["top10_overlap"] is None
+    assert "one line" in out["reason"] and "\n" not in out["reason"]
+
+
+def test_a_shared_offset_is_anisotropy_not_collapse() -> None:
+    """An MLM [CLS]: one large vector shared by every document plus small differences in many
+    directions. The raw cosine is ~1, yet dot-product rankings are those of the differences
+    alone, and they depend on the query."""
+    rng = np.random.default_rng(5)
+    offset = 100.0 * rng.normal(size=64)
+    differences = rng.normal(size=(200, 64))
+    vectors = offset + differences
+    queries = rng.normal(size=(30, 64))
+    scores, alone = queries @ vectors.T, queries @ differences.T
+    assert all((np.argsort(-a)[:10] == np.argsort(-b)[:10]).all() for a, b in zip(scores, alone, strict=True))
+    run = {f"q{i}": {f"d{j}": float(x) for j, x in enumerate(row)} for i, row in enumerate(scores)}
+    out = collapse_diagnostics(vectors, run)
+    assert out["mean_pairwise_cosine"] > 0.99 and out["anisotropic"]
+    assert out["centred_dimensions"] > 30 and out["top10_overlap"] < 0.2
+    assert not out["collapsed"] and out["reason"] is None
+
+
+def test_differences_at_float_rounding_are_flagged() -> None:
+    rng = np.random.default_rng(6)
+    vectors = rng.normal(size=64) + 1e-6 * rng.normal(size=(100, 64))
+    assert spread(vectors) < 1e-4
+    out = collapse_diagnostics(vectors)
+    assert out["collapsed"] and "float rounding" in out["reason"]
+
+
+def test_centred_dimensions_counts_directions() -> None:
+    rng = np.random.default_rng(7)
+    assert centred_dimensions(rng.normal(size=(4000, 8))) == pytest.approx(8, rel=0.05)
+    line = np.outer(rng.normal(size=300), rng.normal(size=16)) + 5.0
+    assert centred_dimensions(line) == pytest.approx(1.0)
+    assert centred_dimensions(np.ones((5, 3))) == 0.0
+
+
+def test_judge_uses_the_given_thresholds_and_skips_missing_measures() -> None:
+    stored = {"mean_pairwise_cosine": 0.995, "top10_overlap": 0.5}  # an older entry: no geometry
+    assert judge(stored, overlap_threshold=0.3)["collapsed"]
+    assert not judge(stored, overlap_threshold=0.6)["collapsed"]
+    assert judge(stored, cosine_threshold=0.98, overlap_threshold=0.6)["anisotropic"]
+    assert judge({"centred_dimensions": 1.5}, min_dimensions=2.0)["collapsed"]
+    assert not judge({"centred_dimensions": 1.5}, min_dimensions=1.0)["collapsed"]
 
 
 def test_random_vectors_and_varied_rankings_are_not_flagged() -> None:

@@ -72,19 +72,21 @@ def record_diagnostics(study: StudySpec, card, options: StudyOptions) -> str | N
     """Diagnose `card` (a backbone, or a fine-tuned cell) once, into diagnostics.json; returns
     a line to print, or None when it was already there."""
     diagnostics = read_diagnostics(study)
-    if card.name in diagnostics:
-        return None
+    if "centred_dimensions" in diagnostics.get(card.name, {}):
+        return None  # measured (an entry from before the centred measures is measured again)
     found = diagnose(study, card, options)
     diagnostics = read_diagnostics(study)  # re-read: nothing else writes it, but stay exact
     diagnostics[card.name] = found
     _write_json(diagnostics_path(study), diagnostics)
-    return (f"diagnostics {card.name}: cosine {found['mean_pairwise_cosine']:.3f}, top-10 overlap "
-            f"{found['top10_overlap']:.3f}, {found['reason'] or 'not collapsed'}")
+    return (f"diagnostics {card.name}: cosine {found['mean_pairwise_cosine']:.3f}, centred dimensions "
+            f"{found['centred_dimensions']:.1f}, top-10 overlap {found['top10_overlap']:.3f}, "
+            f"{found['reason'] or 'not collapsed'}")
 
 
 def diagnose(study: StudySpec, card, options: StudyOptions) -> dict[str, Any]:
-    """Collapse diagnostics of one backbone on the first evaluation task: mean pairwise cosine of
-    the vectors of a seeded document sample, and the top-10 overlap of its zero-shot run."""
+    """Collapse diagnostics of one backbone on the first evaluation task: raw cosine, centred
+    dimensions and spread of the vectors of a seeded document sample, and the top-10 overlap of
+    its own run (training.collapse)."""
     from benchmark.data import load_beir_folder, resolve_folder
     from benchmark.results import read_result, read_run, result_path
     from benchmark.retrievers import build_retriever
@@ -100,8 +102,7 @@ def diagnose(study: StudySpec, card, options: StudyOptions) -> dict[str, Any]:
     path = result_path(study_results_dir(study), card.name, task.name)
     ranked = read_run(path, read_result(path))
     run = {q: dict(pairs) for q, pairs in ranked.items()}
-    found = collapse_diagnostics(vectors, run, cosine_threshold=study.collapse_cosine,
-                                 overlap_threshold=study.collapse_overlap)
+    found = collapse_diagnostics(vectors, run, **study.collapse_thresholds())
     return {**found, "task": task.name, "n_docs": len(picked)}
 
 

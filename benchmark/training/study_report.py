@@ -6,11 +6,12 @@ CPU-seconds (process time, all threads) and FLOPs rather than wall time, which o
 machine measures the load. Per task, contrasts between arms with two-level statistics
 (training.study_stats: fine-tuning seeds resampled within arms, queries jointly across arms):
 the pre-declared primary family, Holm-corrected over that family, and every other pair as a
-secondary family with its own Holm correction. A fine-tuned cell whose [CLS] vectors collapsed
-(mean pairwise cosine of a document sample above the spec's threshold) or whose ranking is the
-same for every query marks the arm failed: it is reported with its diagnostic and kept out of
-both families, never shown as an ordinary row. A backbone collapsed before fine-tuning is shown
-beside its zero-shot score (an MLM backbone's [CLS] was never trained for anything).
+secondary family with its own Holm correction. A fine-tuned cell whose ranking is the same for
+every query, or whose document vectors lie on a line (training.collapse, judged here from the
+stored measurements with the spec's thresholds), marks the arm failed: it is reported with its
+diagnostic and kept out of both families, never shown as an ordinary row. A backbone collapsed
+before fine-tuning is shown beside its zero-shot score (an MLM backbone's [CLS] was never trained
+for anything); a raw cosine above the spec's threshold is shown as anisotropy, not a failure.
 """
 
 from __future__ import annotations
@@ -88,16 +89,29 @@ def _run_overlap(study: StudySpec, card: str, task: str) -> float | None:
     return top_k_overlap({q: dict(pairs) for q, pairs in ranked.items()})
 
 
+def _judged(study: StudySpec, found: dict | None) -> dict[str, Any]:
+    """The stored diagnostics of one card judged with this spec's thresholds (the stored verdict
+    may come from older code or other thresholds)."""
+    from benchmark.training.collapse import judge
+
+    if not found:
+        return {"collapsed": False, "reason": None, "anisotropic": False}
+    return judge(found, **study.collapse_thresholds())
+
+
 def _arm_entry(study: StudySpec, arm, diagnostics: dict, per_query: dict) -> dict[str, Any]:
     metric = study.metric
     backbone = Cell(arm, study.seeds[0], study).backbone
     entry: dict[str, Any] = {"objective": arm.objective, "overrides": dict(arm.overrides),
                              "backbone": backbone, "tasks": {}, "cells": [], "zero_shot": {},
-                             "diagnostics": diagnostics.get(backbone), "failed": False, "failure": None}
+                             "diagnostics": None, "failed": False, "failure": None}
+    found = diagnostics.get(backbone)
+    if found:
+        entry["diagnostics"] = {**found, **_judged(study, found)}
     failures = []
     # a backbone's own [CLS] may be collapsed before fine-tuning (an MLM backbone's [CLS] was
     # never trained): shown, and a failure only when the fine-tuned cells stay collapsed
-    entry["backbone_collapsed"] = bool(entry["diagnostics"] and entry["diagnostics"].get("collapsed"))
+    entry["backbone_collapsed"] = bool(entry["diagnostics"] and entry["diagnostics"]["collapsed"])
     for task in study.evaluate:
         zero = _read_result(study, backbone, task) if study.zero_shot else None
         if zero is not None:
@@ -121,9 +135,9 @@ def _arm_entry(study: StudySpec, arm, diagnostics: dict, per_query: dict) -> dic
                 failures.append(f"{cell.finetuned} on {task}: mean top-10 overlap between queries "
                                 f"{overlap:.3f} > {study.collapse_overlap} (query-independent ranking)")
         found = diagnostics.get(cell.finetuned)
-        row["diagnostics"] = found
-        if found and found.get("collapsed") and found.get("reason"):
-            failures.append(f"{cell.finetuned}: {found['reason']}")
+        row["diagnostics"] = {**found, **_judged(study, found)} if found else None
+        if row["diagnostics"] and row["diagnostics"]["collapsed"]:
+            failures.append(f"{cell.finetuned}: {row['diagnostics']['reason']}")
         entry["cells"].append(row)
     for task in study.evaluate:
         scores = [c["scores"][task] for c in entry["cells"] if task in c["scores"]]
@@ -224,6 +238,10 @@ def write_report(study: StudySpec) -> Path:
     return target
 
 
+ONE_SEED = ("one fine-tuning seed per arm: intervals and p-values cover the sampling of queries "
+            "only, not training variance")
+
+
 def report_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per (task, arm) in the spec's order: the one reading of a report that the printed
     table and the site page both render (older reports without the newer fields included)."""
@@ -246,8 +264,27 @@ def report_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "diff": comp.get("diff"), "ci_low": comp.get("ci_low"), "ci_high": comp.get("ci_high"),
                 "p": comp.get("p_value"), "p_holm": comp.get("p_holm"),
                 "failed": bool(arm.get("failed")), "failure": arm.get("failure"),
+                "backbone_cls": describe_diagnostics(arm.get("diagnostics")),
             })
     return rows
+
+
+def describe_diagnostics(found: dict[str, Any] | None) -> str | None:
+    """One line on a card's [CLS] geometry for the table and the page (older diagnostics without
+    the centred measures included)."""
+    if not found:
+        return None
+    parts = [f"raw cosine {found['mean_pairwise_cosine']:.4f}"
+             + (" (anisotropic: one vector shared by every document)" if found.get("anisotropic") else "")]
+    if found.get("centred_dimensions") is not None:
+        parts.append(f"{found['centred_dimensions']:.1f} centred dimensions")
+    if found.get("spread") is not None:
+        parts.append(f"spread {found['spread']:.2g}")
+    if found.get("top10_overlap") is not None:
+        parts.append(f"top-10 overlap {found['top10_overlap']:.3f}")
+    if found.get("collapsed"):
+        parts.append(f"COLLAPSED: {found['reason']}")
+    return ", ".join(parts)
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -259,6 +296,8 @@ def format_table(report: dict[str, Any]) -> str:
     if report.get("pilot"):
         lines.append(f"fine-tuning learning rate {report['pilot']['chosen_lr']:g}, chosen by a pilot on "
                      f"{report['pilot']['n_held_out']} held-out train queries")
+    if len(report["study"].get("seeds", [])) == 1:
+        lines.append(ONE_SEED)
     lines.append(f"{'task':8s} {'arm':13s} {'mean':>6s} {'std':>5s} {'per seed':>20s} {'0-shot':>6s} "
                  f"{'vs':>13s} {'diff':>6s} {'95% CI':>15s} {'p_holm':>7s} {'pt CPU-s':>8s} {'PFLOP':>6s}")
 
@@ -280,6 +319,10 @@ def format_table(report: dict[str, Any]) -> str:
             f"{ci:>15s} {'' if holm is None else f'{holm:.4f}':>7s} "
             f"{f'{cpu:,.0f}' if (cpu := row['cpu_s']) else '':>8s} "
             f"{f'{flops / 1e15:.2f}' if (flops := row['flops']) else '':>6s}")
+    described = {row["arm"]: row["backbone_cls"] for row in report_rows(report) if row["backbone_cls"]}
+    if described:
+        lines.append("backbone [CLS] before fine-tuning (document sample; training.collapse):")
+        lines += [f"  {arm}: {text}" for arm, text in described.items()]
     secondary = [r for rows in (report.get("secondary") or {}).values() for r in rows if not r.get("failed")]
     if secondary:
         lines.append("secondary contrasts (Holm over the secondary family):")
