@@ -10,15 +10,14 @@ comparable group), and is otherwise listed with its coverage, never averaged ove
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from benchmark.errors import MaebenchError
-from benchmark.paths import EMBEDDED_DATA_DIR
-from benchmark.validation import validate_yaml
+from benchmark.core.errors import MaebenchError
+from benchmark.core.paths import EMBEDDED_DATA_DIR
+from benchmark.core.validation import validate_yaml
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._\-]{0,79}$"
 
@@ -46,8 +45,8 @@ class Benchmark(_Strict):
 
     @model_validator(mode="after")
     def _known(self) -> Benchmark:
-        from benchmark.evaluate import Metric
-        from benchmark.tasks import get_task
+        from benchmark.catalog.tasks import get_task
+        from benchmark.evaluation.metrics import Metric
 
         Metric.parse(self.main_metric)
         names = [t.task for t in self.entries()]
@@ -96,98 +95,3 @@ def get_benchmark(benchmark_id: str) -> Benchmark:
     known = ", ".join(b.id for b in load_benchmarks())
     raise BenchmarkError(f"unknown benchmark '{benchmark_id}' (known: {known})")
 
-
-# --------------------------------------------------------------------------- standings
-
-
-@dataclass
-class Standing:
-    model: str
-    display_name: str
-    scores: dict[str, float]  # task -> score on that task's metric (comparable results only)
-    missing: list[str]  # tasks without a result
-    incomparable: list[str]  # tasks whose result is not comparable with the task's main group
-    config_differs: list[str] = field(default_factory=list)  # tasks stored with another config
-    mean: float | None = None  # only with full coverage
-    rank: int | None = None
-
-    @property
-    def covered(self) -> int:
-        return len(self.scores)
-
-
-def standings(bench: Benchmark, table, cards: dict | None = None) -> list[Standing]:
-    """Ranked (full coverage, mean of the per-task metric, ties share a rank) then the others by
-    coverage. `table` is compare.ResultTable (task -> model -> Result); `cards` the current
-    registry, to mark results whose stored config differs from the card."""
-    from benchmark.compare import comparable_groups
-
-    tasks = [e.task for e in bench.entries()]
-    main_group: dict[str, set[str]] = {}
-    for task in tasks:
-        metric = bench.metric_for(task)
-        groups = comparable_groups(list(table.get(task, {}).values()), metric)
-        main_group[task] = {r.model.name for r in groups[0]} if groups else set()
-    models = sorted({m for t in tasks for m in table.get(t, {})})
-    out = []
-    for model in models:
-        scores, missing, incomparable, differs = {}, [], [], []
-        display = model
-        for task in tasks:
-            result = table.get(task, {}).get(model)
-            if result is None:
-                missing.append(task)
-                continue
-            display = result.model.display_name
-            if model not in main_group[task]:
-                incomparable.append(task)
-                continue
-            scores[task] = result.metrics[bench.metric_for(task)]
-            if cards is not None and config_differs(result, cards.get(model)):
-                differs.append(task)
-        standing = Standing(model, display, scores, missing, incomparable, differs)
-        if len(scores) == len(tasks):
-            standing.mean = sum(scores.values()) / len(tasks)
-        out.append(standing)
-    ranked = sorted((s for s in out if s.mean is not None), key=lambda s: (-s.mean, s.model))
-    for index, standing in enumerate(ranked):
-        previous = ranked[index - 1] if index else None
-        standing.rank = previous.rank if previous and previous.mean == standing.mean else index + 1
-    others = sorted((s for s in out if s.mean is None), key=lambda s: (-s.covered, s.model))
-    return ranked + others
-
-
-def config_differs(result, card) -> bool:
-    """True when the result was computed with another configuration than the current card's
-    (or the card is gone): its number no longer describes what the registry calls that model."""
-    from benchmark.evalkey import EvalKey, config_hash
-    from benchmark.runner import model_info
-
-    if card is None:
-        return True
-    return EvalKey.of(result).config != config_hash(model_info(card).config)
-
-
-# --------------------------------------------------------------------------- site pages
-
-
-def site_pages(env, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
-    """leaderboard.EXTRA_PAGES hook: benchmarks.html and one benchmark-<id>.html per benchmark."""
-    from benchmark.compare import load_table
-
-    table = load_table(results_dir)
-    cards = env.globals.get("cards")
-    benches = load_benchmarks()
-    rows = []
-    for bench in benches:
-        board = standings(bench, table, cards)
-        rows.append({"bench": bench, "ranked": sum(1 for s in board if s.rank is not None),
-                     "partial": sum(1 for s in board if s.rank is None)})
-        html = env.get_template("benchmark.html").render(
-            title=bench.title, root="", bench=bench, standings=board,
-            tasks=[e.task for e in bench.entries()], marks_config=cards is not None,
-        )
-        (out_dir / f"benchmark-{bench.id}.html").write_text(html, encoding="utf-8")
-    html = env.get_template("benchmark.html").render(title="Benchmarks", root="", bench=None, rows=rows)
-    (out_dir / "benchmarks.html").write_text(html, encoding="utf-8")
-    return [("Benchmarks", "benchmarks.html")]

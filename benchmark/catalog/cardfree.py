@@ -1,7 +1,7 @@
 """Cards for checkpoints that have none: inferred for a card-free run, or drafted as YAML.
 
 Every encoding setting comes either from the checkpoint's own sentence-transformers
-configuration (benchmark.st_config), from an explicit command-line value, or it is missing, and
+configuration (benchmark.catalog.st_config), from an explicit command-line value, or it is missing, and
 a missing one is an error naming exactly the flags to give: no setting is guessed silently.
 """
 
@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import MaebenchError, RegistryError
-from benchmark.paths import check_name
-from benchmark.registry import ModelCard
-from benchmark.st_config import Inferred, STConfig, read_st_config
+from benchmark.catalog.registry import ModelCard
+from benchmark.catalog.st_config import Inferred, STConfig, read_st_config
+from benchmark.core.errors import MaebenchError, RegistryError
+from benchmark.core.paths import check_name
 
 # dense card fields that have no default, with the flag that gives each one card-free
 REQUIRED = {
@@ -39,7 +39,7 @@ def default_name(checkpoint: str) -> str:
 
 
 def _source(checkpoint: str) -> str:
-    from benchmark.retrievers.weights import resolve_checkpoint
+    from benchmark.catalog.weights import resolve_checkpoint
 
     return resolve_checkpoint(checkpoint)[0]
 
@@ -47,7 +47,7 @@ def _source(checkpoint: str) -> str:
 def _weights_revision(checkpoint: str) -> Inferred | None:
     """`sha256:<digest of the weights>` when they are in a local folder: the pinned revision a
     submitted card needs (a checkpoint from the hub cache is pinned by its commit instead)."""
-    from benchmark.retrievers.weights import weights_sha256
+    from benchmark.catalog.weights import weights_sha256
 
     folder = Path(_source(checkpoint))
     if not folder.is_dir():
@@ -111,7 +111,7 @@ def card_free(checkpoint: str, name: str | None, overrides: dict[str, Any],
     }
     from pydantic import ValidationError
 
-    from benchmark.validation import first_error
+    from benchmark.core.validation import first_error
 
     try:
         return ModelCard.model_validate(raw), settings

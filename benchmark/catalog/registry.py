@@ -13,9 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from benchmark.errors import RegistryError
-from benchmark.paths import is_name, models_dir
-from benchmark.validation import read_yaml_text, validate_yaml
+from benchmark.core.errors import RegistryError
+from benchmark.core.paths import is_name, models_dir
+from benchmark.core.validation import read_yaml_text, validate_yaml
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._\-]{0,79}$"
 

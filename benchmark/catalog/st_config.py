@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import ModelLoadError
+from benchmark.core.errors import ModelLoadError
 
 # ST module type (last dotted component) -> our post-pooling head layer name
 ST_HEAD_TYPES = {"Dense": "dense", "LayerNorm": "layernorm"}
@@ -60,9 +60,9 @@ def link_root(folder: Path) -> Path:
 
 def checkpoint_file(source: str, filename: str, *, allow_root: bool = False) -> str:
     """`filename` (a name from the checkpoint's own files, e.g. a modules.json `path` +
-    '/config.json') checked to stay inside the checkpoint (benchmark.paths.confine): not
+    '/config.json') checked to stay inside the checkpoint (benchmark.core.paths.confine): not
     absolute, no '..', no symlink out of a local folder. Returned relative, as given."""
-    from benchmark.paths import confine
+    from benchmark.core.paths import confine
 
     local = Path(source)
     root = local if local.is_dir() else Path("/checkpoint")  # a hub id: the name alone is checked
@@ -97,7 +97,7 @@ def _fetch(source: str, filename: str, revision: str | None) -> Path | None:
 def read_json(source: str, filename: str, revision: str | None, kind: type = dict) -> Any:
     """One JSON file of the checkpoint (None when absent), read bounded, and of type `kind`
     (a JSON object or list): a hostile file is one line, never a crash further on."""
-    from benchmark.paths import load_json_bounded
+    from benchmark.core.paths import load_json_bounded
 
     path = _fetch(source, filename, revision)
     if path is None:

@@ -12,9 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from benchmark.errors import MaebenchError
-from benchmark.paths import EMBEDDED_DATA_DIR
-from benchmark.validation import validate_yaml
+from benchmark.core.errors import MaebenchError
+from benchmark.core.paths import EMBEDDED_DATA_DIR
+from benchmark.core.validation import validate_yaml
 
 QUIRKS: dict[str, str] = {
     "drop_identical_ids": "documents whose id equals the query id are removed from the ranking "
@@ -98,7 +98,7 @@ class TaskSpec(_Strict):
 
     @model_validator(mode="after")
     def _metrics_known(self) -> TaskSpec:
-        from benchmark.evaluate import Metric
+        from benchmark.evaluation.metrics import Metric
 
         for name in (*self.metrics, self.main_metric):
             Metric.parse(name)
@@ -111,7 +111,7 @@ class TaskSpec(_Strict):
     @property
     def evaluation_metrics(self) -> tuple[str, ...]:
         """The standard metrics plus the task's own, in that order."""
-        from benchmark.evaluate import STANDARD_METRICS
+        from benchmark.evaluation.metrics import STANDARD_METRICS
 
         return STANDARD_METRICS + tuple(m for m in self.metrics if m not in STANDARD_METRICS)
 

@@ -14,7 +14,7 @@ import importlib
 import os
 from pathlib import Path
 
-from benchmark.errors import ModelLoadError
+from benchmark.core.errors import ModelLoadError
 
 
 def local_copy_dir(checkpoint: str) -> Path | None:
@@ -45,7 +45,7 @@ def weights_files(folder: Path) -> list[Path]:
 def weights_sha256(folder: Path) -> str:
     """sha256 of the weights: the file's own digest when there is one file (so `sha256sum`
     agrees), else the digest of the `<name> <sha256>` lines of the sorted shards."""
-    from benchmark.data import sha256_file
+    from benchmark.core.files import sha256_file
 
     files = weights_files(folder)
     if len(files) == 1:
@@ -57,7 +57,7 @@ def weights_sha256(folder: Path) -> str:
 def _resolve_home(checkpoint: str, revision: str | None) -> str:
     """`home:<relative path>` against $MAEBENCH_HOME; a `sha256:<hex>` revision is checked
     against the weights (hashing a few hundred MB takes about a second, next to loading them)."""
-    from benchmark.paths import home_dir
+    from benchmark.core.paths import home_dir
 
     relative = checkpoint[len(HOME_SCHEME):]
     if not relative or Path(relative).is_absolute() or ".." in Path(relative).parts:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.results import Result, iter_results
-from benchmark.stats import (
+from benchmark.catalog.tasks import MAIN_METRIC
+from benchmark.evaluation.significance import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_PERMUTATIONS,
     DEFAULT_SEED,
@@ -27,7 +27,8 @@ from benchmark.stats import (
     permutations_for,
     rank_intervals,
 )
-from benchmark.tasks import MAIN_METRIC
+from benchmark.results.schema import Result
+from benchmark.results.store import iter_results
 
 # task -> model -> result
 ResultTable = dict[str, dict[str, Result]]
@@ -55,8 +56,8 @@ def load_table(results_dir: Path) -> ResultTable:
 def task_kind(name: str) -> str:
     """'benchmark', 'embedded' (smoke test) or 'subtask' (part of an aggregate, e.g. a
     CQADupStack forum): only benchmark tasks enter cross-task means by default."""
-    from benchmark.errors import MaebenchError
-    from benchmark.tasks import get_task
+    from benchmark.catalog.tasks import get_task
+    from benchmark.core.errors import MaebenchError
 
     try:
         spec = get_task(name)
@@ -80,8 +81,8 @@ def default_tasks(names: Iterable[str]) -> list[str]:
 
 def incompatibility(a: Result, b: Result, metric: str = MAIN_METRIC) -> str | None:
     """Why `a` and `b` cannot be compared on `metric` (None when they can): the data parts of
-    their EvalKeys (benchmark.evalkey, shared with submit, reproduce, the runner) must agree."""
-    from benchmark.evalkey import EvalKey
+    their EvalKeys (benchmark.results.identity, shared with submit, reproduce, the runner) must agree."""
+    from benchmark.results.identity import EvalKey
 
     for result in (a, b):
         if metric not in result.per_query:
@@ -101,7 +102,7 @@ def check_comparable(a: Result, b: Result, metric: str = MAIN_METRIC) -> None:
 def comparable_groups(results: Sequence[Result], metric: str = MAIN_METRIC) -> list[list[Result]]:
     """Partition one task's results into mutually comparable groups, largest first (ties by the
     first model name), so the leaderboard can test within the main group and flag the rest."""
-    from benchmark.evalkey import EvalKey
+    from benchmark.results.identity import EvalKey
 
     groups: dict[str, list[Result]] = {}
     for result in results:
@@ -266,7 +267,7 @@ def build_report(
     tasks all given models share), corrected together as one family. Given models keep their
     order (A before B as typed); otherwise models are ordered by score. With `baseline`, only
     the comparisons of every other model with it (one-vs-all, a smaller family)."""
-    from benchmark.errors import MaebenchError
+    from benchmark.core.errors import MaebenchError
 
     if baseline is not None and models is not None and baseline not in models:
         models = [*models, baseline]

@@ -1,10 +1,10 @@
 """Checking a requested torch device before any work, so `--device cuda` on a machine without
 CUDA (or a typo such as `--device tpu`) is one line, not an AssertionError from deep inside torch
-after the data was loaded."""
+after the data was loaded; and which device a model runs on when none was asked for."""
 
 from __future__ import annotations
 
-from benchmark.errors import MaebenchError
+from benchmark.core.errors import MaebenchError
 
 SUPPORTED = ("cpu", "cuda", "mps")
 
@@ -33,3 +33,14 @@ def check_device(device: str | None) -> None:
             )
     if parsed.type == "mps" and not torch.backends.mps.is_available():
         raise MaebenchError(f"device '{device}': MPS is not available here; use --device cpu")
+
+
+def pick_device(device: str | None) -> str:
+    """The device a model runs on: the one asked for, else CUDA when torch sees it. Kept here,
+    below the retrievers, so the backend policy and the dense retriever ask the same question
+    without importing each other."""
+    import torch
+
+    if device:
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"

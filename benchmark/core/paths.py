@@ -6,7 +6,7 @@ models/ and results/ are found, in this order (commands' --models-dir / --result
 3. the checkout the package runs from (an editable install: the repository's own folders);
 4. ./models, ./results in the current directory, when that directory has either;
 5. $MAEBENCH_HOME/models, $MAEBENCH_HOME/results (default ~/.cache/maebench).
-Templates and static files are package data (benchmark/site_assets, a symlink to the
+Templates and static files are package data (benchmark/site/assets, a symlink to the
 repository's site/ in a checkout), so `maebench site` works from an installed wheel.
 """
 
@@ -17,12 +17,12 @@ import re
 import stat
 from pathlib import Path
 
-from benchmark.errors import MaebenchError
+from benchmark.core.errors import MaebenchError
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # benchmark/, this file is benchmark/core/paths.py
 PROJECT_ROOT = Path(os.environ.get("MAEBENCH_ROOT", PACKAGE_DIR.parent))
 EMBEDDED_DATA_DIR = PACKAGE_DIR / "data"
-SITE_ASSETS_DIR = PACKAGE_DIR / "site_assets"
+SITE_ASSETS_DIR = PACKAGE_DIR / "site" / "assets"
 
 
 def in_checkout() -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from benchmark.timing import set_phase_listener
+from benchmark.core.timing import set_phase_listener
 
 # phases that draw their own progress bar on large inputs
 OWN_BAR = frozenset({"encode_corpus", "encode_queries"})

@@ -6,10 +6,12 @@ import datetime as dt
 import platform
 import sys
 from importlib import metadata
-from pathlib import Path
 
-import benchmark
+from benchmark.core.paths import PACKAGE_DIR
 
+# the package's version (benchmark.__version__ re-exports it); here so that provenance, at the
+# bottom of the layers, does not import the package's public API above it
+VERSION = "0.1.0"
 TRACKED_PACKAGES = (
     "torch", "transformers", "faiss-cpu", "ranx", "numpy", "bm25s", "PyStemmer", "tokenizers",
 )
@@ -59,7 +61,7 @@ def git_commit() -> str | None:
     tracked files), or None when installed from a wheel: the version alone then names the code."""
     import subprocess
 
-    root = Path(benchmark.__file__).resolve().parent.parent
+    root = PACKAGE_DIR.parent
     if not (root / ".git").exists():
         return None
     try:
@@ -82,7 +84,7 @@ def now_utc() -> str:
 
 def provenance_fields() -> dict:
     return {
-        "maebench": benchmark.__version__,
+        "maebench": VERSION,
         "maebench_commit": git_commit(),
         "versions": package_versions(),
         "python": sys.version.split()[0],

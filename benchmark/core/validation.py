@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from benchmark.errors import MaebenchError
+from benchmark.core.errors import MaebenchError
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -63,7 +63,7 @@ def _check_nesting(text: str, origin: str, error: type[MaebenchError]) -> None:
 def read_yaml_text(path, error: type[MaebenchError], limit: int = MAX_YAML_BYTES) -> str:
     """A YAML (or JSON) file maebench is handed, read bounded: a regular file (no /dev/zero,
     no FIFO that would wait forever), at most `limit` bytes, UTF-8; else one line."""
-    from benchmark.paths import read_text_bounded
+    from benchmark.core.paths import read_text_bounded
 
     return read_text_bounded(path, limit, "file", error=error)
 

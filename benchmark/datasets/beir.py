@@ -7,8 +7,6 @@ two results computed on different copies of a dataset can never be compared by a
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 import tempfile
@@ -20,19 +18,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark.errors import DataError
-from benchmark.paths import cache_dir, data_dir_from_env
-from benchmark.tasks import Fingerprints, TaskSpec, load_catalog
+from benchmark.catalog.tasks import Fingerprints, TaskSpec, load_catalog
+from benchmark.core.errors import DataError
+from benchmark.core.files import sha256_file
+from benchmark.core.paths import cache_dir, data_dir_from_env
+from benchmark.datasets.records import Document, corpus_document, json_row, text_field
 
 log = logging.getLogger(__name__)
 
 DOWNLOAD_TIMEOUT_S = 30
-
-
-@dataclass(frozen=True)
-class Document:
-    title: str
-    text: str
 
 
 @dataclass
@@ -46,14 +40,6 @@ class Dataset:
     qrels: dict[str, dict[str, int]]
     fingerprints: Fingerprints
     warnings: list[str] = field(default_factory=list)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @contextmanager
@@ -72,42 +58,6 @@ def _utf8_lines(path: Path) -> Iterator[Iterator[tuple[int, str]]]:
         yield numbered(handle)
 
 
-def json_row(path: Path, lineno: int, line: str, required: tuple[str, ...]) -> dict:
-    """One JSON-lines row, checked: an object with the required fields and a usable `_id`."""
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{lineno}: bad JSON line ({exc.msg})") from exc
-    if not isinstance(obj, dict):
-        raise DataError(f"{path}:{lineno}: expected a JSON object")
-    for key in required:
-        if key not in obj:
-            raise DataError(f"{path}:{lineno}: missing field '{key}'")
-    if not isinstance(obj["_id"], (str, int)) or isinstance(obj["_id"], bool):
-        raise DataError(f"{path}:{lineno}: field '_id' must be a string")
-    problem = id_problem(str(obj["_id"]))
-    if problem:
-        raise DataError(f"{path}:{lineno}: field '_id' {problem}")
-    return obj
-
-
-def id_problem(value: str) -> str | None:
-    """Why `value` cannot be a query or document id (None when it can): run files are
-    whitespace-separated TREC lines and must be UTF-8, so an id with whitespace, a control
-    character or a lone surrogate would be stored and then be unreadable (issue 11, class 9)."""
-    if not value:
-        return "is empty"
-    if len(value) > 512:
-        return "is longer than 512 characters"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return f"{value[:40]!r} is not valid Unicode (a lone surrogate)"
-    if any(ch.isspace() or not ch.isprintable() for ch in value):
-        return f"{value[:40]!r} contains whitespace or a control character"
-    return None
-
-
 def _json_lines(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
     if not path.is_file():
         raise DataError(f"missing file {path}")
@@ -118,21 +68,6 @@ def _json_lines(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]
                 continue
             rows.append((lineno, json_row(path, lineno, line, required)))
     return rows
-
-
-def _text_field(path: Path, lineno: int, obj: dict, key: str) -> str:
-    value = obj.get(key) or ""
-    if not isinstance(value, str):
-        raise DataError(f"{path}:{lineno}: field '{key}' must be a string")
-    return value
-
-
-def corpus_document(path: Path, lineno: int, obj: dict) -> tuple[str, Document]:
-    """A checked corpus row as (id, Document); shared with the streaming reader."""
-    doc = Document(
-        title=_text_field(path, lineno, obj, "title"), text=_text_field(path, lineno, obj, "text")
-    )
-    return str(obj["_id"]), doc
 
 
 def load_corpus(path: Path) -> dict[str, Document]:
@@ -153,7 +88,7 @@ def load_queries(path: Path) -> dict[str, str]:
         query_id = str(obj["_id"])
         if query_id in queries:
             raise DataError(f"{path}:{lineno}: duplicate query id '{query_id}'")
-        queries[query_id] = _text_field(path, lineno, obj, "text")
+        queries[query_id] = text_field(path, lineno, obj, "text")
     return queries
 
 
@@ -190,7 +125,7 @@ def load_beir_folder(task: TaskSpec, folder: Path, stream: bool = False) -> Data
     """Load and cross-check one BEIR folder; every inconsistency is a DataError naming its file.
 
     With `stream`, the corpus is scanned (validated, fingerprinted, ids kept compactly) but not
-    held: `Dataset.corpus` is then a benchmark.corpus_stream.StreamedCorpus read shard by shard."""
+    held: `Dataset.corpus` is then a benchmark.datasets.stream.StreamedCorpus read shard by shard."""
     if not folder.is_dir():
         raise DataError(f"no dataset folder for task '{task.name}' at {folder}")
     files = {
@@ -199,7 +134,7 @@ def load_beir_folder(task: TaskSpec, folder: Path, stream: bool = False) -> Data
         "qrels": folder / "qrels" / f"{task.split}.tsv",
     }
     if task.trec_files is not None:  # TREC DL: TREC-format topics and qrels, BEIR corpus
-        from benchmark.trec_files import load_topics, load_trec_qrels, locate
+        from benchmark.datasets.trec import load_topics, load_trec_qrels, locate
 
         files["queries"] = locate(folder, task.trec_files.queries)
         files["qrels"] = locate(folder, task.trec_files.qrels)
@@ -210,7 +145,7 @@ def load_beir_folder(task: TaskSpec, folder: Path, stream: bool = False) -> Data
     all_queries = read_queries(files["queries"])
     qrels = read_qrels(files["qrels"])
     if stream:  # the scan notes which judged ids occur, so the judged ids come first
-        from benchmark.corpus_stream import scan_corpus
+        from benchmark.datasets.stream import scan_corpus
 
         corpus = scan_corpus(files["corpus"], (d for docs in qrels.values() for d in docs))
         present = corpus.judged_present
@@ -297,7 +232,7 @@ def resolve_folder(task: TaskSpec, data_dir: Path | None = None, download: bool 
     except DataError as beir_error:
         if task.mteb is None:
             raise
-        from benchmark.data_hub import fetch_from_mteb_hub
+        from benchmark.datasets.mteb_hub import fetch_from_mteb_hub
 
         log.warning("%s; trying the MTEB dataset on the Hugging Face Hub", beir_error)
         try:

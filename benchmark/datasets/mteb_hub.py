@@ -13,8 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from benchmark.errors import DataError
-from benchmark.tasks import TaskSpec
+from benchmark.catalog.tasks import TaskSpec
+from benchmark.core.errors import DataError
 
 
 def _split_of(repo: str, config: str, revision: str, wanted: str) -> str:

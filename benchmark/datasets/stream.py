@@ -1,7 +1,7 @@
 """Streaming a BEIR corpus.jsonl: one validating pass, then shard-by-shard reads by byte offset.
 
 The corpus never lives in memory as Python objects. One scan checks every line exactly as
-`benchmark.data.load_corpus` does (same one-line errors), hashes the raw bytes (the corpus
+`benchmark.datasets.beir.load_corpus` does (same one-line errors), hashes the raw bytes (the corpus
 fingerprint), keeps the ids compactly (one bytes buffer + offsets, ~15 bytes an id instead of
 ~80 for a Python str in a dict) and records the byte offset of every `GRANULE`-th row, so any
 shard whose size is a multiple of GRANULE can later be read with one seek.
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data import Document, corpus_document, json_row
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
+from benchmark.datasets.records import Document, corpus_document, json_row
 
 GRANULE = 1000  # rows between recorded byte offsets; shard sizes are multiples of it
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 
 
 def locate(folder: Path, relative: str) -> Path:

@@ -28,7 +28,7 @@ from functools import cached_property
 
 import numpy as np
 
-from benchmark.errors import MaebenchError
+from benchmark.core.errors import MaebenchError
 
 DEFAULT_PERMUTATIONS = 10_000
 DEFAULT_BOOTSTRAP = 10_000

@@ -13,32 +13,22 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.data import load_beir_folder, resolve_folder
-from benchmark.embeddings.options import StoreOptions
-from benchmark.errors import ResultError
-from benchmark.evaluate import (
+from benchmark.catalog.registry import ModelCard
+from benchmark.catalog.tasks import Fingerprints, TaskSpec, get_task
+from benchmark.core.errors import ResultError
+from benchmark.core.timing import PhaseTimer
+from benchmark.datasets.beir import load_beir_folder, resolve_folder
+from benchmark.evaluation.metrics import (
     STANDARD_METRICS,
     canonicalize,
     drop_identical_ids,
     evaluate,
     warm_up_in_background,
 )
-from benchmark.registry import ModelCard
-from benchmark.results import (
-    ModelInfo,
-    Provenance,
-    Result,
-    RunInfo,
-    TaskInfo,
-    encode_run,
-    read_result,
-    result_path,
-    run_path,
-    sha256_bytes,
-    write_result,
-)
-from benchmark.tasks import Fingerprints, TaskSpec, get_task
-from benchmark.timing import PhaseTimer
+from benchmark.results.runfiles import encode_run, sha256_bytes
+from benchmark.results.schema import ModelInfo, Provenance, Result, RunInfo, TaskInfo
+from benchmark.results.store import read_result, result_path, run_path, write_result
+from benchmark.retrievers.options import StoreOptions
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +68,13 @@ def model_info(card: ModelCard) -> ModelInfo:
 
 def same_config(stored: dict, current: dict) -> bool:
     """Equal after filling the current schema's defaults in (the EvalKey's config part)."""
-    from benchmark.evalkey import same_config as _same
+    from benchmark.results.identity import same_config as _same
 
     return _same(stored, current)
 
 
 def _provenance(timer: PhaseTimer, runtime: dict, command: str | None) -> Provenance:
-    from benchmark.provenance import provenance_fields
+    from benchmark.core.provenance import provenance_fields
 
     return Provenance(
         **provenance_fields(), runtime=runtime, timings=timer.rounded(), command=command
@@ -98,7 +88,7 @@ def run_task(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
             f"ranking depth {options.top_k} is below the deepest metric cutoff ({MAX_CUTOFF}) "
             f"or the stored run depth ({options.store_depth})"
         )
-    from benchmark.devices import check_device
+    from benchmark.core.devices import check_device
 
     check_device(options.device)  # before any work: `--device cuda` without CUDA is one line
     if task.is_aggregate:
@@ -153,7 +143,7 @@ def _evaluate_and_store(card: ModelCard, task: TaskSpec, options: RunOptions, ta
 def _free_target(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
     """The result's path, refused before any work when it exists and overwriting was not asked,
     or when results/ cannot be written (a file in the way, read-only, full)."""
-    from benchmark.store import ResultStore
+    from benchmark.results.store import ResultStore
 
     ResultStore(options.results_dir).check_writable()
     target = result_path(options.results_dir, card.name, task.name)
@@ -165,8 +155,8 @@ def _free_target(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
 @contextlib.contextmanager
 def _claimed(card: ModelCard, task: TaskSpec, options: RunOptions):
     """_free_target, then hold (model, task) until the result is stored: a second concurrent
-    run of the same result is refused at once (benchmark.store.ResultStore.claim)."""
-    from benchmark.store import ResultStore
+    run of the same result is refused at once (benchmark.results.store.ResultStore.claim)."""
+    from benchmark.results.store import ResultStore
 
     _free_target(card, task, options)
     with ResultStore(options.results_dir).claim(card.name, task.name, options.overwrite) as target:

@@ -27,9 +27,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from benchmark.errors import MaebenchError
-from benchmark.paths import results_dir as default_results_dir
-from benchmark.validation import read_yaml_text, validate_yaml
+from benchmark.core.errors import MaebenchError
+from benchmark.core.paths import results_dir as default_results_dir
+from benchmark.core.validation import read_yaml_text, validate_yaml
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._\-]{0,79}$"
 Kind = Literal["bm25", "dense"]
@@ -63,7 +63,7 @@ class KnownDifference(_Strict):
 
     @model_validator(mode="after")
     def _metrics(self) -> KnownDifference:
-        from benchmark.evaluate import Metric
+        from benchmark.evaluation.metrics import Metric
 
         for metrics in self.bound.values():
             for metric, value in metrics.items():
@@ -96,7 +96,7 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _complete(self) -> Spec:
-        from benchmark.evaluate import Metric
+        from benchmark.evaluation.metrics import Metric
 
         for index, cell in enumerate(self.cells):
             if not (cell.model or self.model):
@@ -249,7 +249,7 @@ def _find_reported(spec: Spec, cell: SpecCell, reported: list):
 
 def run_command(model: str, task: str, data_dir: Path | None) -> str:
     """The `maebench run` line for one cell; names the given data dir only where it has the task."""
-    from benchmark.tasks import get_task
+    from benchmark.catalog.tasks import get_task
 
     parts = ["maebench", "run", "--model", model, "--task", task]
     try:
@@ -264,8 +264,9 @@ def run_command(model: str, task: str, data_dir: Path | None) -> str:
 
 def _data_fingerprints(task, data_dir: Path | None):
     """Fingerprints of the data a fresh run would use (file hashes only, no parsing)."""
-    from benchmark.data import resolve_folder, sha256_file
-    from benchmark.tasks import Fingerprints
+    from benchmark.catalog.tasks import Fingerprints
+    from benchmark.core.files import sha256_file
+    from benchmark.datasets.beir import resolve_folder
 
     folder = resolve_folder(task, data_dir, download=False)
     files = {
@@ -279,9 +280,9 @@ def _data_fingerprints(task, data_dir: Path | None):
 def _stored_if_reusable(card, task, results_dir: Path, data_dir: Path | None):
     """(result, None) when a stored result matches the card's config and our data; else
     (None, why-not)."""
-    from benchmark.evalkey import EvalKey, config_hash
-    from benchmark.results import read_result, result_path
-    from benchmark.runner import model_info
+    from benchmark.pipeline.runner import model_info
+    from benchmark.results.identity import EvalKey, config_hash
+    from benchmark.results.store import read_result, result_path
 
     path = result_path(results_dir, card.name, task.name)
     if not path.exists():
@@ -312,11 +313,11 @@ def _cannot_run(card, task, data_dir: Path | None) -> str | None:
     """Why a fresh run of (card, task) cannot start here, found before starting it: the data is
     not under the data dir (or, without one, not in the cache: then the run may download it), or
     a dense card's weights cannot be found. None: it can start."""
-    from benchmark.data import resolve_folder
-    from benchmark.paths import data_dir_from_env
+    from benchmark.core.paths import data_dir_from_env
+    from benchmark.datasets.beir import resolve_folder
 
     if (data_dir or data_dir_from_env()) is not None:
-        from benchmark.tasks import get_task
+        from benchmark.catalog.tasks import get_task
 
         parts = [get_task(t) for t in task.subtasks] if task.is_aggregate else [task]
         for part in parts:  # an aggregate (CQADupStack) needs every forum's folder
@@ -328,7 +329,7 @@ def _cannot_run(card, task, data_dir: Path | None) -> str | None:
     if config.kind == "dense" and not config.has_checkpoint:
         return f"{card.name}: its weights were never released"
     if config.kind == "dense":
-        from benchmark.retrievers.weights import load_failure, resolve_checkpoint
+        from benchmark.catalog.weights import load_failure, resolve_checkpoint
 
         for checkpoint in dict.fromkeys(c for c in (
                 config.checkpoint, getattr(config, "query_checkpoint", None),
@@ -353,10 +354,10 @@ def _reproduce_pair(
 ) -> tuple[object | None, str | None, bool, str | None]:
     """(result, reason-if-none, reused, path) for one (model, task); `progress` hears of a run
     only when one starts (a cell that cannot run is not announced as running)."""
-    from benchmark.registry import get_card
-    from benchmark.results import read_result
-    from benchmark.runner import RunOptions, run_task
-    from benchmark.tasks import get_task
+    from benchmark.catalog.registry import get_card
+    from benchmark.catalog.tasks import get_task
+    from benchmark.pipeline.runner import RunOptions, run_task
+    from benchmark.results.store import read_result
 
     try:
         card = get_card(model)
@@ -368,7 +369,7 @@ def _reproduce_pair(
     except MaebenchError as exc:
         return None, str(exc), False, None
     if stored is not None:
-        from benchmark.results import result_path
+        from benchmark.results.store import result_path
 
         return stored, None, True, str(result_path(results_dir, card.name, task.name))
     if why_not is not None:
@@ -402,10 +403,10 @@ def reproduce(
     progress=None,
 ) -> Report:
     """Resolve every cell, reuse or run each (model, task) once, classify, return the report."""
-    from benchmark.registry import get_card
+    from benchmark.catalog.registry import get_card
 
     results_dir = results_dir or default_results_dir()
-    from benchmark.reported import load_reported
+    from benchmark.results.reported import load_reported
 
     reported = load_reported(results_dir)
     resolved = [(cell, _find_reported(spec, cell, reported)) for cell in spec.cells]
@@ -459,7 +460,7 @@ def _relative_to(path: str | None, root: Path) -> str | None:
 
 
 def write_report(report: Report, results_dir: Path | None = None) -> Path:
-    from benchmark.results import atomic_write
+    from benchmark.core.files import atomic_write
 
     path = reports_dir(results_dir) / f"{report.id}.json"
     atomic_write(path, (json.dumps(report.as_dict(), indent=1, sort_keys=True) + "\n").encode())
@@ -524,34 +525,3 @@ def format_table(report: Report) -> list[str]:
     lines.append("  ".join(f"{k} {v}" for k, v in counts.items()))
     return lines
 
-
-# --------------------------------------------------------------------------- site page
-
-
-def site_page(env, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
-    """leaderboard.EXTRA_PAGES hook: render reproduction.html from the stored reports."""
-    reports = load_reports(results_dir)
-    try:
-        specs = load_specs(results_dir)
-    except MaebenchError:  # a broken spec must not break the site build
-        specs = {}
-    html = env.get_template("reproduction.html").render(
-        title="Reproductions", root="", reports=reports,
-        pending=sorted(set(specs) - {r["id"] for r in reports}),
-    )
-    (out_dir / "reproduction.html").write_text(html, encoding="utf-8")
-    return [("Reproductions", "reproduction.html")]
-
-
-def register_site_page() -> bool:
-    """Add the reproduction page to the leaderboard build (idempotent); False if no leaderboard."""
-    try:
-        from benchmark import leaderboard
-    except ImportError:
-        return False
-    pages = getattr(leaderboard, "EXTRA_PAGES", None)
-    if pages is None:
-        return False
-    if site_page not in pages:
-        pages.append(site_page)
-    return True

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from benchmark.tasks import Fingerprints
+from benchmark.catalog.tasks import Fingerprints
 
 DATA_FIELDS = (
     "task", "split", "quirks", "relevance_threshold", "subtasks", "fingerprints", "query_set",
@@ -40,7 +40,7 @@ def normal_config(config: dict) -> dict:
     (defaulted) card field existed gets that default, so it still counts as the same model."""
     from pydantic import TypeAdapter, ValidationError
 
-    from benchmark.registry import RetrieverConfig
+    from benchmark.catalog.registry import RetrieverConfig
 
     try:
         return TypeAdapter(RetrieverConfig).validate_python(config).model_dump(mode="json")

@@ -4,7 +4,7 @@ Export writes the layout of mteb's ResultCache and embeddings-benchmark/results:
 `<out>/<org>__<name>/<revision>/<MtebTaskName>.json`, validated with mteb's own TaskResult model,
 so `mteb`'s tooling (and its leaderboard scripts) can read our numbers. Import goes the other
 way: every retrieval score in MTEB files becomes a cell of a results/reported/<name>.yaml file
-(benchmark.reported schema), marked as a results-repo number with its file, dataset revision and
+(benchmark.results.reported schema), marked as a results-repo number with its file, dataset revision and
 mteb version, so the leaderboard shows it as reported, never as reproduced.
 """
 
@@ -14,9 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import MaebenchError
-from benchmark.results import Result, atomic_write
-from benchmark.tasks import TaskSpec, all_tasks, get_task
+from benchmark.catalog.tasks import TaskSpec, all_tasks, get_task
+from benchmark.core.errors import MaebenchError
+from benchmark.core.files import atomic_write
+from benchmark.results.schema import Result
 
 # our metric name <-> the key mteb's retrieval evaluator writes
 METRIC_KEYS: dict[str, str] = {
@@ -91,7 +92,7 @@ def _task_by_mteb_name() -> dict[str, TaskSpec]:
 
 def mteb_cells(path: Path, model: str, checkpoint: str | None, origin_path: str) -> list[dict]:
     """The reported-schema cells for one MTEB result file (catalog tasks and metrics only)."""
-    from benchmark.paths import load_json_bounded
+    from benchmark.core.paths import load_json_bounded
 
     # bounded, regular files only: `import-mteb /dev/zero` or a FIFO used to hang
     data = load_json_bounded(path, MAX_MTEB_FILE_BYTES, "MTEB result file", error=MaebenchError)
@@ -138,7 +139,7 @@ def import_mteb(
     """MTEB result files -> the YAML text of one results/reported file, validated."""
     import yaml
 
-    from benchmark.reported import parse_reported
+    from benchmark.results.reported import parse_reported
 
     cells = []
     for path in sorted(files):
@@ -152,7 +153,7 @@ def import_mteb(
             cell["origin"]["commit"] = source["commit"]
     text = (
         "# Reported numbers imported from MTEB result files by `maebench import-mteb`.\n"
-        "# Schema: benchmark/reported.py (ReportedFile).\n"
+        "# Schema: benchmark/results/reported.py (ReportedFile).\n"
         + yaml.safe_dump({"source": source, "cells": cells}, sort_keys=False, width=100)
     )
     parse_reported(text, "imported MTEB results")

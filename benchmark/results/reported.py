@@ -15,9 +15,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from benchmark.errors import MaebenchError
-from benchmark.paths import reported_dir
-from benchmark.validation import validate_yaml
+from benchmark.core.errors import MaebenchError
+from benchmark.core.paths import reported_dir
+from benchmark.core.validation import validate_yaml
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._\-]{0,79}$"
 MAX_FILE_BYTES = 2 << 20  # a paper's tables are a few KB; anything bigger is a mistake
@@ -83,7 +83,7 @@ class Cell(_Strict):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:
-        from benchmark.evaluate import Metric
+        from benchmark.evaluation.metrics import Metric
 
         Metric.parse(value)  # ValueError names the known measures
         return value
@@ -119,7 +119,7 @@ def parse_reported(text: str, origin: str) -> ReportedFile:
 
 
 def _check_catalog(parsed: ReportedFile, origin: str) -> None:
-    from benchmark.tasks import all_tasks
+    from benchmark.catalog.tasks import all_tasks
 
     tasks = {t.name: t for t in all_tasks()}
     for index, cell in enumerate(parsed.cells):
@@ -134,7 +134,7 @@ def _check_catalog(parsed: ReportedFile, origin: str) -> None:
 
 
 def load_reported_file(path: Path) -> ReportedFile:
-    from benchmark.validation import read_yaml_text
+    from benchmark.core.validation import read_yaml_text
 
     text = read_yaml_text(path, ReportedError, MAX_FILE_BYTES)
     return parse_reported(text, str(path))

@@ -1,39 +1,25 @@
-"""The result schema (versioned), run-file encoding, and verified reading of the results/ tree.
+"""The result schema (versioned): what a stored result holds, and its validation.
 
-Layout: results/<model>/<task>.json beside results/<model>/<task>.run.gz (TREC run, top
-`run.depth` per query, gzip with mtime 0 so identical runs give identical bytes). Every write
-goes through benchmark.store.ResultStore (journaled, locked); reading checks the run file's
-sha256 and the stored EvalKey against the result's own fields.
+This module only describes and validates (pydantic models, bounds on untrusted numbers and
+nesting, the recorded EvalKey). Where results live on disk, how they are written and read back
+and how their run files are encoded belong to the results store (benchmark.results.store and
+benchmark.results.runfiles), the one owner of the results/ tree.
 """
 
 from __future__ import annotations
 
-import errno
-import gzip
-import hashlib
-import io
-import json
-import os
 import re
-import tempfile
-import zlib
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from benchmark.errors import ResultError
-from benchmark.evalkey import EvalKey
-from benchmark.evaluate import RankedList
-from benchmark.paths import check_name
-from benchmark.tasks import Fingerprints
-from benchmark.validation import validate
+from benchmark.catalog.tasks import Fingerprints
+from benchmark.core.errors import ResultError
+from benchmark.core.validation import validate
+from benchmark.results.identity import EvalKey
 
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._\-]{0,79}$")
-RUN_TAG = "maebench"
-# results/ sub-folders that hold other data, never a model's results
-RESERVED_DIRS = frozenset({"reported", "reproductions", "studies"})
 
 
 class _Strict(BaseModel):
@@ -91,7 +77,7 @@ class Result(_Strict):
     per_query: dict[str, dict[str, float]]
     run: RunInfo | None
     provenance: Provenance
-    # the evaluation's identity when it was stored (benchmark.evalkey); decisions always use
+    # the evaluation's identity when it was stored (benchmark.results.identity); decisions always use
     # EvalKey.of(result), recomputed from the fields above
     eval_key: EvalKey | None = None
 
@@ -113,188 +99,9 @@ class Result(_Strict):
         return self.metrics[metric]
 
 
-def result_path(results_dir: Path, model: str, task: str) -> Path:
-    for name in (model, task):
-        check_name(name, "name", ResultError)
-    if model in RESERVED_DIRS:
-        raise ResultError(f"'{model}' is reserved in results/ and cannot name a model")
-    return results_dir / model / f"{task}.json"
-
-
-def run_path(json_path: Path) -> Path:
-    return json_path.with_name(json_path.name.removesuffix(".json") + ".run.gz")
-
-
-def encode_run(run: dict[str, RankedList], depth: int) -> bytes:
-    """TREC run lines, canonical order, gzip with a fixed header (deterministic bytes).
-
-    Scores are written exactly: repr of the float64, the shortest text that parses back to the
-    same number. trec_eval ignores our rank column and re-sorts by score (ties by doc id), so a
-    rounded score could merge two different scores into a tie and change the metrics anyone
-    recomputes from the file (bm25/scifact query 873 did: nDCG@10 0.685973 instead of 0.686300)."""
-    lines = io.StringIO()
-    for qid in sorted(run):
-        for rank, (doc_id, score) in enumerate(run[qid][:depth], start=1):
-            lines.write(f"{qid} Q0 {doc_id} {rank} {float(score)!r} {RUN_TAG}\n")
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as gz:
-        gz.write(lines.getvalue().encode("utf-8"))
-    return buffer.getvalue()
-
-
-MAX_RUN_LINE = 4096  # bytes in one TREC line: two ids, a rank, a score, a tag
-MAX_RUN_LINES = 20_000_000  # MS MARCO dev at depth 1000 is 7M lines
-
-
-def decode_run(
-    data: bytes, origin: str, max_bytes: int = 1 << 30, max_lines: int = MAX_RUN_LINES
-) -> dict[str, RankedList]:
-    """Parse a gzip TREC run; ranks must be 1..n in order so the stored order is the ranking.
-
-    Streamed line by line with hard limits on uncompressed bytes, lines and line length, so a
-    small gzip bomb (1 MB -> GBs of one line or of newlines) is refused at its first bad line
-    instead of being decompressed into memory (it used to take 3.6 GB)."""
-    run: dict[str, RankedList] = {}
-    total = 0
-    try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
-            for lineno, raw in enumerate(iter(lambda: gz.readline(MAX_RUN_LINE + 1), b""), start=1):
-                total += len(raw)
-                if total > max_bytes:
-                    raise ResultError(f"{origin}: run file larger than {max_bytes} bytes uncompressed")
-                if lineno > max_lines:
-                    raise ResultError(f"{origin}: run file has more than {max_lines} lines")
-                if len(raw) > MAX_RUN_LINE:
-                    raise ResultError(f"{origin}:{lineno}: line longer than {MAX_RUN_LINE} bytes")
-                _parse_run_line(raw, lineno, origin, run)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ResultError(f"{origin}: not a valid gzip file") from exc
-    return run
-
-
-def _parse_run_line(raw: bytes, lineno: int, origin: str, run: dict[str, RankedList]) -> None:
-    try:
-        line = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ResultError(f"{origin}:{lineno}: not valid UTF-8") from exc
-    parts = line.split()
-    if len(parts) != 6:
-        raise ResultError(f"{origin}:{lineno}: expected 6 columns 'qid Q0 doc rank score tag'")
-    qid, _, doc_id, rank, score, _ = parts
-    ranked = run.setdefault(qid, [])
-    try:
-        rank_value, score_value = int(rank), float(score)
-    except ValueError as exc:
-        raise ResultError(f"{origin}:{lineno}: rank or score is not a number") from exc
-    if rank_value != len(ranked) + 1:
-        raise ResultError(f"{origin}:{lineno}: rank {rank} out of order for query {qid}")
-    ranked.append((doc_id, score_value))
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _atomic_write_all(files: list[tuple[Path, bytes]]) -> None:
-    """Write every file to a temporary sibling first (fsynced), then rename them into place in
-    order: a crash before the renames changes nothing; the renames themselves take microseconds."""
-    staged: list[tuple[str, Path]] = []
-    try:
-        for path, data in files:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            staged.append((tmp, path))
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        for tmp, path in staged:
-            os.replace(tmp, path)
-    except BaseException:
-        for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    _atomic_write_all([(path, data)])
-
-
-def dump_result(result: Result) -> bytes:
-    return (json.dumps(result.model_dump(mode="json"), indent=1, sort_keys=True) + "\n").encode()
-
-
 def with_eval_key(result: Result) -> Result:
     """The result with its EvalKey (recomputed from its fields) recorded."""
     return result.model_copy(update={"eval_key": EvalKey.of(result)})
-
-
-def write_result(
-    results_dir: Path,
-    result: Result,
-    run_bytes: bytes | None,
-    overwrite: bool = False,
-) -> Path:
-    """Store a result and its run file through the ResultStore (one transaction)."""
-    from benchmark.store import ResultStore
-
-    return ResultStore(results_dir).write(result, run_bytes, overwrite=overwrite)
-
-
-MAX_RESULT_BYTES = 256 << 20
-MAX_RUN_FILE_BYTES = 2 << 30  # gzip of MS MARCO dev at depth 1000 is ~100 MB
-
-
-def read_result(path: Path, verify_run: bool = True) -> Result:
-    """Read and validate a stored result; with `verify_run`, its run file must exist and have
-    the sha256 the JSON names (a JSON next to another run's file is an error, never used)."""
-    from benchmark.paths import read_bounded
-
-    data = read_bounded(path, MAX_RESULT_BYTES, "result JSON", error=ResultError)  # no FIFO hang
-    try:
-        raw = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ResultError(f"{path}: cannot read result JSON ({type(exc).__name__})") from exc
-    result = parse_result(raw, str(path))
-    if result.eval_key is not None:
-        recomputed = EvalKey.of(result)
-        differs = result.eval_key.differences(recomputed, with_config=False)
-        if differs:
-            raise ResultError(f"{path}: field eval_key: its {differs[0]} differ from the result's own")
-    if verify_run and result.run is not None:
-        file = path.parent / result.run.file
-        if file.name != run_path(path).name:
-            raise ResultError(f"{path}: field run.file: must be '{run_path(path).name}'")
-        try:
-            digest = _sha256_file(file)
-        except OSError as exc:
-            raise ResultError(f"{file}: cannot read run file ({exc.strerror})") from exc
-        if digest != result.run.sha256:
-            raise ResultError(
-                f"{file}: sha256 does not match {path.name}'s run.sha256 (an interrupted write? "
-                "run any maebench command to let the store recover, else re-run the result)"
-            )
-    return result
-
-
-def _no_constant(name: str) -> float:
-    raise ValueError(f"non-finite number {name}")
-
-
-def _sha256_file(path: Path) -> str:
-    """The sha256 of a regular file (a FIFO or a device raises OSError instead of blocking or
-    never ending)."""
-    import stat
-
-    digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # Bounds on what an untrusted result may hold, checked before the schema: nesting (pydantic and
@@ -331,30 +138,3 @@ def parse_result(raw: Any, origin: str) -> Result:
     return validate(raw, Result, origin, ResultError)
 
 
-def read_run(path: Path, result: Result) -> dict[str, RankedList]:
-    """Load a result's run file, checking it is the one the result was computed from."""
-    if result.run is None:
-        raise ResultError(f"{path}: this result has no run file")
-    file = path.parent / result.run.file
-    from benchmark.paths import read_bounded
-
-    data = read_bounded(file, MAX_RUN_FILE_BYTES, "run file", error=ResultError)
-    if sha256_bytes(data) != result.run.sha256:
-        raise ResultError(f"{file}: sha256 does not match the result's run.sha256")
-    return decode_run(data, str(file))
-
-
-def iter_results(results_dir: Path) -> list[tuple[Path, Result]]:
-    """Every stored result (results/reported/ and results/reproductions/ are skipped)."""
-    found = []
-    if not results_dir.is_dir():
-        return found
-    from benchmark.store import ResultStore
-
-    ResultStore(results_dir)  # finishes or undoes an interrupted write first
-    for path in sorted(results_dir.glob("*/*.json")):
-        folder = path.parent.name
-        if folder in RESERVED_DIRS or folder.startswith(".") or path.name.startswith("."):
-            continue  # papers' numbers, reproduction reports, a submission being staged
-        found.append((path, read_result(path)))
-    return found

@@ -1,8 +1,11 @@
-"""ResultStore: the only owner and writer of the results/ tree.
+"""ResultStore: the only owner and writer of the results/ tree, and the only code that knows
+its paths and file formats (result JSON here, run files in benchmark.results.runfiles).
 
 Layout (unchanged, so git history, the site and bundles keep working):
 results/<model>/<task>.json beside results/<model>/<task>.run.gz, and the store's own
-bookkeeping under results/.maebench/ (git-ignored): `lock`, `claims/`, `txn-*/`.
+bookkeeping under results/.maebench/ (git-ignored): `lock`, `claims/`, `txn-*/`. Reading
+(read_result, read_run, iter_results) checks the run file's sha256 and the stored EvalKey
+against the result's own fields.
 
 Why a journal: a result is two files (the JSON names its run file's sha256), and two renames
 cannot be one atomic step. A write therefore stages every new file (fsynced) inside
@@ -15,7 +18,7 @@ opened, never a JSON next to another run's file; and `read` checks the run file'
 mix could never be consumed silently even before recovery.
 
 A journal names files relative to their trees (version 2: `{"staged", "tree", "final"}`), and
-recovery trusts none of it: every path goes through benchmark.paths.confine (staged files
+recovery trusts none of it: every path goes through benchmark.core.paths.confine (staged files
 directly in their transaction folder, final files at results/<model>/<file> or models/<card>,
 no symlink out of either). A journal that fails any check, or is not JSON of that shape, is
 moved to results/.maebench/quarantine/ with a warning and never applied.
@@ -31,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -40,7 +44,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from benchmark.errors import ResultError
+from benchmark.core.errors import ResultError
+from benchmark.core.paths import check_name, confine, load_json_bounded, read_bounded
+from benchmark.evaluation.metrics import RankedList
+from benchmark.results.identity import EvalKey
+from benchmark.results.runfiles import decode_run, sha256_bytes
+from benchmark.results.schema import Result, parse_result, with_eval_key
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +106,6 @@ class ResultStore:
         return self.root / META
 
     def path(self, model: str, task: str) -> Path:
-        from benchmark.results import result_path
-
         return result_path(self.root, model, task)
 
     def exists(self, model: str, task: str) -> bool:
@@ -106,14 +113,10 @@ class ResultStore:
 
     # ------------------------------------------------------------------ reading
     def read(self, model: str, task: str):
-        from benchmark.results import read_result
-
         return read_result(self.path(model, task))
 
     def results(self):
         """Every stored result, each read and hash-checked (list of (path, Result))."""
-        from benchmark.results import iter_results
-
         return iter_results(self.root)
 
     # ------------------------------------------------------------------ locks
@@ -170,8 +173,6 @@ class ResultStore:
     def write(self, result, run_bytes: bytes | None, overwrite: bool = False) -> Path:
         """Store one result (and its run file) atomically; refuses an existing result unless
         `overwrite`, checked again under the lock (a concurrent writer cannot slip in)."""
-        from benchmark.results import dump_result, run_path, with_eval_key
-
         result = with_eval_key(result)
         target = self.path(result.model.name, result.task.name)
         files = [(run_path(target), run_bytes)] if run_bytes is not None else []
@@ -321,11 +322,9 @@ class ResultStore:
 
     def _plan(self, txn: Path) -> tuple[list[tuple[Path, Path]], Path | None]:
         """The (staged, final) renames of `txn`'s journal, every path confined to its tree by
-        benchmark.paths.confine: a staged file inside the transaction folder (or its side folder
+        benchmark.core.paths.confine: a staged file inside the transaction folder (or its side folder
         in models/), a final file inside results/ (never in .maebench/) or directly in models/.
         Version 1 journals (absolute paths) are read with the same checks."""
-        from benchmark.paths import confine, load_json_bounded
-
         confine(self.root, f"{META}/{txn.name}", "transaction folder", error=JournalError)
         data = load_json_bounded(txn / COMMIT, MAX_JOURNAL_BYTES, "journal", error=JournalError)
         if not isinstance(data, dict) or not isinstance(data.get("renames"), list):
@@ -381,16 +380,12 @@ class ResultStore:
 
     @staticmethod
     def _confine_staged(folder: Path, name: str) -> Path:
-        from benchmark.paths import confine
-
         path = confine(folder, name, "staged file", error=JournalError)
         if path.parent != folder and os.path.realpath(path.parent) != os.path.realpath(folder):
             raise JournalError(f"{folder}: staged file {name!r} is not directly in its transaction")
         return path
 
     def _confine_final(self, name: str) -> Path:
-        from benchmark.paths import confine
-
         path = confine(self.root, name, "result file", error=JournalError)
         relative = Path(os.path.realpath(path)).relative_to(os.path.realpath(self.root))
         if relative.parts[0] == META or len(relative.parts) != 2:
@@ -399,8 +394,6 @@ class ResultStore:
 
     @staticmethod
     def _confine_model(models: Path, name: str) -> Path:
-        from benchmark.paths import confine
-
         path = confine(models, name, "card file", error=JournalError)
         if os.path.realpath(path.parent) != os.path.realpath(models) or not name.endswith(".yaml"):
             raise JournalError(f"{models}: {name!r} is not a card file directly in models/")
@@ -429,3 +422,113 @@ class ResultStore:
 
 def open_store(root: Path, models_dir: Path | None = None) -> ResultStore:
     return ResultStore(root, models_dir)
+
+
+# results/ sub-folders that hold other data, never a model's results
+RESERVED_DIRS = frozenset({"reported", "reproductions", "studies"})
+
+
+def result_path(results_dir: Path, model: str, task: str) -> Path:
+    for name in (model, task):
+        check_name(name, "name", ResultError)
+    if model in RESERVED_DIRS:
+        raise ResultError(f"'{model}' is reserved in results/ and cannot name a model")
+    return results_dir / model / f"{task}.json"
+
+
+def run_path(json_path: Path) -> Path:
+    return json_path.with_name(json_path.name.removesuffix(".json") + ".run.gz")
+
+
+def dump_result(result: Result) -> bytes:
+    return (json.dumps(result.model_dump(mode="json"), indent=1, sort_keys=True) + "\n").encode()
+
+
+def write_result(
+    results_dir: Path,
+    result: Result,
+    run_bytes: bytes | None,
+    overwrite: bool = False,
+) -> Path:
+    """Store a result and its run file through the ResultStore (one transaction)."""
+    return ResultStore(results_dir).write(result, run_bytes, overwrite=overwrite)
+
+
+MAX_RESULT_BYTES = 256 << 20
+
+
+MAX_RUN_FILE_BYTES = 2 << 30  # gzip of MS MARCO dev at depth 1000 is ~100 MB
+
+
+def read_result(path: Path, verify_run: bool = True) -> Result:
+    """Read and validate a stored result; with `verify_run`, its run file must exist and have
+    the sha256 the JSON names (a JSON next to another run's file is an error, never used)."""
+    data = read_bounded(path, MAX_RESULT_BYTES, "result JSON", error=ResultError)  # no FIFO hang
+    try:
+        raw = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ResultError(f"{path}: cannot read result JSON ({type(exc).__name__})") from exc
+    result = parse_result(raw, str(path))
+    if result.eval_key is not None:
+        recomputed = EvalKey.of(result)
+        differs = result.eval_key.differences(recomputed, with_config=False)
+        if differs:
+            raise ResultError(f"{path}: field eval_key: its {differs[0]} differ from the result's own")
+    if verify_run and result.run is not None:
+        file = path.parent / result.run.file
+        if file.name != run_path(path).name:
+            raise ResultError(f"{path}: field run.file: must be '{run_path(path).name}'")
+        try:
+            digest = _sha256_file(file)
+        except OSError as exc:
+            raise ResultError(f"{file}: cannot read run file ({exc.strerror})") from exc
+        if digest != result.run.sha256:
+            raise ResultError(
+                f"{file}: sha256 does not match {path.name}'s run.sha256 (an interrupted write? "
+                "run any maebench command to let the store recover, else re-run the result)"
+            )
+    return result
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"non-finite number {name}")
+
+
+def _sha256_file(path: Path) -> str:
+    """The sha256 of a regular file (a FIFO or a device raises OSError instead of blocking or
+    never ending)."""
+    import stat
+
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_run(path: Path, result: Result) -> dict[str, RankedList]:
+    """Load a result's run file, checking it is the one the result was computed from."""
+    if result.run is None:
+        raise ResultError(f"{path}: this result has no run file")
+    file = path.parent / result.run.file
+    data = read_bounded(file, MAX_RUN_FILE_BYTES, "run file", error=ResultError)
+    if sha256_bytes(data) != result.run.sha256:
+        raise ResultError(f"{file}: sha256 does not match the result's run.sha256")
+    return decode_run(data, str(file))
+
+
+def iter_results(results_dir: Path) -> list[tuple[Path, Result]]:
+    """Every stored result (results/reported/ and results/reproductions/ are skipped)."""
+    found = []
+    if not results_dir.is_dir():
+        return found
+    ResultStore(results_dir)  # finishes or undoes an interrupted write first
+    for path in sorted(results_dir.glob("*/*.json")):
+        folder = path.parent.name
+        if folder in RESERVED_DIRS or folder.startswith(".") or path.name.startswith("."):
+            continue  # papers' numbers, reproduction reports, a submission being staged
+        found.append((path, read_result(path)))
+    return found

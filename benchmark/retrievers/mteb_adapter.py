@@ -8,7 +8,7 @@ Two adapters, both built from a model card:
   the corpus and queries and we return our retriever's top-k.
 
     import mteb
-    from benchmark.mteb_adapter import MaebenchEncoder
+    from benchmark.retrievers.mteb_adapter import MaebenchEncoder
     mteb.evaluate(MaebenchEncoder("e5-base-v2"), mteb.get_tasks(["SciFact"]))
 """
 
@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.data import Dataset, Document
-from benchmark.errors import RegistryError
-from benchmark.registry import ModelCard, get_card
+from benchmark.catalog.registry import ModelCard, get_card
+from benchmark.core.errors import RegistryError
+from benchmark.datasets.beir import Dataset
+from benchmark.datasets.records import Document
 
 
 def _card(model: str | ModelCard) -> ModelCard:
@@ -129,8 +130,8 @@ class MaebenchSearch:
     def search(self, queries, *, task_metadata, hf_split: str, hf_subset: str, top_k: int,
                encode_kwargs: dict, top_ranked=None, num_proc: int | None = None,
                **kwargs: Any) -> dict[str, dict[str, float]]:
-        from benchmark.tasks import Fingerprints, TaskSpec
-        from benchmark.timing import PhaseTimer
+        from benchmark.catalog.tasks import Fingerprints, TaskSpec
+        from benchmark.core.timing import PhaseTimer
 
         dataset = Dataset(
             task=TaskSpec(name="mteb-task", display_name=task_metadata.name, domain="misc"),

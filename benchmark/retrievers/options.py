@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from benchmark.errors import MaebenchError
+from benchmark.core.errors import MaebenchError
 
 DEFAULT_MAX_MEMORY = 8 << 30
 MAX_SHARD_ROWS = 100_000  # the historical corpus shard: keeps stored results byte-identical
@@ -16,7 +16,7 @@ MAX_SHARD_ROWS = 100_000  # the historical corpus shard: keeps stored results by
 @dataclass(frozen=True)
 class StoreOptions:
     use_store: bool = True
-    root: Path | None = None  # default: benchmark.paths.embeddings_dir()
+    root: Path | None = None  # default: benchmark.core.paths.embeddings_dir()
     store_dtype: Literal["float32", "float16"] = "float32"
     engine: Literal["local", "ray"] = "local"
     ray_address: str | None = None
@@ -29,7 +29,7 @@ class StoreOptions:
     backend: str = field(default_factory=lambda: _default_backend())
 
     def store_root(self) -> Path:
-        from benchmark.paths import embeddings_dir
+        from benchmark.core.paths import embeddings_dir
 
         return self.root or embeddings_dir()
 

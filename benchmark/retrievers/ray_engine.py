@@ -16,34 +16,46 @@ length-sorted batches, and on CPU every batch runs on one torch thread in both e
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from benchmark.corpus_stream import StreamedCorpus, read_documents
-from benchmark.data import Document
+from benchmark.datasets.records import Document
+from benchmark.datasets.stream import StreamedCorpus, read_documents
 
 if TYPE_CHECKING:
+    from benchmark.catalog.registry import DenseConfig
     from benchmark.embeddings.sources import CorpusSource
     from benchmark.embeddings.store import Entry
-    from benchmark.retrievers.dense import DenseRetriever
+    from benchmark.retrievers.options import StoreOptions
 
 log = logging.getLogger(__name__)
+
+
+class ShardRetriever(Protocol):
+    """What the engine needs of the dense retriever that calls it (its class is handed in, so
+    this engine sits below benchmark.retrievers.dense instead of importing it back)."""
+
+    config: DenseConfig
+    store: StoreOptions
+
+    def search_vectors(self, docs: list[Document]) -> np.ndarray: ...
 
 
 class ShardEncoder:
     """A Ray Data callable class: loads the passage encoder once, encodes one shard per call."""
 
-    def __init__(self, config: dict, device: str, threads: int | None) -> None:
+    def __init__(
+        self, config: dict, device: str, threads: int | None, retriever_class: type[ShardRetriever],
+    ) -> None:
         import torch
 
-        from benchmark.embeddings.options import StoreOptions
-        from benchmark.registry import DenseConfig
-        from benchmark.retrievers.dense import DenseRetriever
+        from benchmark.catalog.registry import DenseConfig
+        from benchmark.retrievers.options import StoreOptions
 
         if threads and device == "cpu":
             torch.set_num_threads(threads)
-        retriever = DenseRetriever(
+        retriever = retriever_class(
             DenseConfig.model_validate(config), device=device,
             store=StoreOptions(use_store=False, backend="torch"), lazy=True,  # as the driver keyed it
         )
@@ -79,7 +91,7 @@ def _work_items(corpus: CorpusSource, plan: list[tuple[int, int]], missing: list
     for i in missing:
         start, n = plan[i]
         if isinstance(corpus, StreamedCorpus):
-            from benchmark.corpus_stream import GRANULE
+            from benchmark.datasets.stream import GRANULE
 
             items.append({"shard": i, "path": str(corpus.path),
                           "offset": corpus.offsets[start // GRANULE], "first_row": start,
@@ -93,14 +105,14 @@ def _work_items(corpus: CorpusSource, plan: list[tuple[int, int]], missing: list
 
 def encode_with_ray(
     entry: Entry, corpus: CorpusSource, plan: list[tuple[int, int]], missing: list[int],
-    retriever: DenseRetriever,
+    retriever: ShardRetriever,
 ) -> int:
     """Encode `missing` shards on Ray and commit them into `entry`; returns how many."""
     try:
         import ray
         from ray.data import ActorPoolStrategy
     except ImportError as exc:
-        from benchmark.errors import MaebenchError
+        from benchmark.core.errors import MaebenchError
 
         raise MaebenchError(
             '--engine ray needs Ray Data: pip install "maebench[ray]"'
@@ -128,6 +140,7 @@ def encode_with_ray(
                 "config": retriever.config.model_dump(mode="json"),
                 "device": "cuda" if on_gpu else "cpu",
                 "threads": None if on_gpu else torch.get_num_threads(),
+                "retriever_class": type(retriever),  # each actor builds the same kind of retriever
             },
             batch_size=1,  # one shard per call: the shard is the unit of commit and resume
             compute=ActorPoolStrategy(size=workers),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.errors import MaebenchError
+from benchmark.core.errors import MaebenchError
 
 
 def _finite(embeddings: np.ndarray, what: str, offset: int = 0) -> np.ndarray:

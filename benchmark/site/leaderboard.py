@@ -28,7 +28,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from benchmark.compare import (
+from benchmark.comparison.compare import (
     ResultTable,
     StatsOptions,
     all_pairs,
@@ -41,12 +41,12 @@ from benchmark.compare import (
     task_kind,
     task_scores,
 )
-from benchmark.errors import MaebenchError
-from benchmark.evaluate import STANDARD_METRICS
-from benchmark.paths import site_dir
-from benchmark.results import Result
-from benchmark.stats import PairComparison, TaskScores, correct, permutations_for
-from benchmark.svgplot import Point, RefLine, scatter
+from benchmark.core.errors import MaebenchError
+from benchmark.core.paths import site_dir
+from benchmark.evaluation.metrics import STANDARD_METRICS
+from benchmark.evaluation.significance import PairComparison, TaskScores, correct, permutations_for
+from benchmark.results.schema import Result
+from benchmark.site.svgplot import Point, RefLine, scatter
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ EXTRA_PAGES: list[ExtraPage] = []
 
 def _study_pages(env: jinja2.Environment, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
     """`maebench study` reports (results/studies/*.json) -> one page per study."""
-    from benchmark.training.study_page import study_pages
+    from benchmark.site.study_pages import study_pages
 
     return study_pages(env, results_dir, out_dir)
 
@@ -65,8 +65,8 @@ EXTRA_PAGES.append(_study_pages)
 
 
 def _benchmark_pages(env: jinja2.Environment, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
-    """Declared benchmarks (benchmark/benchmarks.py): one page each, ranked on full coverage."""
-    from benchmark.benchmarks import site_pages
+    """Declared benchmarks (benchmark/catalog/benchmarks.py): one page each, ranked on full coverage."""
+    from benchmark.site.benchmark_pages import site_pages
 
     return site_pages(env, results_dir, out_dir)
 
@@ -152,9 +152,9 @@ class TaskView:
 
 
 def _load_reported(results_dir: Path) -> list[Any]:
-    """Reported numbers (benchmark.reported); [] when that module or folder is absent."""
+    """Reported numbers (benchmark.results.reported); [] when that module or folder is absent."""
     try:
-        from benchmark.reported import load_reported
+        from benchmark.results.reported import load_reported
     except ImportError:
         return []
     return sorted(
@@ -164,8 +164,8 @@ def _load_reported(results_dir: Path) -> list[Any]:
 
 
 def _load_cards(models_dir: Path | None) -> dict[str, Any]:
-    from benchmark.paths import models_dir as default_models_dir
-    from benchmark.registry import load_cards
+    from benchmark.catalog.registry import load_cards
+    from benchmark.core.paths import models_dir as default_models_dir
 
     folder = models_dir or default_models_dir()
     if not folder.is_dir():
@@ -417,7 +417,7 @@ def _reported_aggregates(matrix: dict) -> dict:
     """Per model of the reported matrix: the mean over the tasks it has (with their count) and,
     for each declared benchmark whose every task it reports, the benchmark's mean (the only
     means two models can be compared on). Cells with several sources use the first shown."""
-    from benchmark.benchmarks import load_benchmarks
+    from benchmark.catalog.benchmarks import load_benchmarks
 
     benches = [b for b in load_benchmarks()
                if all(e.metric is None for e in b.entries())]  # one metric throughout
@@ -479,7 +479,7 @@ def _by_source(reported: list[Any]) -> list[tuple[str, list[Any]]]:
 
 
 def _task_display(name: str) -> str:
-    from benchmark.tasks import get_task
+    from benchmark.catalog.tasks import get_task
 
     try:
         return get_task(name).display_name
@@ -615,8 +615,8 @@ TOP_MODELS = 12  # models whose top-10 lists the page carries (the best ones and
 def _dataset_for(task: str, options: SiteOptions):
     """The task's data (query texts, judgements, documents) when it is here without a
     download (embedded, --data-dir / MAEBENCH_DATA_DIR, cache); None otherwise."""
-    from benchmark.data import load_beir_folder, resolve_folder
-    from benchmark.tasks import get_task
+    from benchmark.catalog.tasks import get_task
+    from benchmark.datasets.beir import load_beir_folder, resolve_folder
 
     try:
         spec = get_task(task)
@@ -628,7 +628,7 @@ def _dataset_for(task: str, options: SiteOptions):
 def _per_query_data(view: TaskView, options: SiteOptions) -> dict:
     """Per-query scores of every model, and (where the data is here) each query's text, each
     model's top 10 from its stored run and the judged relevance of those documents."""
-    from benchmark.results import read_run, result_path
+    from benchmark.results.store import read_run, result_path
 
     scores = view.scores
     qids = sorted(view.results[0].per_query[scores.metric])
@@ -681,7 +681,7 @@ def _per_query_rows(view: TaskView, data: dict) -> list[dict]:
 
 def _catalog_rows(table: ResultTable) -> list[dict]:
     """Every catalog task (CQADupStack forums folded into their mean), with its results."""
-    from benchmark.tasks import all_tasks
+    from benchmark.catalog.tasks import all_tasks
 
     return [{"spec": spec, "n_results": len(table.get(spec.name, {}))}
             for spec in all_tasks() if spec.part_of is None]
@@ -699,7 +699,7 @@ def _model_rows(cards: dict[str, Any], results_by_model: dict[str, list[Result]]
 
 def _card_info(card: Any):
     """A card as the ModelInfo a result would record (for models without results)."""
-    from benchmark.runner import model_info
+    from benchmark.pipeline.runner import model_info
 
     return model_info(card)
 
@@ -849,7 +849,7 @@ def _config_differs(cards: dict[str, Any], results_by_model: dict[str, list[Resu
     """Per model, the tasks whose stored result was computed with another configuration than its
     current card (a hand-edited card must not pass its new name off on old numbers). Models
     without a card (card-free runs, submissions) are not marked: there is nothing to differ from."""
-    from benchmark.benchmarks import config_differs
+    from benchmark.comparison.standings import config_differs
 
     marked: dict[str, list[str]] = {}
     for name, results in results_by_model.items():

@@ -15,7 +15,7 @@ CELL_DEFAULTS = {"pretrain_steps": None, "pretrain_tokens": None, "pretrain_wall
 
 
 def _rows(report: dict) -> list[dict]:
-    from benchmark.training.study_report import report_rows
+    from benchmark.studies.report import report_rows
 
     return report_rows(report)
 
@@ -48,7 +48,7 @@ def _time_axis(rows: list[dict]) -> tuple[str, str]:
 
 
 def _plot(report: dict, rows: list[dict], flags: dict[str, str] | None = None) -> Markup:
-    from benchmark.svgplot import Point, RefLine, scatter
+    from benchmark.site.svgplot import Point, RefLine, scatter
 
     metric = report["metric"]
     baseline = report["study"]["baseline_arm"]

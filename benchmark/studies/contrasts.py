@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.errors import MaebenchError
+from benchmark.core.errors import MaebenchError
 
 
 def _matrix(arm: dict[int, dict[str, float]], queries: list[str]) -> np.ndarray:
@@ -118,7 +118,7 @@ def holm_family(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows of one pre-declared family (e.g. each MAE arm vs the MLM control), each with a
     "p_value", returned as copies with "p_holm": Holm's step-down adjustment over that family, so
     the family-wise error rate holds for the family the study declared, not per contrast."""
-    from benchmark.stats import holm
+    from benchmark.evaluation.significance import holm
 
     adjusted = holm([row["p_value"] for row in rows])
     return [{**row, "p_holm": p} for row, p in zip(rows, adjusted, strict=True)]

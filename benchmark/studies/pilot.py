@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmark.training.study import (
+from benchmark.studies.spec import (
     StudyOptions,
     StudySpec,
     backbones,
@@ -32,7 +32,7 @@ DIAGNOSTIC_DOCS = 200  # documents encoded for the mean pairwise cosine
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    from benchmark.results import atomic_write
+    from benchmark.core.files import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, (json.dumps(payload, indent=1, sort_keys=True) + "\n").encode("utf-8"))
@@ -85,11 +85,11 @@ def record_diagnostics(study: StudySpec, card, options: StudyOptions) -> str | N
 def diagnose(study: StudySpec, card, options: StudyOptions) -> dict[str, Any]:
     """Collapse diagnostics of one backbone on the first evaluation task: mean pairwise cosine of
     the vectors of a seeded document sample, and the top-10 overlap of its zero-shot run."""
-    from benchmark.data import load_beir_folder, resolve_folder
-    from benchmark.results import read_result, read_run, result_path
+    from benchmark.catalog.tasks import get_task
+    from benchmark.datasets.beir import load_beir_folder, resolve_folder
+    from benchmark.results.store import read_result, read_run, result_path
     from benchmark.retrievers import build_retriever
-    from benchmark.tasks import get_task
-    from benchmark.training.collapse import collapse_diagnostics, sample_documents
+    from benchmark.studies.collapse import collapse_diagnostics, sample_documents
 
     task = get_task(study.evaluate[0])
     dataset = load_beir_folder(task, resolve_folder(task, options.data_dir))
@@ -134,10 +134,10 @@ def run_pilot(study: StudySpec, options: StudyOptions) -> Iterator[str]:
     minus the held-out queries, score each on the held-out queries, record the winner."""
     if read_pilot(study) is not None:
         return
-    from benchmark.tasks import get_task
+    from benchmark.catalog.tasks import get_task
+    from benchmark.studies.spec import Cell
     from benchmark.training.finetune import finetune_card
     from benchmark.training.negatives import load_train_data
-    from benchmark.training.study import Cell
 
     pilot = study.finetune.pilot
     task = get_task(study.finetune.task)
@@ -187,10 +187,10 @@ def _pilot_record(study: StudySpec, held: frozenset[str], data) -> dict[str, Any
 
 def score_on_queries(card, data, queries: frozenset[str], metric: str, options: StudyOptions) -> float:
     """`metric` of `card` on some train queries of `data`, retrieved over the full corpus."""
-    from benchmark.data import Dataset
-    from benchmark.evaluate import canonicalize, evaluate
+    from benchmark.core.timing import PhaseTimer
+    from benchmark.datasets.beir import Dataset
+    from benchmark.evaluation.metrics import canonicalize, evaluate
     from benchmark.retrievers import build_retriever
-    from benchmark.timing import PhaseTimer
 
     dataset = data.dataset
     picked = sorted(q for q in queries if q in dataset.queries)

@@ -21,7 +21,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from benchmark.training.study import (
+from benchmark.studies.pilot import read_diagnostics, read_pilot
+from benchmark.studies.spec import (
     Cell,
     StudySpec,
     cells,
@@ -30,20 +31,19 @@ from benchmark.training.study import (
     study_models_dir,
     study_results_dir,
 )
-from benchmark.training.study_pilot import read_diagnostics, read_pilot
 
 N_BOOT = 10_000
 
 
 def _read_result(study: StudySpec, card: str, task: str):
-    from benchmark.results import read_result, result_path
+    from benchmark.results.store import read_result, result_path
 
     path = result_path(study_results_dir(study), card, task)
     return read_result(path) if path.is_file() else None
 
 
 def _pretraining(study: StudySpec, name: str | None):
-    from benchmark.registry import load_card
+    from benchmark.catalog.registry import load_card
 
     path = study_models_dir(study) / f"{name}.yaml"
     return load_card(path).pretraining if name and path.is_file() else None
@@ -78,8 +78,8 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 
 def _run_overlap(study: StudySpec, card: str, task: str) -> float | None:
     """Top-10 overlap between the queries of a stored run (a query-independent ranking)."""
-    from benchmark.results import read_run, result_path
-    from benchmark.training.collapse import top_k_overlap
+    from benchmark.results.store import read_run, result_path
+    from benchmark.studies.collapse import top_k_overlap
 
     result = _read_result(study, card, task)
     if result is None or result.run is None:
@@ -140,7 +140,7 @@ def _arm_entry(study: StudySpec, arm, diagnostics: dict, per_query: dict) -> dic
 
 
 def _contrast(study: StudySpec, task: str, a: str, b: str, per_query: dict) -> dict[str, Any] | None:
-    from benchmark.training.study_stats import two_level_contrast
+    from benchmark.studies.contrasts import two_level_contrast
 
     mine, other = per_query.get((a, task), {}), per_query.get((b, task), {})
     if not mine or not other:
@@ -151,7 +151,7 @@ def _contrast(study: StudySpec, task: str, a: str, b: str, per_query: dict) -> d
 
 
 def _families(study: StudySpec, arms: dict[str, dict], per_query: dict) -> tuple[dict, dict]:
-    from benchmark.training.study_stats import holm_family
+    from benchmark.studies.contrasts import holm_family
 
     failed = {name for name, entry in arms.items() if entry["failed"]}
     primary_pairs = list(study.contrasts)
@@ -215,7 +215,7 @@ def build_report(study: StudySpec) -> dict[str, Any]:
 
 
 def write_report(study: StudySpec) -> Path:
-    from benchmark.results import atomic_write
+    from benchmark.core.files import atomic_write
 
     report = build_report(study)
     target = report_path(study)

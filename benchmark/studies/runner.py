@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.training.study import (
+from benchmark.studies.pilot import read_pilot, record_diagnostics, run_pilot, zero_shot
+from benchmark.studies.report import write_report
+from benchmark.studies.spec import (
     Cell,
     Scalar,
     StudyError,
@@ -27,8 +29,6 @@ from benchmark.training.study import (
     study_card,
     study_models_dir,
 )
-from benchmark.training.study_pilot import read_pilot, record_diagnostics, run_pilot, zero_shot
-from benchmark.training.study_report import write_report
 
 
 def _pretrain(study: StudySpec, init, name: str, objective: str, corpus: str, budget: str, seed: int,
@@ -47,7 +47,7 @@ def _weights_lost(card_path: Path) -> bool:
     the committed cards, not the home folder."""
     import yaml
 
-    from benchmark.paths import home_dir
+    from benchmark.core.paths import home_dir
 
     checkpoint = ((yaml.safe_load(card_path.read_text(encoding="utf-8")) or {}).get("retriever") or {}
                   ).get("checkpoint") or ""
@@ -58,8 +58,8 @@ def forget_lost_weights(study: StudySpec, echo=print) -> None:
     """Cards whose weights are gone are dropped while some cell still needs them, so their step
     runs again: a backbone, stage 0 and each arm's pre-training are seeded (the same weights
     come back), and a fine-tuned cell without its result is simply redone."""
-    from benchmark.results import result_path
-    from benchmark.training.study import study_results_dir
+    from benchmark.results.store import result_path
+    from benchmark.studies.spec import study_results_dir
 
     def finished(name: str) -> bool:
         return all(result_path(study_results_dir(study), name, t).is_file() for t in study.evaluate)
@@ -154,7 +154,7 @@ def _lock(study: StudySpec):
     flock dies with its process, so a kill -9 never leaves a stale lock behind."""
     import fcntl
 
-    from benchmark.paths import checkpoints_dir
+    from benchmark.core.paths import checkpoints_dir
 
     checkpoints_dir().mkdir(parents=True, exist_ok=True)
     handle = (checkpoints_dir() / f".study-{study.id}.lock").open("a")

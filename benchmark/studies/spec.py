@@ -23,8 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from benchmark.errors import MaebenchError
-from benchmark.paths import EMBEDDED_DATA_DIR, models_dir, results_dir
+from benchmark.core.errors import MaebenchError
+from benchmark.core.paths import EMBEDDED_DATA_DIR, models_dir, results_dir
 from benchmark.training.backbone import BackboneSize
 
 _DEFAULT_SIZE = BackboneSize()
@@ -207,7 +207,7 @@ def load_spec(
     (`scale=100`, `corpus=msmarco`, ...); the result is validated."""
     import yaml
 
-    from benchmark.validation import load_yaml_mapping, read_yaml_text, validate
+    from benchmark.core.validation import load_yaml_mapping, read_yaml_text, validate
 
     path = Path(spec)
     if not path.is_file():
@@ -237,7 +237,7 @@ def load_spec(
 
 def check_spec(study: StudySpec, origin: str) -> None:
     """Unknown tasks, recipes or objectives are one-line errors before any work."""
-    from benchmark.tasks import all_tasks
+    from benchmark.catalog.tasks import all_tasks
     from benchmark.training.objectives import check_objective
     from benchmark.training.recipes import available_recipes
 
@@ -344,7 +344,7 @@ class StudyOptions:
 
 
 def _load(name: str, folder: Path):
-    from benchmark.registry import load_card
+    from benchmark.catalog.registry import load_card
 
     return load_card(folder / f"{name}.yaml")
 
@@ -354,16 +354,16 @@ def study_card(study: StudySpec, name: str):
     path = study_models_dir(study) / f"{name}.yaml"
     if path.is_file():
         return _load(name, study_models_dir(study))
-    from benchmark.registry import get_card
+    from benchmark.catalog.registry import get_card
 
     return get_card(name)
 
 
 def evaluate_card(study: StudySpec, card, options: StudyOptions) -> list[str]:
     """Run `card` on the study's evaluation tasks that it has no result for yet."""
-    from benchmark.results import result_path
-    from benchmark.runner import RunOptions, run_task
-    from benchmark.tasks import get_task
+    from benchmark.catalog.tasks import get_task
+    from benchmark.pipeline.runner import RunOptions, run_task
+    from benchmark.results.store import result_path
 
     done = []
     for task in study.evaluate:

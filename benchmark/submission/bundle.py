@@ -13,22 +13,22 @@ from pathlib import Path
 
 import yaml
 
-from benchmark.errors import MaebenchError
-from benchmark.registry import ModelCard, get_card
-from benchmark.results import read_result, result_path, run_path
+from benchmark.catalog.registry import ModelCard, get_card
+from benchmark.core.errors import MaebenchError
+from benchmark.results.store import read_result, result_path, run_path
 
 
 def _card_text(model: str, results: list, models_dir: Path) -> tuple[ModelCard | None, str]:
     """The registry card's file, else the inferred card a card-free run recorded."""
     path = models_dir / f"{model}.yaml"
     if path.is_file():
-        from benchmark.validation import read_yaml_text
+        from benchmark.core.validation import read_yaml_text
 
         return get_card(model, models_dir), read_yaml_text(path, MaebenchError)
     for result in results:
         card = result.provenance.runtime.get("card_free", {}).get("card")
         if card:
-            from benchmark.registry import ModelCard
+            from benchmark.catalog.registry import ModelCard
 
             return ModelCard.model_validate(card), yaml.safe_dump(
                 card, sort_keys=False, allow_unicode=True)
@@ -38,7 +38,7 @@ def _card_text(model: str, results: list, models_dir: Path) -> tuple[ModelCard |
 def write_bundle(model: str, tasks: list[str] | None, results_dir: Path, models_dir: Path,
                  out: Path) -> list[Path]:
     """Copy `model`'s card and results (all its tasks, or `tasks`) into the new folder `out`."""
-    from benchmark.runner import model_info, same_config
+    from benchmark.pipeline.runner import model_info, same_config
 
     folder = results_dir / model
     names = tasks or sorted(p.name.removesuffix(".json") for p in folder.glob("*.json"))

@@ -26,19 +26,12 @@ from pathlib import Path
 
 import yaml
 
-from benchmark.errors import MaebenchError
-from benchmark.registry import ModelCard, parse_card
-from benchmark.results import (
-    NAME_RE,
-    RESERVED_DIRS,
-    Result,
-    decode_run,
-    dump_result,
-    parse_result,
-    result_path,
-    sha256_bytes,
-)
-from benchmark.tasks import TaskSpec
+from benchmark.catalog.registry import ModelCard, parse_card
+from benchmark.catalog.tasks import TaskSpec
+from benchmark.core.errors import MaebenchError
+from benchmark.results.runfiles import decode_run, sha256_bytes
+from benchmark.results.schema import NAME_RE, Result, parse_result
+from benchmark.results.store import RESERVED_DIRS, dump_result, result_path
 
 TOLERANCE = 1e-6
 FILE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._\-]{0,120}$")
@@ -227,8 +220,8 @@ def _close(a: float, b: float) -> bool:
 
 
 def _check_identity(origin: str, result: Result, card: ModelCard, task_name: str) -> None:
-    from benchmark.runner import model_info, same_config
-    from benchmark.tasks import get_task
+    from benchmark.catalog.tasks import get_task
+    from benchmark.pipeline.runner import model_info, same_config
 
     expected = model_info(card)
     differing = [
@@ -281,7 +274,7 @@ def _check_claims(
 ) -> list[str]:
     """Compare claimed per-query scores and aggregates with recomputed ones; returns the
     metrics that could only be bounds-checked (cutoff beyond the run depth)."""
-    from benchmark.evaluate import Metric
+    from benchmark.evaluation.metrics import Metric
 
     bounds_only = []
     for metric, claimed in result.per_query.items():
@@ -359,9 +352,9 @@ def check_result(
     data_dir: Path | None,
 ) -> CheckedResult:
     """Validate one <task>.json (and its run file) of a bundle against our data."""
-    from benchmark.data import load_dataset
-    from benchmark.evaluate import Metric, evaluate
-    from benchmark.tasks import get_task
+    from benchmark.catalog.tasks import get_task
+    from benchmark.datasets.beir import load_dataset
+    from benchmark.evaluation.metrics import Metric, evaluate
 
     path = bundle / name
     origin = str(path)
@@ -423,7 +416,7 @@ def check_result(
                 f"{origin}: field metrics.{metric}: claimed {result.metrics[metric]!r}, recomputed "
                 f"{evaluation.aggregates[metric]!r}"
             )
-    from benchmark.results import with_eval_key
+    from benchmark.results.schema import with_eval_key
 
     try:  # the same serialisation the commit does, so --check fails wherever the commit would
         json_bytes = dump_result(with_eval_key(result))
@@ -465,7 +458,7 @@ def validate_bundle(
     card_path = models_dir / f"{card.name}.yaml"
     card_is_new, card_replaces = True, False
     if card_path.exists():
-        from benchmark.registry import load_card
+        from benchmark.catalog.registry import load_card
 
         try:
             existing = load_card(card_path)
@@ -492,7 +485,7 @@ def validate_bundle(
                 raise SubmissionError(
                     f"{target} already exists; pass --replace to overwrite it"
                 )
-            from benchmark.results import read_result
+            from benchmark.results.store import read_result
 
             try:
                 item.previous = read_result(target)
@@ -508,7 +501,7 @@ def validate_bundle(
 def _leaderboard_warnings(sub: Submission) -> list[str]:
     """A bundle whose tasks are all outside the leaderboard (the embedded smoke test `tiny`, a
     CQADupStack forum before its aggregate) is valid but would never appear in its table."""
-    from benchmark.compare import task_kind
+    from benchmark.comparison.compare import task_kind
 
     kinds = {item.result.task.name: task_kind(item.result.task.name) for item in sub.results}
     if any(kind == "benchmark" for kind in kinds.values()):
@@ -525,7 +518,7 @@ def duplicate_warnings(sub: Submission, results_dir: Path, models_dir: Path) -> 
     """Another card with the same weights (the same pinned sha256 or hub commit, or local weights
     whose sha256 is the bundle's), or another model's stored run identical to the bundle's: the
     same model under a second name, which a reviewer should not merge as a new row."""
-    from benchmark.registry import load_cards
+    from benchmark.catalog.registry import load_cards
 
     config = sub.card.retriever
     revision = getattr(config, "revision", None)
@@ -558,7 +551,7 @@ def duplicate_warnings(sub: Submission, results_dir: Path, models_dir: Path) -> 
 def _local_weights_sha256(config) -> str | None:
     """sha256 of a card's weights when they are on this machine (a package, MAEBENCH_WEIGHTS_DIR,
     the maebench home); None for hub-only weights (nothing is downloaded to check)."""
-    from benchmark.retrievers.weights import resolve_checkpoint, weights_sha256
+    from benchmark.catalog.weights import resolve_checkpoint, weights_sha256
 
     if not getattr(config, "checkpoint", None):
         return None
@@ -587,7 +580,7 @@ def _identical_run(item: CheckedResult, results_dir: Path, model: str) -> str | 
 def _identical_stored(target: Path, item: CheckedResult) -> bool:
     """The stored result and run file are exactly the bundle's (e.g. `submit --check` in the
     clone that produced them): accepted as they are, nothing to replace."""
-    from benchmark.results import read_result, run_path
+    from benchmark.results.store import read_result, run_path
 
     try:
         stored = read_result(target)
@@ -600,8 +593,8 @@ def _identical_stored(target: Path, item: CheckedResult) -> bool:
 def _refuse_stale_results(results_dir: Path, card: ModelCard, resubmitted: set[str]) -> None:
     """A replaced card must not leave results of its model computed with the old configuration:
     the leaderboard would average two different models under one name."""
-    from benchmark.results import read_result
-    from benchmark.runner import model_info, same_config
+    from benchmark.pipeline.runner import model_info, same_config
+    from benchmark.results.store import read_result
 
     config = model_info(card).config
     for path in sorted((results_dir / card.name).glob("*.json")):
@@ -622,7 +615,7 @@ def _refuse_stale_results(results_dir: Path, card: ModelCard, resubmitted: set[s
 def commit(sub: Submission, results_dir: Path, models_dir: Path) -> list[Path]:
     """Everything in one ResultStore transaction (results/ and the card in models/): a crash
     or a kill at any point leaves the old or the new state, never part of the bundle."""
-    from benchmark.store import ResultStore
+    from benchmark.results.store import ResultStore
 
     store = ResultStore(results_dir, models_dir)
     files: list[tuple[Path, bytes]] = []
@@ -681,14 +674,14 @@ def leaderboard_rows(
 
     The new results take the place of any stored result of the same model; other models count
     only when evaluated on the same data (fingerprints) and queries."""
-    from benchmark.results import iter_results
+    from benchmark.results.store import iter_results
 
     try:
-        from benchmark.stats import paired_test
+        from benchmark.evaluation.significance import paired_test
     except ImportError:  # the statistics module is optional here
         paired_test = None
 
-    from benchmark.evalkey import EvalKey
+    from benchmark.results.identity import EvalKey
 
     stored = [r for _, r in iter_results(results_dir)]
     rows = []
