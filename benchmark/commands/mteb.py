@@ -44,7 +44,6 @@ def register(app: typer.Typer) -> None:
         from benchmark.catalog.registry import get_card
         from benchmark.core.errors import MaebenchError
         from benchmark.core.paths import check_name
-        from benchmark.core.paths import results_dir as default_results_dir
         from benchmark.results.mteb_files import import_mteb as build
 
         check_name(name, "--name")
@@ -55,7 +54,9 @@ def register(app: typer.Typer) -> None:
         source = {"kind": "results-repo", "title": title, "repo": repo, "path": folder,
                   "commit": commit, "path_prefix": prefix}
         text = build(files, card.name, checkpoint, source)
-        target = (results_dir or default_results_dir()) / "reported" / f"{name}.yaml"
+        from benchmark.results.store import reported_dir
+
+        target = reported_dir(results_dir) / f"{name}.yaml"
         if target.exists() and not overwrite:
             raise MaebenchError(f"{target} already exists; pass --overwrite to replace it")
         from benchmark.core.files import atomic_write

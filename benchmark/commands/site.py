@@ -38,15 +38,12 @@ def register(app: typer.Typer) -> None:
             register_site_page()
         from benchmark.core.errors import MaebenchError
         from benchmark.evaluation.metrics import STANDARD_METRICS
-        from benchmark.results.store import RESERVED_DIRS
+        from benchmark.results.store import stored_models
 
         if metric not in STANDARD_METRICS:
             raise MaebenchError(f"unknown metric '{metric}' (known: {', '.join(STANDARD_METRICS)})")
         results_dir = results_dir or default_results_dir()
-        models = sorted(
-            p.name for p in results_dir.glob("*")
-            if p.is_dir() and p.name not in RESERVED_DIRS and any(p.glob("*.json"))
-        ) if results_dir.is_dir() else []
+        models = stored_models(results_dir)
         if models and baseline not in models:
             raise MaebenchError(f"baseline '{baseline}' has no results (models: {', '.join(models)})")
         options = SiteOptions(

@@ -49,10 +49,6 @@ def results_dir() -> Path:
     return _database_dir("results", "MAEBENCH_RESULTS_DIR")
 
 
-def reported_dir() -> Path:
-    return results_dir() / "reported"
-
-
 def site_dir() -> Path:
     """templates/ and static/ of the site: package data when installed, site/ in a checkout."""
     if (SITE_ASSETS_DIR / "templates" / "base.html").is_file():

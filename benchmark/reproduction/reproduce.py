@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from benchmark.core.errors import MaebenchError
 from benchmark.core.paths import results_dir as default_results_dir
 from benchmark.core.validation import read_yaml_text, validate_yaml
+from benchmark.results.store import reproductions_dir
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._\-]{0,79}$"
 Kind = Literal["bm25", "dense"]
@@ -117,11 +118,11 @@ class Spec(_Strict):
 
 
 def specs_dir(results_dir: Path | None = None) -> Path:
-    return (results_dir or default_results_dir()) / "reproductions" / "specs"
+    return reproductions_dir(results_dir) / "specs"
 
 
 def reports_dir(results_dir: Path | None = None) -> Path:
-    return (results_dir or default_results_dir()) / "reproductions"
+    return reproductions_dir(results_dir)
 
 
 def parse_spec(text: str, origin: str) -> Spec:

@@ -16,7 +16,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from benchmark.core.errors import MaebenchError
-from benchmark.core.paths import reported_dir
 from benchmark.core.validation import validate_yaml
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._\-]{0,79}$"
@@ -142,7 +141,9 @@ def load_reported_file(path: Path) -> ReportedFile:
 
 def load_reported(results_dir: Path | None = None) -> list[ReportedScore]:
     """Every published number under <results_dir>/reported/*.yaml; [] when the folder is absent."""
-    folder = (results_dir / "reported") if results_dir is not None else reported_dir()
+    from benchmark.results.store import reported_dir
+
+    folder = reported_dir(results_dir)
     if not folder.is_dir():
         return []
     scores: list[ReportedScore] = []

@@ -424,8 +424,53 @@ def open_store(root: Path, models_dir: Path | None = None) -> ResultStore:
     return ResultStore(root, models_dir)
 
 
-# results/ sub-folders that hold other data, never a model's results
-RESERVED_DIRS = frozenset({"reported", "reproductions", "studies"})
+# results/ sub-folders that hold other data, never a model's results: published numbers
+# (benchmark.results.reported), reproduction specs and reports (benchmark.reproduction) and
+# studies' own results (benchmark.studies). Named here, so the tree has one map.
+REPORTED_DIR, REPRODUCTIONS_DIR, STUDIES_DIR = "reported", "reproductions", "studies"
+RESERVED_DIRS = frozenset({REPORTED_DIR, REPRODUCTIONS_DIR, STUDIES_DIR})
+
+
+def _root(results_dir: Path | None) -> Path:
+    from benchmark.core.paths import results_dir as default_results_dir
+
+    return results_dir if results_dir is not None else default_results_dir()
+
+
+def reported_dir(results_dir: Path | None = None) -> Path:
+    """results/reported/: one YAML file of published numbers per source."""
+    return _root(results_dir) / REPORTED_DIR
+
+
+def reproductions_dir(results_dir: Path | None = None) -> Path:
+    """results/reproductions/: reproduction reports, with their specs in specs/."""
+    return _root(results_dir) / REPRODUCTIONS_DIR
+
+
+def studies_dir(results_dir: Path | None = None) -> Path:
+    """results/studies/: each study's report (<id>.json) and its own results tree (<id>/)."""
+    return _root(results_dir) / STUDIES_DIR
+
+
+def stored_models(results_dir: Path) -> list[str]:
+    """The models with at least one stored result (sub-folders that are not models skipped)."""
+    if not results_dir.is_dir():
+        return []
+    return sorted(p.name for p in results_dir.iterdir()
+                  if p.is_dir() and p.name not in RESERVED_DIRS and not p.name.startswith(".")
+                  and any(p.glob("*.json")))
+
+
+def stored_tasks(results_dir: Path, model: str) -> list[str]:
+    """The tasks `model` has a stored result for."""
+    return sorted(p.name.removesuffix(".json") for p in (results_dir / model).glob("*.json")
+                  if not p.name.startswith("."))
+
+
+def stored_runs(results_dir: Path, task: str) -> dict[str, Path]:
+    """model -> the run file stored for `task`, for every model that has one."""
+    return {p.parent.name: p for p in sorted(results_dir.glob(f"*/{task}.run.gz"))
+            if p.parent.name not in RESERVED_DIRS and not p.parent.name.startswith(".")}
 
 
 def result_path(results_dir: Path, model: str, task: str) -> Path:

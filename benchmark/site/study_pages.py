@@ -9,6 +9,8 @@ from pathlib import Path
 
 from markupsafe import Markup
 
+from benchmark.results.store import studies_dir
+
 # a cell whose fine-tuning or evaluation has not finished yet has no such costs
 CELL_DEFAULTS = {"pretrain_steps": None, "pretrain_tokens": None, "pretrain_wall_s": None,
                  "finetune_wall_s": None, "eval_wall_s": None, "hardware": None}
@@ -75,7 +77,7 @@ def _plot(report: dict, rows: list[dict], flags: dict[str, str] | None = None) -
 
 
 def study_pages(env, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
-    folder = results_dir / "studies"
+    folder = studies_dir(results_dir)
     paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
     if not paths:
         return []

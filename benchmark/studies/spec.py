@@ -24,7 +24,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from benchmark.core.errors import MaebenchError
-from benchmark.core.paths import EMBEDDED_DATA_DIR, models_dir, results_dir
+from benchmark.core.paths import EMBEDDED_DATA_DIR, models_dir
+from benchmark.results.store import studies_dir
 from benchmark.training.backbone import BackboneSize
 
 _DEFAULT_SIZE = BackboneSize()
@@ -313,11 +314,11 @@ def study_models_dir(study: StudySpec) -> Path:
 
 
 def study_results_dir(study: StudySpec) -> Path:
-    return results_dir() / "studies" / study.id
+    return studies_dir() / study.id
 
 
 def report_path(study: StudySpec) -> Path:
-    return results_dir() / "studies" / f"{study.id}.json"
+    return studies_dir() / f"{study.id}.json"
 
 
 def cells(study: StudySpec) -> list[Cell]:

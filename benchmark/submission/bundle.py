@@ -15,7 +15,7 @@ import yaml
 
 from benchmark.catalog.registry import ModelCard, get_card
 from benchmark.core.errors import MaebenchError
-from benchmark.results.store import read_result, result_path, run_path
+from benchmark.results.store import read_result, result_path, run_path, stored_tasks
 
 
 def _card_text(model: str, results: list, models_dir: Path) -> tuple[ModelCard | None, str]:
@@ -40,8 +40,7 @@ def write_bundle(model: str, tasks: list[str] | None, results_dir: Path, models_
     """Copy `model`'s card and results (all its tasks, or `tasks`) into the new folder `out`."""
     from benchmark.pipeline.runner import model_info, same_config
 
-    folder = results_dir / model
-    names = tasks or sorted(p.name.removesuffix(".json") for p in folder.glob("*.json"))
+    names = tasks or stored_tasks(results_dir, model)
     if not names:
         raise MaebenchError(f"no results for model '{model}' in {results_dir}")
     paths = [result_path(results_dir, model, t) for t in names]

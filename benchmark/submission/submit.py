@@ -31,7 +31,14 @@ from benchmark.catalog.tasks import TaskSpec
 from benchmark.core.errors import MaebenchError
 from benchmark.results.runfiles import decode_run, sha256_bytes
 from benchmark.results.schema import NAME_RE, Result, parse_result
-from benchmark.results.store import RESERVED_DIRS, dump_result, result_path
+from benchmark.results.store import (
+    RESERVED_DIRS,
+    dump_result,
+    result_path,
+    run_path,
+    stored_runs,
+    stored_tasks,
+)
 
 TOLERANCE = 1e-6
 FILE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._\-]{0,120}$")
@@ -565,13 +572,12 @@ def _local_weights_sha256(config) -> str | None:
 def _identical_run(item: CheckedResult, results_dir: Path, model: str) -> str | None:
     if item.run_bytes is None:
         return None
-    task = item.result.task.name
-    for path in sorted(results_dir.glob(f"*/{task}.run.gz")):
-        if path.parent.name == model or path.parent.name in RESERVED_DIRS:
+    for other, path in stored_runs(results_dir, item.result.task.name).items():
+        if other == model:
             continue
         try:
             if path.stat().st_size == len(item.run_bytes) and path.read_bytes() == item.run_bytes:
-                return path.parent.name
+                return other
         except OSError:
             continue
     return None
@@ -597,10 +603,10 @@ def _refuse_stale_results(results_dir: Path, card: ModelCard, resubmitted: set[s
     from benchmark.results.store import read_result
 
     config = model_info(card).config
-    for path in sorted((results_dir / card.name).glob("*.json")):
-        task = path.name.removesuffix(".json")
+    for task in stored_tasks(results_dir, card.name):
         if task in resubmitted:
             continue
+        path = result_path(results_dir, card.name, task)
         try:
             stale = not same_config(read_result(path).model.config, config)
         except MaebenchError:
@@ -624,7 +630,7 @@ def commit(sub: Submission, results_dir: Path, models_dir: Path) -> list[Path]:
             continue
         final = result_path(results_dir, sub.model, item.result.task.name)
         if item.run_bytes is not None:
-            files.append((final.with_name(f"{item.result.task.name}.run.gz"), item.run_bytes))
+            files.append((run_path(final), item.run_bytes))
     for item in sub.results:
         if not item.already_stored:
             final = result_path(results_dir, sub.model, item.result.task.name)
