@@ -65,7 +65,7 @@ EXTRA_PAGES.append(_study_pages)
 
 
 def _benchmark_pages(env: jinja2.Environment, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
-    """Declared benchmarks (benchmark/catalog/benchmarks.py): one page each, ranked on full coverage."""
+    """Declared benchmarks (benchmark/site/benchmark_pages.py): one page each, ranked on full coverage."""
     from benchmark.site.benchmark_pages import site_pages
 
     return site_pages(env, results_dir, out_dir)

@@ -1,6 +1,6 @@
 """A study spec (`maebench study <spec>`) and the names of what it makes: arms x seeds, each
 cell [pretrain ->] finetune -> run, after an optional backbone built from nothing and a shared
-stage 0. Running it: training.study_runner; its report: training.study_report.
+stage 0. Running it: studies.runner; its report: studies.report.
 
 Layout (so a study never floods the main leaderboard or registry):
   models/studies/<id>/<card>.yaml              the cells' cards (pre-trained and fine-tuned)

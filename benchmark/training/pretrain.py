@@ -57,7 +57,7 @@ class PretrainOptions:
 
 def checkpoint_source(checkpoint: str, local_package: str | None,
                       revision: str | None = None) -> tuple[str, str]:
-    """Where from_pretrained should read a card's checkpoint: retrievers.weights' resolution
+    """Where from_pretrained should read a card's checkpoint: catalog.weights' resolution
     (home:checkpoints/<name> with its sha256 revision checked, local copies, packages, hub)."""
     from benchmark.catalog.weights import resolve_checkpoint
 
@@ -452,7 +452,7 @@ def _card(init, options, recipe, steps, source, result, folder, notes, n_pairs) 
                     budget=options.budget, n_span_pairs=n_pairs)
     retriever = init.retriever.model_dump(mode="json")
     digest = weights_sha256(folder)
-    # revision sha256:<digest>: the loader (retrievers.weights) checks the weights against it
+    # revision sha256:<digest>: the loader (catalog.weights) checks the weights against it
     retriever.update(checkpoint=f"home:checkpoints/{options.name}", revision=f"sha256:{digest}",
                      local_package=None, head=[], **encoding_after_pretraining(folder, init))
     pretraining = {
