@@ -115,10 +115,10 @@ def main() -> None:
 
     import torch
 
-    from benchmark.registry import get_card
+    from benchmark.catalog.registry import get_card
+    from benchmark.catalog.weights import resolve_checkpoint
     from benchmark.retrievers.dense import DenseRetriever
-    from benchmark.retrievers.encoders import load_encoder
-    from benchmark.retrievers.weights import resolve_checkpoint
+    from benchmark.retrievers.encoder_loader import load_encoder
 
     card = get_card("all-minilm-l6-v2")
     cfg = card.retriever

@@ -71,7 +71,7 @@ def study_spec(ws: dict) -> Path:
     """A two-arm study (fine-tune only, MLM) of one seed on the synthetic scifact folder."""
     import yaml
 
-    from benchmark.paths import EMBEDDED_DATA_DIR
+    from benchmark.core.paths import EMBEDDED_DATA_DIR
 
     path = ws["root"] / "study.yaml"
     if not path.is_file():
@@ -240,9 +240,9 @@ def bench_job(job: str, ws: dict, trials: int, rng: random.Random) -> tuple[int,
 
 
 def child_pretrain(data: Path, resume: bool) -> None:
-    from benchmark.errors import MaebenchError
-    from benchmark.paths import EMBEDDED_DATA_DIR
-    from benchmark.registry import get_card
+    from benchmark.catalog.registry import get_card
+    from benchmark.core.errors import MaebenchError
+    from benchmark.core.paths import EMBEDDED_DATA_DIR
     from benchmark.training.pretrain import PretrainOptions, pretrain_card
 
     init = get_card("tiny-backbone")

@@ -30,7 +30,7 @@ def main() -> None:
     import torch
     from accelerate.utils import set_seed
 
-    from benchmark.registry import get_card
+    from benchmark.catalog.registry import get_card
     from benchmark.training.corpus import build_pairs, read_texts, resolve_corpus
     from benchmark.training.objectives import objective_class
     from benchmark.training.pretrain import load_init

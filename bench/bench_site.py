@@ -22,10 +22,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmark.compare import StatsOptions  # noqa: E402
-from benchmark.leaderboard import SiteOptions, build_site  # noqa: E402
-from benchmark.results import ModelInfo, Provenance, Result, TaskInfo, write_result  # noqa: E402
-from benchmark.tasks import Fingerprints  # noqa: E402
+from benchmark.catalog.tasks import Fingerprints
+from benchmark.comparison.compare import StatsOptions
+from benchmark.results.schema import ModelInfo, Provenance, Result, TaskInfo
+from benchmark.results.store import write_result
+from benchmark.site.leaderboard import SiteOptions, build_site
 
 FAMILIES = ("mae", "contrastive", "sparse", "supervised")
 CARD = """name: {name}

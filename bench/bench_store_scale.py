@@ -30,10 +30,10 @@ from bench.make_synthetic_beir import VOCAB, write_dataset  # noqa: E402
 CHILD = r"""
 import sys, yaml
 from pathlib import Path
-from benchmark.embeddings.options import StoreOptions
-from benchmark.registry import parse_card
-from benchmark.runner import RunOptions, run_task
-from benchmark.tasks import get_task
+from benchmark.retrievers.options import StoreOptions
+from benchmark.catalog.registry import parse_card
+from benchmark.pipeline.runner import RunOptions, run_task
+from benchmark.catalog.tasks import get_task
 ckpt, data_dir, results, task = sys.argv[1:5]
 raw = {"name": "tiny-scale", "display_name": "tiny", "family": "supervised", "description": "d",
        "source": "s", "weights": "public",

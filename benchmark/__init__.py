@@ -1,3 +1,127 @@
-"""maebench: reproducible benchmark and leaderboard for MAE-pretrained dense retrievers."""
+"""maebench: reproducible benchmark and leaderboard for MAE-pretrained dense retrievers.
 
-__version__ = "0.1.0"
+The public API, for a notebook or a script: a few verbs over the layers below (see README,
+"Layout" and "Using it from Python"). Each verb imports its layer when it is called, so
+`import benchmark` stays instant and loads no torch, transformers or ranx.
+
+    import benchmark
+    result = benchmark.run("bm25", "tiny")                 # card + task -> stored Result
+    report = benchmark.compare(["bm25", "all-minilm-l6-v2"], tasks=["tiny"])
+    scores = benchmark.evaluate(qrels, run).aggregates    # any run, any qrels
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from benchmark.core.provenance import VERSION
+
+if TYPE_CHECKING:
+    from benchmark.catalog.registry import ModelCard
+    from benchmark.catalog.tasks import TaskSpec
+    from benchmark.comparison.compare import ComparisonReport
+    from benchmark.evaluation.metrics import Evaluation
+    from benchmark.reproduction.reproduce import Report
+    from benchmark.results.schema import Result
+
+__version__ = VERSION
+__all__ = ["compare", "evaluate", "load_results", "reproduce", "run"]
+
+
+def _results_dir(results_dir: str | Path | None) -> Path:
+    from benchmark.core.paths import results_dir as default_results_dir
+
+    return Path(results_dir) if results_dir is not None else default_results_dir()
+
+
+def run(
+    model: str | ModelCard,
+    task: str | TaskSpec,
+    *,
+    data_dir: str | Path | None = None,
+    results_dir: str | Path | None = None,
+    device: str | None = None,
+    overwrite: bool = False,
+) -> Result:
+    """Evaluate a model card (registry name or ModelCard) on a catalog task (name or TaskSpec),
+    store the result in the results store and return it, as `maebench run` does.
+
+    Data comes from `data_dir` (a folder of BEIR datasets), else $MAEBENCH_DATA_DIR, else the
+    cache. An existing result is never replaced unless `overwrite`: read it with load_results."""
+    from benchmark.catalog.registry import get_card
+    from benchmark.catalog.tasks import get_task
+    from benchmark.pipeline.runner import RunOptions, run_task
+    from benchmark.results.store import read_result
+
+    card = get_card(model) if isinstance(model, str) else model
+    spec = get_task(task) if isinstance(task, str) else task
+    options = RunOptions(results_dir=_results_dir(results_dir),
+                         data_dir=Path(data_dir) if data_dir is not None else None,
+                         overwrite=overwrite, device=device)
+    return read_result(run_task(card, spec, options))
+
+
+def evaluate(
+    qrels: dict[str, dict[str, int]],
+    run: dict[str, dict[str, float]] | dict[str, list[tuple[str, float]]],
+    metrics: Sequence[str] | None = None,
+    relevance_threshold: int = 1,
+) -> Evaluation:
+    """Score any run ({query: {doc: score}}) against qrels ({query: {doc: grade}}) after
+    canonical tie-breaking: aggregates and per-query scores (default: the standard metrics,
+    nDCG@10, MRR@10, R@100, R@1000, ...). A query absent from the run scores 0."""
+    from benchmark.evaluation.metrics import STANDARD_METRICS
+    from benchmark.evaluation.metrics import evaluate as evaluate_run
+
+    chosen = tuple(metrics) if metrics is not None else STANDARD_METRICS
+    return evaluate_run(qrels, run, chosen, relevance_threshold)
+
+
+def load_results(
+    results_dir: str | Path | None = None, *, model: str | None = None, task: str | None = None,
+) -> list[Result]:
+    """The stored results (each read and hash-checked), optionally of one model and/or task."""
+    from benchmark.results.store import iter_results
+
+    return [result for _, result in iter_results(_results_dir(results_dir))
+            if (model is None or result.model.name == model)
+            and (task is None or result.task.name == task)]
+
+
+def compare(
+    models: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    *,
+    baseline: str | None = None,
+    results_dir: str | Path | None = None,
+    **stats: Any,
+) -> ComparisonReport:
+    """Paired significance tests between stored results, as `maebench compare`: every pair of
+    `models` (default: all) on `tasks` (default: those the models share), corrected together,
+    or each model against `baseline` only. `stats` sets StatsOptions (metric, n_perm, n_boot,
+    seed, alpha). Print it with benchmark.comparison.compare.to_markdown(report)."""
+    from benchmark.comparison.compare import StatsOptions, build_report, load_table
+
+    table = load_table(_results_dir(results_dir))
+    return build_report(table, list(tasks) if tasks else None, list(models) if models else None,
+                        StatsOptions(**stats), baseline)
+
+
+def reproduce(
+    spec_id: str,
+    *,
+    results_dir: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    no_run: bool = False,
+) -> Report:
+    """Re-run a paper's table (a spec under results/reproductions/specs/) and judge every cell
+    OK / OKish / FAIL / NOT RUN against its published number; `no_run` only compares what is
+    stored. The report is returned, not written (`maebench reproduce` writes it)."""
+    from benchmark.reproduction.reproduce import get_spec
+    from benchmark.reproduction.reproduce import reproduce as reproduce_spec
+
+    root = _results_dir(results_dir)
+    return reproduce_spec(get_spec(spec_id, root), root,
+                          Path(data_dir) if data_dir is not None else None, no_run=no_run)

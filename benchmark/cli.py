@@ -82,7 +82,7 @@ def main() -> None:
     exception's type; MAEBENCH_DEBUG=1 shows the traceback)."""
     import signal
 
-    from benchmark.errors import MaebenchError
+    from benchmark.core.errors import MaebenchError
 
     # A shell starts background jobs with SIGINT ignored, and Python then never raises
     # KeyboardInterrupt: restore it, so an interrupt always stops with status 130 and a line.

@@ -42,8 +42,8 @@ def results_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_texts() -> list[str]:
-    from benchmark.data import load_corpus, load_queries
-    from benchmark.paths import EMBEDDED_DATA_DIR
+    from benchmark.core.paths import EMBEDDED_DATA_DIR
+    from benchmark.datasets.beir import load_corpus, load_queries
 
     corpus = load_corpus(EMBEDDED_DATA_DIR / "tiny" / "corpus.jsonl")
     queries = load_queries(EMBEDDED_DATA_DIR / "tiny" / "queries.jsonl")

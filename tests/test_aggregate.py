@@ -6,13 +6,13 @@ import shutil
 
 import pytest
 
-import benchmark.runner as runner
-from benchmark.errors import ResultError
-from benchmark.paths import EMBEDDED_DATA_DIR
-from benchmark.registry import get_card
-from benchmark.results import read_result
-from benchmark.runner import RunOptions, run_task
-from benchmark.tasks import TaskSpec
+import benchmark.pipeline.runner as runner
+from benchmark.catalog.registry import get_card
+from benchmark.catalog.tasks import TaskSpec
+from benchmark.core.errors import ResultError
+from benchmark.core.paths import EMBEDDED_DATA_DIR
+from benchmark.pipeline.runner import RunOptions, run_task
+from benchmark.results.store import read_result
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_stored_subtasks_are_reused_only_with_the_same_configuration(forum_tasks
 
 
 def test_same_config_fills_defaults_of_fields_added_later():
-    from benchmark.runner import model_info, same_config
+    from benchmark.pipeline.runner import model_info, same_config
 
     current = model_info(get_card("bm25")).config
     older = {k: v for k, v in current.items() if k != "implementation"}  # defaulted field

@@ -82,9 +82,9 @@ def _dense_card(name: str, **fields: str) -> str:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> dict:
     """results/ (one real tiny result, a copy of reported/), models/ (bm25) and a valid bundle."""
-    from benchmark.registry import parse_card
-    from benchmark.runner import RunOptions, run_task
-    from benchmark.tasks import get_task
+    from benchmark.catalog.registry import parse_card
+    from benchmark.catalog.tasks import get_task
+    from benchmark.pipeline.runner import RunOptions, run_task
 
     root = tmp_path_factory.mktemp("attack")
     results, models = root / "results", root / "models"
@@ -95,7 +95,7 @@ def workspace(tmp_path_factory) -> dict:
     card = parse_card(_card_text("attacker"), "attacker.yaml")
     scratch = root / "scratch"
     run_task(card, get_task("tiny"), RunOptions(results_dir=scratch))
-    from benchmark.registry import get_card
+    from benchmark.catalog.registry import get_card
 
     run_task(get_card("bm25", models), get_task("tiny"), RunOptions(results_dir=results))
     bundle = root / "bundle"

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from benchmark.paths import EMBEDDED_DATA_DIR
-from benchmark.registry import load_card
+from benchmark.catalog.registry import load_card
+from benchmark.core.paths import EMBEDDED_DATA_DIR
 from benchmark.training.backbone import (
     BackboneOptions,
     BackboneSize,
@@ -58,8 +58,8 @@ def test_vocabulary_and_weights_are_a_function_of_corpus_size_and_seed() -> None
 def test_backbone_new_writes_a_card_and_reads_no_evaluation_split(home, monkeypatch) -> None:
     from transformers import AutoTokenizer
 
-    import benchmark.data as data
-    from benchmark.paths import checkpoints_dir
+    import benchmark.datasets.beir as data
+    from benchmark.core.paths import checkpoints_dir
 
     def refuse(*_, **__):
         raise AssertionError("backbone new must not read queries or qrels")
@@ -83,7 +83,7 @@ def test_pretraining_saves_the_head_and_the_next_stage_continues_with_it(home) -
     import torch
     from transformers import AutoModelForMaskedLM
 
-    from benchmark.paths import checkpoints_dir
+    from benchmark.core.paths import checkpoints_dir
 
     backbone = load_card(new_backbone(BackboneOptions(name="bb", corpus=TINY_CORPUS, size=SMALL,
                                                       models_dir=home / "models")))
@@ -138,7 +138,7 @@ def test_an_init_without_head_gets_a_frozen_encoder_warm_up(home, tiny_bert_dir,
     original = AutoModel.from_pretrained(tiny_bert_dir).state_dict()
     after_warm_up = snapshots[0]
     assert all(torch.equal(original[k], after_warm_up[k]) for k in original)
-    from benchmark.paths import checkpoints_dir
+    from benchmark.core.paths import checkpoints_dir
 
     log = json.loads((checkpoints_dir() / "warm" / "pretrain_log.json").read_text())
     assert len(log["head_warmup_losses"]) == 2 and len(log["losses"]) == 2

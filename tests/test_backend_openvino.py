@@ -12,14 +12,14 @@ import logging
 import numpy as np
 import pytest
 
-from benchmark.data import load_corpus
+from benchmark.core.errors import MaebenchError
+from benchmark.core.paths import EMBEDDED_DATA_DIR
+from benchmark.datasets.beir import load_corpus
 from benchmark.embeddings.key import StoreKey
-from benchmark.embeddings.options import StoreOptions
-from benchmark.errors import MaebenchError
-from benchmark.paths import EMBEDDED_DATA_DIR
 from benchmark.retrievers import openvino_backend
 from benchmark.retrievers.backend import choose_backend
 from benchmark.retrievers.dense import DenseRetriever
+from benchmark.retrievers.options import StoreOptions
 from tests import checkpoints
 from tests.test_encoders import TEXTS, make_card
 
@@ -220,10 +220,10 @@ def test_store_keys_differ_by_backend_and_torch_keys_stay_as_they_were():
 
 def test_a_run_records_its_backend_outside_the_evaluation_identity(kinds, home, tmp_path):
     """torch and OpenVINO: separate store entries, the same evaluation (EvalKey) and scores."""
-    from benchmark.evalkey import EvalKey
-    from benchmark.results import read_result
-    from benchmark.runner import RunOptions, run_task
-    from benchmark.tasks import get_task
+    from benchmark.catalog.tasks import get_task
+    from benchmark.pipeline.runner import RunOptions, run_task
+    from benchmark.results.identity import EvalKey
+    from benchmark.results.store import read_result
 
     card = kinds["shared-cls"]
     results = {}
@@ -250,9 +250,9 @@ def test_a_run_records_its_backend_outside_the_evaluation_identity(kinds, home, 
 def test_a_fallback_rekeys_the_store_entry_before_writing(kinds, home, tmp_path, monkeypatch):
     """A lazy run predicts OpenVINO; when the conversion then fails, the vectors go to the torch
     entry, never under the OpenVINO key."""
-    from benchmark.results import read_result
-    from benchmark.runner import RunOptions, run_task
-    from benchmark.tasks import get_task
+    from benchmark.catalog.tasks import get_task
+    from benchmark.pipeline.runner import RunOptions, run_task
+    from benchmark.results.store import read_result
 
     monkeypatch.setattr(openvino_backend, "convert",
                         lambda *a: (_ for _ in ()).throw(RuntimeError("unsupported op")))

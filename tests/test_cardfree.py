@@ -12,8 +12,8 @@ import yaml
 from typer.testing import CliRunner
 
 from benchmark.cli import app
-from benchmark.errors import MaebenchError
-from benchmark.results import read_result
+from benchmark.core.errors import MaebenchError
+from benchmark.results.store import read_result
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -148,7 +148,7 @@ def test_card_new_comments_sources_and_leaves_required_blanks(minilm_copy, tiny_
     for field in ("pooling", "normalize", "similarity", "query_prefix", "title"):
         line = next(x for x in text.splitlines() if x.strip().startswith(f"{field}:"))
         assert "REQUIRED" in line and line.split("#")[0].strip() == f"{field}:", line
-    from benchmark.registry import parse_card
+    from benchmark.catalog.registry import parse_card
 
     with pytest.raises(MaebenchError):  # blanks make the draft unusable until filled in
         parse_card(text, str(target))
@@ -177,7 +177,7 @@ def test_card_errors_all_at_once_and_only_where_needed(tmp_path):
 
 
 def test_inferred_settings_from_a_full_st_config(tmp_path, minilm_copy):
-    from benchmark.st_config import read_st_config
+    from benchmark.catalog.st_config import read_st_config
 
     folder = tmp_path / "e5-like"
     shutil.copytree(minilm_copy, folder)

@@ -45,7 +45,7 @@ def test_finetune_budget_options_one_progress_display_and_warm_up_warning(backbo
     assert "WARNING the warm-up (1 steps) is as long as the run (1 steps)" in one
     assert re.search(r"step 1/1  loss \d", one)
     assert "{'loss'" not in one and "it/s]" not in one and "Loading weights" not in one
-    from benchmark.registry import load_card
+    from benchmark.catalog.registry import load_card
 
     card = load_card(backbone["models"] / "ft-a.yaml")
     assert "max_steps=1" in card.display_name and "queries_per_step=2" in card.display_name
@@ -57,8 +57,8 @@ def test_finetune_budget_options_one_progress_display_and_warm_up_warning(backbo
 def test_warm_up_shorter_than_the_run_is_not_warned_and_names_differ_by_overrides(capsys):
     from types import SimpleNamespace
 
+    from benchmark.catalog.registry import get_card
     from benchmark.commands.finetune import TrainingProgress
-    from benchmark.registry import get_card
     from benchmark.training.cards import display_name
     from benchmark.training.recipes import load_recipe
 
@@ -95,9 +95,9 @@ def test_run_lines_are_not_hard_wrapped(tmp_path):
 
 
 def test_cost_note_before_a_dense_run_on_a_big_corpus_on_cpu():
+    from benchmark.catalog.registry import get_card
+    from benchmark.catalog.tasks import get_task
     from benchmark.commands.run import cpu_cost_note
-    from benchmark.registry import get_card
-    from benchmark.tasks import get_task
 
     note = cpu_cost_note(get_card("all-minilm-l6-v2"), get_task("scifact"), "cpu")
     assert note and "5,183 documents" in note and "CPU-minutes" in note

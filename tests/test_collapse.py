@@ -1,4 +1,4 @@
-"""Collapse diagnostics (benchmark.training.collapse): a backbone whose document vectors point one
+"""Collapse diagnostics (benchmark.studies.collapse): a backbone whose document vectors point one
 way, or whose ranking ignores the query, is flagged; healthy-looking ones are not."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.training.collapse import (
+from benchmark.studies.collapse import (
     centred_dimensions,
     collapse_diagnostics,
     judge,

@@ -1,4 +1,4 @@
-"""benchmark.compare and `maebench compare`: comparability checks, reports and their formats."""
+"""benchmark.comparison.compare and `maebench compare`: comparability checks, reports and their formats."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from benchmark.catalog.tasks import Fingerprints
 from benchmark.cli import app
-from benchmark.compare import (
+from benchmark.comparison.compare import (
     StatsOptions,
     build_report,
     load_table,
@@ -18,9 +19,9 @@ from benchmark.compare import (
     to_latex,
     to_markdown,
 )
-from benchmark.results import ModelInfo, Provenance, Result, TaskInfo, write_result
-from benchmark.stats import IncomparableResultsError
-from benchmark.tasks import Fingerprints
+from benchmark.evaluation.significance import IncomparableResultsError
+from benchmark.results.schema import ModelInfo, Provenance, Result, TaskInfo
+from benchmark.results.store import write_result
 
 FAST = StatsOptions(n_perm=2000, n_boot=2000)
 FP = Fingerprints(corpus="a" * 64, queries="b" * 64, qrels="c" * 64)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.data import load_beir_folder, load_dataset, sha256_file
-from benchmark.errors import DataError
-from benchmark.tasks import get_task
+from benchmark.catalog.tasks import get_task
+from benchmark.core.errors import DataError
+from benchmark.core.files import sha256_file
+from benchmark.datasets.beir import load_beir_folder, load_dataset
 from tests.conftest import shared_dataset
 
 
@@ -164,7 +165,7 @@ def test_hub_fallback_writes_a_loadable_beir_folder(tmp_path, monkeypatch):
 def test_a_few_judged_docs_missing_from_the_corpus_are_kept_with_a_warning(tmp_path):
     """Official BEIR ArguAna qrels name a document that is not in its corpus; BEIR, MTEB and
     trec_eval keep such judgements (relevant, unretrievable), so we must too."""
-    from benchmark.evaluate import evaluate
+    from benchmark.evaluation.metrics import evaluate
 
     corpus = [{"_id": f"d{i}", "text": f"doc {i}"} for i in range(300)]
     queries = [{"_id": f"q{i}", "text": f"doc {i}"} for i in range(150)]

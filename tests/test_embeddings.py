@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.corpus_stream import GRANULE, scan_corpus
-from benchmark.data import load_corpus
+from benchmark.core.errors import DataError
+from benchmark.datasets.beir import load_corpus
+from benchmark.datasets.stream import GRANULE, scan_corpus
 from benchmark.embeddings.key import StoreKey, folder_digest, texts_fingerprint
-from benchmark.embeddings.options import parse_size, shard_rows
 from benchmark.embeddings.store import EmbeddingStore, StoreError
-from benchmark.errors import DataError
+from benchmark.retrievers.options import parse_size, shard_rows
 
 BASE = dict(
     role="passage", weights="sha256:" + "a" * 64, encoder="shared", pooling="cls", head=(),

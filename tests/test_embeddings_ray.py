@@ -6,10 +6,10 @@ import gzip
 
 import pytest
 
-from benchmark.embeddings.options import StoreOptions
-from benchmark.results import read_result, run_path
-from benchmark.runner import RunOptions, run_task
-from benchmark.tasks import get_task
+from benchmark.catalog.tasks import get_task
+from benchmark.pipeline.runner import RunOptions, run_task
+from benchmark.results.store import read_result, run_path
+from benchmark.retrievers.options import StoreOptions
 from tests.test_store_cli import _card
 
 ray = pytest.importorskip("ray", reason="ray not installed: pip install 'maebench[ray]' to run")
@@ -26,11 +26,11 @@ def spread_bert(tmp_path_factory, tiny_texts):
 def test_two_ray_workers_give_the_local_engine_run_file_byte_for_byte(
     spread_bert, tmp_path, monkeypatch
 ):
-    from benchmark.embeddings import options as options_module
+    from benchmark.retrievers import options as options_module
 
     # several shards, so that two actors really split the work
     monkeypatch.setattr(options_module, "MAX_SHARD_ROWS", 1000)
-    monkeypatch.setattr("benchmark.corpus_stream.GRANULE", 1)
+    monkeypatch.setattr("benchmark.datasets.stream.GRANULE", 1)
     monkeypatch.setattr("benchmark.retrievers.dense.GRANULE", 1)
     monkeypatch.setattr("benchmark.retrievers.dense.shard_rows", lambda dim, mem, granule: 4)
     card = _card(spread_bert)

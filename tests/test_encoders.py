@@ -1,7 +1,7 @@
 """Every encoder kind a card can name, on tiny random checkpoints built here (no network).
 
 The pooling maths is checked against a direct forward pass of the same transformers class; the
-end-to-end tests run each kind through benchmark.runner.run_task on the embedded tiny task.
+end-to-end tests run each kind through benchmark.pipeline.runner.run_task on the embedded tiny task.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import pytest
 import torch
 import yaml
 
-from benchmark.data import Document
-from benchmark.embeddings.options import StoreOptions
-from benchmark.errors import ModelLoadError
-from benchmark.registry import ModelCard, parse_card
+from benchmark.catalog.registry import ModelCard, parse_card
+from benchmark.core.errors import ModelLoadError
+from benchmark.datasets.records import Document
 from benchmark.retrievers import build_retriever
 from benchmark.retrievers.dense import DenseRetriever
+from benchmark.retrievers.options import StoreOptions
 from tests import checkpoints
 
 TEXTS = ["what makes stars twinkle", "why do planets twinkle less than stars in the night sky"]
@@ -254,9 +254,9 @@ def _kinds(tiny_bert_dir, mlm_dir, dpr_dirs, t5_dir, ance_dir) -> dict[str, Mode
 
 
 def test_every_kind_runs_end_to_end(tiny_bert_dir, mlm_dir, dpr_dirs, t5_dir, ance_dir, tmp_path):
-    from benchmark.results import read_result
-    from benchmark.runner import RunOptions, run_task
-    from benchmark.tasks import get_task
+    from benchmark.catalog.tasks import get_task
+    from benchmark.pipeline.runner import RunOptions, run_task
+    from benchmark.results.store import read_result
 
     task = get_task("tiny")
     for kind, card in _kinds(tiny_bert_dir, mlm_dir, dpr_dirs, t5_dir, ance_dir).items():

@@ -5,13 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.evaluate import (
-    Metric,
-    canonical_ranking,
-    canonicalize,
-    drop_identical_ids,
-    evaluate,
-)
+from benchmark.evaluation.metrics import Metric, canonical_ranking, canonicalize, drop_identical_ids, evaluate
 
 PYTREC_MEASURES = {
     "nDCG@10": "ndcg_cut_10",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.errors import MaebenchError, ModelLoadError
+from benchmark.core.errors import MaebenchError, ModelLoadError
 
 TOPICS = ["apple", "river", "engine", "violin", "glacier", "tomato", "rocket", "castle", "falcon", "copper"]
 WORDS = ["red", "fast", "old", "green", "small", "loud", "cold", "bright"]
@@ -118,7 +118,7 @@ def env(setup, tmp_path, monkeypatch):
 
 
 def _finetune(env, name="tiny-ft", seed=0, overrides=None, callbacks=None, data_dir=None):
-    from benchmark.registry import get_card
+    from benchmark.catalog.registry import get_card
     from benchmark.training.finetune import run_finetune
 
     return run_finetune(
@@ -129,9 +129,9 @@ def _finetune(env, name="tiny-ft", seed=0, overrides=None, callbacks=None, data_
 
 
 def test_negatives_never_include_a_judged_positive(env):
-    from benchmark.registry import get_card
+    from benchmark.catalog.registry import get_card
+    from benchmark.catalog.tasks import get_task
     from benchmark.retrievers import build_retriever
-    from benchmark.tasks import get_task
     from benchmark.training.negatives import load_train_data, mine_negatives, plan_epochs
 
     data = load_train_data(get_task("scifact"), env["data"])
@@ -195,10 +195,10 @@ def test_saved_weights_load_as_a_plain_cls_encoder_with_the_trainers_vectors(env
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from benchmark.data import Document
-    from benchmark.registry import load_card
+    from benchmark.catalog.registry import load_card
+    from benchmark.catalog.weights import weights_sha256
+    from benchmark.datasets.records import Document
     from benchmark.retrievers.dense import DenseRetriever
-    from benchmark.retrievers.weights import weights_sha256
 
     result = _finetune(env)
     card = load_card(result.card_path)
@@ -243,7 +243,7 @@ def test_saved_weights_load_as_a_plain_cls_encoder_with_the_trainers_vectors(env
 def test_same_seed_same_weights_and_resume_after_a_crash_continues(env):
     from transformers import TrainerCallback
 
-    from benchmark.registry import load_card
+    from benchmark.catalog.registry import load_card
 
     class Crash(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
@@ -278,7 +278,7 @@ def test_same_seed_same_weights_and_resume_after_a_crash_continues(env):
 
 
 def test_one_line_errors(env, tmp_path):
-    from benchmark.registry import get_card
+    from benchmark.catalog.registry import get_card
     from benchmark.training.finetune import FinetuneError, run_finetune
     from benchmark.training.negatives import FinetuneDataError
     from benchmark.training.recipes import RecipeError
@@ -341,7 +341,7 @@ def test_shipped_recipes_validate_and_name_every_source():
 
 
 def test_home_checkpoints_resolve_below_maebench_home(tmp_path, monkeypatch):
-    from benchmark.retrievers.weights import resolve_checkpoint
+    from benchmark.catalog.weights import resolve_checkpoint
 
     monkeypatch.setenv("MAEBENCH_HOME", str(tmp_path))
     with pytest.raises(ModelLoadError, match=f"no folder {tmp_path}/checkpoints/missing"):
@@ -354,7 +354,7 @@ def test_home_checkpoints_resolve_below_maebench_home(tmp_path, monkeypatch):
 
 
 def test_stage_two_mines_with_the_stage_one_model_and_restarts_from_the_backbone(env):
-    from benchmark.registry import load_card
+    from benchmark.catalog.registry import load_card
 
     result = _finetune(env, "two-stage", overrides={"stages": "2", "stage2_mining_depth": "6",
                                                     "max_steps": "2"})

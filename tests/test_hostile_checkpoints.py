@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.errors import MaebenchError, ModelLoadError
+from benchmark.core.errors import MaebenchError, ModelLoadError
 
 MODULES = [
     {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
@@ -49,7 +49,7 @@ class _Payload:
 
 
 def test_checkpoint_text_never_adds_keys_to_a_drafted_card(st_dir):
-    from benchmark.cardfree import card_yaml, infer
+    from benchmark.catalog.cardfree import card_yaml, infer
 
     (st_dir / "config_sentence_transformers.json").write_text(json.dumps(
         {"similarity_fn_name": "x\nlocal_package: os\nlicense: evil\u2028name: evil"}))
@@ -65,7 +65,7 @@ def test_checkpoint_text_never_adds_keys_to_a_drafted_card(st_dir):
 
 
 def test_a_folder_name_with_a_newline_stays_in_its_comment(tiny_bert_dir, tmp_path):
-    from benchmark.cardfree import card_yaml, infer
+    from benchmark.catalog.cardfree import card_yaml, infer
 
     folder = make_st(Path(shutil.copytree(tiny_bert_dir, tmp_path / "a\nlicense: evil")))
     settings, st = infer(str(folder), {})
@@ -75,7 +75,7 @@ def test_a_folder_name_with_a_newline_stays_in_its_comment(tiny_bert_dir, tmp_pa
 
 @pytest.mark.parametrize("name", ["x\n", "X", "../x", "a/b", ""])
 def test_card_new_refuses_names_that_are_not_names(st_dir, name):
-    from benchmark.cardfree import card_yaml, infer
+    from benchmark.catalog.cardfree import card_yaml, infer
 
     settings, st = infer(str(st_dir), {})
     with pytest.raises(MaebenchError, match="invalid --name"):
@@ -104,7 +104,7 @@ HOSTILE = {
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_sentence_transformers_files_are_one_line_errors(st_dir, case):
-    from benchmark.st_config import read_st_config
+    from benchmark.catalog.st_config import read_st_config
 
     file, text, match = HOSTILE[case]
     (st_dir / file).write_text(text)
@@ -119,14 +119,14 @@ def test_a_module_folder_that_links_out_is_refused(st_dir, tmp_path):
     (outside / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
     shutil.rmtree(st_dir / "1_Pooling")
     (st_dir / "1_Pooling").symlink_to(outside)
-    from benchmark.st_config import read_st_config
+    from benchmark.catalog.st_config import read_st_config
 
     with pytest.raises(ModelLoadError, match="outside"):
         read_st_config(str(st_dir), str(st_dir))
 
 
 def test_config_files_that_are_not_regular_files_are_refused_at_once(st_dir):
-    from benchmark.st_config import read_st_config
+    from benchmark.catalog.st_config import read_st_config
 
     (st_dir / "sentence_bert_config.json").unlink()
     os.mkfifo(st_dir / "sentence_bert_config.json")
@@ -164,7 +164,7 @@ def _with_dense(st_dir: Path, config: dict, weights: str) -> Path:
 
 @pytest.mark.parametrize("case", ["pickle", "no-in-features", "bool-size", "wrong-shape"])
 def test_dense_heads_that_cannot_load_are_one_line_errors(st_dir, case):
-    from benchmark.registry import DenseConfig
+    from benchmark.catalog.registry import DenseConfig
     from benchmark.retrievers.encoders import load_head
 
     config = {"in_features": 32, "out_features": 8}
@@ -188,7 +188,7 @@ def test_dense_heads_that_cannot_load_are_one_line_errors(st_dir, case):
 
 
 def test_a_pickled_model_is_refused_in_one_line(st_dir):
-    from benchmark.cardfree import card_free
+    from benchmark.catalog.cardfree import card_free
     from benchmark.retrievers.encoders import HFEncoder
 
     (st_dir / "model.safetensors").unlink()
@@ -204,7 +204,7 @@ def test_a_pickled_model_is_refused_in_one_line(st_dir):
 
 @pytest.mark.parametrize("kind", ["dev-zero", "fifo", "folder", "huge"])
 def test_import_mteb_reads_regular_files_only_and_bounded(tmp_path, kind):
-    from benchmark.mteb_results import MAX_MTEB_FILE_BYTES, mteb_cells
+    from benchmark.results.mteb_files import MAX_MTEB_FILE_BYTES, mteb_cells
 
     path = {"dev-zero": Path("/dev/zero"), "folder": tmp_path}.get(kind, tmp_path / "file.json")
     if kind == "fifo":

@@ -1,5 +1,5 @@
 """Hostile and damaged stored files (issue 19): every path a stored file names stays in its own
-tree (benchmark.paths.confine), names are full matches, files are read bounded and regular only;
+tree (benchmark.core.paths.confine), names are full matches, files are read bounded and regular only;
 embedding-store manifests, `store rm` and results-store journals built on top of them."""
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.embeddings.key import StoreKey
-from benchmark.embeddings.store import EmbeddingStore, StoreError
-from benchmark.paths import (
+from benchmark.core.paths import (
     UnsafePathError,
     check_name,
     confine,
@@ -22,6 +20,8 @@ from benchmark.paths import (
     load_json_bounded,
     read_bounded,
 )
+from benchmark.embeddings.key import StoreKey
+from benchmark.embeddings.store import EmbeddingStore, StoreError
 
 # --------------------------------------------------------------------------- the helpers
 
@@ -235,7 +235,7 @@ def test_store_rm_takes_entry_ids_only(tmp_path):
 
 
 def _journal_case(tmp_path, journal: str | bytes, txn_name: str = "txn-evil"):
-    from benchmark.store import ResultStore
+    from benchmark.results.store import ResultStore
 
     results = tmp_path / "results"
     txn = results / ".maebench" / txn_name
@@ -288,7 +288,7 @@ def test_a_journal_it_did_not_write_is_quarantined_not_applied(tmp_path, journal
 
 
 def test_a_symlinked_transaction_folder_is_never_followed(tmp_path):
-    from benchmark.store import ResultStore
+    from benchmark.results.store import ResultStore
 
     results = tmp_path / "results"
     (results / ".maebench").mkdir(parents=True)
@@ -306,7 +306,7 @@ def test_a_symlinked_transaction_folder_is_never_followed(tmp_path):
 def test_a_genuine_journal_still_rolls_forward(tmp_path):
     """A version-2 journal the store wrote, left by a kill after the commit point, and a
     version-1 one (absolute paths) from an older maebench: both are applied."""
-    from benchmark.store import ResultStore
+    from benchmark.results.store import ResultStore
 
     for version in (1, 2):
         results = tmp_path / f"results{version}"
@@ -327,8 +327,8 @@ def test_a_genuine_journal_still_rolls_forward(tmp_path):
 
 
 def test_claim_locks_never_follow_a_symlink(tmp_path):
-    from benchmark.errors import ResultError
-    from benchmark.store import ResultStore
+    from benchmark.core.errors import ResultError
+    from benchmark.results.store import ResultStore
 
     results = tmp_path / "results"
     claims = results / ".maebench" / "claims"

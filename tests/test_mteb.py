@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.data import load_dataset
-from benchmark.mteb_adapter import MaebenchEncoder, MaebenchSearch
-from benchmark.registry import get_card
-from benchmark.results import read_result
-from benchmark.runner import RunOptions, run_task
-from benchmark.tasks import get_task
+from benchmark.catalog.registry import get_card
+from benchmark.catalog.tasks import get_task
+from benchmark.datasets.beir import load_dataset
+from benchmark.pipeline.runner import RunOptions, run_task
+from benchmark.results.store import read_result
+from benchmark.retrievers.mteb_adapter import MaebenchEncoder, MaebenchSearch
 from tests.conftest import REPO
 from tests.test_encoders import make_card
 
@@ -90,8 +90,8 @@ def test_mteb_search_protocol_agrees_for_bm25(tmp_path):
 def test_export_is_readable_by_mteb_and_imports_back_as_reported(tmp_path):
     from mteb.results import TaskResult
 
-    from benchmark.mteb_results import export_results, import_mteb
-    from benchmark.reported import parse_reported
+    from benchmark.results.mteb_files import export_results, import_mteb
+    from benchmark.results.reported import parse_reported
 
     card = get_card("bm25", REPO / "models")
     tiny = read_result(our_path := run_task(card, get_task("tiny"), RunOptions(tmp_path / "r")))

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 import benchmark.training.objectives as objectives
-from benchmark.errors import MaebenchError
-from benchmark.paths import EMBEDDED_DATA_DIR
+from benchmark.core.errors import MaebenchError
+from benchmark.core.paths import EMBEDDED_DATA_DIR
 from benchmark.training.objectives import check_objective, objective_class
 from benchmark.training.pretrain_recipe import load_recipe
 from tests.test_objectives import tiny_card
@@ -52,7 +52,7 @@ def write_plugin(folder: Path, code: str, name: str = "my_objective.py") -> Path
 
 
 def test_readme_plugin_through_the_cli(tiny_bert_dir, tmp_path) -> None:
-    from benchmark.registry import load_card
+    from benchmark.catalog.registry import load_card
     from benchmark.training.pretrain import write_card
 
     plugin = write_plugin(tmp_path / "plugins", readme_example())
@@ -191,7 +191,7 @@ def test_entry_point(tmp_path, monkeypatch) -> None:
 
 
 def test_study_arms_accept_plugins(tmp_path) -> None:
-    from benchmark.training.study import load_spec
+    from benchmark.studies.spec import load_spec
     from tests.test_study import write_spec
 
     plugin = write_plugin(tmp_path / "plugins", readme_example())

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.paths import EMBEDDED_DATA_DIR
-from benchmark.registry import ModelCard
+from benchmark.catalog.registry import ModelCard
+from benchmark.core.paths import EMBEDDED_DATA_DIR
 from benchmark.training.corpus import Span, build_pairs, read_texts, resolve_corpus
 from benchmark.training.masking import extend_mask, replace_masked, whole_word_mask, word_groups
 
@@ -329,7 +329,7 @@ def test_loss_falls(name, tiny_bert_dir, tiny_pairs) -> None:
 
 
 def test_simlm_without_generator_is_one_line_error(tiny_bert_dir, monkeypatch) -> None:
-    from benchmark.errors import ModelLoadError
+    from benchmark.core.errors import ModelLoadError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="ELECTRA generator weights 'google/electra-base-generator'"):

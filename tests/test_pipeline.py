@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.errors import ResultError
-from benchmark.registry import get_card
-from benchmark.results import decode_run, read_result, read_run, run_path
-from benchmark.runner import RunOptions, run_task
-from benchmark.tasks import get_task
+from benchmark.catalog.registry import get_card
+from benchmark.catalog.tasks import get_task
+from benchmark.core.errors import ResultError
+from benchmark.pipeline.runner import RunOptions, run_task
+from benchmark.results.runfiles import decode_run
+from benchmark.results.store import read_result, read_run, run_path
 from tests.conftest import REPO, shared_dataset
 
 STANDARD = {"nDCG@10", "MRR@10", "R@100", "R@1000", "MAP@100"}
@@ -91,7 +92,7 @@ def test_crash_half_way_leaves_results_untouched(results_dir, monkeypatch):
     run_task(get_card("bm25"), get_task("tiny"), RunOptions(results_dir=results_dir))
     before = tree_digest(results_dir)
 
-    import benchmark.runner as runner
+    import benchmark.pipeline.runner as runner
 
     def explode(*args, **kwargs):
         raise RuntimeError("simulated crash during evaluation")
@@ -142,7 +143,7 @@ def test_bm25_multifield_handles_missing_titles_and_stopword_only_queries(tmp_pa
     import json
     import shutil
 
-    from benchmark.paths import EMBEDDED_DATA_DIR
+    from benchmark.core.paths import EMBEDDED_DATA_DIR
 
     folder = tmp_path / "data" / "tiny"
     shutil.copytree(EMBEDDED_DATA_DIR / "tiny", folder)

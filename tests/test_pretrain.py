@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.errors import DataError, MaebenchError, ModelLoadError
-from benchmark.paths import EMBEDDED_DATA_DIR
-from benchmark.registry import load_card
+from benchmark.catalog.registry import load_card
+from benchmark.core.errors import DataError, MaebenchError, ModelLoadError
+from benchmark.core.paths import EMBEDDED_DATA_DIR
 from benchmark.training.pretrain import PretrainOptions, pretrain_card
 from benchmark.training.pretrain_recipe import load_recipe, parse_budget, resolve_steps
 from tests.test_objectives import tiny_card
@@ -36,7 +36,7 @@ def test_card_weights_and_reload(tiny_bert_dir, tmp_path) -> None:
     import torch
     from transformers import AutoModel
 
-    from benchmark.paths import checkpoints_dir
+    from benchmark.core.paths import checkpoints_dir
     from benchmark.retrievers.dense import DenseRetriever
 
     path = pretrain_card(tiny_card(tiny_bert_dir), options(tmp_path, "tiny-mlm-pt", objective="retromae"))
@@ -69,7 +69,7 @@ def test_card_weights_and_reload(tiny_bert_dir, tmp_path) -> None:
 
 
 def test_fixed_seed_same_loss_curve_and_resume(tiny_bert_dir, tmp_path, monkeypatch) -> None:
-    from benchmark.paths import checkpoints_dir
+    from benchmark.core.paths import checkpoints_dir
 
     init = tiny_card(tiny_bert_dir)
     a = load_card(pretrain_card(init, options(tmp_path, "seed-a", objective="cotmae")))

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmark.errors import RegistryError
-from benchmark.registry import load_registry, parse_card
+from benchmark.catalog.registry import load_registry, parse_card
+from benchmark.core.errors import RegistryError
 from benchmark.retrievers.dense import DenseRetriever
 from tests import checkpoints
 from tests.conftest import REPO
@@ -114,7 +114,7 @@ def test_card_encoder_configuration_runs_on_a_tiny_checkpoint(name, tiny_dirs, t
     tiny = config.model_copy(update=update)
     retriever = DenseRetriever(tiny, device="cpu")
     queries = retriever.encode_queries(["why do stars twinkle"])
-    from benchmark.data import Document
+    from benchmark.datasets.records import Document
 
     passages = retriever.encode_passages([Document(title="Stars", text="air bends light")])
     assert queries.shape[1] == passages.shape[1] > 0

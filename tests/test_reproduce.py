@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.reported import ReportedError, load_reported, parse_reported
-from benchmark.reproduce import (
+from benchmark.reproduction.reproduce import (
     ReproduceError,
     classify,
     format_table,
@@ -20,6 +19,7 @@ from benchmark.reproduce import (
     reproduce,
     write_report,
 )
+from benchmark.results.reported import ReportedError, load_reported, parse_reported
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,7 @@ def test_reported_errors_name_file_and_field():
 
 
 def test_repository_reported_files_load_and_name_registry_models():
-    from benchmark.registry import load_registry
+    from benchmark.catalog.registry import load_registry
 
     scores = load_reported(REPO / "results")
     assert len(scores) > 500
@@ -121,7 +121,7 @@ def test_repository_specs_resolve_against_reported_files():
     specs = load_specs(REPO / "results")
     assert {"bm25-beir", "all-minilm-l6-v2-mteb", "retromae-beir", "dupmae-beir", "cotmae-msmarco",
             "simlm-msmarco", "cocondenser-msmarco", "contriever-beir"} <= set(specs)
-    from benchmark.reproduce import _find_reported
+    from benchmark.reproduction.reproduce import _find_reported
 
     reported = load_reported(REPO / "results")
     for spec in specs.values():
@@ -174,7 +174,7 @@ def test_classify(reproduced, expected):
 
 
 def test_known_difference_is_okish_with_its_reason_never_ok():
-    from benchmark.reproduce import KnownDifference, judge
+    from benchmark.reproduction.reproduce import KnownDifference, judge
 
     known = KnownDifference(reason="bm25s's analyzer is not Lucene's", bound={"bm25": {"nDCG@10": 0.01}})
     assert judge(0.5, 0.501, 0.002, 2.0, known, 0.01) == ("OK", None)
@@ -206,7 +206,7 @@ def test_reproduce_tiny_ok_then_reuse_then_fail(workspace):
     assert path == workspace / "reproductions" / "tiny-paper.json"
     [stored] = load_reports(workspace)
     assert stored["counts"] == {"OK": 1, "OKish": 0, "FAIL": 1 - 1, "NOT RUN": 1}
-    from benchmark.results import iter_results
+    from benchmark.results.store import iter_results
 
     assert [p.parent.name for p, _ in iter_results(workspace)] == ["bm25"]  # report not a result
 
@@ -263,8 +263,8 @@ def test_cli_list_and_run(workspace):
 
 
 def test_site_page_shows_badges(workspace, tmp_path):
-    leaderboard = pytest.importorskip("benchmark.leaderboard")
-    from benchmark.reproduce import register_site_page, site_page
+    leaderboard = pytest.importorskip("benchmark.site.leaderboard")
+    from benchmark.site.reproduction_page import register_site_page, site_page
 
     set_reported(workspace, 0.8358)
     write_report(reproduce(get_spec("tiny-paper", workspace), workspace), workspace)

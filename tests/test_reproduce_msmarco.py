@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.registry import load_registry
-from benchmark.reported import load_reported
-from benchmark.reproduce import _find_reported, load_specs, specs_dir
-from benchmark.tasks import all_tasks
+from benchmark.catalog.registry import load_registry
+from benchmark.catalog.tasks import all_tasks
+from benchmark.reproduction.reproduce import _find_reported, load_specs, specs_dir
+from benchmark.results.reported import load_reported
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "results"
@@ -101,7 +101,7 @@ def test_every_cell_has_a_default_tolerance(specs, registry):
 
 
 def test_r50_cells_are_classified_once_run(specs):
-    from benchmark.reproduce import judge
+    from benchmark.reproduction.reproduce import judge
 
     spec = specs["cotmae-msmarco"]
     [cell] = [c for c in spec.cells if c.metric == "R@50"]

@@ -6,18 +6,13 @@ import json
 
 import pytest
 
-from benchmark.errors import ResultError
-from benchmark.registry import get_card
-from benchmark.results import (
-    decode_run,
-    encode_run,
-    iter_results,
-    parse_result,
-    read_result,
-    result_path,
-)
-from benchmark.runner import RunOptions, run_task
-from benchmark.tasks import get_task
+from benchmark.catalog.registry import get_card
+from benchmark.catalog.tasks import get_task
+from benchmark.core.errors import ResultError
+from benchmark.pipeline.runner import RunOptions, run_task
+from benchmark.results.runfiles import decode_run, encode_run
+from benchmark.results.schema import parse_result
+from benchmark.results.store import iter_results, read_result, result_path
 
 
 @pytest.fixture

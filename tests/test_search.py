@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.search import StreamingTopK, exact_top_k
+from benchmark.retrievers.search import StreamingTopK, exact_top_k
 
 
 @pytest.mark.parametrize("shard_size", [7, 50, 1000])
@@ -38,7 +38,7 @@ def test_dimension_mismatch_is_refused():
 
 
 def test_non_finite_embeddings_are_refused_not_mis_ranked():
-    from benchmark.errors import MaebenchError
+    from benchmark.core.errors import MaebenchError
 
     corpus = np.ones((5, 4), dtype=np.float32)
     corpus[3, 1] = np.nan

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark import leaderboard
-from benchmark.compare import StatsOptions
-from benchmark.leaderboard import SiteError, SiteOptions, build_site
-from benchmark.results import write_result
+from benchmark.comparison.compare import StatsOptions
+from benchmark.results.store import write_result
+from benchmark.site import leaderboard
+from benchmark.site.leaderboard import SiteError, SiteOptions, build_site
 from tests.test_compare import make_result, synthetic_results
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -110,7 +110,7 @@ def test_rebuild_replaces_a_site_but_not_other_folders(site_results, tmp_path):
 
 
 def test_incomparable_result_is_flagged_not_compared(site_results, tmp_path):
-    from benchmark.tasks import Fingerprints
+    from benchmark.catalog.tasks import Fingerprints
 
     other = Fingerprints(corpus="e" * 64, queries="b" * 64, qrels="c" * 64)
     write_result(site_results, make_result("drift", "nfcorpus", np.ones(120),
@@ -124,7 +124,7 @@ def test_incomparable_result_is_flagged_not_compared(site_results, tmp_path):
 
 
 def test_reported_numbers_are_separate(site_results, tmp_path):
-    pytest.importorskip("benchmark.reported")
+    pytest.importorskip("benchmark.results.reported")
     folder = site_results / "reported"
     folder.mkdir()
     (folder / "test-paper.yaml").write_text(
@@ -166,7 +166,7 @@ def test_reported_page_has_means_a_side_by_side_and_the_ms_marco_numbers(site_re
     assert "marco-only" not in matrix.split("Not in this table")[0]  # no row of dots
     assert "<code>marco-only</code>" in matrix  # named, with where its numbers are
     versus = page.split('id="versus"')[1].split('id="in-domain"')[0]
-    from benchmark.results import read_result
+    from benchmark.results.store import read_result
 
     measured = read_result(site_results / "bm25" / "scifact.json").metrics["nDCG@10"]
     assert "43.22" in versus and f"{measured * 100:.2f}" in versus
@@ -176,8 +176,8 @@ def test_reported_page_has_means_a_side_by_side_and_the_ms_marco_numbers(site_re
 
 
 def test_implausible_speeds_are_marked_and_explained(tmp_path):
-    from benchmark.leaderboard import throughput, timing_flags
-    from benchmark.registry import load_cards
+    from benchmark.catalog.registry import load_cards
+    from benchmark.site.leaderboard import throughput, timing_flags
     from tests.test_compare import make_result
 
     cards, _ = load_cards()
@@ -203,7 +203,7 @@ def test_task_page_says_how_to_read_speeds(site_results, tmp_path):
 
 
 def test_plot_axes_never_run_below_a_floor():
-    from benchmark.svgplot import Point, scatter
+    from benchmark.site.svgplot import Point, scatter
 
     points = [Point(x=0.0, y=59.2, label="baseline", group="mae"),
               Point(x=523.0, y=43.6, label="mlm", group="mae"),
@@ -398,7 +398,7 @@ def test_study_page_axes_from_zero_flagged_times_and_unwrapped_p_values(tmp_path
     marked, and p-values sit in cells that do not wrap ("1e-" / "04")."""
     import json
 
-    from benchmark.training.study_page import study_pages, time_flags
+    from benchmark.site.study_pages import study_pages, time_flags
 
     repo = Path(leaderboard.__file__).resolve().parents[1]
     report_path = repo / "results" / "studies" / "scifact-dapt.json"

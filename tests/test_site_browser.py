@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.compare import StatsOptions
-from benchmark.leaderboard import SiteOptions, build_site
+from benchmark.comparison.compare import StatsOptions
+from benchmark.site.leaderboard import SiteOptions, build_site
 from tests.test_site import CHROMIUM, Browser
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,11 +37,11 @@ CLIPPED = """[...document.querySelectorAll('.table-wrap')].filter(w => w.offsetP
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
-    from benchmark.registry import get_card
-    from benchmark.reproduce import register_site_page
-    from benchmark.results import read_result, write_result
-    from benchmark.runner import RunOptions, run_task
-    from benchmark.tasks import get_task
+    from benchmark.catalog.registry import get_card
+    from benchmark.catalog.tasks import get_task
+    from benchmark.pipeline.runner import RunOptions, run_task
+    from benchmark.results.store import read_result, write_result
+    from benchmark.site.reproduction_page import register_site_page
 
     root = tmp_path_factory.mktemp("browser-site")
     results = root / "results"
@@ -207,8 +207,8 @@ def test_per_query_page_texts_top10_relevance_and_links(site, browser):
 
 
 def test_models_and_tasks_list_everything(site, browser):
-    from benchmark.registry import load_cards
-    from benchmark.tasks import all_tasks
+    from benchmark.catalog.registry import load_cards
+    from benchmark.catalog.tasks import all_tasks
 
     cards, _ = load_cards()
     _open(browser, (site / "models.html").as_uri(), 1400)

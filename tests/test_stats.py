@@ -1,4 +1,5 @@
-"""benchmark.stats: the paired randomization test, bootstrap, corrections and rank intervals."""
+"""benchmark.evaluation.significance: the paired randomization test, bootstrap, corrections and rank
+intervals."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from benchmark.stats import (
+from benchmark.evaluation.significance import (
     TaskScores,
     benjamini_hochberg,
     correct,

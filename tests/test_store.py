@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.errors import ResultError
-from benchmark.evalkey import EvalKey
-from benchmark.registry import get_card
-from benchmark.results import read_result, run_path
-from benchmark.runner import RunOptions, run_task
-from benchmark.store import META, ResultStore
-from benchmark.tasks import get_task
+from benchmark.catalog.registry import get_card
+from benchmark.catalog.tasks import get_task
+from benchmark.core.errors import ResultError
+from benchmark.pipeline.runner import RunOptions, run_task
+from benchmark.results.identity import EvalKey
+from benchmark.results.store import META, ResultStore, read_result, run_path
 from tests.conftest import REPO
 
 
@@ -96,8 +95,8 @@ CRASHER = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    import benchmark.store as store
-    from benchmark.results import read_result, run_path
+    import benchmark.results.store as store
+    from benchmark.results.store import read_result, run_path
     target, step, path = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     def die(name):
         if name == step:
@@ -108,7 +107,7 @@ CRASHER = textwrap.dedent(
     run = run_path(path).read_bytes() + b""
     import gzip
     run = gzip.compress(gzip.decompress(run) + b"extra Q0 d 1 1.0 maebench\\n", mtime=0)
-    from benchmark.results import sha256_bytes
+    from benchmark.results.runfiles import sha256_bytes
     new = new.model_copy(update={"run": new.run.model_copy(update={"sha256": sha256_bytes(run)})})
     store.ResultStore(Path(target)).write(new, run, overwrite=True)
     """

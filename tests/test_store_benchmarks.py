@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.benchmarks import (
-    Benchmark,
-    BenchmarkError,
-    config_differs,
-    load_benchmarks,
-    parse_benchmarks,
-    site_pages,
-    standings,
-)
-from benchmark.compare import load_table
-from benchmark.registry import get_card
+from benchmark.catalog.benchmarks import Benchmark, BenchmarkError, load_benchmarks, parse_benchmarks
+from benchmark.catalog.registry import get_card
+from benchmark.comparison.compare import load_table
+from benchmark.comparison.standings import config_differs, standings
+from benchmark.site.benchmark_pages import site_pages
 from tests.conftest import REPO
 
 
@@ -81,8 +75,8 @@ def test_config_differs_from_current_card():
 
 
 def test_one_page_per_benchmark(tmp_path):
-    from benchmark.leaderboard import _environment
-    from benchmark.paths import site_dir
+    from benchmark.core.paths import site_dir
+    from benchmark.site.leaderboard import _environment
 
     env = _environment(site_dir() / "templates")
     env.globals["nav"] = []
@@ -100,7 +94,7 @@ def test_leaderboard_and_model_page_mark_a_result_whose_card_changed(tmp_path):
     """A hand-edited card (k1 changed) must not silently lend its name to the old numbers."""
     import shutil
 
-    from benchmark.leaderboard import SiteOptions, build_site
+    from benchmark.site.leaderboard import SiteOptions, build_site
     from tests.test_site import FAST
 
     if not (REPO / "results" / "bm25" / "scifact.json").is_file():
@@ -127,8 +121,8 @@ def test_an_approximate_result_is_labelled_wherever_its_score_is_shown(tmp_path)
     """Issue 10: the site never ranks an approximate (ANN) result among exact ones unlabelled."""
     import shutil
 
-    from benchmark.leaderboard import SiteOptions, build_site
-    from benchmark.results import read_result, write_result
+    from benchmark.results.store import read_result, write_result
+    from benchmark.site.leaderboard import SiteOptions, build_site
     from tests.test_site import FAST
 
     source = REPO / "results" / "all-minilm-l6-v2"

@@ -7,13 +7,13 @@ import gzip
 import pytest
 from typer.testing import CliRunner
 
+from benchmark.catalog.registry import parse_card
+from benchmark.catalog.tasks import get_task
 from benchmark.cli import app
-from benchmark.embeddings.options import StoreOptions
-from benchmark.errors import MaebenchError
-from benchmark.registry import parse_card
-from benchmark.results import read_result, run_path
-from benchmark.runner import RunOptions, run_task
-from benchmark.tasks import get_task
+from benchmark.core.errors import MaebenchError
+from benchmark.pipeline.runner import RunOptions, run_task
+from benchmark.results.store import read_result, run_path
+from benchmark.retrievers.options import StoreOptions
 
 
 def _card(checkpoint):

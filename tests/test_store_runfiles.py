@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.evaluate import Metric, canonical_ranking
-from benchmark.results import decode_run, encode_run, iter_results
+from benchmark.evaluation.metrics import Metric, canonical_ranking
+from benchmark.results.runfiles import decode_run, encode_run
+from benchmark.results.store import iter_results
 from tests.conftest import BEIR_DIR, REPO
 
 RESULTS = Path(os.environ.get("MAEBENCH_CHECK_RESULTS", REPO / "results"))
@@ -34,9 +35,9 @@ def test_run_file_scores_round_trip_exactly():
 @pytest.mark.parametrize("path", [p for p, _ in _committed()], ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_committed_run_file_rescored_by_pytrec_eval_equals_its_json(path: Path):
     pytrec_eval = pytest.importorskip("pytrec_eval")
-    from benchmark.data import load_qrels
-    from benchmark.results import read_result, read_run
-    from benchmark.tasks import get_task
+    from benchmark.catalog.tasks import get_task
+    from benchmark.datasets.beir import load_qrels
+    from benchmark.results.store import read_result, read_run
 
     result = read_result(path)
     task = get_task(result.task.name)

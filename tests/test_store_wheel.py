@@ -28,7 +28,7 @@ def _run(argv: list, cwd: Path, env: dict | None = None) -> subprocess.Completed
 
 
 def test_wheel_installs_and_builds_a_site_outside_the_checkout(tmp_path: Path):
-    if not (REPO / "benchmark" / "site_assets").is_symlink():
+    if not (REPO / "benchmark" / "site" / "assets").is_symlink():
         pytest.skip("not a checkout")
     src = tmp_path / "src"
     src.mkdir()
@@ -57,7 +57,7 @@ def test_wheel_installs_and_builds_a_site_outside_the_checkout(tmp_path: Path):
     shutil.copy(REPO / "models" / "bm25.yaml", project / "models")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAEBENCH_") or k == "MAEBENCH_HOME"}
     env["HF_HUB_OFFLINE"] = "1"
-    where = _run([python, "-c", "import benchmark, benchmark.paths as p; print(benchmark.__file__); "
+    where = _run([python, "-c", "import benchmark, benchmark.core.paths as p; print(benchmark.__file__); "
                   "print(p.site_dir()); print(p.results_dir())"], cwd=project, env=env).stdout.split()
     assert where[0].startswith(str(site_packages)), where  # the wheel, not the checkout
     assert where[1].startswith(str(site_packages)) and where[2] == str(project / "results")

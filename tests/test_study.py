@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.errors import MaebenchError
-from benchmark.training.study import StudyOptions, cells, load_spec, report_path
-from benchmark.training.study_runner import run_study
+from benchmark.core.errors import MaebenchError
+from benchmark.studies.runner import run_study
+from benchmark.studies.spec import StudyOptions, cells, load_spec, report_path
 from tests.test_objectives import tiny_card
 
 SPEC = {
@@ -84,7 +84,7 @@ def test_bundled_spec_and_scale() -> None:
 
 
 def test_study_runs_reuses_and_survives_a_crash(study_env, tmp_path, monkeypatch) -> None:
-    import benchmark.runner as runner
+    import benchmark.pipeline.runner as runner
 
     spec = load_spec(str(write_spec(tmp_path)))
     real_run = runner.run_task
@@ -124,8 +124,8 @@ def test_study_runs_reuses_and_survives_a_crash(study_env, tmp_path, monkeypatch
     # cell still to do gets its pre-training redone, seeded, to the same weights
     import shutil
 
-    from benchmark.paths import checkpoints_dir
-    from benchmark.registry import load_card
+    from benchmark.catalog.registry import load_card
+    from benchmark.core.paths import checkpoints_dir
 
     pt_card = tmp_path / "models" / "studies" / "tiny-study" / "tiny-study-mlm-s1-pt.yaml"
     before = load_card(pt_card).retriever.revision
@@ -143,9 +143,9 @@ def test_study_runs_reuses_and_survives_a_crash(study_env, tmp_path, monkeypatch
 
 def test_study_page(tmp_path) -> None:
     """The site page of a study report: table, cells and the score-vs-cost plot."""
-    from benchmark.leaderboard import _environment
-    from benchmark.paths import site_dir
-    from benchmark.training.study_page import study_pages
+    from benchmark.core.paths import site_dir
+    from benchmark.site.leaderboard import _environment
+    from benchmark.site.study_pages import study_pages
 
     spec = load_spec(str(write_spec(tmp_path)))
     arm = {"objective": None, "cells": [{"seed": 0, "card": "c0", "pretrain_tokens": 0,
@@ -173,7 +173,7 @@ def test_study_page(tmp_path) -> None:
 
 
 def test_study_cards_are_found_by_name_but_not_listed(tmp_path, tiny_bert_dir) -> None:
-    from benchmark.registry import get_card, load_registry
+    from benchmark.catalog.registry import get_card, load_registry
     from benchmark.training.pretrain import write_card
 
     write_card(tiny_card(tiny_bert_dir), tmp_path, overwrite=False)

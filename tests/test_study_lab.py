@@ -39,11 +39,11 @@ SPEC = {
 
 
 def test_the_lab_study_end_to_end(env, tmp_path, monkeypatch) -> None:  # noqa: F811
-    from benchmark.paths import EMBEDDED_DATA_DIR
-    from benchmark.registry import load_card
-    from benchmark.training.study import load_spec, study_models_dir, study_results_dir
-    from benchmark.training.study_report import format_table
-    from benchmark.training.study_runner import StudyOptions, run_study
+    from benchmark.catalog.registry import load_card
+    from benchmark.core.paths import EMBEDDED_DATA_DIR
+    from benchmark.studies.report import format_table
+    from benchmark.studies.runner import StudyOptions, run_study
+    from benchmark.studies.spec import load_spec, study_models_dir, study_results_dir
 
     monkeypatch.setenv("MAEBENCH_RESULTS_DIR", str(tmp_path / "results"))
     # pre-training text: the embedded tiny corpus (long enough for span pairs) plus the made-up
@@ -99,7 +99,7 @@ def test_the_lab_study_end_to_end(env, tmp_path, monkeypatch) -> None:  # noqa: 
     # fails its arm, said in one line, and the arm is kept out of both families
     diagnostics["lab-bow-pt"].update(centred_dimensions=1.01)  # judged from the measures
     (results / "diagnostics.json").write_text(json.dumps(diagnostics))
-    from benchmark.training.study_report import build_report
+    from benchmark.studies.report import build_report
 
     shown = build_report(study)["arms"]["bow"]
     assert shown["backbone_collapsed"] and not shown["failed"]

@@ -1,4 +1,4 @@
-"""The two-level (seeds within arms, queries across arms) bootstrap of benchmark.training.study_stats
+"""The two-level (seeds within arms, queries across arms) bootstrap of benchmark.studies.contrasts
 on simulated per-query scores: reproducible, wider than the query-only interval when seeds vary,
 about as wide when they do not, and right about clear and null effects."""
 
@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from benchmark.errors import MaebenchError
-from benchmark.training.study_stats import holm_family, two_level_contrast
+from benchmark.core.errors import MaebenchError
+from benchmark.studies.contrasts import holm_family, two_level_contrast
 
 QUERIES = [f"q{i}" for i in range(300)]
 

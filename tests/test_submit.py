@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.errors import MaebenchError
-from benchmark.submit import Limits, SubmissionError, leaderboard_rows, submit
+from benchmark.core.errors import MaebenchError
+from benchmark.submission.submit import Limits, SubmissionError, leaderboard_rows, submit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,9 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def base_bundle(tmp_path_factory) -> Path:
     """A valid bundle: BM25 on the embedded tiny task, produced by the real pipeline."""
-    from benchmark.registry import get_card
-    from benchmark.runner import RunOptions, run_task
-    from benchmark.tasks import get_task
+    from benchmark.catalog.registry import get_card
+    from benchmark.catalog.tasks import get_task
+    from benchmark.pipeline.runner import RunOptions, run_task
 
     out = tmp_path_factory.mktemp("pipeline")
     run_task(get_card("bm25", REPO / "models"), get_task("tiny"), RunOptions(results_dir=out))
@@ -109,7 +109,7 @@ def test_submit_adds_result_run_and_card(env):
     assert (models / "bm25.yaml").read_text() == (bundle / "bm25.yaml").read_text()
     assert not [p for p in results.iterdir() if p.name.startswith(".submit-")]
     assert not [p for p in models.iterdir() if p.name.startswith(".submit-")]
-    from benchmark.results import iter_results
+    from benchmark.results.store import iter_results
 
     [(path, stored)] = iter_results(results)
     assert stored.metrics == sub.results[0].result.metrics
@@ -389,10 +389,10 @@ def test_failure_during_commit_leaves_everything_unchanged(env, monkeypatch):
             raise OSError(28, "No space left on device")
         return real_fsync(fd)
 
-    monkeypatch.setattr("benchmark.store.os.fsync", flaky)
+    monkeypatch.setattr("benchmark.results.store.os.fsync", flaky)
     with pytest.raises(MaebenchError, match="no space left on device"):
         submit(bundle, results, models, replace=True)
-    monkeypatch.setattr("benchmark.store.os.fsync", real_fsync)
+    monkeypatch.setattr("benchmark.results.store.os.fsync", real_fsync)
     assert tree_hash(results, models) == before
     assert not list((results / ".maebench").glob("txn-*"))
 
@@ -528,9 +528,9 @@ def test_replacing_a_card_refuses_to_strand_results_of_the_old_card(env):
 def test_submitted_metrics_are_the_tasks_own_set():
     """MS MARCO results carry R@50 beside the standard metrics (issue 10); submit must expect
     exactly what `maebench run` computes for the task, not one fixed list."""
-    from benchmark.results import read_result
-    from benchmark.submit import SubmissionError, _check_metric_names
-    from benchmark.tasks import get_task
+    from benchmark.catalog.tasks import get_task
+    from benchmark.results.store import read_result
+    from benchmark.submission.submit import SubmissionError, _check_metric_names
     from tests.conftest import REPO
 
     stored = REPO / "results" / "bm25" / "scifact.json"
@@ -582,8 +582,8 @@ def test_bundle_with_only_the_smoke_test_is_flagged_not_for_the_leaderboard(env)
 
 
 def test_card_with_the_weights_of_another_card_is_flagged(env, tmp_path):
-    from benchmark.registry import parse_card
-    from benchmark.submit import Submission, duplicate_warnings
+    from benchmark.catalog.registry import parse_card
+    from benchmark.submission.submit import Submission, duplicate_warnings
 
     _, results, models = env
     base = parse_card((REPO / "models" / "all-minilm-l6-v2.yaml").read_text(), "card")
@@ -593,7 +593,7 @@ def test_card_with_the_weights_of_another_card_is_flagged(env, tmp_path):
     assert any("identical to those of the card all-minilm-l6-v2" in w
                for w in duplicate_warnings(sub, results, models))
     # a local copy of the packaged weights, pinned by their sha256 (what `card new` writes)
-    from benchmark.retrievers.weights import resolve_checkpoint, weights_sha256
+    from benchmark.catalog.weights import resolve_checkpoint, weights_sha256
 
     source, origin = resolve_checkpoint(base.retriever.checkpoint, base.retriever.local_package)
     if origin == "hub":

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.errors import MaebenchError
-from benchmark.tasks import QUIRKS, Catalog, all_tasks, get_task
+from benchmark.catalog.tasks import QUIRKS, Catalog, all_tasks, get_task
+from benchmark.core.errors import MaebenchError
 
 BEIR_18 = {
     "trec-covid", "nfcorpus", "nq", "hotpotqa", "fiqa", "arguana", "webis-touche2020",

@@ -100,7 +100,7 @@ def test_finetune_resumes_past_a_checkpoint_torn_during_its_save(tmp_path, monke
     resumes from checkpoint-2 and ends with the uninterrupted run's weights."""
     import transformers
 
-    from benchmark.registry import get_card, load_card
+    from benchmark.catalog.registry import get_card, load_card
     from benchmark.training.finetune import run_finetune
     from tests.checkpoints import tiny_bert
     from tests.test_finetune import TEST, TINY, TRAIN, _corpus, backbone_card, write_beir
@@ -144,9 +144,9 @@ def test_pretrain_resume_skips_a_torn_last_state(tiny_bert_dir, tmp_path, monkey
     """A kill after the step-3 state was written but before it was committed (one of its files
     torn), and a damaged progress.json: --resume uses the step-2 state, same final weights."""
     import benchmark.training.pretrain as pretrain
-    from benchmark.errors import MaebenchError
-    from benchmark.paths import checkpoints_dir
-    from benchmark.registry import load_card
+    from benchmark.catalog.registry import load_card
+    from benchmark.core.errors import MaebenchError
+    from benchmark.core.paths import checkpoints_dir
     from tests.test_objectives import tiny_card
     from tests.test_pretrain import options
 
@@ -212,7 +212,7 @@ def test_a_pickle_in_a_saved_training_state_is_one_error_line(tiny_bert_dir, tmp
 
     import benchmark.training.pretrain as pretrain
     from benchmark import cli
-    from benchmark.paths import checkpoints_dir
+    from benchmark.core.paths import checkpoints_dir
     from benchmark.training.pretrain import write_card
     from tests.test_objectives import tiny_card
     from tests.test_pretrain import options

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.data import load_beir_folder
-from benchmark.errors import DataError
-from benchmark.evaluate import evaluate
-from benchmark.tasks import get_task
+from benchmark.catalog.tasks import get_task
+from benchmark.core.errors import DataError
+from benchmark.datasets.beir import load_beir_folder
+from benchmark.evaluation.metrics import evaluate
 from tests.conftest import SHARED
 
 MSMARCO_PASSAGE = SHARED / "data" / "msmarco-passage"
@@ -38,7 +38,7 @@ def _dl_folder(tmp_path: Path, name: str) -> Path:
     """data/beir/msmarco/corpus.jsonl holding every judged passage + data/msmarco-passage."""
     if not MSMARCO_PASSAGE.is_dir():
         pytest.skip(f"../shared data not found at {MSMARCO_PASSAGE}; integration test skipped")
-    from benchmark.trec_files import load_trec_qrels
+    from benchmark.datasets.trec import load_trec_qrels
 
     task = get_task(name)
     qrels = load_trec_qrels(MSMARCO_PASSAGE.parent / task.trec_files.qrels)
@@ -69,7 +69,7 @@ def test_dl_task_is_evaluated_as_trec_eval_l2(tmp_path, name, stream):
     run = {q: {ids[i]: float(rng.integers(0, 50)) for i in rng.choice(len(ids), 1200, replace=False)}
            for q in dataset.qrels}
     ours = evaluate(dataset.qrels, run, task.evaluation_metrics, task.relevance_threshold)
-    from benchmark.evaluate import canonicalize
+    from benchmark.evaluation.metrics import canonicalize
 
     ranked = {q: {d: float(len(r) - i) for i, (d, _) in enumerate(r)}
               for q, r in canonicalize(run, 1000).items()}
@@ -94,7 +94,7 @@ def test_missing_trec_files_is_one_line_error(tmp_path):
 
 
 def test_malformed_trec_qrels_line_is_named(tmp_path):
-    from benchmark.trec_files import load_topics, load_trec_qrels
+    from benchmark.datasets.trec import load_topics, load_trec_qrels
 
     bad = tmp_path / "qrels.txt"
     bad.write_text("1 Q0 7 2\n1 Q0 8\n")
@@ -112,7 +112,7 @@ def test_per_query_kernels_equal_ranx_evaluate(threshold):
     from ranx import Qrels, Run
     from ranx import evaluate as ranx_evaluate
 
-    from benchmark.evaluate import Metric, canonicalize
+    from benchmark.evaluation.metrics import Metric, canonicalize
     from tests.test_evaluate import random_qrels_and_run
 
     qrels, run = random_qrels_and_run(7)

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from benchmark.errors import RegistryError
-from benchmark.registry import parse_card
+from benchmark.catalog.registry import parse_card
+from benchmark.core.errors import RegistryError
 from tests.conftest import REPO
 
 
@@ -22,7 +22,7 @@ def test_deeply_nested_card_gives_an_error_line_not_a_segfault(tmp_path):
     card = tmp_path / "evil.yaml"
     card.write_text("name: " + "[" * 30000 + "]" * 30000)
     code = (
-        "import sys; from benchmark.registry import load_card; from benchmark.errors import *\n"
+        "import sys; from benchmark.catalog.registry import load_card; from benchmark.core.errors import *\n"
         "try: load_card(__import__('pathlib').Path(sys.argv[1]))\n"
         "except MaebenchError as e: print('error:', e); sys.exit(2)\n"
     )

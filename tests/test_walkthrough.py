@@ -28,7 +28,7 @@ import pytest
 from typer.testing import CliRunner
 
 from benchmark.cli import app
-from benchmark.paths import EMBEDDED_DATA_DIR
+from benchmark.core.paths import EMBEDDED_DATA_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## A new checkpoint, from card to leaderboard"

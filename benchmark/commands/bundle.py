@@ -17,9 +17,9 @@ def register(app: typer.Typer) -> None:
         models_dir: Path | None = typer.Option(None, help="Model registry (default models/)."),
     ) -> None:
         """Write a submission bundle; check it with `maebench submit --check OUT`."""
-        from benchmark.bundle import write_bundle
-        from benchmark.paths import models_dir as default_models_dir
-        from benchmark.paths import results_dir as default_results_dir
+        from benchmark.core.paths import models_dir as default_models_dir
+        from benchmark.core.paths import results_dir as default_results_dir
+        from benchmark.submission.bundle import write_bundle
 
         tasks = [t.strip() for t in task.split(",") if t.strip()] if task else None
         written = write_bundle(model, tasks, results_dir or default_results_dir(),

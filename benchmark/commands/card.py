@@ -21,10 +21,10 @@ def new(
     force: bool = typer.Option(False, help="Replace an existing file."),
 ) -> None:
     """Write a card: each inferred field commented with its origin, unknown ones REQUIRED."""
-    from benchmark.cardfree import card_yaml, infer
-    from benchmark.errors import MaebenchError
-    from benchmark.paths import models_dir
-    from benchmark.results import atomic_write
+    from benchmark.catalog.cardfree import card_yaml, infer
+    from benchmark.core.errors import MaebenchError
+    from benchmark.core.files import atomic_write
+    from benchmark.core.paths import models_dir
 
     settings, st = infer(checkpoint, {})
     text = card_yaml(checkpoint, name, settings, st, family, description)

@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from benchmark.registry import load_cards, registry_error
+        from benchmark.catalog.registry import load_cards, registry_error
 
         cards, errors = load_cards()
         table = Table("name", "family", "kind", "checkpoint", "pooling", "similarity", box=None)
@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from benchmark.tasks import all_tasks
+        from benchmark.catalog.tasks import all_tasks
 
         table = Table("name", "split", "main metric", "docs", "queries", "mteb", "quirks", box=None)
         for spec in all_tasks():

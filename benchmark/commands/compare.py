@@ -43,9 +43,9 @@ def register(app: typer.Typer) -> None:
         --task T: every model on T.  --models A,B: those models on all tasks they share."""
         from rich.console import Console
 
-        from benchmark.compare import FORMATS, SUFFIXES, StatsOptions, build_report, load_table
-        from benchmark.errors import MaebenchError
-        from benchmark.paths import results_dir as default_results_dir
+        from benchmark.comparison.compare import FORMATS, SUFFIXES, StatsOptions, build_report, load_table
+        from benchmark.core.errors import MaebenchError
+        from benchmark.core.paths import results_dir as default_results_dir
 
         if fmt is not None and fmt not in FORMATS:
             raise MaebenchError(f"unknown --format '{fmt}' (known: {', '.join(FORMATS)})")
@@ -57,14 +57,14 @@ def register(app: typer.Typer) -> None:
         options = StatsOptions(
             metric=metric, n_perm=permutations, n_boot=bootstrap, seed=seed, alpha=alpha
         )
-        from benchmark.progress import spinner
+        from benchmark.core.progress import spinner
 
         with spinner(Console(stderr=True), "paired tests and bootstrap intervals"):
             report = build_report(table, _names(task), _names(models), options, baseline)
         if fmt is not None and out is None:
             typer.echo(FORMATS[fmt](report), nl=False)
             return
-        from benchmark.compare import render_rich
+        from benchmark.comparison.compare import render_rich
 
         console = Console()
         if not console.is_terminal:  # a pipe: the layout's own width (compact fits 100)

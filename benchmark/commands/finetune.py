@@ -59,10 +59,10 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"{item}\t{load_recipe(item).description}")
             return
         if not model or not task:
-            from benchmark.errors import MaebenchError
+            from benchmark.core.errors import MaebenchError
 
             raise MaebenchError("maebench finetune needs --model and --task (or --list-recipes)")
-        from benchmark.registry import get_card
+        from benchmark.catalog.registry import get_card
         from benchmark.training.finetune import run_finetune
 
         overrides = parse_overrides(set_)
@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
         for key, value in budget.items():
             if value is not None:
                 if key in overrides and overrides[key] != str(value):
-                    from benchmark.errors import MaebenchError
+                    from benchmark.core.errors import MaebenchError
 
                     raise MaebenchError(f"--{key.replace('_', '-')} {value} and --set "
                                         f"{key}={overrides[key]} disagree; give one")

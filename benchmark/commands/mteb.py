@@ -15,10 +15,10 @@ def register(app: typer.Typer) -> None:
         results_dir: Path | None = typer.Option(None, help="Results database (default results/)."),
     ) -> None:
         """Write stored results as MTEB result files (tasks without an MTEB twin are skipped)."""
-        from benchmark.mteb_results import export_results
-        from benchmark.paths import results_dir as default_results_dir
-        from benchmark.results import iter_results
-        from benchmark.tasks import get_task
+        from benchmark.catalog.tasks import get_task
+        from benchmark.core.paths import results_dir as default_results_dir
+        from benchmark.results.mteb_files import export_results
+        from benchmark.results.store import iter_results
 
         wanted = {m.strip() for m in model.split(",")} if model else None
         results = [
@@ -41,11 +41,10 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, help="Replace an existing reported file."),
     ) -> None:
         """Import MTEB result files as reported (published) numbers for MODEL."""
-        from benchmark.errors import MaebenchError
-        from benchmark.mteb_results import import_mteb as build
-        from benchmark.paths import check_name
-        from benchmark.paths import results_dir as default_results_dir
-        from benchmark.registry import get_card
+        from benchmark.catalog.registry import get_card
+        from benchmark.core.errors import MaebenchError
+        from benchmark.core.paths import check_name
+        from benchmark.results.mteb_files import import_mteb as build
 
         check_name(name, "--name")
         card = get_card(model)
@@ -55,10 +54,12 @@ def register(app: typer.Typer) -> None:
         source = {"kind": "results-repo", "title": title, "repo": repo, "path": folder,
                   "commit": commit, "path_prefix": prefix}
         text = build(files, card.name, checkpoint, source)
-        target = (results_dir or default_results_dir()) / "reported" / f"{name}.yaml"
+        from benchmark.results.store import reported_dir
+
+        target = reported_dir(results_dir) / f"{name}.yaml"
         if target.exists() and not overwrite:
             raise MaebenchError(f"{target} already exists; pass --overwrite to replace it")
-        from benchmark.results import atomic_write
+        from benchmark.core.files import atomic_write
 
         atomic_write(target, text.encode("utf-8"))
         typer.echo(str(target))

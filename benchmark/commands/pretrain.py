@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         models: Path | None = typer.Option(None, "--models-dir", help="where the card goes"),
     ) -> None:
         """Pre-train with one MAE objective; writes weights under the maebench home and a card."""
-        from benchmark.registry import get_card
+        from benchmark.catalog.registry import get_card
         from benchmark.training.objectives import check_objective
         from benchmark.training.pretrain import PretrainOptions, pretrain_card
         from benchmark.training.recipes import parse_overrides

@@ -27,8 +27,8 @@ def register(app: typer.Typer) -> None:
         (0 with --not-run-ok); 2 usage or data errors."""
         from rich.console import Console
 
-        from benchmark.paths import data_dir_from_env
-        from benchmark.reproduce import (
+        from benchmark.core.paths import data_dir_from_env
+        from benchmark.reproduction.reproduce import (
             exit_status,
             format_table,
             get_spec,
@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
             specs_dir,
             write_report,
         )
-        from benchmark.reproduce import reproduce as run_reproduction
+        from benchmark.reproduction.reproduce import reproduce as run_reproduction
 
         if list_specs or spec_id is None:
             specs = load_specs(results_dir)

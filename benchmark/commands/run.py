@@ -18,7 +18,7 @@ import typer
 
 def _split(value: str) -> list[str]:
     """Comma-separated names; an empty list is an error (it used to exit 0 having done nothing)."""
-    from benchmark.errors import MaebenchError
+    from benchmark.core.errors import MaebenchError
 
     names = [v.strip() for v in value.split(",") if v.strip()]
     if not names:
@@ -85,11 +85,11 @@ def register(app: typer.Typer) -> None:
         """Evaluate MODEL on TASK (defaults: BM25 on the embedded tiny task) and store the result."""
         from rich.console import Console
 
-        from benchmark.embeddings.options import store_options
-        from benchmark.errors import MaebenchError
-        from benchmark.paths import results_dir as default_results_dir
-        from benchmark.runner import RunOptions
-        from benchmark.tasks import get_task
+        from benchmark.catalog.tasks import get_task
+        from benchmark.core.errors import MaebenchError
+        from benchmark.core.paths import results_dir as default_results_dir
+        from benchmark.pipeline.runner import RunOptions
+        from benchmark.retrievers.options import store_options
 
         console = Console(stderr=True, soft_wrap=True)  # long paths stay on one line
         overrides = {"pooling": pooling, "normalize": normalize, "similarity": similarity,
@@ -131,8 +131,8 @@ def register(app: typer.Typer) -> None:
 
 def _resolve(value: str, name: str | None, family: str | None, overrides: dict, console):
     """(card, inferred settings or None): a registry card, else a card-free checkpoint."""
-    from benchmark.errors import RegistryError
-    from benchmark.registry import get_card
+    from benchmark.catalog.registry import get_card
+    from benchmark.core.errors import RegistryError
 
     given = any(v is not None for v in overrides.values())
     if not given and name is None:
@@ -147,8 +147,8 @@ def _resolve(value: str, name: str | None, family: str | None, overrides: dict, 
                     f"{str(exc).split(' (known')[0]}; run that card, or pass --name to run "
                     "the checkpoint card-free"
                 ) from exc
-    from benchmark.cardfree import card_free
-    from benchmark.registry import models_dir
+    from benchmark.catalog.cardfree import card_free
+    from benchmark.catalog.registry import models_dir
 
     card, settings = card_free(value, name, overrides, family)
     if (models_dir() / f"{card.name}.yaml").exists():
@@ -166,15 +166,15 @@ def _with_dtype(card, dtype: str, device: str | None, console):
     the result is a new evaluation (its config hash differs) and the store keys it apart."""
     from typing import get_args
 
-    from benchmark.errors import MaebenchError
-    from benchmark.registry import ModelDtype
+    from benchmark.catalog.registry import ModelDtype
+    from benchmark.core.errors import MaebenchError
 
     choices = get_args(ModelDtype)
     if dtype not in choices:
         raise MaebenchError(f"unknown --dtype '{dtype}' (choose from {', '.join(choices)})")
     if card.retriever.kind != "dense":
         raise MaebenchError(f"--dtype applies to dense models; '{card.name}' is {card.retriever.kind}")
-    from benchmark.retrievers.dense import pick_device
+    from benchmark.core.devices import pick_device
 
     if dtype == "float16" and pick_device(device).startswith("cpu"):
         console.print("[yellow]note[/] float16 on CPU is emulated and slow; CPUs with "
@@ -191,9 +191,9 @@ def _check_card(card, strict: bool, console) -> list[str]:
     """Warnings where a dense card contradicts its checkpoint's own ST configuration."""
     if card.retriever.kind != "dense" or not card.retriever.checkpoint:
         return []
-    from benchmark.errors import RegistryError
-    from benchmark.retrievers.weights import resolve_checkpoint
-    from benchmark.st_config import card_disagreements, read_st_config
+    from benchmark.catalog.st_config import card_disagreements, read_st_config
+    from benchmark.catalog.weights import resolve_checkpoint
+    from benchmark.core.errors import RegistryError
 
     cfg = card.retriever
     source, origin = resolve_checkpoint(cfg.checkpoint, cfg.local_package)
@@ -208,10 +208,10 @@ def _check_card(card, strict: bool, console) -> list[str]:
 
 def _run_one(card, spec, options, record: dict, console) -> str | None:
     """Run one (model, task); the reason when it could not run (the others still go on)."""
-    from benchmark.errors import MaebenchError
-    from benchmark.progress import phase_spinner
-    from benchmark.results import read_result, result_path
-    from benchmark.runner import run_task
+    from benchmark.core.errors import MaebenchError
+    from benchmark.core.progress import phase_spinner
+    from benchmark.pipeline.runner import run_task
+    from benchmark.results.store import read_result, result_path
 
     target = result_path(options.results_dir, card.name, spec.name)
     if target.exists() and not options.overwrite:
@@ -256,7 +256,7 @@ def cpu_cost_note(card, spec, device: str | None) -> str | None:
     n_docs = spec.beir_stats.n_docs if spec.beir_stats else None
     if card.retriever.kind != "dense" or not n_docs or n_docs < 1000:
         return None  # (the embedded task's 80 short documents take seconds)
-    from benchmark.retrievers.dense import pick_device
+    from benchmark.core.devices import pick_device
 
     if not pick_device(device).startswith("cpu"):
         return None
@@ -282,11 +282,11 @@ def cpu_cost_note(card, spec, device: str | None) -> str | None:
 def _stored_differs(path: Path, card, spec=None, data_dir: Path | None = None) -> str | None:
     """Why the stored result is not the evaluation this run would make (None: the same one):
     the model configuration, the catalog's evaluation settings of the task, and (when the
-    data is here) the dataset fingerprints. The parts are EvalKey's (benchmark.evalkey)."""
-    from benchmark.errors import MaebenchError
-    from benchmark.evalkey import same_config
-    from benchmark.results import read_result
-    from benchmark.runner import model_info
+    data is here) the dataset fingerprints. The parts are EvalKey's (benchmark.results.identity)."""
+    from benchmark.core.errors import MaebenchError
+    from benchmark.pipeline.runner import model_info
+    from benchmark.results.identity import same_config
+    from benchmark.results.store import read_result
 
     try:
         stored = read_result(path)
@@ -303,7 +303,7 @@ def _stored_differs(path: Path, card, spec=None, data_dir: Path | None = None) -
     if spec.is_aggregate or task.fingerprints is None:
         return None
     try:
-        from benchmark.reproduce import _data_fingerprints
+        from benchmark.reproduction.reproduce import _data_fingerprints
 
         current = _data_fingerprints(spec, data_dir)
     except (MaebenchError, ImportError, OSError, TypeError, ValueError):

@@ -26,27 +26,24 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Build the static leaderboard site (open OUT/index.html in a browser)."""
-        from benchmark.compare import StatsOptions
-        from benchmark.leaderboard import SiteOptions, build_site
-        from benchmark.paths import results_dir as default_results_dir
+        from benchmark.comparison.compare import StatsOptions
+        from benchmark.core.paths import results_dir as default_results_dir
+        from benchmark.site.leaderboard import SiteOptions, build_site
 
         try:  # pages other modules add through leaderboard.EXTRA_PAGES
-            from benchmark.reproduce import register_site_page
+            from benchmark.site.reproduction_page import register_site_page
         except ImportError:
             pass
         else:
             register_site_page()
-        from benchmark.errors import MaebenchError
-        from benchmark.evaluate import STANDARD_METRICS
-        from benchmark.results import RESERVED_DIRS
+        from benchmark.core.errors import MaebenchError
+        from benchmark.evaluation.metrics import STANDARD_METRICS
+        from benchmark.results.store import stored_models
 
         if metric not in STANDARD_METRICS:
             raise MaebenchError(f"unknown metric '{metric}' (known: {', '.join(STANDARD_METRICS)})")
         results_dir = results_dir or default_results_dir()
-        models = sorted(
-            p.name for p in results_dir.glob("*")
-            if p.is_dir() and p.name not in RESERVED_DIRS and any(p.glob("*.json"))
-        ) if results_dir.is_dir() else []
+        models = stored_models(results_dir)
         if models and baseline not in models:
             raise MaebenchError(f"baseline '{baseline}' has no results (models: {', '.join(models)})")
         options = SiteOptions(
@@ -61,8 +58,8 @@ def register(app: typer.Typer) -> None:
         )
         from rich.console import Console
 
-        from benchmark.paths import data_dir_from_env
-        from benchmark.progress import spinner
+        from benchmark.core.paths import data_dir_from_env
+        from benchmark.core.progress import spinner
 
         options.data_dir = data_dir or data_dir_from_env()
         with spinner(Console(stderr=True), "building the site (paired tests, pages)"):

@@ -24,8 +24,8 @@ def _cell(value: object, width: int = 20) -> str:
 
 
 def _store(root: Path | None):
+    from benchmark.core.paths import embeddings_dir
     from benchmark.embeddings.store import EmbeddingStore
-    from benchmark.paths import embeddings_dir
 
     return EmbeddingStore(root or embeddings_dir())
 
@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
         root: Path | None = root_option,
     ) -> None:
         """Remove entries (the next run that needs them encodes again)."""
-        from benchmark.errors import MaebenchError
+        from benchmark.core.errors import MaebenchError
 
         store = _store(root)
         if all_entries and not yes:

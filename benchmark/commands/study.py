@@ -23,11 +23,11 @@ def register(app: typer.Typer) -> None:
         max_cells: int | None = typer.Option(None, "--max-cells", min=1),
     ) -> None:
         """Run every missing cell (pretrain -> finetune -> run), then write the study report."""
-        from benchmark.errors import MaebenchError
+        from benchmark.core.errors import MaebenchError
+        from benchmark.studies.report import format_table, write_report
+        from benchmark.studies.runner import run_study
+        from benchmark.studies.spec import StudyOptions, load_spec
         from benchmark.training.recipes import parse_overrides
-        from benchmark.training.study import StudyOptions, load_spec
-        from benchmark.training.study_report import format_table, write_report
-        from benchmark.training.study_runner import run_study
 
         overrides = parse_overrides(set_)
         if only not in (None, "pretrain"):

@@ -22,10 +22,10 @@ def register(app: typer.Typer) -> None:
         models_dir: Path | None = typer.Option(None, help="Model registry (default models/)."),
     ) -> None:
         """Validate a result bundle (numbers recomputed from its runs) and add it, all or nothing."""
-        from benchmark.paths import models_dir as default_models_dir
-        from benchmark.paths import results_dir as default_results_dir
-        from benchmark.submit import aggregate_diff, leaderboard_rows
-        from benchmark.submit import submit as do_submit
+        from benchmark.core.paths import models_dir as default_models_dir
+        from benchmark.core.paths import results_dir as default_results_dir
+        from benchmark.submission.submit import aggregate_diff, leaderboard_rows
+        from benchmark.submission.submit import submit as do_submit
 
         results = results_dir or default_results_dir()
         models = models_dir or default_models_dir()

@@ -5,7 +5,7 @@ Two runs share an entry exactly when they would compute the same vectors: the sa
 retrained folder at the same path gets a new key), the same encoder kind, pooling, head,
 normalisation, prefix, title mode, max length, model dtype and stored dtype, the same inference
 backend (torch and OpenVINO vectors differ at ~1e-7, so their bytes are not the same entry, though
-their evaluations are: the backend is not part of benchmark.evalkey), the same role (query and
+their evaluations are: the backend is not part of benchmark.results.identity), the same role (query and
 passage never share an entry, even for identical texts: mteb PR #5379) and the same texts (the
 corpus fingerprint). FEVER / Climate-FEVER or MS MARCO / DL19 / DL20, whose corpus
 files are identical, therefore share one passage encoding.

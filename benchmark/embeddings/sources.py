@@ -1,12 +1,12 @@
 """The corpus as the encoders see it: ids, a fingerprint and documents read shard by shard,
-whether it was streamed from disk (benchmark.corpus_stream) or is an in-memory dict."""
+whether it was streamed from disk (benchmark.datasets.stream) or is an in-memory dict."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmark.corpus_stream import GRANULE, StreamedCorpus
-from benchmark.data import Document
+from benchmark.datasets.records import Document
+from benchmark.datasets.stream import GRANULE, StreamedCorpus
 
 
 @dataclass

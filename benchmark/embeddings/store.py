@@ -14,7 +14,7 @@ back after its bytes match the manifest's sha256, so a corrupt, truncated or for
 dropped from the manifest and re-encoded, never used.
 
 Nothing a manifest says is trusted beyond that: a record must name its own shard's file
-(shard-NNNNNN.npy for shard N, confined to the entry by benchmark.paths.confine, read as a
+(shard-NNNNNN.npy for shard N, confined to the entry by benchmark.core.paths.confine, read as a
 regular file no larger than the shard can be), so a swapped, absolute or `../` record, or an
 ill-typed one, is left out and that shard encoded again; a manifest of another shape counts as
 empty. Entries are real folders named by their id: `store rm` takes id prefixes only (never a
@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.core.errors import MaebenchError
+from benchmark.core.paths import confine, load_json_bounded, read_bounded
 from benchmark.embeddings.key import StoreKey
-from benchmark.errors import MaebenchError
-from benchmark.paths import confine, load_json_bounded, read_bounded
 
 MANIFEST = "manifest.json"
 KEY_FILE = "key.json"

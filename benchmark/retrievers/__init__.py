@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from benchmark.embeddings.options import StoreOptions
-    from benchmark.registry import ModelCard
+    from benchmark.catalog.registry import ModelCard
     from benchmark.retrievers.base import Retriever
+    from benchmark.retrievers.options import StoreOptions
 
 
 def build_retriever(

@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 from importlib import metadata
 
-from benchmark.errors import MaebenchError
+from benchmark.core.errors import MaebenchError
 
 BACKENDS = ("auto", "torch", "openvino")
 ENV_VAR = "MAEBENCH_BACKEND"
@@ -73,7 +73,7 @@ def is_cpu(device: str | None) -> bool:
                 return True
         except metadata.PackageNotFoundError:
             return True
-    from benchmark.retrievers.dense import pick_device
+    from benchmark.core.devices import pick_device
 
     return pick_device(None).startswith("cpu")
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from benchmark.data import Dataset, Document
-from benchmark.timing import PhaseTimer
+from benchmark.core.timing import PhaseTimer
+from benchmark.datasets.beir import Dataset
+from benchmark.datasets.records import Document
 
 # query id -> doc id -> score, top-k per query (ties are broken later, canonically)
 Run = dict[str, dict[str, float]]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.data import Dataset
-from benchmark.errors import DataError, RegistryError
-from benchmark.registry import Bm25Config
+from benchmark.catalog.registry import Bm25Config
+from benchmark.core.errors import DataError, RegistryError
+from benchmark.core.timing import PhaseTimer
+from benchmark.datasets.beir import Dataset
 from benchmark.retrievers.base import Run, document_text
-from benchmark.timing import PhaseTimer
 
 
 class Bm25Retriever:

@@ -23,30 +23,24 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data import Dataset, Document
+from benchmark.catalog.registry import DenseConfig
+from benchmark.catalog.weights import load_failure, resolve_checkpoint
+from benchmark.core.devices import pick_device
+from benchmark.core.errors import MaebenchError, ModelLoadError
+from benchmark.core.timing import PhaseTimer
+from benchmark.datasets.beir import Dataset
+from benchmark.datasets.records import Document
 from benchmark.embeddings.key import StoreKey, folder_digest, texts_fingerprint
-from benchmark.embeddings.options import StoreOptions, shard_rows
 from benchmark.embeddings.sources import GRANULE, CorpusSource, corpus_source
-from benchmark.errors import MaebenchError, ModelLoadError
-from benchmark.registry import DenseConfig
 from benchmark.retrievers.backend import BackendChoice, check_backend, choose_backend, is_cpu
 from benchmark.retrievers.base import Run, document_text
-from benchmark.retrievers.weights import load_failure, resolve_checkpoint
-from benchmark.search import StreamingTopK, approximate_search
-from benchmark.timing import PhaseTimer
+from benchmark.retrievers.options import StoreOptions, shard_rows
+from benchmark.retrievers.search import StreamingTopK, approximate_search
 
 log = logging.getLogger(__name__)
 
 # kept for callers that import them: the defaults the shard size is derived from
 CORPUS_SHARD = 100_000
-
-
-def pick_device(device: str | None) -> str:
-    import torch
-
-    if device:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _check_hub_checkpoint(checkpoint: str, revision: str | None) -> None:
@@ -141,7 +135,7 @@ class DenseRetriever:
         return choice.reason if choice.name == "torch" and choice.requested == "auto" else None
 
     def _encoder(self, role: str):
-        from benchmark.retrievers.encoders import load_encoder
+        from benchmark.retrievers.encoder_loader import load_encoder
 
         if role not in self._encoders:
             same = self._checkpoints["query"] == self._checkpoints["passage"]
@@ -367,7 +361,7 @@ class DenseRetriever:
         with entry.writing():
             missing = entry.missing()
             if self.store.engine == "ray" and missing:
-                from benchmark.embeddings.ray_engine import encode_with_ray
+                from benchmark.retrievers.ray_engine import encode_with_ray
 
                 with timer.phase("encode_corpus"):
                     stats["shards_encoded"] += encode_with_ray(entry, corpus, plan, missing, self)

@@ -10,7 +10,7 @@ class loads the weights and in how the token states become one vector:
 - t5: T5EncoderModel (GTR): the encoder stack only, mean pooling.
 - dupmae: AutoModelForMaskedLM; [CLS] vector ++ sparse vocabulary vector (see DupMaeEncoder).
 
-These classes are the torch backend. `load_encoder(..., backend="openvino")` hands the same
+These classes are the torch backend. encoder_loader.load_encoder(..., backend="openvino") hands the same
 torch code to benchmark.retrievers.openvino_backend, which converts it (forward pass, pooling,
 head, normalisation) into one OpenVINO model, checks parity and may fall back to torch.
 """
@@ -27,9 +27,9 @@ from typing import Literal
 
 import numpy as np
 
-from benchmark.errors import ModelLoadError
-from benchmark.registry import DenseConfig
-from benchmark.retrievers.weights import load_failure, resolve_checkpoint
+from benchmark.catalog.registry import DenseConfig
+from benchmark.catalog.weights import load_failure, resolve_checkpoint
+from benchmark.core.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class _HeadLayer:
 def _read_st_modules(source: str, revision: str | None) -> list[dict]:
     """The checkpoint's modules.json (sentence-transformers layout), or [] when it has none;
     checked by st_config.read_modules (a list of objects, every path inside the checkpoint)."""
-    from benchmark.st_config import read_modules
+    from benchmark.catalog.st_config import read_modules
 
     return read_modules(source, revision) or []
 
@@ -93,7 +93,7 @@ def _load_state(source: str, folder: str, revision: str | None) -> dict:
     import torch
     from transformers.utils import cached_file
 
-    from benchmark.st_config import pickle_refused
+    from benchmark.catalog.st_config import pickle_refused
 
     for name in ("model.safetensors", "pytorch_model.bin"):
         path = cached_file(
@@ -141,7 +141,7 @@ def _load_head_layer(source: str, module: dict, revision: str | None) -> _HeadLa
 
 def _head_config(source: str, folder: str, kind: str, revision: str | None) -> dict:
     """A head layer's config.json, read bounded and checked (sizes are positive integers)."""
-    from benchmark.st_config import read_json
+    from benchmark.catalog.st_config import read_json
 
     where = f"{folder}/config.json" if folder else "config.json"
     cfg = read_json(source, where, revision)
@@ -209,7 +209,7 @@ class HFEncoder:
         except (OSError, ValueError) as exc:
             raise load_failure(checkpoint, config.revision, exc) from exc
         except pickle.UnpicklingError as exc:  # a pickled pytorch_model.bin: refused, one line
-            from benchmark.st_config import pickle_refused
+            from benchmark.catalog.st_config import pickle_refused
 
             raise pickle_refused(f"cannot load checkpoint {checkpoint}") from exc
         self.model.eval().to(device)
@@ -361,19 +361,8 @@ class DupMaeEncoder(HFEncoder):
         return torch.cat([dense.float(), self.config.dupmae_sparse_weight * kept], dim=-1)
 
 
-def load_encoder(
-    checkpoint: str, config: DenseConfig, device: str, role: Role, backend: str = "torch",
-    weights: str | None = None, strict: bool = False,
-) -> HFEncoder:
-    """The encoder of one role. backend "openvino" (CPU only) needs `weights`, the identity the
-    conversion cache is keyed by; it may return a torch encoder whose backend_info["fallback"]
-    says why (`strict`: an error instead)."""
-    if backend == "openvino":
-        from benchmark.retrievers.openvino_backend import load_openvino_encoder
-
-        if weights is None:
-            raise ValueError("the openvino backend needs the weights identity for its cache key")
-        return load_openvino_encoder(checkpoint, config, role, weights, strict)
+def load_torch_encoder(checkpoint: str, config: DenseConfig, device: str, role: Role) -> HFEncoder:
+    """The torch encoder of one role (benchmark.retrievers.encoder_loader picks the backend)."""
     cls = DupMaeEncoder if config.encoder == "dupmae" else HFEncoder
     return cls(checkpoint, config, device, role)
 

@@ -46,8 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.errors import ModelLoadError
-from benchmark.registry import DenseConfig
+from benchmark.catalog.registry import DenseConfig
+from benchmark.core.errors import ModelLoadError
 from benchmark.retrievers.encoders import EncoderInput, HFEncoder, Role
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ _core = None
 
 
 def cache_root() -> Path:
-    from benchmark.paths import home_dir
+    from benchmark.core.paths import home_dir
 
     return home_dir() / "openvino"
 
@@ -301,8 +301,8 @@ def _light_parts(checkpoint: str, config: DenseConfig, role: Role) -> dict:
     """Tokenizer and model class without the weights: a cached model needs nothing more."""
     from transformers import AutoConfig, AutoTokenizer
 
+    from benchmark.catalog.weights import load_failure, resolve_checkpoint
     from benchmark.retrievers.encoders import _model_class
-    from benchmark.retrievers.weights import load_failure, resolve_checkpoint
 
     source, origin = resolve_checkpoint(checkpoint, config.local_package, config.revision)
     revision = config.revision if origin == "hub" else None
@@ -331,8 +331,8 @@ def parity_sample(config: DenseConfig, role: Role) -> list[tuple[list[EncoderInp
     encoder), plus two passages long enough to be truncated at the card's passage max length.
     Mixed lengths make padded batches; a wrong graph or precision shows on any of them, and the
     sample stays small because a first-ever run pays for it (twice: torch and OpenVINO)."""
-    from benchmark.data import load_corpus, load_queries
-    from benchmark.paths import EMBEDDED_DATA_DIR
+    from benchmark.core.paths import EMBEDDED_DATA_DIR
+    from benchmark.datasets.beir import load_corpus, load_queries
     from benchmark.retrievers.base import document_text
 
     tiny = EMBEDDED_DATA_DIR / "tiny"
@@ -426,7 +426,7 @@ def load_openvino_encoder(
     """The OpenVINO encoder from the cache, else converted, checked and cached now; the torch
     encoder (with backend_info["fallback"] saying why) when it does not convert or fails
     parity. `strict` (an explicit --backend openvino) turns the fallback into an error."""
-    from benchmark.retrievers.encoders import load_encoder
+    from benchmark.retrievers.encoders import load_torch_encoder as load_encoder
 
     key = conversion_key(weights, config, role)
     digest = _digest(key)
@@ -510,8 +510,8 @@ def _record_failure(tmp: Path, folder: Path, meta: dict, reason: str, checkpoint
 
 def _fall_back(checkpoint: str, config: DenseConfig, role: Role, reason: str, strict: bool,
                reference: HFEncoder | None = None) -> HFEncoder:
-    from benchmark.errors import MaebenchError
-    from benchmark.retrievers.encoders import load_encoder
+    from benchmark.core.errors import MaebenchError
+    from benchmark.retrievers.encoders import load_torch_encoder as load_encoder
 
     if strict:
         raise MaebenchError(f"--backend openvino: {reason}; run with --backend torch")

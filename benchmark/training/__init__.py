@@ -1,5 +1,6 @@
-"""Training that produces new cards: `maebench finetune` and `maebench pretrain` (+ studies).
+"""Training that produces new cards: `maebench finetune`, `maebench pretrain` and
+`maebench backbone` (studies of objectives, built on them, are benchmark.studies).
 
-Weights go under the user's maebench home (benchmark.paths.checkpoints_dir), never into git;
+Weights go under the user's maebench home (benchmark.core.paths.checkpoints_dir), never into git;
 the resulting card refers to them as `home:checkpoints/<name>`.
 """

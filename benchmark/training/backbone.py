@@ -21,9 +21,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.errors import MaebenchError, RegistryError
-from benchmark.paths import checkpoints_dir, models_dir
-from benchmark.registry import ModelCard
+from benchmark.catalog.registry import ModelCard
+from benchmark.core.errors import MaebenchError, RegistryError
+from benchmark.core.paths import checkpoints_dir, models_dir
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # what a maebench backbone card evaluates with before fine-tuning: [CLS] and dot product, as
@@ -201,7 +201,7 @@ def new_backbone(options: BackboneOptions) -> Path:
     card (last, atomically: a card always means finished weights); returns the card's path."""
     import re
 
-    from benchmark.registry import NAME_PATTERN
+    from benchmark.catalog.registry import NAME_PATTERN
     from benchmark.training.corpus import read_texts, resolve_corpus
     from benchmark.training.pretrain import write_card
 
@@ -237,9 +237,9 @@ def _save(model, tokenizer, name: str, overwrite: bool) -> Path:
 
 
 def backbone_card(options: BackboneOptions, model, tokenizer, source, folder: Path) -> ModelCard:
-    from benchmark.provenance import provenance_fields
-    from benchmark.retrievers.weights import SHA256_REVISION, home_checkpoint, weights_sha256
-    from benchmark.validation import validate
+    from benchmark.catalog.weights import SHA256_REVISION, home_checkpoint, weights_sha256
+    from benchmark.core.provenance import provenance_fields
+    from benchmark.core.validation import validate
 
     size = options.size
     digest = weights_sha256(folder)

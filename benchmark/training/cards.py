@@ -11,8 +11,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from benchmark.errors import MaebenchError, RegistryError
-from benchmark.registry import DenseConfig, ModelCard, parse_card
+from benchmark.catalog.registry import DenseConfig, ModelCard, parse_card
+from benchmark.core.errors import MaebenchError, RegistryError
 from benchmark.training.recipes import Recipe
 
 # `task` evaluation lengths: MS MARCO's passages are short and its papers evaluate at the training
@@ -25,7 +25,7 @@ def is_msmarco_family(task: str | None) -> bool:
     """MS MARCO dev and the TREC DL tracks on its corpus."""
     if task is None:
         return False
-    from benchmark.tasks import get_task
+    from benchmark.catalog.tasks import get_task
 
     spec = get_task(task)
     return spec.name == "msmarco" or spec.path == "msmarco"
@@ -87,7 +87,7 @@ def card_yaml(
 ) -> str:
     import yaml
 
-    from benchmark.retrievers.weights import SHA256_REVISION, home_checkpoint
+    from benchmark.catalog.weights import SHA256_REVISION, home_checkpoint
 
     retriever = eval_config(config, recipe, home_checkpoint(f"checkpoints/{name}"), SHA256_REVISION + digest,
                             task, max_positions)
@@ -138,7 +138,7 @@ def card_yaml(
 def publish(final: Path, weights_dir: Path, card_text: str, card_path: Path, work: Path) -> None:
     """Weights first, then the card (each by rename), then drop the work folder: a kill between
     the two leaves no card, and the re-run (work folder still there) finishes the job."""
-    from benchmark.results import atomic_write
+    from benchmark.core.files import atomic_write
 
     card_path.parent.mkdir(parents=True, exist_ok=True)
     if weights_dir.exists():

@@ -5,7 +5,7 @@ weights, optimizer, scheduler, RNG state, trainer_state.json; accelerate's save_
 `pretrain`), so a kill -9 during a save leaves a folder with a missing or 0-byte file, and
 resuming from it crashed every later run (JSONDecodeError on trainer_state.json).
 
-A save is therefore committed the way the stores commit (benchmark.store, benchmark.embeddings
+A save is therefore committed the way the stores commit (benchmark.results.store, benchmark.embeddings
 .store): every file of the folder is fsynced, then a commit record naming each file with its
 size and sha256 is written to a temporary file, fsynced and renamed to COMMIT_FILE, and the
 folder is fsynced: that rename is the commit point. The trainers keep their own folder names
@@ -87,8 +87,8 @@ def commit_checkpoint(folder: Path, meta: dict[str, Any] | None = None) -> None:
 def committed(folder: Path) -> dict[str, Any] | None:
     """The commit record of `folder` when it is a complete checkpoint (every file it names is
     there with its size and sha256), else None. Never raises for a damaged folder."""
-    from benchmark.errors import MaebenchError
-    from benchmark.paths import confine, load_json_bounded
+    from benchmark.core.errors import MaebenchError
+    from benchmark.core.paths import confine, load_json_bounded
 
     folder = Path(folder)
     path = folder / COMMIT_FILE

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data import load_corpus, resolve_folder, sha256_file
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
+from benchmark.core.files import sha256_file
+from benchmark.datasets.beir import load_corpus, resolve_folder
 
 MIN_SPAN_TOKENS = 8
 
@@ -51,7 +52,7 @@ def resolve_corpus(spec: str, data_dir: Path | None = None) -> CorpusSource:
         if not path.is_file():
             raise DataError(f"corpus file {path} does not exist")
         return CorpusSource((path,), path.name)
-    from benchmark.tasks import get_task
+    from benchmark.catalog.tasks import get_task
 
     files = []
     for name in [s.strip() for s in spec.split(",") if s.strip()]:

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import MaebenchError, ModelLoadError
-from benchmark.registry import DenseConfig, ModelCard
+from benchmark.catalog.registry import DenseConfig, ModelCard
+from benchmark.core.errors import MaebenchError, ModelLoadError
 from benchmark.training.cards import card_yaml, eval_config, publish
 from benchmark.training.checkpoints import barrier
 from benchmark.training.negatives import (
@@ -111,10 +111,10 @@ def run_finetune(
     held_out: frozenset[str] | None = None,
 ) -> FinetuneResult:
     """finetune_card, returning everything (callbacks: extra trainer callbacks, for tests)."""
-    from benchmark.paths import checkpoints_dir
-    from benchmark.paths import models_dir as default_models_dir
-    from benchmark.provenance import hardware, now_utc
-    from benchmark.tasks import get_task
+    from benchmark.catalog.tasks import get_task
+    from benchmark.core.paths import checkpoints_dir
+    from benchmark.core.paths import models_dir as default_models_dir
+    from benchmark.core.provenance import hardware, now_utc
 
     started = time.monotonic()
     resolved = load_recipe(recipe, overrides)
@@ -157,7 +157,7 @@ def run_finetune(
     final = work / "final"
     shutil.rmtree(final, ignore_errors=True)
     model.save(str(final), create_model_card=False)
-    from benchmark.retrievers.weights import weights_sha256
+    from benchmark.catalog.weights import weights_sha256
 
     digest = weights_sha256(final)
     steps = sum(s["steps"] for s in stage_stats)
@@ -234,7 +234,7 @@ def _check_backbone(backbone: ModelCard, recipe: Recipe) -> DenseConfig:
 
 
 def _check_name(name: str, card_path: Path, weights_dir: Path, work: Path, overwrite: bool) -> None:
-    from benchmark.paths import check_name
+    from benchmark.core.paths import check_name
 
     check_name(name, "--name", FinetuneError)
     if overwrite:
@@ -250,7 +250,7 @@ def _backbone_source(backbone: ModelCard, config: DenseConfig) -> str:
     missing checkpoint fails before BM25 mining."""
     from transformers import AutoConfig
 
-    from benchmark.retrievers.weights import load_failure, resolve_checkpoint
+    from benchmark.catalog.weights import load_failure, resolve_checkpoint
 
     source, origin = resolve_checkpoint(config.checkpoint, config.local_package, config.revision)
     try:
@@ -312,7 +312,7 @@ def _prepare_work_dir(work: Path, key: dict, overwrite: bool) -> None:
                 f"{work} holds an unfinished run with other settings; pass --overwrite to discard it"
             )
         shutil.rmtree(work)
-    from benchmark.results import atomic_write
+    from benchmark.core.files import atomic_write
 
     work.mkdir(parents=True, exist_ok=True)
     atomic_write(state, json.dumps(key, sort_keys=True).encode())
@@ -336,7 +336,7 @@ def _wait_for_state(state: Path, key: dict, timeout_s: float = 600.0) -> None:
 def _bm25_negatives(data: TrainData, recipe: Recipe, work: Path) -> dict[str, list[str]]:
     """Stage-1 pools from the recipe's BM25 card, cached in the work folder (a resumed run
     trains on exactly the same negatives)."""
-    from benchmark.registry import get_card
+    from benchmark.catalog.registry import get_card
     from benchmark.retrievers import build_retriever
 
     cache = work / f"negatives-{recipe.negatives_card}-{recipe.negatives_depth}.json"

@@ -14,10 +14,10 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark.data import Dataset, load_beir_folder, load_qrels, resolve_folder
-from benchmark.errors import DataError, MaebenchError
-from benchmark.tasks import TaskSpec
-from benchmark.timing import PhaseTimer
+from benchmark.catalog.tasks import TaskSpec
+from benchmark.core.errors import DataError, MaebenchError
+from benchmark.core.timing import PhaseTimer
+from benchmark.datasets.beir import Dataset, load_beir_folder, load_qrels, resolve_folder
 
 TRAIN_SPLIT = "train"
 
@@ -94,7 +94,7 @@ def mine_negatives(
 ) -> dict[str, list[str]]:
     """Top-`depth` docs per train query from `retriever` (a maebench retriever: BM25 or a
     dense model), judged positives removed, in rank order (ties by doc id, as evaluation)."""
-    from benchmark.evaluate import canonicalize
+    from benchmark.evaluation.metrics import canonicalize
 
     dataset = data.dataset
     queries = {q: dataset.queries[q] for q in data.query_ids}
@@ -116,7 +116,7 @@ def negatives_digest(mined: dict[str, list[str]]) -> str:
 
 
 def save_negatives(path: Path, mined: dict[str, list[str]]) -> None:
-    from benchmark.results import atomic_write
+    from benchmark.core.files import atomic_write
 
     atomic_write(path, json.dumps(mined, sort_keys=True).encode())
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import MaebenchError, ModelLoadError, RegistryError
-from benchmark.paths import checkpoints_dir, models_dir
-from benchmark.registry import ModelCard
+from benchmark.catalog.registry import ModelCard
+from benchmark.core.errors import MaebenchError, ModelLoadError, RegistryError
+from benchmark.core.paths import checkpoints_dir, models_dir
 from benchmark.training.checkpoints import commit_checkpoint, newest_committed, prune_checkpoints
 from benchmark.training.pretrain_recipe import (
     PretrainRecipe,
@@ -57,9 +57,9 @@ class PretrainOptions:
 
 def checkpoint_source(checkpoint: str, local_package: str | None,
                       revision: str | None = None) -> tuple[str, str]:
-    """Where from_pretrained should read a card's checkpoint: retrievers.weights' resolution
+    """Where from_pretrained should read a card's checkpoint: catalog.weights' resolution
     (home:checkpoints/<name> with its sha256 revision checked, local copies, packages, hub)."""
-    from benchmark.retrievers.weights import resolve_checkpoint
+    from benchmark.catalog.weights import resolve_checkpoint
 
     return resolve_checkpoint(checkpoint, local_package, revision)
 
@@ -96,7 +96,7 @@ def load_init_parts(card: ModelCard):
             source, revision=revision, output_loading_info=True
         )
     except (OSError, ValueError) as exc:
-        from benchmark.retrievers.weights import load_failure
+        from benchmark.catalog.weights import load_failure
 
         raise load_failure(retriever.checkpoint, retriever.revision, exc) from exc
     finally:
@@ -158,7 +158,7 @@ def _grouped_parameters(model, weight_decay: float) -> list[dict]:
 
 
 def _target_free(name: str, cards: Path, overwrite: bool) -> None:
-    from benchmark.paths import check_name
+    from benchmark.core.paths import check_name
 
     check_name(name, "--name")
     if (cards / f"{name}.yaml").exists() and not overwrite:
@@ -211,7 +211,7 @@ class _Trainer:
         from accelerate.utils import set_seed
         from transformers import get_scheduler
 
-        from benchmark.retrievers.dense import pick_device
+        from benchmark.core.devices import pick_device
         from benchmark.training.objectives import objective_class
 
         self.options, self.recipe, self.steps = options, recipe, steps
@@ -272,7 +272,7 @@ class _Trainer:
         """A new state folder per save, committed (its files fsynced and recorded with their
         sha256) before progress.json names it; the previous committed folder is kept, so a kill
         -9 at any moment, or a damaged last state, leaves a complete state to resume from."""
-        from benchmark.results import atomic_write
+        from benchmark.core.files import atomic_write
 
         folder = f"state-{state['done']}"
         shutil.rmtree(self.staging / folder, ignore_errors=True)
@@ -392,7 +392,7 @@ def masked_lm_with(encoder, head):
 
 def _publish_weights(trainer: _Trainer, options: PretrainOptions) -> Path:
     """Save the encoder + MLM head + tokenizer into the staging folder, then rename into place."""
-    from benchmark.results import atomic_write
+    from benchmark.core.files import atomic_write
 
     staged = trainer.staging / "encoder"
     if staged.exists():
@@ -418,7 +418,7 @@ def _publish_weights(trainer: _Trainer, options: PretrainOptions) -> Path:
 def weights_sha256(folder: Path) -> str:
     import hashlib
 
-    from benchmark.data import sha256_file
+    from benchmark.core.files import sha256_file
 
     files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
     digest = hashlib.sha256()
@@ -439,7 +439,7 @@ def encoding_after_pretraining(folder: Path, init: ModelCard) -> dict[str, Any]:
 
 
 def _card(init, options, recipe, steps, source, result, folder, notes, n_pairs) -> ModelCard:
-    from benchmark.provenance import provenance_fields
+    from benchmark.core.provenance import provenance_fields
 
     prov = provenance_fields()
     losses = result["losses"]
@@ -452,7 +452,7 @@ def _card(init, options, recipe, steps, source, result, folder, notes, n_pairs) 
                     budget=options.budget, n_span_pairs=n_pairs)
     retriever = init.retriever.model_dump(mode="json")
     digest = weights_sha256(folder)
-    # revision sha256:<digest>: the loader (retrievers.weights) checks the weights against it
+    # revision sha256:<digest>: the loader (catalog.weights) checks the weights against it
     retriever.update(checkpoint=f"home:checkpoints/{options.name}", revision=f"sha256:{digest}",
                      local_package=None, head=[], **encoding_after_pretraining(folder, init))
     pretraining = {
@@ -498,7 +498,7 @@ def _card(init, options, recipe, steps, source, result, folder, notes, n_pairs) 
         "pretraining": pretraining,
         "finetuning": {"stage": "none"},
     }
-    from benchmark.validation import validate
+    from benchmark.core.validation import validate
 
     return validate(card, ModelCard, f"card {options.name}", RegistryError)
 
@@ -506,7 +506,7 @@ def _card(init, options, recipe, steps, source, result, folder, notes, n_pairs) 
 def write_card(card: ModelCard, cards: Path, overwrite: bool) -> Path:
     import yaml
 
-    from benchmark.results import atomic_write
+    from benchmark.core.files import atomic_write
 
     target = cards / f"{card.name}.yaml"
     if target.exists() and not overwrite:

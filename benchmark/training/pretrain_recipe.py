@@ -15,9 +15,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from benchmark.errors import MaebenchError
-from benchmark.paths import EMBEDDED_DATA_DIR
-from benchmark.validation import read_yaml_text, validate, validate_yaml
+from benchmark.core.errors import MaebenchError
+from benchmark.core.paths import EMBEDDED_DATA_DIR
+from benchmark.core.validation import read_yaml_text, validate, validate_yaml
 
 RECIPES_DIR = EMBEDDED_DATA_DIR / "pretrain_recipes"
 

@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from benchmark.errors import MaebenchError
-from benchmark.paths import EMBEDDED_DATA_DIR
-from benchmark.validation import load_yaml_mapping, read_yaml_text, validate
+from benchmark.core.errors import MaebenchError
+from benchmark.core.paths import EMBEDDED_DATA_DIR
+from benchmark.core.validation import load_yaml_mapping, read_yaml_text, validate
 
 RECIPES_DIR = EMBEDDED_DATA_DIR / "recipes"
 OVERRIDE_SOURCE = "command line (--set)"

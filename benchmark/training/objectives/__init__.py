@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.errors import MaebenchError
+from benchmark.core.errors import MaebenchError
 
 OBJECTIVES = {
     "mlm": "mlm:MLM",

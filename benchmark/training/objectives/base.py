@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.errors import MaebenchError
+from benchmark.core.errors import MaebenchError
 from benchmark.training.corpus import Span
 from benchmark.training.masking import replace_masked, whole_word_mask, word_groups
 

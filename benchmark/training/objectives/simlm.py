@@ -15,7 +15,7 @@ import copy
 import numpy as np
 import torch
 
-from benchmark.errors import ModelLoadError
+from benchmark.core.errors import ModelLoadError
 from benchmark.training.masking import extend_mask, whole_word_mask, word_groups
 from benchmark.training.objectives.base import DecoderLayer, Objective, flatten, mlm_loss, pad
 
@@ -26,9 +26,9 @@ def load_generator(checkpoint: str | None, vocab_size: int):
         raise ModelLoadError("objective simlm needs a frozen ELECTRA generator; the recipe names none")
     from transformers import AutoModelForMaskedLM
 
-    from benchmark.training.pretrain import checkpoint_source
+    from benchmark.catalog.weights import resolve_checkpoint
 
-    source, _ = checkpoint_source(checkpoint, None)
+    source, _ = resolve_checkpoint(checkpoint, None)
     try:
         generator = AutoModelForMaskedLM.from_pretrained(source)
     except (OSError, ValueError) as exc:

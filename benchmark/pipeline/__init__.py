@@ -1,0 +1,2 @@
+"""card + task -> retriever -> canonical run -> evaluation -> stored result (runner).
+"""

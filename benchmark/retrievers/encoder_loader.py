@@ -1,0 +1,27 @@
+"""The encoder of one role on the backend the policy chose (benchmark.retrievers.backend).
+
+Above both backends: the torch classes (benchmark.retrievers.encoders) know nothing of
+OpenVINO, and the OpenVINO backend (benchmark.retrievers.openvino_backend) converts those
+classes and falls back to them, so the choice between the two is made here, once.
+"""
+
+from __future__ import annotations
+
+from benchmark.catalog.registry import DenseConfig
+from benchmark.retrievers.encoders import HFEncoder, Role, load_torch_encoder
+
+
+def load_encoder(
+    checkpoint: str, config: DenseConfig, device: str, role: Role, backend: str = "torch",
+    weights: str | None = None, strict: bool = False,
+) -> HFEncoder:
+    """The encoder of one role. backend "openvino" (CPU only) needs `weights`, the identity the
+    conversion cache is keyed by; it may return a torch encoder whose backend_info["fallback"]
+    says why (`strict`: an error instead)."""
+    if backend == "openvino":
+        from benchmark.retrievers.openvino_backend import load_openvino_encoder
+
+        if weights is None:
+            raise ValueError("the openvino backend needs the weights identity for its cache key")
+        return load_openvino_encoder(checkpoint, config, role, weights, strict)
+    return load_torch_encoder(checkpoint, config, device, role)

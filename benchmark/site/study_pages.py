@@ -1,0 +1,102 @@
+"""Site pages for studies (results/studies/<id>.json): one page per study with its table and a
+plot of score against pre-training cost, plus an index. Registered in the leaderboard's
+EXTRA_PAGES hook, so the core site code knows nothing about studies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from markupsafe import Markup
+
+from benchmark.results.store import studies_dir
+
+# a cell whose fine-tuning or evaluation has not finished yet has no such costs
+CELL_DEFAULTS = {"pretrain_steps": None, "pretrain_tokens": None, "pretrain_wall_s": None,
+                 "finetune_wall_s": None, "eval_wall_s": None, "hardware": None}
+
+
+def _rows(report: dict) -> list[dict]:
+    from benchmark.studies.report import report_rows
+
+    return report_rows(report)
+
+
+# the same pre-training work (one arm, one budget) taking this many times longer for one seed
+# than another says the machine was loaded, not that the objective is slow
+SPREAD_FACTOR = 4.0
+
+
+def time_flags(report: dict) -> dict[str, str]:
+    """arm -> why its pre-training time is implausible: its seeds did the same work (same
+    objective, budget and hardware) in times SPREAD_FACTOR x apart."""
+    flags = {}
+    for name, arm in report["arms"].items():
+        for key, unit in (("pretrain_cpu_s", "CPU-s"), ("pretrain_wall_s", "s")):
+            times = [c.get(key) for c in arm.get("cells", []) if c.get(key)]
+            if len(times) >= 2 and max(times) > SPREAD_FACTOR * min(times):
+                shown = ", ".join(f"{t:,.0f}" for t in sorted(times))
+                flags[name] = (f"its seeds took {shown} {unit} for the same work: the machine "
+                               "was loaded, so this time says little about the objective")
+                break
+    return flags
+
+
+def _time_axis(rows: list[dict]) -> tuple[str, str]:
+    """CPU-seconds where the report has them (steadier under load), else wall seconds."""
+    if any(row.get("cpu_s") for row in rows):
+        return "cpu_s", "pre-training CPU time per arm (CPU-s, mean over seeds)"
+    return "wall", "pre-training wall time per arm (s, mean over seeds)"
+
+
+def _plot(report: dict, rows: list[dict], flags: dict[str, str] | None = None) -> Markup:
+    from benchmark.site.svgplot import Point, RefLine, scatter
+
+    metric = report["metric"]
+    baseline = report["study"]["baseline_arm"]
+    key, x_label = _time_axis(rows)
+    points, refs = [], []
+    for row in rows:
+        if row["mean"] is None or row.get("failed"):
+            continue  # a failed arm is listed apart with its diagnostic, never plotted as a result
+        if row["arm"] == baseline:
+            refs.append(RefLine(y=row["mean"] * 100, label=f"{row['arm']} ({row['task']})"))
+        flag = (flags or {}).get(row["arm"])
+        seconds = float(row.get(key) or 0.0)
+        points.append(Point(
+            x=seconds, y=row["mean"] * 100, label=row["arm"], group="mae", hollow=flag is not None,
+            tooltip=f"{row['arm']} on {row['task']}: {metric} {row['mean'] * 100:.2f} over "
+                    f"{row['n_seeds']} seeds; pre-training {seconds:,.0f} "
+                    f"{'CPU-s' if key == 'cpu_s' else 's'}, {row['tokens'] or 0:,.0f} tokens"
+                    + (f" ({flag})" if flag else ""),
+        ))
+    # times and scores cannot be negative: both axes start at 0 at the lowest
+    return Markup(scatter(points, x_label, f"{metric} ×100 (mean over seeds)",
+                          ref_lines=tuple(refs), x_floor=0.0, y_floor=0.0,
+                          title=f"{report['study']['id']}: score vs pre-training cost"))
+
+
+def study_pages(env, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
+    folder = studies_dir(results_dir)
+    paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not paths:
+        return []
+    studies = []
+    for path in paths:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        rows = _rows(report)
+        sid = report["study"]["id"]
+        href = f"study-{sid}.html"
+        flags = time_flags(report)
+        html = env.get_template("study.html").render(
+            root="", title=f"Study {sid}", report=report, rows=rows,
+            plot=_plot(report, rows, flags), time_flags=flags, time_axis=_time_axis(rows)[0],
+            cells=[{**CELL_DEFAULTS, **c, "arm": name}
+                   for name, arm in report["arms"].items() for c in arm["cells"]],
+        )
+        (out_dir / href).write_text(html, encoding="utf-8")
+        studies.append({"id": sid, "href": href, "description": report["study"]["description"],
+                        "complete": report["complete"]})
+    index = env.get_template("study.html").render(root="", title="Studies", studies=studies, report=None)
+    (out_dir / "studies.html").write_text(index, encoding="utf-8")
+    return [("Studies", "studies.html")]

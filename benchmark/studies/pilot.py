@@ -1,0 +1,203 @@
+"""What a study measures before its fine-tuning cells: each backbone's zero-shot score and
+collapse diagnostics, and the learning-rate pilot that fixes the fine-tuning recipe.
+
+Both write into the study's results folder, atomically, and are skipped when present:
+  results/studies/<id>/<backbone>/<task>.json   zero-shot result ([CLS], dot, no fine-tuning)
+  results/studies/<id>/diagnostics.json          collapse diagnostics per backbone
+  results/studies/<id>/pilot.json                the pilot's scores and the chosen learning rate
+
+The pilot never sees the evaluation split: it trains on the task's train queries minus a seeded
+held-out share and scores on those held-out train queries, so the recipe is fixed before any
+test number exists (the audit's section 3.4).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from benchmark.studies.spec import (
+    StudyOptions,
+    StudySpec,
+    backbones,
+    evaluate_card,
+    study_card,
+    study_models_dir,
+    study_results_dir,
+)
+
+DIAGNOSTIC_DOCS = 200  # documents encoded for the mean pairwise cosine
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    from benchmark.core.files import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, (json.dumps(payload, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+# --------------------------------------------------------------------------- zero-shot
+
+
+def diagnostics_path(study: StudySpec) -> Path:
+    return study_results_dir(study) / "diagnostics.json"
+
+
+def read_diagnostics(study: StudySpec) -> dict[str, Any]:
+    return _read_json(diagnostics_path(study)) or {}
+
+
+def zero_shot(study: StudySpec, options: StudyOptions) -> Iterator[str]:
+    """Score every backbone a cell fine-tunes, as it is ([CLS], dot), then diagnose collapse."""
+    for name in backbones(study):
+        card = study_card(study, name)
+        for line in evaluate_card(study, card, options):
+            yield f"zero-shot: {line}"
+        line = record_diagnostics(study, card, options)
+        if line:
+            yield line
+
+
+def record_diagnostics(study: StudySpec, card, options: StudyOptions) -> str | None:
+    """Diagnose `card` (a backbone, or a fine-tuned cell) once, into diagnostics.json; returns
+    a line to print, or None when it was already there."""
+    diagnostics = read_diagnostics(study)
+    if "centred_dimensions" in diagnostics.get(card.name, {}):
+        return None  # measured (an entry from before the centred measures is measured again)
+    found = diagnose(study, card, options)
+    diagnostics = read_diagnostics(study)  # re-read: nothing else writes it, but stay exact
+    diagnostics[card.name] = found
+    _write_json(diagnostics_path(study), diagnostics)
+    return (f"diagnostics {card.name}: cosine {found['mean_pairwise_cosine']:.3f}, centred dimensions "
+            f"{found['centred_dimensions']:.1f}, top-10 overlap {found['top10_overlap']:.3f}, "
+            f"{found['reason'] or 'not collapsed'}")
+
+
+def diagnose(study: StudySpec, card, options: StudyOptions) -> dict[str, Any]:
+    """Collapse diagnostics of one backbone on the first evaluation task: raw cosine, centred
+    dimensions and spread of the vectors of a seeded document sample, and the top-10 overlap of
+    its own run (studies.collapse)."""
+    from benchmark.catalog.tasks import get_task
+    from benchmark.datasets.beir import load_beir_folder, resolve_folder
+    from benchmark.results.store import read_result, read_run, result_path
+    from benchmark.retrievers import build_retriever
+    from benchmark.studies.collapse import collapse_diagnostics, sample_documents
+
+    task = get_task(study.evaluate[0])
+    dataset = load_beir_folder(task, resolve_folder(task, options.data_dir))
+    docs = list(dataset.corpus.values())
+    picked = sample_documents([f"{d.title} {d.text}".strip() for d in docs], DIAGNOSTIC_DOCS, seed=0)
+    retriever = build_retriever(card, options.device)
+    vectors = retriever.encode_passages([docs[i] for i in picked])
+    path = result_path(study_results_dir(study), card.name, task.name)
+    ranked = read_run(path, read_result(path))
+    run = {q: dict(pairs) for q, pairs in ranked.items()}
+    found = collapse_diagnostics(vectors, run, **study.collapse_thresholds())
+    return {**found, "task": task.name, "n_docs": len(picked)}
+
+
+# --------------------------------------------------------------------------- pilot
+
+
+def pilot_path(study: StudySpec) -> Path:
+    return study_results_dir(study) / "pilot.json"
+
+
+def read_pilot(study: StudySpec) -> dict[str, Any] | None:
+    pilot = _read_json(pilot_path(study))
+    return pilot if pilot and "chosen_lr" in pilot else None
+
+
+def held_out_queries(query_ids: list[str], share: float, seed: int) -> frozenset[str]:
+    """A seeded share (rounded up) of the train queries, the same whatever order they come in."""
+    import math
+
+    import numpy as np
+
+    ordered = sorted(query_ids)
+    order = np.random.default_rng([seed, 17]).permutation(len(ordered))
+    count = max(1, math.ceil(share * len(ordered)))
+    return frozenset(ordered[i] for i in order[:count])
+
+
+def run_pilot(study: StudySpec, options: StudyOptions) -> Iterator[str]:
+    """Fine-tune the pilot arm's backbone once per candidate learning rate on the train split
+    minus the held-out queries, score each on the held-out queries, record the winner."""
+    if read_pilot(study) is not None:
+        return
+    from benchmark.catalog.tasks import get_task
+    from benchmark.studies.spec import Cell
+    from benchmark.training.finetune import finetune_card
+    from benchmark.training.negatives import load_train_data
+
+    pilot = study.finetune.pilot
+    task = get_task(study.finetune.task)
+    data = load_train_data(task, options.data_dir)
+    held = held_out_queries(data.query_ids, pilot.holdout, pilot.seed)
+    arm = next(a for a in study.arms if a.name == pilot.arm)
+    backbone = study_card(study, Cell(arm, study.seeds[0], study).backbone)
+    cards = study_models_dir(study)
+    state = _read_json(pilot_path(study)) or {}
+    scores: dict[str, float] = dict(state.get("scores") or {})
+    base = {k: str(v) for k, v in study.finetune.overrides.items()}
+    for lr in pilot.learning_rates:
+        key = repr(float(lr))
+        if key in scores:
+            continue
+        name = f"{study.id}-pilot-lr{float(lr):.0e}".replace("+", "")
+        if not (cards / f"{name}.yaml").is_file():
+            finetune_card(backbone, task.name, study.finetune.recipe, seed=pilot.seed, name=name,
+                          overrides={**base, "lr": str(lr)}, data_dir=options.data_dir,
+                          device=options.device, models_dir=cards, progress=False, held_out=held)
+        scores[key] = score_on_queries(study_card(study, name), data, held, study.metric, options)
+        _write_json(pilot_path(study), {**_pilot_record(study, held, data), "scores": scores})
+        yield f"pilot lr {lr:g}: {study.metric} {scores[key]:.4f} on {len(held)} held-out train queries"
+    # the best held-out score; a tie goes to the smaller rate (the gentler update)
+    chosen = min(scores, key=lambda k: (-scores[k], float(k)))
+    _write_json(pilot_path(study), {**_pilot_record(study, held, data), "scores": scores,
+                                    "chosen_lr": float(chosen)})
+    yield f"pilot: learning rate {float(chosen):g} chosen (held-out train queries only)"
+
+
+def _pilot_record(study: StudySpec, held: frozenset[str], data) -> dict[str, Any]:
+    import hashlib
+
+    pilot = study.finetune.pilot
+    return {
+        "arm": pilot.arm, "task": study.finetune.task, "split": "train", "metric": study.metric,
+        "holdout_share": pilot.holdout, "seed": pilot.seed, "n_held_out": len(held),
+        "n_train": len(data.positives) - len(held),
+        "held_out_sha256": hashlib.sha256("\n".join(sorted(held)).encode()).hexdigest(),
+        "learning_rates": list(pilot.learning_rates),
+        "method": ("each candidate learning rate fine-tunes the pilot arm's backbone with the study's "
+                   "recipe on the train queries minus a seeded held-out share; the held-out train "
+                   "queries are retrieved over the full corpus and scored; the best score wins, "
+                   "a tie goes to the smaller rate; the test split is never read"),
+    }
+
+
+def score_on_queries(card, data, queries: frozenset[str], metric: str, options: StudyOptions) -> float:
+    """`metric` of `card` on some train queries of `data`, retrieved over the full corpus."""
+    from benchmark.core.timing import PhaseTimer
+    from benchmark.datasets.beir import Dataset
+    from benchmark.evaluation.metrics import canonicalize, evaluate
+    from benchmark.retrievers import build_retriever
+
+    dataset = data.dataset
+    picked = sorted(q for q in queries if q in dataset.queries)
+    view = Dataset(dataset.task, dataset.path, dataset.corpus, {q: dataset.queries[q] for q in picked},
+                   {q: dataset.qrels[q] for q in picked}, dataset.fingerprints)
+    retriever = build_retriever(card, options.device)
+    ranked = canonicalize(retriever.retrieve(view, 100, PhaseTimer()), 100)
+    result = evaluate(view.qrels, ranked, (metric,), data.task.relevance_threshold)
+    return float(result.aggregates[metric])

@@ -1,0 +1,332 @@
+"""A study's report (results/studies/<id>.json) and its text table.
+
+Per arm and task: every seed's score beside the mean and sample standard deviation, the arm's
+backbone scored without fine-tuning, its collapse diagnostics, and its pre-training cost in
+CPU-seconds (process time, all threads) and FLOPs rather than wall time, which on a shared
+machine measures the load. Per task, contrasts between arms with two-level statistics
+(studies.contrasts: fine-tuning seeds resampled within arms, queries jointly across arms):
+the pre-declared primary family, Holm-corrected over that family, and every other pair as a
+secondary family with its own Holm correction. A fine-tuned cell whose ranking is the same for
+every query, or whose document vectors lie on a line (studies.collapse, judged here from the
+stored measurements with the spec's thresholds), marks the arm failed: it is reported with its
+diagnostic and kept out of both families, never shown as an ordinary row. A backbone collapsed
+before fine-tuning is shown beside its zero-shot score (an MLM backbone's [CLS] was never trained
+for anything); a raw cosine above the spec's threshold is shown as anisotropy, not a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from pathlib import Path
+from typing import Any
+
+from benchmark.studies.pilot import read_diagnostics, read_pilot
+from benchmark.studies.spec import (
+    Cell,
+    StudySpec,
+    cells,
+    report_path,
+    stage0_card_name,
+    study_models_dir,
+    study_results_dir,
+)
+
+N_BOOT = 10_000
+
+
+def _read_result(study: StudySpec, card: str, task: str):
+    from benchmark.results.store import read_result, result_path
+
+    path = result_path(study_results_dir(study), card, task)
+    return read_result(path) if path.is_file() else None
+
+
+def _pretraining(study: StudySpec, name: str | None):
+    from benchmark.catalog.registry import load_card
+
+    path = study_models_dir(study) / f"{name}.yaml"
+    return load_card(path).pretraining if name and path.is_file() else None
+
+
+def _cost(study: StudySpec, cell: Cell) -> dict[str, Any]:
+    cost: dict[str, Any] = {"pretrain_tokens": 0, "pretrain_steps": 0, "pretrain_wall_s": 0.0,
+                            "pretrain_cpu_s": 0.0, "pretrain_flops": 0.0}
+    pre = _pretraining(study, cell.pretrained)
+    if pre is not None:
+        cost.update(pretrain_tokens=pre.tokens_seen, pretrain_steps=pre.steps,
+                    pretrain_wall_s=pre.wall_time_s, pretrain_cpu_s=pre.cpu_time_s,
+                    pretrain_flops=pre.flops, hardware=pre.hardware)
+    ft_yaml = study_models_dir(study) / f"{cell.finetuned}.yaml"
+    if ft_yaml.is_file():
+        import yaml
+
+        raw = yaml.safe_load(ft_yaml.read_text(encoding="utf-8"))
+        record = (raw.get("finetuning") or {}).get("record") or {}
+        cost["finetune_wall_s"] = record.get("wall_time_s")
+    return cost
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _run_overlap(study: StudySpec, card: str, task: str) -> float | None:
+    """Top-10 overlap between the queries of a stored run (a query-independent ranking)."""
+    from benchmark.results.store import read_run, result_path
+    from benchmark.studies.collapse import top_k_overlap
+
+    result = _read_result(study, card, task)
+    if result is None or result.run is None:
+        return None
+    ranked = read_run(result_path(study_results_dir(study), card, task), result)
+    return top_k_overlap({q: dict(pairs) for q, pairs in ranked.items()})
+
+
+def _judged(study: StudySpec, found: dict | None) -> dict[str, Any]:
+    """The stored diagnostics of one card judged with this spec's thresholds (the stored verdict
+    may come from older code or other thresholds)."""
+    from benchmark.studies.collapse import judge
+
+    if not found:
+        return {"collapsed": False, "reason": None, "anisotropic": False}
+    return judge(found, **study.collapse_thresholds())
+
+
+def _arm_entry(study: StudySpec, arm, diagnostics: dict, per_query: dict) -> dict[str, Any]:
+    metric = study.metric
+    backbone = Cell(arm, study.seeds[0], study).backbone
+    entry: dict[str, Any] = {"objective": arm.objective, "overrides": dict(arm.overrides),
+                             "backbone": backbone, "tasks": {}, "cells": [], "zero_shot": {},
+                             "diagnostics": None, "failed": False, "failure": None}
+    found = diagnostics.get(backbone)
+    if found:
+        entry["diagnostics"] = {**found, **_judged(study, found)}
+    failures = []
+    # a backbone's own [CLS] may be collapsed before fine-tuning (an MLM backbone's [CLS] was
+    # never trained): shown, and a failure only when the fine-tuned cells stay collapsed
+    entry["backbone_collapsed"] = bool(entry["diagnostics"] and entry["diagnostics"]["collapsed"])
+    for task in study.evaluate:
+        zero = _read_result(study, backbone, task) if study.zero_shot else None
+        if zero is not None:
+            entry["zero_shot"][task] = zero.metrics.get(metric)
+    for seed in study.seeds:
+        cell = Cell(arm, seed, study)
+        row: dict[str, Any] = {"seed": seed, "card": cell.finetuned, "pretrained_card": cell.pretrained,
+                               **_cost(study, cell), "scores": {}, "top10_overlap": {}}
+        for task in study.evaluate:
+            result = _read_result(study, cell.finetuned, task)
+            if result is None:
+                continue
+            row["scores"][task] = result.metrics.get(metric)
+            row.setdefault("eval_wall_s", 0.0)
+            row["eval_wall_s"] += round(sum(result.provenance.timings.values()), 1)
+            row.setdefault("hardware", result.provenance.hardware)
+            per_query.setdefault((arm.name, task), {})[seed] = result.per_query[metric]
+            overlap = _run_overlap(study, cell.finetuned, task)
+            row["top10_overlap"][task] = overlap
+            if overlap is not None and overlap > study.collapse_overlap:
+                failures.append(f"{cell.finetuned} on {task}: mean top-10 overlap between queries "
+                                f"{overlap:.3f} > {study.collapse_overlap} (query-independent ranking)")
+        found = diagnostics.get(cell.finetuned)
+        row["diagnostics"] = {**found, **_judged(study, found)} if found else None
+        if row["diagnostics"] and row["diagnostics"]["collapsed"]:
+            failures.append(f"{cell.finetuned}: {row['diagnostics']['reason']}")
+        entry["cells"].append(row)
+    for task in study.evaluate:
+        scores = [c["scores"][task] for c in entry["cells"] if task in c["scores"]]
+        mean, std = _mean_std(scores)
+        entry["tasks"][task] = {"mean": mean, "std": std, "n_seeds": len(scores), "per_seed": scores,
+                                "spread": (max(scores) - min(scores)) if scores else None}
+    for key, field in (("tokens", "pretrain_tokens"), ("wall_s", "pretrain_wall_s"),
+                       ("cpu_s", "pretrain_cpu_s"), ("flops", "pretrain_flops")):
+        values = [c[field] for c in entry["cells"] if c.get(field)]
+        entry[f"pretrain_{key}_mean"] = sum(values) / len(values) if values else 0
+    if failures:
+        entry.update(failed=True, failure="; ".join(failures))
+    return entry
+
+
+def _contrast(study: StudySpec, task: str, a: str, b: str, per_query: dict) -> dict[str, Any] | None:
+    from benchmark.studies.contrasts import two_level_contrast
+
+    mine, other = per_query.get((a, task), {}), per_query.get((b, task), {})
+    if not mine or not other:
+        return None
+    seed = zlib.crc32(f"{study.id}|{task}|{a}|{b}".encode())  # stable across runs and machines
+    row = two_level_contrast(mine, other, n_boot=N_BOOT, seed=seed)
+    return {**row, "arm": a, "against": b, "seeds": sorted(set(mine) & set(other))}
+
+
+def _families(study: StudySpec, arms: dict[str, dict], per_query: dict) -> tuple[dict, dict]:
+    from benchmark.studies.contrasts import holm_family
+
+    failed = {name for name, entry in arms.items() if entry["failed"]}
+    primary_pairs = list(study.contrasts)
+    declared = {frozenset(p) for p in primary_pairs}
+    names = [a.name for a in study.arms]
+    secondary_pairs = [(x, y) for i, x in enumerate(names) for y in names[i + 1:]
+                       if frozenset((x, y)) not in declared]
+    primary: dict[str, list] = {}
+    secondary: dict[str, list] = {}
+    for task in study.evaluate:
+        for pairs, out in ((primary_pairs, primary), (secondary_pairs, secondary)):
+            rows, skipped = [], []
+            for a, b in pairs:
+                if a in failed or b in failed:
+                    skipped.append({"arm": a, "against": b, "failed": True,
+                                    "failure": "; ".join(arms[x]["failure"] for x in (a, b) if x in failed)})
+                    continue
+                row = _contrast(study, task, a, b, per_query)
+                if row is not None:
+                    rows.append(row)
+            out[task] = (holm_family(rows) if rows else []) + skipped
+    return primary, secondary
+
+
+def build_report(study: StudySpec) -> dict[str, Any]:
+    metric = study.metric
+    diagnostics = read_diagnostics(study)
+    per_query: dict[tuple[str, str], dict[int, dict[str, float]]] = {}
+    arms = {arm.name: _arm_entry(study, arm, diagnostics, per_query) for arm in study.arms}
+    primary, secondary = _families(study, arms, per_query)
+    missing = [f"{c.arm.name} s{c.seed}" for c in cells(study)
+               if any(_read_result(study, c.finetuned, t) is None for t in study.evaluate)]
+    stage0 = _pretraining(study, stage0_card_name(study))
+    return {
+        "schema_version": 2,
+        "study": study.model_dump(mode="json"),
+        "metric": metric,
+        "budget": study.budget,
+        "stage0": None if stage0 is None else {
+            "card": stage0_card_name(study), "budget": study.stage0_budget, "tokens": stage0.tokens_seen,
+            "steps": stage0.steps, "cpu_s": stage0.cpu_time_s, "flops": stage0.flops,
+            "loss_start": stage0.loss_start, "loss_end": stage0.loss_end,
+            "diagnostics": diagnostics.get(stage0_card_name(study))},
+        "pilot": read_pilot(study),
+        "arms": arms,
+        "comparisons": primary,
+        "secondary": secondary,
+        "missing_cells": missing,
+        "complete": not missing,
+        "method": (
+            f"{metric} per arm: every fine-tuning seed's score, their mean and sample standard "
+            "deviation. Contrasts: the effect is the mean over seeds of the per-query scores of one "
+            "arm minus the other's; 95% interval and two-sided p from a hierarchical bootstrap "
+            f"({N_BOOT} replicates, seeded per contrast): seeds resampled within each arm, queries "
+            "resampled jointly; the primary family ("
+            + ", ".join(f"{a} vs {b}" for a, b in study.contrasts)
+            + ") is Holm-corrected over itself, every other pair forms the secondary family "
+            "(Holm over it). A failed (collapsed) arm is kept out of both families. Pre-training "
+            "cost: process CPU-seconds and 6 x parameters x tokens FLOPs."),
+    }
+
+
+def write_report(study: StudySpec) -> Path:
+    from benchmark.core.files import atomic_write
+
+    report = build_report(study)
+    target = report_path(study)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, (json.dumps(report, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+    return target
+
+
+ONE_SEED = ("one fine-tuning seed per arm: intervals and p-values cover the sampling of queries "
+            "only, not training variance")
+
+
+def report_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (task, arm) in the spec's order: the one reading of a report that the printed
+    table and the site page both render (older reports without the newer fields included)."""
+    rows = []
+    for task in report["study"]["evaluate"]:
+        comparisons = {c["arm"]: c for c in report["comparisons"].get(task, [])}
+        for name in [a["name"] for a in report["study"]["arms"] if a["name"] in report["arms"]]:
+            arm = report["arms"][name]
+            stats = arm["tasks"].get(task, {})
+            comp = comparisons.get(name, {})
+            rows.append({
+                "task": task, "arm": name,
+                "objective": arm["objective"] or "none (no pre-training of its own)",
+                "mean": stats.get("mean"), "std": stats.get("std"), "n_seeds": stats.get("n_seeds", 0),
+                "spread": stats.get("spread"), "per_seed": stats.get("per_seed", []),
+                "zero_shot": (arm.get("zero_shot") or {}).get(task),
+                "tokens": arm.get("pretrain_tokens_mean"), "wall": arm.get("pretrain_wall_s_mean"),
+                "cpu_s": arm.get("pretrain_cpu_s_mean"), "flops": arm.get("pretrain_flops_mean"),
+                "against": comp.get("against", report["study"].get("baseline_arm")),
+                "diff": comp.get("diff"), "ci_low": comp.get("ci_low"), "ci_high": comp.get("ci_high"),
+                "p": comp.get("p_value"), "p_holm": comp.get("p_holm"),
+                "failed": bool(arm.get("failed")), "failure": arm.get("failure"),
+                "backbone_cls": describe_diagnostics(arm.get("diagnostics")),
+            })
+    return rows
+
+
+def describe_diagnostics(found: dict[str, Any] | None) -> str | None:
+    """One line on a card's [CLS] geometry for the table and the page (older diagnostics without
+    the centred measures included)."""
+    if not found:
+        return None
+    parts = [f"raw cosine {found['mean_pairwise_cosine']:.4f}"
+             + (" (anisotropic: one vector shared by every document)" if found.get("anisotropic") else "")]
+    if found.get("centred_dimensions") is not None:
+        parts.append(f"{found['centred_dimensions']:.1f} centred dimensions")
+    if found.get("spread") is not None:
+        parts.append(f"spread {found['spread']:.2g}")
+    if found.get("top10_overlap") is not None:
+        parts.append(f"top-10 overlap {found['top10_overlap']:.3f}")
+    if found.get("collapsed"):
+        parts.append(f"COLLAPSED: {found['reason']}")
+    return ", ".join(parts)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report's main table as text (what `maebench study` prints): scores x100, the primary
+    contrast of each arm with its 95% interval and Holm p, pre-training CPU-seconds and PFLOPs."""
+    metric = report["metric"]
+    lines = [f"study {report['study']['id']}: {metric} x100, budget {report['budget']} per arm"
+             + ("" if report["complete"] else f" (missing: {', '.join(report['missing_cells'])})")]
+    if report.get("pilot"):
+        lines.append(f"fine-tuning learning rate {report['pilot']['chosen_lr']:g}, chosen by a pilot on "
+                     f"{report['pilot']['n_held_out']} held-out train queries")
+    if len(report["study"].get("seeds", [])) == 1:
+        lines.append(ONE_SEED)
+    lines.append(f"{'task':8s} {'arm':13s} {'mean':>6s} {'std':>5s} {'per seed':>20s} {'0-shot':>6s} "
+                 f"{'vs':>13s} {'diff':>6s} {'95% CI':>15s} {'p_holm':>7s} {'pt CPU-s':>8s} {'PFLOP':>6s}")
+
+    def pct(value: float | None, signed: bool = False) -> str:
+        return "" if value is None else (f"{value * 100:+.2f}" if signed else f"{value * 100:.2f}")
+
+    for row in report_rows(report):
+        seeds = " ".join(pct(v) for v in row["per_seed"])
+        if row["failed"]:
+            lines.append(f"{row['task']:8s} {row['arm']:13s} FAILED ({seeds or 'no seeds'}): "
+                         f"{row['failure']}")
+            continue
+        ci = "" if row["ci_low"] is None else f"[{pct(row['ci_low'], True)},{pct(row['ci_high'], True)}]"
+        against = "" if row["diff"] is None else str(row["against"])[:13]
+        holm = row["p_holm"]
+        lines.append(
+            f"{row['task']:8s} {row['arm']:13s} {pct(row['mean']):>6s} {pct(row['std']):>5s} "
+            f"{seeds:>20s} {pct(row['zero_shot']):>6s} {against:>13s} {pct(row['diff'], True):>6s} "
+            f"{ci:>15s} {'' if holm is None else f'{holm:.4f}':>7s} "
+            f"{f'{cpu:,.0f}' if (cpu := row['cpu_s']) else '':>8s} "
+            f"{f'{flops / 1e15:.2f}' if (flops := row['flops']) else '':>6s}")
+    described = {row["arm"]: row["backbone_cls"] for row in report_rows(report) if row["backbone_cls"]}
+    if described:
+        lines.append("backbone [CLS] before fine-tuning (document sample; studies.collapse):")
+        lines += [f"  {arm}: {text}" for arm, text in described.items()]
+    secondary = [r for rows in (report.get("secondary") or {}).values() for r in rows if not r.get("failed")]
+    if secondary:
+        lines.append("secondary contrasts (Holm over the secondary family):")
+        for r in secondary:
+            lines.append(f"  {r['arm']} vs {r['against']}: {pct(r['diff'], True)} "
+                         f"[{pct(r['ci_low'], True)},{pct(r['ci_high'], True)}] p_holm {r['p_holm']:.4f}")
+    return "\n".join(lines)

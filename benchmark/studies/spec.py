@@ -1,0 +1,386 @@
+"""A study spec (`maebench study <spec>`) and the names of what it makes: arms x seeds, each
+cell [pretrain ->] finetune -> run, after an optional backbone built from nothing and a shared
+stage 0. Running it: studies.runner; its report: studies.report.
+
+Layout (so a study never floods the main leaderboard or registry):
+  models/studies/<id>/<card>.yaml              the cells' cards (pre-trained and fine-tuned)
+  results/studies/<id>/<card>/<task>.json      the cells' results (runner format)
+  results/studies/<id>.json                    the study report
+Weights live under the maebench home like every trained checkpoint.
+
+Every step of a cell is skipped when its output exists (a card is written only after its
+weights, a result only after its run), and an interrupted step resumes from its own staging
+folder (pretrain: accelerate state + progress.json; finetune: its work folder), so killing the
+study at any point (kill -9 included) and starting it again redoes at most the unfinished step.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from benchmark.core.errors import MaebenchError
+from benchmark.core.paths import EMBEDDED_DATA_DIR, models_dir
+from benchmark.results.store import studies_dir
+from benchmark.training.backbone import BackboneSize
+
+_DEFAULT_SIZE = BackboneSize()
+
+log = logging.getLogger(__name__)
+STUDIES_DIR = EMBEDDED_DATA_DIR / "studies"
+Scalar = str | int | float | bool
+
+
+class StudyError(MaebenchError):
+    """A study spec is malformed or names something unknown."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Arm(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]{0,20}$")
+    objective: str | None = Field(description="a pre-training objective, or null: no pre-training "
+                                  "of its own (fine-tunes the stage-0 weights, or the init)")
+    overrides: dict[str, Scalar] = Field(default_factory=dict,
+                                         description="this arm's pre-training recipe settings")
+
+
+class BackboneSpec(_Strict):
+    """A backbone built from nothing as the study's first step (`maebench backbone new`); the
+    size defaults are the command's (training.backbone.BackboneSize)."""
+
+    corpus: str = Field(description="task name(s) whose corpora train the vocabulary")
+    vocab_size: int = _DEFAULT_SIZE.vocab_size
+    layers: int = _DEFAULT_SIZE.layers
+    hidden: int = _DEFAULT_SIZE.hidden
+    heads: int = _DEFAULT_SIZE.heads
+    ffn: int = _DEFAULT_SIZE.ffn
+    max_positions: int = _DEFAULT_SIZE.max_positions
+    min_frequency: int = Field(default=2, ge=1)
+    seed: int = Field(default=0, ge=0, lt=2**32)
+
+    def size(self) -> BackboneSize:
+        return BackboneSize(layers=self.layers, hidden=self.hidden, heads=self.heads, ffn=self.ffn,
+                            max_positions=self.max_positions, vocab_size=self.vocab_size)
+
+
+class Stage0Spec(_Strict):
+    """One shared pre-training every arm continues from (head included)."""
+
+    objective: str = "mlm"
+    corpus: str | None = Field(default=None, description="default: the backbone's corpus")
+    budget_tokens: int = Field(gt=0)
+    overrides: dict[str, Scalar] = Field(default_factory=dict)
+    seed: int = Field(default=0, ge=0, lt=2**32)
+
+
+class PilotSpec(_Strict):
+    """The fine-tuning learning rate, chosen before any test number exists: each candidate
+    fine-tunes one arm's backbone on the train split minus a held-out share of its queries, and
+    the best score on those held-out train queries wins (ties: the smaller rate)."""
+
+    arm: str
+    learning_rates: tuple[float, ...] = Field(min_length=2)
+    holdout: float = Field(default=0.1, gt=0, lt=0.5)
+    seed: int = Field(default=0, ge=0, lt=2**32)
+
+
+class FinetuneSpec(_Strict):
+    task: str
+    recipe: str
+    overrides: dict[str, Scalar] = Field(default_factory=dict)
+    pilot: PilotSpec | None = None
+
+
+class StudySpec(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]{0,30}$")
+    description: str
+    question: str | None = Field(default=None, description="what the study asks (site page)")
+    can_say: str | None = Field(default=None, description="what its result can say (site page)")
+    cannot_say: str | None = Field(default=None, description="what it cannot say (site page)")
+    confounds: tuple[str, ...] = Field(default=(), description="known design flaws, listed on its page")
+    init: str | None = Field(default=None, description="the card every arm starts from")
+    backbone: BackboneSpec | None = Field(default=None, description="or: a backbone built from "
+                                          "nothing as the first step (instead of init)")
+    stage0: Stage0Spec | None = None
+    corpus: str = Field(description="pre-training corpus: task name(s) or a BEIR corpus.jsonl")
+    budget_tokens: int = Field(gt=0, description="pre-training tokens per arm at scale 1")
+    scale: float = Field(default=1.0, gt=0, description="multiplies budget_tokens (the GPU knob)")
+    pretrain_overrides: dict[str, Scalar] = Field(default_factory=dict)
+    pretrain_seed: int | None = Field(
+        default=None, ge=0, lt=2**32, description="one pre-training per arm with this seed, shared "
+        "by the arm's fine-tuning seeds; null: each cell pre-trains with its own seed")
+    arms: tuple[Arm, ...]
+    seeds: tuple[int, ...] = Field(min_length=1)
+    finetune: FinetuneSpec
+    evaluate: tuple[str, ...] = Field(min_length=1)
+    zero_shot: bool = Field(default=False, description="also score every backbone without fine-tuning")
+    baseline_arm: str
+    primary: tuple[tuple[str, str], ...] = Field(
+        default=(), description="the pre-declared primary family of contrasts (arm, against), Holm "
+        "over it; empty: every arm against baseline_arm")
+    # collapse thresholds (studies.collapse). For the mean top-10 overlap between queries,
+    # healthy SciFact runs measure 0.002-0.04 and the collapsed scifact-dapt bowpred cells
+    # 0.51 / 0.82, so 0.3 is far from both; documents differing in fewer than 2 directions lie on
+    # a line. The audit's 0.98 for the raw mean pairwise cosine of document [CLS] vectors (a
+    # healthy MiniLM: 0.70; collapsed BoW prediction: 0.99) marks a backbone anisotropic, not
+    # failed: a dot-product ranking ignores a vector shared by every document.
+    collapse_cosine: float = Field(default=0.98, gt=0, le=1)
+    collapse_overlap: float = Field(default=0.3, gt=0, le=1)
+    collapse_dimensions: float = Field(default=2.0, ge=0)
+
+    def collapse_thresholds(self) -> dict[str, float]:
+        """Keyword arguments of studies.collapse.judge / collapse_diagnostics."""
+        return {"cosine_threshold": self.collapse_cosine, "overlap_threshold": self.collapse_overlap,
+                "min_dimensions": self.collapse_dimensions}
+    metric: str = "nDCG@10"
+    notes: str | None = None
+    profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="named scale profiles: the same study at another scale (`--profile`), each "
+        "with its own id so that its cells never mix with the default ones",
+    )
+
+    @model_validator(mode="after")
+    def _arms(self) -> StudySpec:
+        names = [a.name for a in self.arms]
+        if len(set(names)) != len(names):
+            raise ValueError("arm names must be unique")
+        if self.baseline_arm not in names:
+            raise ValueError(f"baseline_arm '{self.baseline_arm}' is not an arm")
+        if (self.init is None) == (self.backbone is None):
+            raise ValueError("give exactly one of init (a card) and backbone (built from nothing)")
+        for pair in self.primary:
+            for arm in pair:
+                if arm not in names:
+                    raise ValueError(f"primary contrast {list(pair)}: '{arm}' is not an arm")
+            if pair[0] == pair[1]:
+                raise ValueError(f"primary contrast {list(pair)} compares an arm with itself")
+        if self.finetune.pilot and self.finetune.pilot.arm not in names:
+            raise ValueError(f"pilot arm '{self.finetune.pilot.arm}' is not an arm")
+        if len(set(self.seeds)) != len(self.seeds) or any(not 0 <= s < 2**32 for s in self.seeds):
+            raise ValueError("seeds must be distinct integers in [0, 2**32)")
+        return self
+
+    @property
+    def budget(self) -> str:
+        return f"{int(round(self.budget_tokens * self.scale))} tokens"
+
+    @property
+    def stage0_budget(self) -> str | None:
+        return None if self.stage0 is None else f"{int(round(self.stage0.budget_tokens * self.scale))} tokens"
+
+    @property
+    def contrasts(self) -> tuple[tuple[str, str], ...]:
+        """The primary family: as declared, else every arm against the baseline arm."""
+        if self.primary:
+            return self.primary
+        return tuple((a.name, self.baseline_arm) for a in self.arms if a.name != self.baseline_arm)
+
+
+# what a profile may change: everything but the arms (the objectives are the study's question)
+_PROFILE_FIELDS = frozenset(StudySpec.model_fields) - {"arms", "profiles", "description"}
+
+
+def apply_profile(raw: dict[str, Any], profile: str, origin: str) -> None:
+    """Merge the spec's named profile into it: the one switch between the CPU study and the same
+    study at GPU scale (finetune, stage0 and pretrain_overrides merge key by key, the rest
+    replaces; null removes)."""
+    profiles = raw.get("profiles") or {}
+    if not isinstance(profiles, dict) or profile not in profiles:
+        known = ", ".join(sorted(profiles)) if isinstance(profiles, dict) and profiles else "none"
+        raise StudyError(f"{origin}: no profile '{profile}' (this spec has: {known})")
+    values = profiles[profile]
+    if not isinstance(values, dict) or "id" not in values:
+        raise StudyError(f"{origin}: profile '{profile}' must be a mapping with its own id")
+    for key, value in values.items():
+        if key not in _PROFILE_FIELDS:
+            raise StudyError(f"{origin}: profile '{profile}' cannot set '{key}'")
+        if key in ("finetune", "pretrain_overrides", "stage0") and isinstance(value, dict):
+            raw[key] = {**(raw.get(key) or {}), **value}
+        else:
+            raw[key] = value
+
+
+def load_spec(
+    spec: str, overrides: dict[str, str] | None = None, profile: str | None = None
+) -> StudySpec:
+    """A spec file path, or the name of a bundled spec (benchmark/data/studies/<name>.yaml);
+    `profile` applies one of the spec's named profiles, then `overrides` set top-level fields
+    (`scale=100`, `corpus=msmarco`, ...); the result is validated."""
+    import yaml
+
+    from benchmark.core.validation import load_yaml_mapping, read_yaml_text, validate
+
+    path = Path(spec)
+    if not path.is_file():
+        path = STUDIES_DIR / f"{spec}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in STUDIES_DIR.glob("*.yaml")))
+        raise StudyError(f"no study spec '{spec}' (a file, or one of: {known})")
+    raw = load_yaml_mapping(read_yaml_text(path, StudyError), str(path), StudyError, "a study spec")
+    if profile:
+        apply_profile(raw, profile, str(path))
+    if overrides and "id" not in overrides:
+        raise StudyError(
+            "a study with changed settings is another study: add --set id=<new id> so that its "
+            "cells do not mix with those of '" + str(raw.get("id")) + "'"
+        )
+    for key, value in (overrides or {}).items():
+        if key not in StudySpec.model_fields or key in ("arms", "finetune"):
+            if key.startswith("finetune."):
+                raw.setdefault("finetune", {})[key.split(".", 1)[1]] = value
+                continue
+            raise StudyError(f"cannot set '{key}' on a study spec")
+        raw[key] = yaml.safe_load(value) if key in ("evaluate", "seeds", "pretrain_overrides") else value
+    study = validate(raw, StudySpec, str(path), StudyError)
+    check_spec(study, str(path))
+    return study
+
+
+def check_spec(study: StudySpec, origin: str) -> None:
+    """Unknown tasks, recipes or objectives are one-line errors before any work."""
+    from benchmark.catalog.tasks import all_tasks
+    from benchmark.training.objectives import check_objective
+    from benchmark.training.recipes import available_recipes
+
+    tasks = {t.name for t in all_tasks()}
+    for task in (study.finetune.task, *study.evaluate):
+        if task not in tasks:
+            raise StudyError(f"{origin}: unknown task '{task}' (known: {', '.join(sorted(tasks))})")
+    if study.finetune.recipe not in available_recipes():
+        raise StudyError(f"{origin}: unknown fine-tuning recipe '{study.finetune.recipe}' "
+                         f"(known: {', '.join(available_recipes())})")
+    for arm in study.arms:
+        if arm.objective is not None:  # a built-in, or a plugin (file.py:Class, entry point)
+            try:
+                check_objective(arm.objective)
+            except MaebenchError as exc:
+                raise StudyError(f"{origin}: arm '{arm.name}': {exc}") from None
+    if study.stage0:
+        try:
+            check_objective(study.stage0.objective)
+        except MaebenchError as exc:
+            raise StudyError(f"{origin}: stage0: {exc}") from None
+    by_name = {t.name: t for t in all_tasks()}
+    for task in study.evaluate:
+        known = by_name[task].evaluation_metrics
+        if study.metric not in known:
+            raise StudyError(f"{origin}: metric {study.metric!r} is not evaluated on '{task}' "
+                             f"(known: {', '.join(known)})")
+
+
+# --------------------------------------------------------------------------- cells
+
+
+@dataclass(frozen=True)
+class Cell:
+    arm: Arm
+    seed: int
+    study: StudySpec
+
+    @property
+    def pretrained(self) -> str | None:
+        """The arm's own pre-trained card (None: the arm pre-trains nothing of its own)."""
+        if self.arm.objective is None:
+            return None
+        if self.study.pretrain_seed is not None:  # one pre-training per arm, every seed shares it
+            return f"{self.study.id}-{self.arm.name}-pt"
+        return f"{self.study.id}-{self.arm.name}-s{self.seed}-pt"
+
+    @property
+    def pretrain_seed(self) -> int:
+        return self.seed if self.study.pretrain_seed is None else self.study.pretrain_seed
+
+    @property
+    def backbone(self) -> str:
+        """The card this cell fine-tunes."""
+        return self.pretrained or stage0_card_name(self.study) or init_card_name(self.study)
+
+    @property
+    def finetuned(self) -> str:
+        return f"{self.study.id}-{self.arm.name}-s{self.seed}"
+
+
+def init_card_name(study: StudySpec) -> str:
+    """The card stage 0 (or, without one, every arm) starts from."""
+    return study.init if study.init is not None else f"{study.id}-backbone"
+
+
+def stage0_card_name(study: StudySpec) -> str | None:
+    return f"{study.id}-stage0" if study.stage0 is not None else None
+
+
+def study_models_dir(study: StudySpec) -> Path:
+    return models_dir() / "studies" / study.id
+
+
+def study_results_dir(study: StudySpec) -> Path:
+    return studies_dir() / study.id
+
+
+def report_path(study: StudySpec) -> Path:
+    return studies_dir() / f"{study.id}.json"
+
+
+def cells(study: StudySpec) -> list[Cell]:
+    """Seed-major order: every arm's first seed finishes before any second seed starts, so an
+    interrupted study still has one complete replicate of the comparison."""
+    return [Cell(arm, seed, study) for seed in study.seeds for arm in study.arms]
+
+
+def backbones(study: StudySpec) -> list[str]:
+    """Every card that is fine-tuned by some cell, in order (each scored zero-shot)."""
+    names: list[str] = []
+    for cell in cells(study):
+        if cell.backbone not in names:
+            names.append(cell.backbone)
+    return names
+
+
+@dataclass
+class StudyOptions:
+    data_dir: Path | None = None
+    device: str | None = None
+    only: str | None = None  # "pretrain": run only the pre-training steps
+    max_cells: int | None = None
+
+
+def _load(name: str, folder: Path):
+    from benchmark.catalog.registry import load_card
+
+    return load_card(folder / f"{name}.yaml")
+
+
+def study_card(study: StudySpec, name: str):
+    """A study card by name: the study's own folder first, then the registry (the init)."""
+    path = study_models_dir(study) / f"{name}.yaml"
+    if path.is_file():
+        return _load(name, study_models_dir(study))
+    from benchmark.catalog.registry import get_card
+
+    return get_card(name)
+
+
+def evaluate_card(study: StudySpec, card, options: StudyOptions) -> list[str]:
+    """Run `card` on the study's evaluation tasks that it has no result for yet."""
+    from benchmark.catalog.tasks import get_task
+    from benchmark.pipeline.runner import RunOptions, run_task
+    from benchmark.results.store import result_path
+
+    done = []
+    for task in study.evaluate:
+        target = result_path(study_results_dir(study), card.name, task)
+        if target.is_file():
+            continue
+        run_task(card, get_task(task), RunOptions(
+            results_dir=study_results_dir(study), data_dir=options.data_dir, device=options.device,
+            command=f"maebench study {study.id}"))
+        done.append(f"run {card.name} on {task}")
+    return done
