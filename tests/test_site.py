@@ -25,6 +25,7 @@ from benchmark.comparison.compare import StatsOptions
 from benchmark.results.store import write_result
 from benchmark.site import leaderboard
 from benchmark.site.leaderboard import SiteError, SiteOptions, build_site
+from tests.conftest import REPO
 from tests.test_compare import make_result, synthetic_results
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -400,7 +401,7 @@ def test_study_page_axes_from_zero_flagged_times_and_unwrapped_p_values(tmp_path
 
     from benchmark.site.study_pages import study_pages, time_flags
 
-    repo = Path(leaderboard.__file__).resolve().parents[1]
+    repo = REPO
     report_path = repo / "results" / "studies" / "scifact-dapt.json"
     if not report_path.is_file():
         pytest.skip("no committed scifact-dapt report")

@@ -48,6 +48,7 @@ import numpy as np
 
 from benchmark.catalog.registry import DenseConfig
 from benchmark.core.errors import ModelLoadError
+from benchmark.core.files import sha256_file
 from benchmark.retrievers.encoders import EncoderInput, HFEncoder, Role
 
 log = logging.getLogger(__name__)
@@ -116,21 +117,13 @@ def recorded_failure(weights: str, config: DenseConfig, role: Role) -> str | Non
     return meta.get("failure") if meta else None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _damage(folder: Path, meta: dict) -> str | None:
     """What is wrong with a cached model's files (None: both match meta.json's sha256)."""
     for name, expected in (meta.get("files") or {}).items():
         path = folder / name
         if not path.is_file():
             return f"{name} is missing"
-        if _sha256(path) != expected:
+        if sha256_file(path) != expected:
             return f"{name} does not match its sha256"
     if set(meta.get("files") or {}) != {"model.xml", "model.bin"}:
         return "meta.json lists the wrong files"
@@ -484,7 +477,7 @@ def load_openvino_encoder(
             f"{PARITY_TOLERANCE:g})")
         meta["parity"] = check
         return _record_failure(tmp, folder, meta, reason, checkpoint, config, role, strict, reference)
-    meta |= {"files": {n: _sha256(tmp / n) for n in ("model.xml", "model.bin")},
+    meta |= {"files": {n: sha256_file(tmp / n) for n in ("model.xml", "model.bin")},
              "parity": check, "conversion_seconds": round(seconds, 3)}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     _publish(tmp, folder)
