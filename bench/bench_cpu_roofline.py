@@ -103,6 +103,25 @@ def forward_gflop(lengths: list[int], layers: int, hidden: int, inner: int) -> f
     return sum(layers * (n * linear + 4 * n * n * hidden) for n in lengths) / 1e9
 
 
+def whole_task_floor(corpus: Path, source: str, max_length: int,
+                     peaks: dict[str, dict[str, float]]) -> None:
+    """The FLOPs of encoding the task's whole corpus, and the least time that takes at each
+    dtype's GEMM peak: no pipeline encodes it faster, whatever it does around the forward pass.
+    A run's wall time minus this floor is what engineering can still win."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    with open(corpus) as f:
+        docs = [json.loads(line) for line in f]
+    texts = [f"{d.get('title') or ''} {d['text']}".strip() for d in docs]
+    tokenizer, conf = AutoTokenizer.from_pretrained(source), AutoConfig.from_pretrained(source)
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    flop = forward_gflop(lengths, conf.num_hidden_layers, conf.hidden_size, conf.intermediate_size)
+    floors = ", ".join(f"{dtype} {flop / max(rates.values()):.1f} s" for dtype, rates in peaks.items()
+                       if rates)
+    print(f"whole {corpus.parent.name} corpus: {len(texts):,} passages, {sum(lengths):,} tokens, "
+          f"{flop:,.0f} GFLOP; encoding it takes at least (at the GEMM peak): {floors}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, required=True)
@@ -140,6 +159,9 @@ def main() -> None:
         print("openvino is not installed: the peak is MKL's only")
     for dtype, rates in peaks.items():
         print(f"GEMM {dtype}: " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in rates.items()))
+
+    whole_task_floor(args.data_dir / args.task / "corpus.jsonl", source, cfg.passage_max_length,
+                     peaks)
 
     weights = DenseRetriever(cfg, device="cpu", lazy=True)._weights["passage"]
     for spec in args.backends.split(","):

@@ -101,6 +101,13 @@ def test_cost_note_before_a_dense_run_on_a_big_corpus_on_cpu():
 
     note = cpu_cost_note(get_card("all-minilm-l6-v2"), get_task("scifact"), "cpu")
     assert note and "5,183 documents" in note and "CPU-minutes" in note
+    torch_note = cpu_cost_note(get_card("all-minilm-l6-v2"), get_task("scifact"), "cpu", "torch")
+    assert "with torch" in torch_note
+
+    def minutes(text: str) -> int:
+        return int(text.split("about ")[1].split(" CPU-minutes")[0])
+
+    assert minutes(torch_note) >= minutes(note)  # torch is never estimated faster
     assert cpu_cost_note(get_card("all-minilm-l6-v2"), get_task("tiny"), "cpu") is None
     assert cpu_cost_note(get_card("bm25"), get_task("scifact"), "cpu") is None
     assert cpu_cost_note(get_card("all-minilm-l6-v2"), get_task("scifact"), "cuda") is None

@@ -224,7 +224,7 @@ def _run_one(card, spec, options, record: dict, console) -> str | None:
         console.print(f"[red]not run[/] {card.name} on {spec.name}: {why}")
         return why
     console.print(f"[bold]{card.name}[/] on [bold]{spec.name}[/] ...")
-    note = cpu_cost_note(card, spec, options.device)
+    note = cpu_cost_note(card, spec, options.device, options.store.backend)
     if note:
         console.print(f"[yellow]note[/] {note}")
     from dataclasses import replace
@@ -243,16 +243,20 @@ def _run_one(card, spec, options, record: dict, console) -> str | None:
     return None
 
 
-# what a 2-core CPU shared with other jobs gave here: all-MiniLM-L6-v2 (22.7M parameters) encoded
-# SciFact's 5,183 documents at 256 tokens in ~27 CPU-minutes, i.e. ~40 GFLOP/s (2 x parameters
-# x tokens per document); a dedicated many-core CPU is faster, a loaded one slower
-CPU_FLOPS = 40e9
+# CPU-seconds per nominal FLOP (2 x parameters x the passage max length per document), from
+# bench/bench_cpu_roofline.py here (AMD EPYC Zen 4, 2 cores, 2026-12-03, 640 NFCorpus passages,
+# all-MiniLM-L6-v2 fp32): OpenVINO ~160e9 and torch ~119e9 nominal FLOP per CPU-second on a quiet
+# machine, a whole NFCorpus run with OpenVINO ~156e9 beside other jobs. Rounded down by a quarter
+# for a shared machine; a card's parameter count includes its embeddings, which cost no FLOPs,
+# hence "nominal".
+CPU_FLOPS = {"openvino": 120e9, "torch": 90e9}
 NOTE_ABOVE_S = 120
 
 
-def cpu_cost_note(card, spec, device: str | None) -> str | None:
+def cpu_cost_note(card, spec, device: str | None, backend: str = "auto") -> str | None:
     """A line saying what a dense run on a big corpus costs on CPU, before it starts (the
-    README's SciFact step takes tens of CPU-minutes here); None when it is quick or not on CPU."""
+    README's SciFact step takes minutes here), at the rate of the backend the policy picks;
+    None when it is quick or not on CPU."""
     n_docs = spec.beir_stats.n_docs if spec.beir_stats else None
     if card.retriever.kind != "dense" or not n_docs or n_docs < 1000:
         return None  # (the embedded task's 80 short documents take seconds)
@@ -260,16 +264,23 @@ def cpu_cost_note(card, spec, device: str | None) -> str | None:
 
     if not pick_device(device).startswith("cpu"):
         return None
+    from benchmark.core.errors import MaebenchError
+    from benchmark.retrievers.backend import choose_backend
+
     tokens = card.retriever.passage_max_length
     params = card.parameters
+    try:
+        engine = choose_backend(backend, device, card.retriever.dtype).name
+    except MaebenchError:
+        engine = "torch"  # the run itself says why --backend openvino cannot run here
     if params:
-        seconds = n_docs * tokens * 2 * params / CPU_FLOPS
+        seconds = n_docs * tokens * 2 * params / CPU_FLOPS[engine]
         if seconds < NOTE_ABOVE_S:
             return None
         amount = (f"{seconds / 60:,.0f} CPU-minutes" if seconds < 7200
                   else f"{seconds / 3600:,.0f} CPU-hours")
-        cost = (f"about {amount} for {params / 1e6:,.1f}M parameters "
-                f"(estimated at {CPU_FLOPS / 1e9:.0f} GFLOP/s, a shared 2-core CPU)")
+        cost = (f"about {amount} with {engine} for {params / 1e6:,.1f}M parameters (estimated "
+                "from this machine's measured rate: 2 cores, fp32)")
     elif n_docs >= 2000:
         cost = "tens of CPU-minutes or more (the card states no parameter count to estimate from)"
     else:
