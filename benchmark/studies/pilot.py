@@ -13,6 +13,7 @@ test number exists (the audit's section 3.4).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,27 +84,38 @@ def record_diagnostics(study: StudySpec, card, options: StudyOptions) -> str | N
             f"{found['reason'] or 'not collapsed'}")
 
 
+@functools.lru_cache(maxsize=4)
+def diagnostic_documents(task_name: str, data_dir: Path | None) -> tuple:
+    """The seeded document sample of a task, loaded once per process: a study diagnoses every
+    backbone and every fine-tuned cell on the same sample (30 cards would read the corpus 30
+    times)."""
+    from benchmark.catalog.tasks import get_task
+    from benchmark.datasets.beir import load_beir_folder, resolve_folder
+    from benchmark.studies.collapse import sample_documents
+
+    task = get_task(task_name)
+    docs = list(load_beir_folder(task, resolve_folder(task, data_dir)).corpus.values())
+    picked = sample_documents([f"{d.title} {d.text}".strip() for d in docs], DIAGNOSTIC_DOCS, seed=0)
+    return tuple(docs[i] for i in picked)
+
+
 def diagnose(study: StudySpec, card, options: StudyOptions) -> dict[str, Any]:
     """Collapse diagnostics of one backbone on the first evaluation task: raw cosine, centred
     dimensions and spread of the vectors of a seeded document sample, and the top-10 overlap of
     its own run (studies.collapse)."""
-    from benchmark.catalog.tasks import get_task
-    from benchmark.datasets.beir import load_beir_folder, resolve_folder
     from benchmark.results.store import read_result, read_run, result_path
     from benchmark.retrievers import build_retriever
-    from benchmark.studies.collapse import collapse_diagnostics, sample_documents
+    from benchmark.studies.collapse import collapse_diagnostics
 
-    task = get_task(study.evaluate[0])
-    dataset = load_beir_folder(task, resolve_folder(task, options.data_dir))
-    docs = list(dataset.corpus.values())
-    picked = sample_documents([f"{d.title} {d.text}".strip() for d in docs], DIAGNOSTIC_DOCS, seed=0)
+    task_name = study.evaluate[0]
+    picked = diagnostic_documents(task_name, options.data_dir)
     retriever = build_retriever(card, options.device)
-    vectors = retriever.encode_passages([docs[i] for i in picked])
-    path = result_path(study_results_dir(study), card.name, task.name)
+    vectors = retriever.encode_passages(list(picked))
+    path = result_path(study_results_dir(study), card.name, task_name)
     ranked = read_run(path, read_result(path))
     run = {q: dict(pairs) for q, pairs in ranked.items()}
     found = collapse_diagnostics(vectors, run, **study.collapse_thresholds())
-    return {**found, "task": task.name, "n_docs": len(picked)}
+    return {**found, "task": task_name, "n_docs": len(picked)}
 
 
 # --------------------------------------------------------------------------- pilot
