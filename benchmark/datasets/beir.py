@@ -22,7 +22,13 @@ from benchmark.catalog.tasks import Fingerprints, TaskSpec, load_catalog
 from benchmark.core.errors import DataError
 from benchmark.core.files import sha256_file
 from benchmark.core.paths import cache_dir, data_dir_from_env
-from benchmark.datasets.records import Document, corpus_document, json_row, text_field
+from benchmark.datasets.records import (
+    Document,
+    add_judgement,
+    corpus_document,
+    json_row,
+    text_field,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +118,7 @@ def load_qrels(path: Path) -> dict[str, dict[str, int]]:
                 if lineno == 1:
                     continue  # header row
                 raise DataError(f"{path}:{lineno}: relevance '{raw_score}' is not an integer") from exc
-            docs = qrels.setdefault(query_id, {})
-            if doc_id in docs and docs[doc_id] != score:
-                raise DataError(f"{path}:{lineno}: conflicting grades for ({query_id}, {doc_id})")
-            docs[doc_id] = score
+            add_judgement(qrels, f"{path}:{lineno}", query_id, doc_id, score)
     if not qrels:
         raise DataError(f"{path}: no relevance judgements")
     return qrels

@@ -69,3 +69,13 @@ def corpus_document(path: Path, lineno: int, obj: dict) -> tuple[str, Document]:
         title=text_field(path, lineno, obj, "title"), text=text_field(path, lineno, obj, "text")
     )
     return str(obj["_id"]), doc
+
+
+def add_judgement(qrels: dict[str, dict[str, int]], where: str, query_id: str, doc_id: str,
+                  grade: int) -> None:
+    """Record one relevance grade; the same (query, document) judged twice with different grades
+    is a DataError at `where` (file:line): BEIR qrels and TREC qrels files share this rule."""
+    docs = qrels.setdefault(query_id, {})
+    if doc_id in docs and docs[doc_id] != grade:
+        raise DataError(f"{where}: conflicting grades for ({query_id}, {doc_id})")
+    docs[doc_id] = grade

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmark.core.errors import DataError
+from benchmark.datasets.records import add_judgement
 
 
 def locate(folder: Path, relative: str) -> Path:
@@ -61,10 +62,7 @@ def load_trec_qrels(path: Path) -> dict[str, dict[str, int]]:
             grade = int(raw)
         except ValueError as exc:
             raise DataError(f"{path}:{lineno}: relevance '{raw}' is not an integer") from exc
-        docs = qrels.setdefault(qid, {})
-        if doc_id in docs and docs[doc_id] != grade:
-            raise DataError(f"{path}:{lineno}: conflicting grades for ({qid}, {doc_id})")
-        docs[doc_id] = grade
+        add_judgement(qrels, f"{path}:{lineno}", qid, doc_id, grade)
     if not qrels:
         raise DataError(f"{path}: no relevance judgements")
     return qrels
