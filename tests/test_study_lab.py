@@ -106,7 +106,7 @@ def test_the_lab_study_end_to_end(env, tmp_path, monkeypatch) -> None:  # noqa: 
     diagnostics["lab-bow-s1"].update(centred_dimensions=1.05)
     (results / "diagnostics.json").write_text(json.dumps(diagnostics))
     again = build_report(study)
-    assert again["arms"]["bow"]["failed"] and "1.05 < 2 directions" in again["arms"]["bow"]["failure"]
+    assert again["arms"]["bow"]["failed"] and "1.05 < 1.1 directions" in again["arms"]["bow"]["failure"]
     assert [r["arm"] for r in again["comparisons"]["scifact"] if not r.get("failed")] == ["mlm"]
     assert any(r.get("failed") and r["arm"] == "bow" for r in again["comparisons"]["scifact"])
     assert "FAILED" in format_table(again)

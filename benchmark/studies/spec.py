@@ -127,13 +127,13 @@ class StudySpec(_Strict):
         "over it; empty: every arm against baseline_arm")
     # collapse thresholds (studies.collapse). For the mean top-10 overlap between queries,
     # healthy SciFact runs measure 0.002-0.04 and the collapsed scifact-dapt bowpred cells
-    # 0.51 / 0.82, so 0.3 is far from both; documents differing in fewer than 2 directions lie on
+    # 0.51 / 0.82, so 0.3 is far from both; documents differing in fewer than 1.1 directions lie on
     # a line. The audit's 0.98 for the raw mean pairwise cosine of document [CLS] vectors (a
     # healthy MiniLM: 0.70; collapsed BoW prediction: 0.99) marks a backbone anisotropic, not
     # failed: a dot-product ranking ignores a vector shared by every document.
     collapse_cosine: float = Field(default=0.98, gt=0, le=1)
     collapse_overlap: float = Field(default=0.3, gt=0, le=1)
-    collapse_dimensions: float = Field(default=2.0, ge=0)
+    collapse_dimensions: float = Field(default=1.1, ge=0)
 
     def collapse_thresholds(self) -> dict[str, float]:
         """Keyword arguments of studies.collapse.judge / collapse_diagnostics."""
