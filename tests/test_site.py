@@ -244,6 +244,24 @@ class Browser:
     """Headless Chromium driven over the DevTools protocol on fds 3/4 (NUL-separated JSON)."""
 
     def __init__(self, user_data_dir: Path, width: int = 1280, height: int = 900) -> None:
+        self._user_data_dir = user_data_dir
+        self._size = (width, height)
+        self._stderr_path = user_data_dir.with_name(user_data_dir.name + "-stderr.log")
+        # The first launch on a fresh machine builds fontconfig's cache and can take far longer
+        # than 30 s (CI once timed out on its first DevTools call); handshake with a generous
+        # deadline and relaunch once before calling the browser broken.
+        for attempt in (1, 2):
+            self._launch()
+            try:
+                self.send("Browser.getVersion", timeout=120.0)
+                return
+            except (TimeoutError, RuntimeError) as error:
+                self.close()
+                if attempt == 2:
+                    raise RuntimeError(f"headless Chromium did not answer: {error}; its stderr "
+                                       f"ends:\n{self.stderr_tail()}") from error
+
+    def _launch(self) -> None:
         to_chrome_r, self._to_chrome = os.pipe()
         self._from_chrome, from_chrome_w = os.pipe()
 
@@ -253,19 +271,29 @@ class Browser:
             os.dup2(a, 3)
             os.dup2(b, 4)
 
-        self.proc = subprocess.Popen(
-            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-extensions", "--hide-scrollbars", f"--user-data-dir={user_data_dir}",
-             f"--window-size={width},{height}", "--remote-debugging-pipe", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=child_fds, close_fds=False,
-        )
+        width, height = self._size
+        with self._stderr_path.open("ab") as stderr:
+            self.proc = subprocess.Popen(
+                [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-extensions",
+                 "--disable-crash-reporter", "--hide-scrollbars",
+                 f"--user-data-dir={self._user_data_dir}", f"--window-size={width},{height}",
+                 "--remote-debugging-pipe", "about:blank"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                preexec_fn=child_fds, close_fds=False,
+            )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         self._buffer = b""
         self._next_id = 0
         self.session: str | None = None
+
+    def stderr_tail(self, lines: int = 20) -> str:
+        """The end of what Chromium printed, for failure messages."""
+        if not self._stderr_path.is_file():
+            return "(nothing)"
+        return "\n".join(self._stderr_path.read_text(errors="replace").splitlines()[-lines:])
 
     def send(self, method: str, params: dict | None = None, timeout: float = 30.0) -> dict:
         self._next_id += 1
