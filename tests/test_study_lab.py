@@ -114,3 +114,12 @@ def test_the_lab_study_end_to_end(env, tmp_path, monkeypatch) -> None:  # noqa: 
     log.clear()
     run_study(study, StudyOptions(data_dir=env["data"], device="cpu"), echo=log.append)
     assert all(line.endswith("reused") for line in log)
+    # a cell's top-10 overlap comes from its diagnostics when they hold it (said once), and is
+    # measured from its stored run when they do not
+    diagnostics["lab-mlm-s0"].update(top10_overlap=0.8)
+    del diagnostics["lab-mlm-s1"]
+    (results / "diagnostics.json").write_text(json.dumps(diagnostics))
+    strict = build_report(study.model_copy(update={"collapse_overlap": 0.5}))["arms"]["mlm"]
+    assert strict["cells"][0]["top10_overlap"]["scifact"] == 0.8
+    assert 0 <= strict["cells"][1]["top10_overlap"]["scifact"] <= 1
+    assert strict["failed"] and strict["failure"].count("0.800 > 0.5") == 1

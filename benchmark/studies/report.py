@@ -120,6 +120,7 @@ def _arm_entry(study: StudySpec, arm, diagnostics: dict, per_query: dict) -> dic
         cell = Cell(arm, seed, study)
         row: dict[str, Any] = {"seed": seed, "card": cell.finetuned, "pretrained_card": cell.pretrained,
                                **_cost(study, cell), "scores": {}, "top10_overlap": {}}
+        found = diagnostics.get(cell.finetuned)
         for task in study.evaluate:
             result = _read_result(study, cell.finetuned, task)
             if result is None:
@@ -129,12 +130,14 @@ def _arm_entry(study: StudySpec, arm, diagnostics: dict, per_query: dict) -> dic
             row["eval_wall_s"] += round(sum(result.provenance.timings.values()), 1)
             row.setdefault("hardware", result.provenance.hardware)
             per_query.setdefault((arm.name, task), {})[seed] = result.per_query[metric]
-            overlap = _run_overlap(study, cell.finetuned, task)
+            # the cell's diagnostics already hold the overlap of its run on their task (and judge
+            # it below); re-read the run only for the other tasks or cells diagnosed before that
+            stored = (found or {}).get("top10_overlap") if (found or {}).get("task") == task else None
+            overlap = stored if stored is not None else _run_overlap(study, cell.finetuned, task)
             row["top10_overlap"][task] = overlap
-            if overlap is not None and overlap > study.collapse_overlap:
+            if stored is None and overlap is not None and overlap > study.collapse_overlap:
                 failures.append(f"{cell.finetuned} on {task}: mean top-10 overlap between queries "
                                 f"{overlap:.3f} > {study.collapse_overlap} (query-independent ranking)")
-        found = diagnostics.get(cell.finetuned)
         row["diagnostics"] = {**found, **_judged(study, found)} if found else None
         if row["diagnostics"] and row["diagnostics"]["collapsed"]:
             failures.append(f"{cell.finetuned}: {row['diagnostics']['reason']}")
