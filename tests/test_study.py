@@ -230,3 +230,30 @@ def test_spec_metric_and_design_errors(tmp_path) -> None:
         load_spec(str(write_spec(tmp_path, backbone={"corpus": "tiny"})))
     with pytest.raises(MaebenchError, match="'nope' is not an arm"):
         load_spec(str(write_spec(tmp_path, primary=[["mlm", "nope"]])))
+
+
+def test_a_pilot_of_another_recipe_is_neither_reused_nor_its_cards(tmp_path, monkeypatch) -> None:
+    """A finished pilot answers for its recipe and setting only: after the spec's recipe changes
+    it is run again under new card names; a record from before settings were stored is kept."""
+    from benchmark.studies.pilot import pilot_card_name, pilot_path, pilot_setting, read_pilot
+
+    monkeypatch.setenv("MAEBENCH_RESULTS_DIR", str(tmp_path / "results"))
+    pilot = {"arm": "mlm", "learning_rates": [1.0e-3, 2.0e-3], "holdout": 0.25}
+    specs = []
+    for recipe in ("standard-cpu", "scratch-small"):
+        folder = tmp_path / recipe
+        folder.mkdir()
+        specs.append(load_spec(str(write_spec(folder, finetune={"task": "tiny", "recipe": recipe,
+                                                                 "pilot": pilot}))))
+    first, changed = specs
+    path = pilot_path(first)
+    path.parent.mkdir(parents=True)
+    record = {"scores": {"0.001": 0.5}, "chosen_lr": 0.001, "setting": pilot_setting(first)}
+    path.write_text(json.dumps(record))
+    assert read_pilot(first)["chosen_lr"] == 0.001
+    assert read_pilot(changed) is None
+    assert pilot_card_name(first, 1e-3) != pilot_card_name(changed, 1e-3)
+    assert pilot_card_name(first, 1e-3).endswith("-lr1e-03")
+    del record["setting"]  # written by an older maebench: nothing to compare, taken as it is
+    path.write_text(json.dumps(record))
+    assert read_pilot(changed)["chosen_lr"] == 0.001

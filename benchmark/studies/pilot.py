@@ -125,9 +125,36 @@ def pilot_path(study: StudySpec) -> Path:
     return study_results_dir(study) / "pilot.json"
 
 
+def pilot_setting(study: StudySpec) -> dict[str, Any]:
+    """What a pilot's scores depend on besides the learning rate: the recipe, the spec's other
+    fine-tuning overrides, the pilot arm and its held-out share and seed. A stored pilot whose
+    setting differs says nothing about this spec's recipe and is redone."""
+    pilot = study.finetune.pilot
+    return {"recipe": study.finetune.recipe,
+            "overrides": {k: str(v) for k, v in sorted(study.finetune.overrides.items())},
+            "arm": pilot.arm, "holdout": pilot.holdout, "seed": pilot.seed}
+
+
+def pilot_card_name(study: StudySpec, lr: float) -> str:
+    """One card per candidate rate and setting (a short digest of `pilot_setting`), so a pilot
+    redone for another recipe never reuses the old setting's cards."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(pilot_setting(study), sort_keys=True).encode()).hexdigest()
+    return f"{study.id}-pilot-{digest[:8]}-lr{float(lr):.0e}".replace("+", "")
+
+
+def _same_setting(stored: dict[str, Any], study: StudySpec) -> bool:
+    # a record from before settings were stored is taken as it is (nothing to compare)
+    return stored.get("setting", pilot_setting(study)) == pilot_setting(study)
+
+
 def read_pilot(study: StudySpec) -> dict[str, Any] | None:
+    """The finished pilot of this spec's setting, or None."""
     pilot = _read_json(pilot_path(study))
-    return pilot if pilot and "chosen_lr" in pilot else None
+    if not pilot or "chosen_lr" not in pilot or not _same_setting(pilot, study):
+        return None
+    return pilot
 
 
 def held_out_queries(query_ids: list[str], share: float, seed: int) -> frozenset[str]:
@@ -160,13 +187,16 @@ def run_pilot(study: StudySpec, options: StudyOptions) -> Iterator[str]:
     backbone = study_card(study, Cell(arm, study.seeds[0], study).backbone)
     cards = study_models_dir(study)
     state = _read_json(pilot_path(study)) or {}
-    scores: dict[str, float] = dict(state.get("scores") or {})
+    stale = bool(state) and not _same_setting(state, study)
+    if stale:
+        yield "pilot: the stored pilot ran another recipe or setting; running it again"
+    scores: dict[str, float] = {} if stale else dict(state.get("scores") or {})
     base = {k: str(v) for k, v in study.finetune.overrides.items()}
     for lr in pilot.learning_rates:
         key = repr(float(lr))
         if key in scores:
             continue
-        name = f"{study.id}-pilot-lr{float(lr):.0e}".replace("+", "")
+        name = pilot_card_name(study, lr)
         if not (cards / f"{name}.yaml").is_file():
             finetune_card(backbone, task.name, study.finetune.recipe, seed=pilot.seed, name=name,
                           overrides={**base, "lr": str(lr)}, data_dir=options.data_dir,
@@ -190,7 +220,7 @@ def _pilot_record(study: StudySpec, held: frozenset[str], data) -> dict[str, Any
         "holdout_share": pilot.holdout, "seed": pilot.seed, "n_held_out": len(held),
         "n_train": len(data.positives) - len(held),
         "held_out_sha256": hashlib.sha256("\n".join(sorted(held)).encode()).hexdigest(),
-        "learning_rates": list(pilot.learning_rates),
+        "learning_rates": list(pilot.learning_rates), "setting": pilot_setting(study),
         "method": ("each candidate learning rate fine-tunes the pilot arm's backbone with the study's "
                    "recipe on the train queries minus a seeded held-out share; the held-out train "
                    "queries are retrieved over the full corpus and scored; the best score wins, "
