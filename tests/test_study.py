@@ -226,6 +226,8 @@ def test_lab_spec_declares_its_design() -> None:
 def test_spec_metric_and_design_errors(tmp_path) -> None:
     with pytest.raises(MaebenchError, match="metric 'x<script>' is not evaluated"):
         load_spec(str(write_spec(tmp_path, metric="x<script>")))
+    with pytest.raises(MaebenchError, match="metric 'R@7' is not evaluated"):
+        load_spec(str(write_spec(tmp_path, exploratory_metrics=["R@7"])))
     with pytest.raises(MaebenchError, match="exactly one of init"):
         load_spec(str(write_spec(tmp_path, backbone={"corpus": "tiny"})))
     with pytest.raises(MaebenchError, match="'nope' is not an arm"):

@@ -35,6 +35,7 @@ SPEC = {
                  "pilot": {"arm": "mlm", "learning_rates": [1.0e-3, 3.0e-3], "holdout": 0.25}},
     "evaluate": ["scifact"], "zero_shot": True, "baseline_arm": "mlm",
     "primary": [["bow", "mlm"], ["mlm", "stage0-only"]],
+    "exploratory_metrics": ["R@100"],
 }
 
 
@@ -94,6 +95,15 @@ def test_the_lab_study_end_to_end(env, tmp_path, monkeypatch) -> None:  # noqa: 
     assert [(r["arm"], r["against"]) for r in report["secondary"]["scifact"]] == [("stage0-only", "bow")]
     assert report["complete"] and report["arms"]["bow"]["pretrain_cpu_s_mean"] > 0
     assert "lab" in format_table(report) and "pilot" in format_table(report)
+    # an exploratory metric: the same primary family on R@100, its own seeds and Holm
+    deeper = report["exploratory"]["R@100"]
+    assert [(r["arm"], r["against"]) for r in deeper["comparisons"]["scifact"]] == \
+        [("bow", "mlm"), ("mlm", "stage0-only")]
+    assert all(r["p_holm"] >= r["p_value"] and r["ci_low"] <= r["diff"] <= r["ci_high"]
+               for r in deeper["comparisons"]["scifact"])
+    mlm_cells = [json.loads((results / f"lab-mlm-s{s}" / "scifact.json").read_text()) for s in (0, 1)]
+    assert deeper["arms"]["mlm"]["scifact"]["per_seed"] == [c["metrics"]["R@100"] for c in mlm_cells]
+    assert "exploratory R@100" in format_table(report)
 
     # a backbone collapsed before fine-tuning is shown, not failed; a collapsed fine-tuned cell
     # fails its arm, said in one line, and the arm is kept out of both families

@@ -156,13 +156,15 @@ def _arm_entry(study: StudySpec, arm, diagnostics: dict, per_query: dict) -> dic
     return entry
 
 
-def _contrast(study: StudySpec, task: str, a: str, b: str, per_query: dict) -> dict[str, Any] | None:
+def _contrast(study: StudySpec, task: str, a: str, b: str, per_query: dict,
+              metric: str | None = None) -> dict[str, Any] | None:
     from benchmark.studies.contrasts import two_level_contrast
 
     mine, other = per_query.get((a, task), {}), per_query.get((b, task), {})
     if not mine or not other:
         return None
-    seed = zlib.crc32(f"{study.id}|{task}|{a}|{b}".encode())  # stable across runs and machines
+    salt = "" if metric in (None, study.metric) else f"|{metric}"  # the primary's seeds as before
+    seed = zlib.crc32(f"{study.id}|{task}|{a}|{b}{salt}".encode())  # stable across runs and machines
     row = two_level_contrast(mine, other, n_boot=N_BOOT, seed=seed)
     return {**row, "arm": a, "against": b, "seeds": sorted(set(mine) & set(other))}
 
@@ -193,6 +195,41 @@ def _families(study: StudySpec, arms: dict[str, dict], per_query: dict) -> tuple
     return primary, secondary
 
 
+def _exploratory(study: StudySpec, arms: dict[str, dict]) -> dict[str, Any]:
+    """Each exploratory metric: per arm and task the seeds' scores, their mean and the backbone's
+    zero-shot score, and the primary family's contrasts (two-level, Holm within the metric).
+    Failed arms are left out, as in the primary families."""
+    from benchmark.studies.contrasts import holm_family
+
+    out: dict[str, Any] = {}
+    for metric in study.exploratory_metrics:
+        per_query: dict[tuple[str, str], dict[int, dict[str, float]]] = {}
+        scores: dict[str, dict[str, Any]] = {}
+        for arm in study.arms:
+            if arms[arm.name]["failed"]:
+                continue
+            backbone = Cell(arm, study.seeds[0], study).backbone
+            for task in study.evaluate:
+                zero = _read_result(study, backbone, task) if study.zero_shot else None
+                entry = {"per_seed": [], "mean": None,
+                         "zero_shot": zero.metrics.get(metric) if zero is not None else None}
+                for seed in study.seeds:
+                    result = _read_result(study, Cell(arm, seed, study).finetuned, task)
+                    if result is None or metric not in result.per_query:
+                        continue
+                    entry["per_seed"].append(result.metrics.get(metric))
+                    per_query.setdefault((arm.name, task), {})[seed] = result.per_query[metric]
+                entry["mean"] = _mean_std(entry["per_seed"])[0]
+                scores.setdefault(arm.name, {})[task] = entry
+        comparisons = {}
+        for task in study.evaluate:
+            rows = [row for a, b in study.contrasts if a in scores and b in scores
+                    for row in [_contrast(study, task, a, b, per_query, metric)] if row is not None]
+            comparisons[task] = holm_family(rows) if rows else []
+        out[metric] = {"arms": scores, "comparisons": comparisons}
+    return out
+
+
 def build_report(study: StudySpec) -> dict[str, Any]:
     metric = study.metric
     diagnostics = read_diagnostics(study)
@@ -216,6 +253,7 @@ def build_report(study: StudySpec) -> dict[str, Any]:
         "arms": arms,
         "comparisons": primary,
         "secondary": secondary,
+        "exploratory": _exploratory(study, arms),
         "missing_cells": missing,
         "complete": not missing,
         "method": (
@@ -226,7 +264,8 @@ def build_report(study: StudySpec) -> dict[str, Any]:
             "resampled jointly; the primary family ("
             + ", ".join(f"{a} vs {b}" for a, b in study.contrasts)
             + ") is Holm-corrected over itself, every other pair forms the secondary family "
-            "(Holm over it). A failed (collapsed) arm is kept out of both families. Pre-training "
+            "(Holm over it). A failed (collapsed) arm is kept out of both families. Exploratory "
+            "metrics get the primary family's contrasts, Holm within each metric. Pre-training "
             "cost: process CPU-seconds and 6 x parameters x tokens FLOPs."),
     }
 
@@ -326,6 +365,19 @@ def format_table(report: dict[str, Any]) -> str:
     if described:
         lines.append("backbone [CLS] before fine-tuning (document sample; studies.collapse):")
         lines += [f"  {arm}: {text}" for arm, text in described.items()]
+    for metric, found in (report.get("exploratory") or {}).items():
+        lines.append(f"exploratory {metric} x100 (not the study's answer; primary contrasts, Holm "
+                     "within this metric):")
+        for task, rows in found["comparisons"].items():
+            for arm, by_task in found["arms"].items():
+                entry = by_task.get(task) or {}
+                seeds = " ".join(pct(v) for v in entry.get("per_seed", []))
+                lines.append(f"  {task} {arm}: {pct(entry.get('mean'))} ({seeds}), zero-shot "
+                             f"{pct(entry.get('zero_shot')) or '-'}")
+            for r in rows:
+                lines.append(f"  {task} {r['arm']} vs {r['against']}: {pct(r['diff'], True)} "
+                             f"[{pct(r['ci_low'], True)},{pct(r['ci_high'], True)}] "
+                             f"p_holm {r['p_holm']:.4f}")
     secondary = [r for rows in (report.get("secondary") or {}).values() for r in rows if not r.get("failed")]
     if secondary:
         lines.append("secondary contrasts (Holm over the secondary family):")

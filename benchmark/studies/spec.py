@@ -140,6 +140,10 @@ class StudySpec(_Strict):
         return {"cosine_threshold": self.collapse_cosine, "overlap_threshold": self.collapse_overlap,
                 "min_dimensions": self.collapse_dimensions}
     metric: str = "nDCG@10"
+    exploratory_metrics: tuple[str, ...] = Field(
+        default=(), description="other metrics reported beside `metric` with the primary family's "
+        "contrasts, Holm within each metric, labelled exploratory: never the study's answer (e.g. "
+        "a deeper cutoff where the primary metric sits at its floor)")
     notes: str | None = None
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -271,9 +275,10 @@ def check_spec(study: StudySpec, origin: str) -> None:
     by_name = {t.name: t for t in all_tasks()}
     for task in study.evaluate:
         known = by_name[task].evaluation_metrics
-        if study.metric not in known:
-            raise StudyError(f"{origin}: metric {study.metric!r} is not evaluated on '{task}' "
-                             f"(known: {', '.join(known)})")
+        for metric in (study.metric, *study.exploratory_metrics):
+            if metric not in known:
+                raise StudyError(f"{origin}: metric {metric!r} is not evaluated on '{task}' "
+                                 f"(known: {', '.join(known)})")
 
 
 # --------------------------------------------------------------------------- cells
