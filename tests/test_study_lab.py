@@ -104,6 +104,16 @@ def test_the_lab_study_end_to_end(env, tmp_path, monkeypatch) -> None:  # noqa: 
     mlm_cells = [json.loads((results / f"lab-mlm-s{s}" / "scifact.json").read_text()) for s in (0, 1)]
     assert deeper["arms"]["mlm"]["scifact"]["per_seed"] == [c["metrics"]["R@100"] for c in mlm_cells]
     assert "exploratory R@100" in format_table(report)
+    # the backbones before fine-tuning: the same family, one backbone per arm, both metrics
+    before = report["zero_shot_comparisons"]
+    assert set(before) == {"nDCG@10", "R@100"}
+    for row in before["R@100"]["scifact"]:
+        assert row["seeds"] == [0] and row["p_holm"] >= row["p_value"]
+    mlm_pt = json.loads((results / "lab-mlm-pt" / "scifact.json").read_text())
+    stage0 = json.loads((results / "lab-stage0" / "scifact.json").read_text())
+    last = before["R@100"]["scifact"][-1]
+    assert (last["arm"], last["against"]) == ("mlm", "stage0-only")
+    assert last["diff"] == pytest.approx(mlm_pt["metrics"]["R@100"] - stage0["metrics"]["R@100"])
 
     # a backbone collapsed before fine-tuning is shown, not failed; a collapsed fine-tuned cell
     # fails its arm, said in one line, and the arm is kept out of both families

@@ -157,13 +157,14 @@ def _arm_entry(study: StudySpec, arm, diagnostics: dict, per_query: dict) -> dic
 
 
 def _contrast(study: StudySpec, task: str, a: str, b: str, per_query: dict,
-              metric: str | None = None) -> dict[str, Any] | None:
+              salt: str = "") -> dict[str, Any] | None:
+    """One two-level contrast; `salt` tells the bootstrap seeds of other metrics or of the
+    zero-shot scores from the primary's (which keep the seeds they always had)."""
     from benchmark.studies.contrasts import two_level_contrast
 
     mine, other = per_query.get((a, task), {}), per_query.get((b, task), {})
     if not mine or not other:
         return None
-    salt = "" if metric in (None, study.metric) else f"|{metric}"  # the primary's seeds as before
     seed = zlib.crc32(f"{study.id}|{task}|{a}|{b}{salt}".encode())  # stable across runs and machines
     row = two_level_contrast(mine, other, n_boot=N_BOOT, seed=seed)
     return {**row, "arm": a, "against": b, "seeds": sorted(set(mine) & set(other))}
@@ -224,9 +225,36 @@ def _exploratory(study: StudySpec, arms: dict[str, dict]) -> dict[str, Any]:
         comparisons = {}
         for task in study.evaluate:
             rows = [row for a, b in study.contrasts if a in scores and b in scores
-                    for row in [_contrast(study, task, a, b, per_query, metric)] if row is not None]
+                    for row in [_contrast(study, task, a, b, per_query, f"|{metric}")]
+                    if row is not None]
             comparisons[task] = holm_family(rows) if rows else []
         out[metric] = {"arms": scores, "comparisons": comparisons}
+    return out
+
+
+def _zero_shot_contrasts(study: StudySpec) -> dict[str, dict[str, list]]:
+    """The primary family between the backbones as they are, before fine-tuning, for the primary
+    and each exploratory metric (Holm within each): one backbone per arm, so the intervals cover
+    the sampling of queries only. What pre-training alone gives the [CLS] vector."""
+    from benchmark.studies.contrasts import holm_family
+
+    out: dict[str, dict[str, list]] = {}
+    if not study.zero_shot:
+        return out
+    for metric in (study.metric, *study.exploratory_metrics):
+        per_query: dict[tuple[str, str], dict[int, dict[str, float]]] = {}
+        for arm in study.arms:
+            backbone = Cell(arm, study.seeds[0], study).backbone
+            for task in study.evaluate:
+                zero = _read_result(study, backbone, task)
+                if zero is not None and metric in zero.per_query:
+                    per_query[(arm.name, task)] = {0: zero.per_query[metric]}
+        out[metric] = {}
+        for task in study.evaluate:
+            rows = [row for a, b in study.contrasts
+                    for row in [_contrast(study, task, a, b, per_query, f"|zero-shot|{metric}")]
+                    if row is not None]
+            out[metric][task] = holm_family(rows) if rows else []
     return out
 
 
@@ -254,6 +282,7 @@ def build_report(study: StudySpec) -> dict[str, Any]:
         "comparisons": primary,
         "secondary": secondary,
         "exploratory": _exploratory(study, arms),
+        "zero_shot_comparisons": _zero_shot_contrasts(study),
         "missing_cells": missing,
         "complete": not missing,
         "method": (
@@ -265,7 +294,9 @@ def build_report(study: StudySpec) -> dict[str, Any]:
             + ", ".join(f"{a} vs {b}" for a, b in study.contrasts)
             + ") is Holm-corrected over itself, every other pair forms the secondary family "
             "(Holm over it). A failed (collapsed) arm is kept out of both families. Exploratory "
-            "metrics get the primary family's contrasts, Holm within each metric. Pre-training "
+            "metrics get the primary family's contrasts, Holm within each metric; so do the "
+            "backbones' zero-shot scores (one backbone per arm: queries resampled only). "
+            "Pre-training "
             "cost: process CPU-seconds and 6 x parameters x tokens FLOPs."),
     }
 
@@ -378,6 +409,14 @@ def format_table(report: dict[str, Any]) -> str:
                 lines.append(f"  {task} {r['arm']} vs {r['against']}: {pct(r['diff'], True)} "
                              f"[{pct(r['ci_low'], True)},{pct(r['ci_high'], True)}] "
                              f"p_holm {r['p_holm']:.4f}")
+    for metric, by_task in (report.get("zero_shot_comparisons") or {}).items():
+        rows = [(task, r) for task, found in by_task.items() for r in found]
+        if rows:
+            lines.append(f"zero-shot {metric} x100, backbones before fine-tuning (queries only, "
+                         "Holm within this metric):")
+        for task, r in rows:
+            lines.append(f"  {task} {r['arm']} vs {r['against']}: {pct(r['diff'], True)} "
+                         f"[{pct(r['ci_low'], True)},{pct(r['ci_high'], True)}] p_holm {r['p_holm']:.4f}")
     secondary = [r for rows in (report.get("secondary") or {}).values() for r in rows if not r.get("failed")]
     if secondary:
         lines.append("secondary contrasts (Holm over the secondary family):")
