@@ -32,6 +32,23 @@ def options(tmp_path: Path, name: str, **kw) -> PretrainOptions:
     return PretrainOptions(**base)
 
 
+
+def die_after_a_save(monkeypatch, run) -> None:
+    """Call `run` with pre-training killed (KeyboardInterrupt) right after a checkpoint is saved,
+    then restore the trainer: the kill a resume must survive."""
+    import benchmark.training.pretrain as pretrain
+
+    original = pretrain._Trainer._save
+
+    def save_then_die(self, state):
+        original(self, state)
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(pretrain._Trainer, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.setattr(pretrain._Trainer, "_save", original)
+
 def test_card_weights_and_reload(tiny_bert_dir, tmp_path) -> None:
     import torch
     from transformers import AutoModel
@@ -81,18 +98,8 @@ def test_fixed_seed_same_loss_curve_and_resume(tiny_bert_dir, tmp_path, monkeypa
     assert a.pretraining.weights_sha256 == b.pretraining.weights_sha256 != c.pretraining.weights_sha256
 
     # a run killed after its step-2 save resumes to the same weights as an uninterrupted one
-    import benchmark.training.pretrain as pretrain
-
-    original = pretrain._Trainer._save
-
-    def save_then_die(self, state):
-        original(self, state)
-        raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(pretrain._Trainer, "_save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        pretrain_card(init, options(tmp_path, "seed-d", objective="cotmae"))
-    monkeypatch.setattr(pretrain._Trainer, "_save", original)
+    die_after_a_save(monkeypatch, lambda: pretrain_card(init, options(tmp_path, "seed-d",
+                                                                      objective="cotmae")))
     assert (checkpoints_dir() / ".seed-d.partial" / "progress.json").is_file()
     with pytest.raises(MaebenchError, match="--resume"):
         pretrain_card(init, options(tmp_path, "seed-d", objective="cotmae"))

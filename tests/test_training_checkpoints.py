@@ -215,22 +215,14 @@ def test_a_pickle_in_a_saved_training_state_is_one_error_line(tiny_bert_dir, tmp
     from benchmark.core.paths import checkpoints_dir
     from benchmark.training.pretrain import write_card
     from tests.test_objectives import tiny_card
-    from tests.test_pretrain import options
+    from tests.test_pretrain import die_after_a_save, options
 
     monkeypatch.setenv("MAEBENCH_HOME", str(tmp_path / "home"))
     models = tmp_path / "models"
     write_card(tiny_card(tiny_bert_dir), models, overwrite=False)
     monkeypatch.setenv("MAEBENCH_MODELS_DIR", str(models))
-    original = pretrain._Trainer._save
-
-    def save_then_die(self, state):
-        original(self, state)
-        raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(pretrain._Trainer, "_save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        pretrain.pretrain_card(tiny_card(tiny_bert_dir), options(tmp_path, "pickled", save_every=2))
-    monkeypatch.setattr(pretrain._Trainer, "_save", original)
+    die_after_a_save(monkeypatch, lambda: pretrain.pretrain_card(
+        tiny_card(tiny_bert_dir), options(tmp_path, "pickled", save_every=2)))
     state = next((checkpoints_dir() / ".pickled.partial").glob("state-*"))
     sentinel = tmp_path / "sentinel"
     sentinel.write_text("x")
