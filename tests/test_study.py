@@ -259,3 +259,14 @@ def test_a_pilot_of_another_recipe_is_neither_reused_nor_its_cards(tmp_path, mon
     del record["setting"]  # written by an older maebench: nothing to compare, taken as it is
     path.write_text(json.dumps(record))
     assert read_pilot(changed)["chosen_lr"] == 0.001
+
+
+def test_a_pilot_that_chose_the_edge_of_its_grid_says_so() -> None:
+    from benchmark.studies.report import pilot_edge
+
+    pilot = {"learning_rates": [3e-4, 1e-3, 2e-3], "scores": {}, "chosen_lr": 2e-3}
+    assert "largest rate it tried (0.002)" in pilot_edge(pilot)
+    assert "smallest" in pilot_edge({**pilot, "chosen_lr": 3e-4})
+    assert pilot_edge({**pilot, "chosen_lr": 1e-3}) is None
+    assert pilot_edge({"learning_rates": [1e-3], "chosen_lr": 1e-3}) is None  # nothing to bracket
+    assert pilot_edge(None) is None

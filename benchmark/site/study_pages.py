@@ -22,6 +22,12 @@ def _rows(report: dict) -> list[dict]:
     return report_rows(report)
 
 
+def _pilot_edge(pilot: dict | None) -> str | None:
+    from benchmark.studies.report import pilot_edge
+
+    return pilot_edge(pilot)
+
+
 # the same pre-training work (one arm, one budget) taking this many times longer for one seed
 # than another says the machine was loaded, not that the objective is slow
 SPREAD_FACTOR = 4.0
@@ -91,6 +97,7 @@ def study_pages(env, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
         html = env.get_template("study.html").render(
             root="", title=f"Study {sid}", report=report, rows=rows,
             plot=_plot(report, rows, flags), time_flags=flags, time_axis=_time_axis(rows)[0],
+            pilot_edge=_pilot_edge(report.get("pilot")),
             cells=[{**CELL_DEFAULTS, **c, "arm": name}
                    for name, arm in report["arms"].items() for c in arm["cells"]],
         )

@@ -311,6 +311,20 @@ def write_report(study: StudySpec) -> Path:
     return target
 
 
+def pilot_edge(pilot: dict[str, Any] | None) -> str | None:
+    """A warning when the pilot chose the smallest or largest rate it tried: the best rate may lie
+    outside the grid (recomputed from the stored scores, so older pilots get it too)."""
+    if not pilot or "chosen_lr" not in pilot or len(pilot.get("learning_rates") or []) < 2:
+        return None
+    rates = sorted(float(r) for r in pilot["learning_rates"])
+    chosen = float(pilot["chosen_lr"])
+    if chosen not in (rates[0], rates[-1]):
+        return None
+    side, beyond = ("largest", "larger") if chosen == rates[-1] else ("smallest", "smaller")
+    return (f"the pilot chose the {side} rate it tried ({chosen:g}); a {beyond} one was not "
+            "tried and may be better")
+
+
 ONE_SEED = ("one fine-tuning seed per arm: intervals and p-values cover the sampling of queries "
             "only, not training variance")
 
@@ -369,6 +383,8 @@ def format_table(report: dict[str, Any]) -> str:
     if report.get("pilot"):
         lines.append(f"fine-tuning learning rate {report['pilot']['chosen_lr']:g}, chosen by a pilot on "
                      f"{report['pilot']['n_held_out']} held-out train queries")
+        if edge := pilot_edge(report["pilot"]):
+            lines.append(f"note: {edge}")
     if len(report["study"].get("seeds", [])) == 1:
         lines.append(ONE_SEED)
     lines.append(f"{'task':8s} {'arm':13s} {'mean':>6s} {'std':>5s} {'per seed':>20s} {'0-shot':>6s} "
