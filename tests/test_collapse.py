@@ -118,3 +118,22 @@ def test_sample_documents() -> None:
     assert all(texts[i] for i in picked)  # empty documents are never sampled
     assert picked == sample_documents(texts, n=200, seed=0) != sample_documents(texts, n=200, seed=1)
     assert sample_documents(["a", " ", "b"], n=200) == [0, 2]
+
+
+def test_the_line_test_stands_in_for_the_overlap_only_when_no_run_was_measured() -> None:
+    """One dominant direction beside small ones that still decide the ranking: a fine-tuned
+    scratch-mae cell measured 1.08 centred dimensions with top-10 overlap 0.0046."""
+    measured = {"centred_dimensions": 1.08, "top10_overlap": 0.0046, "spread": 0.34}
+    assert not judge(measured, overlap_threshold=0.3, min_dimensions=1.1)["collapsed"]
+    without_run = {"centred_dimensions": 1.08, "top10_overlap": None, "spread": 0.34}
+    verdict = judge(without_run, overlap_threshold=0.3, min_dimensions=1.1)
+    assert verdict["collapsed"] and "one line" in verdict["reason"]
+    rng = np.random.default_rng(7)
+    dominant = rng.normal(size=(200, 1)) * 10.0 * rng.normal(size=64)  # one strong direction
+    vectors = dominant + rng.normal(size=(200, 64))  # plus many small ones
+    queries = rng.normal(size=(40, 64))
+    queries -= np.outer(queries @ dominant[0], dominant[0]) / (dominant[0] @ dominant[0])
+    run = {f"q{i}": {f"d{j}": float(x) for j, x in enumerate(row)}
+           for i, row in enumerate(queries @ vectors.T)}
+    out = collapse_diagnostics(vectors, run, overlap_threshold=0.3)
+    assert out["centred_dimensions"] < 1.1 and out["top10_overlap"] < 0.2 and not out["collapsed"]

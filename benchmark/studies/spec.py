@@ -133,7 +133,8 @@ class StudySpec(_Strict):
     # failed: a dot-product ranking ignores a vector shared by every document.
     collapse_cosine: float = Field(default=0.98, gt=0, le=1)
     collapse_overlap: float = Field(default=0.3, gt=0, le=1)
-    collapse_dimensions: float = Field(default=1.1, ge=0)
+    collapse_dimensions: float = Field(default=1.1, ge=0, description="documents in fewer "
+                                       "directions lie on a line: judged only without a run's overlap")
 
     def collapse_thresholds(self) -> dict[str, float]:
         """Keyword arguments of studies.collapse.judge / collapse_diagnostics."""
