@@ -16,6 +16,7 @@ for anything); a raw cosine above the spec's threshold is shown as anisotropy, n
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import zlib
@@ -37,10 +38,23 @@ N_BOOT = 10_000
 
 
 def _read_result(study: StudySpec, card: str, task: str):
-    from benchmark.results.store import read_result, result_path
+    from benchmark.results.store import result_path
 
     path = result_path(study_results_dir(study), card, task)
-    return read_result(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    stat = path.stat()
+    return _read_result_file(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=512)
+def _read_result_file(path: Path, mtime_ns: int, size: int):
+    """A report reads each result for the arm table, the missing cells, every exploratory metric
+    and the zero-shot contrasts: parse it once per file state (the key changes when the file
+    does, so a long-running study never sees a stale result)."""
+    from benchmark.results.store import read_result
+
+    return read_result(path)
 
 
 def _pretraining(study: StudySpec, name: str | None):
@@ -196,12 +210,19 @@ def _families(study: StudySpec, arms: dict[str, dict], per_query: dict) -> tuple
     return primary, secondary
 
 
+def _primary_family(study: StudySpec, task: str, per_query: dict, salt: str) -> list[dict[str, Any]]:
+    """The spec's primary contrasts among the arms present in `per_query`, Holm over them."""
+    from benchmark.studies.contrasts import holm_family
+
+    rows = [row for a, b in study.contrasts
+            for row in [_contrast(study, task, a, b, per_query, salt)] if row is not None]
+    return holm_family(rows) if rows else []
+
+
 def _exploratory(study: StudySpec, arms: dict[str, dict]) -> dict[str, Any]:
     """Each exploratory metric: per arm and task the seeds' scores, their mean and the backbone's
     zero-shot score, and the primary family's contrasts (two-level, Holm within the metric).
     Failed arms are left out, as in the primary families."""
-    from benchmark.studies.contrasts import holm_family
-
     out: dict[str, Any] = {}
     for metric in study.exploratory_metrics:
         per_query: dict[tuple[str, str], dict[int, dict[str, float]]] = {}
@@ -222,13 +243,8 @@ def _exploratory(study: StudySpec, arms: dict[str, dict]) -> dict[str, Any]:
                     per_query.setdefault((arm.name, task), {})[seed] = result.per_query[metric]
                 entry["mean"] = _mean_std(entry["per_seed"])[0]
                 scores.setdefault(arm.name, {})[task] = entry
-        comparisons = {}
-        for task in study.evaluate:
-            rows = [row for a, b in study.contrasts if a in scores and b in scores
-                    for row in [_contrast(study, task, a, b, per_query, f"|{metric}")]
-                    if row is not None]
-            comparisons[task] = holm_family(rows) if rows else []
-        out[metric] = {"arms": scores, "comparisons": comparisons}
+        out[metric] = {"arms": scores, "comparisons": {
+            task: _primary_family(study, task, per_query, f"|{metric}") for task in study.evaluate}}
     return out
 
 
@@ -236,8 +252,6 @@ def _zero_shot_contrasts(study: StudySpec) -> dict[str, dict[str, list]]:
     """The primary family between the backbones as they are, before fine-tuning, for the primary
     and each exploratory metric (Holm within each): one backbone per arm, so the intervals cover
     the sampling of queries only. What pre-training alone gives the [CLS] vector."""
-    from benchmark.studies.contrasts import holm_family
-
     out: dict[str, dict[str, list]] = {}
     if not study.zero_shot:
         return out
@@ -249,12 +263,8 @@ def _zero_shot_contrasts(study: StudySpec) -> dict[str, dict[str, list]]:
                 zero = _read_result(study, backbone, task)
                 if zero is not None and metric in zero.per_query:
                     per_query[(arm.name, task)] = {0: zero.per_query[metric]}
-        out[metric] = {}
-        for task in study.evaluate:
-            rows = [row for a, b in study.contrasts
-                    for row in [_contrast(study, task, a, b, per_query, f"|zero-shot|{metric}")]
-                    if row is not None]
-            out[metric][task] = holm_family(rows) if rows else []
+        out[metric] = {task: _primary_family(study, task, per_query, f"|zero-shot|{metric}")
+                       for task in study.evaluate}
     return out
 
 
@@ -393,6 +403,10 @@ def format_table(report: dict[str, Any]) -> str:
     def pct(value: float | None, signed: bool = False) -> str:
         return "" if value is None else (f"{value * 100:+.2f}" if signed else f"{value * 100:.2f}")
 
+    def contrast(r: dict[str, Any]) -> str:
+        return (f"{r['arm']} vs {r['against']}: {pct(r['diff'], True)} "
+                f"[{pct(r['ci_low'], True)},{pct(r['ci_high'], True)}] p_holm {r['p_holm']:.4f}")
+
     for row in report_rows(report):
         seeds = " ".join(pct(v) for v in row["per_seed"])
         if row["failed"]:
@@ -421,22 +435,15 @@ def format_table(report: dict[str, Any]) -> str:
                 seeds = " ".join(pct(v) for v in entry.get("per_seed", []))
                 lines.append(f"  {task} {arm}: {pct(entry.get('mean'))} ({seeds}), zero-shot "
                              f"{pct(entry.get('zero_shot')) or '-'}")
-            for r in rows:
-                lines.append(f"  {task} {r['arm']} vs {r['against']}: {pct(r['diff'], True)} "
-                             f"[{pct(r['ci_low'], True)},{pct(r['ci_high'], True)}] "
-                             f"p_holm {r['p_holm']:.4f}")
+            lines += [f"  {task} {contrast(r)}" for r in rows]
     for metric, by_task in (report.get("zero_shot_comparisons") or {}).items():
         rows = [(task, r) for task, found in by_task.items() for r in found]
         if rows:
             lines.append(f"zero-shot {metric} x100, backbones before fine-tuning (queries only, "
                          "Holm within this metric):")
-        for task, r in rows:
-            lines.append(f"  {task} {r['arm']} vs {r['against']}: {pct(r['diff'], True)} "
-                         f"[{pct(r['ci_low'], True)},{pct(r['ci_high'], True)}] p_holm {r['p_holm']:.4f}")
+        lines += [f"  {task} {contrast(r)}" for task, r in rows]
     secondary = [r for rows in (report.get("secondary") or {}).values() for r in rows if not r.get("failed")]
     if secondary:
         lines.append("secondary contrasts (Holm over the secondary family):")
-        for r in secondary:
-            lines.append(f"  {r['arm']} vs {r['against']}: {pct(r['diff'], True)} "
-                         f"[{pct(r['ci_low'], True)},{pct(r['ci_high'], True)}] p_holm {r['p_holm']:.4f}")
+        lines += [f"  {contrast(r)}" for r in secondary]
     return "\n".join(lines)
