@@ -20,34 +20,46 @@ from benchmark.core.paths import EMBEDDED_DATA_DIR
 from benchmark.core.validation import read_yaml_text, validate, validate_yaml
 
 RECIPES_DIR = EMBEDDED_DATA_DIR / "pretrain_recipes"
+# The most optimizer steps any budget, warm-up or schedule may name: a billion steps is years of
+# training on any machine; a bound keeps a 400-digit budget from reaching int(inf) or a scheduler
+# table of that length, and makes it one line instead.
+MAX_STEPS = 10**9
+MAX_ACCUMULATION = 1 << 16  # gradient accumulation steps per optimizer step
+# Loss weights and coefficients: finite and at most this (the published ones are 0.1..1).
+MAX_COEF = 1000.0
 
 
 class PretrainRecipe(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """One objective's pre-training values. Every number is finite (`inf`/`nan` from a recipe
+    file, a plugin's `recipe` or `--set` would train to NaN weights and still write a card) and
+    range-checked, so a bad value is a one-line error before any model is loaded."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     objective: str
     encoder_mask: float = Field(gt=0, lt=1)
     decoder_mask: float | None = Field(default=None, gt=0, lt=1)
-    decoder_layers: int | None = Field(default=None, ge=1)
-    skip_from: int | None = Field(default=None, ge=1)
-    mask_samples: int | None = Field(default=None, ge=1)
-    bow_weight: float | None = Field(default=None, ge=0)
-    bow_decay_to: float | None = Field(default=None, ge=0)
-    head_mlm_coef: float | None = Field(default=None, ge=0)
+    decoder_layers: int | None = Field(default=None, ge=1, le=48)
+    skip_from: int | None = Field(default=None, ge=1, le=48)
+    mask_samples: int | None = Field(default=None, ge=1, le=8192)
+    bow_weight: float | None = Field(default=None, ge=0, le=MAX_COEF)
+    bow_decay_to: float | None = Field(default=None, ge=0, le=MAX_COEF)
+    head_mlm_coef: float | None = Field(default=None, ge=0, le=MAX_COEF)
     generator: str | None = None
-    generator_weight: float | None = Field(default=None, ge=0)
-    learning_rate: float = Field(gt=0)
+    generator_weight: float | None = Field(default=None, ge=0, le=MAX_COEF)
+    learning_rate: float = Field(gt=0, le=1)
     head_warmup_steps: int | None = Field(
-        default=None, ge=0, description="steps training a new MLM head/decoders with the encoder frozen "
-        "first; default: 0 when the init has a trained head, else min(200, steps)")
+        default=None, ge=0, le=MAX_STEPS, description="steps training a new MLM head/decoders with "
+        "the encoder frozen first; default: 0 when the init has a trained head, else min(200, steps)")
     warmup_ratio: float | None = Field(default=None, ge=0, lt=1)
-    warmup_steps: int | None = Field(default=None, ge=0)
-    weight_decay: float = Field(ge=0)
+    warmup_steps: int | None = Field(default=None, ge=0, le=MAX_STEPS)
+    weight_decay: float = Field(ge=0, le=1)
     scheduler: Literal["linear", "cosine", "constant"]
-    batch_size: int = Field(gt=0, description="spans per optimizer step (both spans of each pair)")
+    batch_size: int = Field(gt=0, le=1 << 20,
+                            description="spans per optimizer step (both spans of each pair)")
     max_length: int = Field(ge=16, le=8192)
     precision: Literal["no", "fp16", "bf16"] = "no"
-    published_steps: int | None = Field(default=None, gt=0)
+    published_steps: int | None = Field(default=None, gt=0, le=MAX_STEPS)
     published_schedule: str
     sources: list[str]
     notes: str | None = None
@@ -128,10 +140,19 @@ def parse_budget(text: str) -> tuple[float, str]:
     """'300steps', '300 steps', '1.2M tokens', '2M' (tokens) -> (amount, 'steps'|'tokens')."""
     match = _BUDGET.match(str(text))
     if not match:
-        raise MaebenchError(f"budget '{text}' is not '<number>[k|M|G] steps' or '<number>[k|M|G] tokens'")
+        raise MaebenchError(f"budget '{_short(text)}' is not '<number>[k|M|G] steps' or "
+                            "'<number>[k|M|G] tokens'")
     amount = float(match.group(1)) * _SCALE[match.group(2).lower()]
+    if not math.isfinite(amount):  # float() of a 400-digit number is inf, not an error
+        raise MaebenchError(f"budget '{_short(text)}' is too large to be a number of steps or tokens")
     unit = "steps" if (match.group(3) or "").startswith("step") else "tokens"
     return amount, unit
+
+
+def _short(text: object, limit: int = 60) -> str:
+    """`text` cut for an error line (a 400-digit budget is not worth echoing in full)."""
+    value = str(text)
+    return value if len(value) <= limit else f"{value[:limit]}... ({len(value)} characters)"
 
 
 def tokens_per_step(recipe: PretrainRecipe, accumulation: int = 1) -> int:
@@ -141,13 +162,19 @@ def tokens_per_step(recipe: PretrainRecipe, accumulation: int = 1) -> int:
 
 def resolve_steps(budget: str, recipe: PretrainRecipe, accumulation: int = 1) -> int:
     amount, unit = parse_budget(budget)
+    if not 1 <= accumulation <= MAX_ACCUMULATION:  # a 400-digit int overflows the division below
+        raise MaebenchError(f"--accumulation {_short(accumulation)} is out of range "
+                            f"(1..{MAX_ACCUMULATION})")
     per_step = tokens_per_step(recipe, accumulation)
     steps = amount if unit == "steps" else amount / per_step
     if steps < 1:
         raise MaebenchError(
-            f"budget '{budget}' is smaller than one optimizer step ({per_step} tokens = batch "
+            f"budget '{_short(budget)}' is smaller than one optimizer step ({per_step} tokens = batch "
             f"{recipe.batch_size} x {recipe.max_length} tokens x accumulation {accumulation})"
         )
+    if steps > MAX_STEPS:
+        raise MaebenchError(f"budget '{_short(budget)}' is {steps:.3g} optimizer steps, more than "
+                            f"{MAX_STEPS:.0e} (a budget of years on any machine)")
     return int(math.floor(steps))
 
 

@@ -34,11 +34,17 @@ class RecipeError(MaebenchError):
 EvalLength = int | Literal["training", "backbone", "task"]
 
 
+# The most steps any count in a recipe may name (a billion: years on any machine): bounds keep
+# `--set max_steps=<400 digits>` a one-line error rather than an overflow deep in training.
+MAX_STEPS = 10**9
+
+
 class Recipe(BaseModel):
     """One fine-tuning protocol. Field descriptions say what each value does; the recipe files
-    say where each value comes from (`sources`)."""
+    say where each value comes from (`sources`). Every number is finite and bounded: `--set
+    lr=inf` or `nan` would train to NaN weights and still write a card."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]*$")
     description: str
@@ -51,18 +57,19 @@ class Recipe(BaseModel):
     # optimisation
     queries_per_step: int = Field(ge=1, le=65_536, description="queries per optimiser step, all devices")
     mini_batch_size: int = Field(
-        ge=0, description="0: plain loss; >0: GradCache (CachedMultipleNegativesRankingLoss) with "
-        "this many texts per forward pass: same loss and gradients, bounded memory"
+        ge=0, le=1 << 20, description="0: plain loss; >0: GradCache "
+        "(CachedMultipleNegativesRankingLoss) with this many texts per forward pass: same loss and "
+        "gradients, bounded memory"
     )
     lr: float = Field(gt=0, le=1)
     lr_scheduler: Literal["linear", "cosine_with_min_lr", "constant_with_warmup"]
     min_lr_ratio: float = Field(ge=0, le=1, description="cosine_with_min_lr: floor as a fraction of lr")
-    warmup_steps: int = Field(ge=0, description="0 with warmup_ratio > 0: the ratio decides")
+    warmup_steps: int = Field(ge=0, le=MAX_STEPS, description="0 with warmup_ratio > 0: the ratio decides")
     warmup_ratio: float = Field(ge=0, le=1)
     weight_decay: float = Field(ge=0, le=1)
-    max_grad_norm: float = Field(gt=0)
+    max_grad_norm: float = Field(gt=0, le=1e6)
     epochs: int = Field(ge=1, le=1000)
-    max_steps: int = Field(ge=0, description="0: epochs decide; >0: stop after this many steps")
+    max_steps: int = Field(ge=0, le=MAX_STEPS, description="0: epochs decide; >0: stop after this many steps")
     precision: Literal["fp32", "fp16", "bf16"]
     # model / loss
     pooling: Literal["cls", "mean"]
@@ -79,9 +86,9 @@ class Recipe(BaseModel):
     stage2_keep_bm25: bool = Field(description="stage 2 samples from the mined and the BM25 pools")
     stage2_epochs: int = Field(ge=1, le=1000)
     # checkpointing (resume after a kill)
-    save_steps: int = Field(ge=1)
-    save_total_limit: int = Field(ge=1)
-    logging_steps: int = Field(ge=1)
+    save_steps: int = Field(ge=1, le=MAX_STEPS)
+    save_total_limit: int = Field(ge=1, le=10_000)
+    logging_steps: int = Field(ge=1, le=MAX_STEPS)
     sources: dict[str, str]
 
     @model_validator(mode="after")
@@ -156,7 +163,8 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
 
 
 def _joined(overrides: dict[str, str]) -> str:
-    return " ".join(f"{k}={v}" for k, v in overrides.items())
+    """The overrides for an error line; a value of hundreds of digits is cut, not echoed."""
+    return " ".join(f"{k}={v if len(str(v)) <= 60 else str(v)[:60] + '...'}" for k, v in overrides.items())
 
 
 def recipe_path(name: str) -> Path:
