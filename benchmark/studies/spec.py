@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from benchmark.core.errors import MaebenchError
 from benchmark.core.paths import EMBEDDED_DATA_DIR, models_dir
@@ -32,7 +32,17 @@ _DEFAULT_SIZE = BackboneSize()
 
 log = logging.getLogger(__name__)
 STUDIES_DIR = EMBEDDED_DATA_DIR / "studies"
-Scalar = str | int | float | bool
+
+
+def _finite(value: Any) -> Any:
+    """An override that is YAML's .inf or .nan is refused by name (the union below would
+    otherwise report that it is not a string, the first of the types it tried)."""
+    if isinstance(value, float) and (value != value or abs(value) == float("inf")):
+        raise ValueError("not a finite number")
+    return value
+
+
+Scalar = Annotated[str | int | float | bool, BeforeValidator(_finite)]
 
 
 class StudyError(MaebenchError):
@@ -40,7 +50,14 @@ class StudyError(MaebenchError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # finite numbers only: `--set scale=inf` reached int(round(inf)) deep in the runner
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# bounds that keep every product of budgets and scales a finite float (a 400-digit budget_tokens
+# overflowed float()); the runner's steps are bounded again by pretrain_recipe.MAX_STEPS
+MAX_BUDGET_TOKENS = 10**15
+MAX_SCALE = 10**6
 
 
 class Arm(_Strict):
@@ -75,7 +92,7 @@ class Stage0Spec(_Strict):
 
     objective: str = "mlm"
     corpus: str | None = Field(default=None, description="default: the backbone's corpus")
-    budget_tokens: int = Field(gt=0)
+    budget_tokens: int = Field(gt=0, le=MAX_BUDGET_TOKENS)
     overrides: dict[str, Scalar] = Field(default_factory=dict)
     seed: int = Field(default=0, ge=0, lt=2**32)
 
@@ -110,8 +127,10 @@ class StudySpec(_Strict):
                                           "nothing as the first step (instead of init)")
     stage0: Stage0Spec | None = None
     corpus: str = Field(description="pre-training corpus: task name(s) or a BEIR corpus.jsonl")
-    budget_tokens: int = Field(gt=0, description="pre-training tokens per arm at scale 1")
-    scale: float = Field(default=1.0, gt=0, description="multiplies budget_tokens (the GPU knob)")
+    budget_tokens: int = Field(gt=0, le=MAX_BUDGET_TOKENS,
+                               description="pre-training tokens per arm at scale 1")
+    scale: float = Field(default=1.0, gt=0, le=MAX_SCALE,
+                         description="multiplies budget_tokens (the GPU knob)")
     pretrain_overrides: dict[str, Scalar] = Field(default_factory=dict)
     pretrain_seed: int | None = Field(
         default=None, ge=0, lt=2**32, description="one pre-training per arm with this seed, shared "
@@ -213,22 +232,59 @@ def apply_profile(raw: dict[str, Any], profile: str, origin: str) -> None:
             raw[key] = value
 
 
+def looks_like_path(spec: str) -> bool:
+    """A spec argument that names a file: it has a folder separator or a YAML suffix. Anything
+    else is a bundled spec's name, never a file in the current directory: a file there called
+    `scratch-mae` must not replace the bundled study (and run the plug-in code it names)."""
+    return "/" in spec or spec.endswith((".yaml", ".yml"))
+
+
+def spec_path(spec: str) -> Path:
+    """The file a spec argument names: a path as given (see looks_like_path), else the bundled
+    spec of that name (benchmark/data/studies/<name>.yaml); a one-line error for neither."""
+    known = ", ".join(sorted(p.stem for p in STUDIES_DIR.glob("*.yaml")))
+    if looks_like_path(spec):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise StudyError(f"no study spec file {spec!r} (bundled specs: {known})")
+        return path
+    path = STUDIES_DIR / f"{spec}.yaml"
+    if "\x00" in spec or not path.is_file():
+        hint = f"; a spec file is named by a path, e.g. ./{spec}.yaml" if spec else ""
+        raise StudyError(f"no study spec {spec!r} among the bundled ones ({known}){hint}")
+    return path
+
+
+def _yaml_override(key: str, value: str) -> Any:
+    """A `--set` value that is YAML (a list or a mapping: `seeds=[0,1]`), parsed bounded in size
+    and nesting; one that is not YAML (`seeds=[0`) is a one-line error, not a parser traceback."""
+    import yaml
+
+    from benchmark.core.validation import _check_nesting
+
+    origin = f"--set {key}={_cut(value)}"
+    _check_nesting(value, origin, StudyError)
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise StudyError(f"{origin}: not a YAML value ({type(exc).__name__}; e.g. "
+                         f"{key}=[0,1,2])") from None
+
+
+def _cut(value: str, limit: int = 60) -> str:
+    return value if len(value) <= limit else value[:limit] + "..."
+
+
 def load_spec(
     spec: str, overrides: dict[str, str] | None = None, profile: str | None = None
 ) -> StudySpec:
-    """A spec file path, or the name of a bundled spec (benchmark/data/studies/<name>.yaml);
-    `profile` applies one of the spec's named profiles, then `overrides` set top-level fields
-    (`scale=100`, `corpus=msmarco`, ...); the result is validated."""
-    import yaml
-
+    """A spec file path, or the name of a bundled spec (benchmark/data/studies/<name>.yaml; a
+    bare name is always the bundled one, see spec_path); `profile` applies one of the spec's
+    named profiles, then `overrides` set top-level fields (`scale=100`, `corpus=msmarco`, ...);
+    the result is validated."""
     from benchmark.core.validation import load_yaml_mapping, read_yaml_text, validate
 
-    path = Path(spec)
-    if not path.is_file():
-        path = STUDIES_DIR / f"{spec}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in STUDIES_DIR.glob("*.yaml")))
-        raise StudyError(f"no study spec '{spec}' (a file, or one of: {known})")
+    path = spec_path(spec)
     raw = load_yaml_mapping(read_yaml_text(path, StudyError), str(path), StudyError, "a study spec")
     if profile:
         apply_profile(raw, profile, str(path))
@@ -243,7 +299,7 @@ def load_spec(
                 raw.setdefault("finetune", {})[key.split(".", 1)[1]] = value
                 continue
             raise StudyError(f"cannot set '{key}' on a study spec")
-        raw[key] = yaml.safe_load(value) if key in ("evaluate", "seeds", "pretrain_overrides") else value
+        raw[key] = _yaml_override(key, value) if key in ("evaluate", "seeds", "pretrain_overrides") else value
     study = validate(raw, StudySpec, str(path), StudyError)
     check_spec(study, str(path))
     return study
@@ -280,6 +336,36 @@ def check_spec(study: StudySpec, origin: str) -> None:
             if metric not in known:
                 raise StudyError(f"{origin}: metric {metric!r} is not evaluated on '{task}' "
                                  f"(known: {', '.join(known)})")
+    check_numbers(study, origin)
+
+
+def check_numbers(study: StudySpec, origin: str) -> None:
+    """Every value a step will use, checked before the first step starts: each arm's pre-training
+    recipe with the spec's and the arm's overrides (type, range, finite: an arm with
+    `learning_rate: .inf`, or a plug-in whose own recipe says so, would otherwise be found
+    after the backbone and stage 0 ran, and train to NaN), the budgets in optimizer steps, the
+    fine-tuning recipe with its overrides, and the backbone's size."""
+    from benchmark.training.pretrain_recipe import apply_overrides, load_recipe, resolve_steps
+    from benchmark.training.recipes import load_recipe as finetune_recipe
+
+    def text(values: dict[str, Scalar]) -> dict[str, str]:
+        return {k: str(v) for k, v in values.items()}  # as the runner passes them
+
+    steps = [(f"arm '{arm.name}'", arm.objective, {**study.pretrain_overrides, **arm.overrides},
+              study.budget) for arm in study.arms if arm.objective is not None]
+    if study.stage0 is not None:
+        steps.append(("stage0", study.stage0.objective, study.stage0.overrides, study.stage0_budget))
+    try:
+        if study.backbone is not None:
+            study.backbone.size().check()
+        for where, objective, overrides, budget in steps:
+            try:
+                resolve_steps(budget, apply_overrides(load_recipe(objective), text(overrides)))
+            except MaebenchError as exc:
+                raise MaebenchError(f"{where}: {exc}") from None
+        finetune_recipe(study.finetune.recipe, text(study.finetune.overrides))
+    except MaebenchError as exc:
+        raise StudyError(f"{origin}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- cells
