@@ -20,16 +20,33 @@ def register(app: typer.Typer) -> None:
         ),
         results_dir: Path | None = typer.Option(None, help="Results database (default results/)."),
         models_dir: Path | None = typer.Option(None, help="Model registry (default models/)."),
+        summary: Path | None = typer.Option(
+            None, "--summary", help="Also write the check as markdown (verdict, warnings, drift, "
+            "a table against the leaderboard's models) to this file, e.g. a CI job summary; a "
+            "rejected bundle gets its one-line reason there too."),
     ) -> None:
         """Validate a result bundle (numbers recomputed from its runs) and add it, all or nothing."""
+        from benchmark.core.errors import MaebenchError
         from benchmark.core.paths import models_dir as default_models_dir
         from benchmark.core.paths import results_dir as default_results_dir
-        from benchmark.submission.submit import aggregate_diff, leaderboard_rows
+        from benchmark.submission.submit import (
+            aggregate_diff,
+            failure_markdown,
+            leaderboard_rows,
+            summary_markdown,
+        )
         from benchmark.submission.submit import submit as do_submit
 
         results = results_dir or default_results_dir()
         models = models_dir or default_models_dir()
-        sub, written = do_submit(bundle, results, models, data_dir, replace, check_only=check)
+        try:
+            sub, written = do_submit(bundle, results, models, data_dir, replace, check_only=check)
+        except MaebenchError as error:
+            if summary is not None:  # the reviewer's copy of the reason; the error still exits
+                summary.write_text(failure_markdown(bundle, str(error)), encoding="utf-8")
+            raise
+        if summary is not None:
+            summary.write_text(summary_markdown(sub, results, checked_only=check), encoding="utf-8")
         verb = "valid" if check else "accepted"
         typer.echo(f"{verb}: model {sub.model}, tasks {', '.join(r.result.task.name for r in sub.results)}")
         for item in sub.results:

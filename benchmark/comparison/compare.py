@@ -141,6 +141,14 @@ def ordered_by_score(results: Iterable[Result], metric: str) -> list[Result]:
     return sorted(results, key=lambda r: (-r.metrics.get(metric, float("-inf")), r.model.name))
 
 
+def competition_ranks(scores: Sequence[float]) -> list[int]:
+    """Standard competition ranking ("1224"): one plus the number of strictly better scores, so
+    tied scores share the best rank and the next one skips. The one rule for every rank maebench
+    prints (task pages, the leaderboard, `compare`, `submit`, benchmark standings): two copies of
+    the same model used to read as #3 and #4 on a task page while `compare` called both #3."""
+    return [1 + sum(other > score for other in scores) for score in scores]
+
+
 def all_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
     return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
 
@@ -208,10 +216,11 @@ def summarize(
             cols = [ts.index[s.name] for s in complete]
             boots.append(ts.bootstrap_means()[:, cols])
         low, high = rank_intervals(boots)
+        ranks = competition_ranks([s.mean for s in complete])
         for i, s in enumerate(complete):
             # tied means share the best rank, as in the bootstrap replicates, and the interval
             # always holds the observed rank (a percentile interval need not)
-            s.rank = 1 + sum(other.mean > s.mean for other in complete)
+            s.rank = ranks[i]
             s.rank_low, s.rank_high = min(int(low[i]), s.rank), max(int(high[i]), s.rank)
     return out
 
@@ -233,9 +242,11 @@ class ComparisonReport:
             "tasks": self.tasks,
             "models": self.models,
             "settings": self.settings,
-            "correction_family": "all comparisons listed here (Holm and Benjamini-Hochberg)",
+            "correction_family": "all comparisons listed here (Holm and Benjamini-Hochberg): "
+                                 + holm_family(self)[1],
             "baseline": self.baseline,
-            "comparisons": [_rounded(c.as_dict()) for c in self.comparisons],
+            "comparisons": [_rounded({**c.as_dict(), "holm_family": holm_family(self)[0]})
+                            for c in self.comparisons],
             "summary": [
                 _rounded({**asdict(s), "coverage": s.coverage}) for s in self.summary
             ],
@@ -357,16 +368,39 @@ def _fmt_d(d: float | None) -> str:
 
 
 COMPARISON_HEADERS = ("task", "A", "B", "mean A", "mean B", "A-B", "95% CI", "d", "W/T/L",
-                      "p", "p Holm", "p BH", "sig.")
+                      "p", "p Holm", "p BH", "sig.", "Holm family")
 SUMMARY_HEADERS = ("model", "family", "mean", "coverage", "rank", "rank 95%")
 
 
+def holm_family(report: ComparisonReport) -> tuple[str, str]:
+    """(short, full) statement of the family Holm and BH corrected over: every comparison of
+    this report. Printed on every line, because the family decides the adjusted p: `compare
+    --models a,b` (one pair per shared task) and `compare --task t` (every pair of t's models)
+    give the same pair different Holm p-values, and a reader comparing two outputs must see why.
+    """
+    m = len(report.comparisons)
+    tasks = sorted({c.task for c in report.comparisons})
+    names = sorted({n for c in report.comparisons for n in (c.a, c.b)})
+    where = tasks[0] if len(tasks) == 1 else f"{len(tasks)} tasks"
+    on = f"on {tasks[0]}" if len(tasks) == 1 else f"on each of {', '.join(tasks)}"
+    count = f"the {m} comparison{'s' if m != 1 else ''}"
+    if report.baseline is not None:
+        what = f"vs {report.baseline}"
+        full = f"{count}: each model with {report.baseline}, {on}"
+    else:
+        what = "all pairs"
+        given = " given" if report.given_order else ""
+        full = f"{count}: every pair of the {len(names)} models{given}, {on}"
+    return f"{m}: {what}, {where}", full
+
+
 def comparison_rows(report: ComparisonReport, alpha: float) -> list[list[str]]:
+    family = holm_family(report)[0]
     return [
         [c.task, c.a, c.b, f"{c.mean_a:.4f}", f"{c.mean_b:.4f}", f"{c.diff:+.4f}",
          f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]", _fmt_d(c.cohens_d),
          f"{c.wins}/{c.ties}/{c.losses}", _fmt_p(c.p_value), _fmt_p(c.p_holm), _fmt_p(c.p_bh),
-         significance_mark(c, alpha)]
+         significance_mark(c, alpha), family]
         for c in report.comparisons
     ]
 
@@ -385,8 +419,10 @@ def _notes(report: ComparisonReport) -> list[str]:
     return [
         f"Metric {report.metric}; paired randomization test, {a['n_perm']} sign flips, "
         f"two-sided; 95% paired bootstrap CI ({a['n_boot']} resamples); seed {a['seed']}.",
-        f"Holm and Benjamini-Hochberg corrections over all {len(report.comparisons)} "
-        f"comparisons listed; sig. = Holm-adjusted p < {a['alpha']}; d = paired Cohen's d.",
+        f"Holm and Benjamini-Hochberg corrections over one family, {holm_family(report)[1]} "
+        "(every line says its family: another selection of models or tasks is another family, "
+        "so the same pair can get another adjusted p); "
+        f"sig. = Holm-adjusted p < {a['alpha']}; d = paired Cohen's d.",
         "Mean = mean over the tasks a model has; only models with every task are ranked; "
         "rank 95% = bootstrap interval over queries.",
     ]
@@ -524,15 +560,17 @@ def _num_column(table, header: str, values: Sequence[str] = ()) -> None:
 
 def _render_compact(report: ComparisonReport, console) -> None:
     alpha = report.settings["alpha"]
+    family = f"{len(report.comparisons)} tests"  # the family's size; its notes line names it
     title = f"{report.metric} ×100, " + (
         f"each model vs {report.baseline}" if report.baseline else "pairwise")
     rows = [
         [c.task, c.a, f"{c.mean_a * 100:.2f}", c.b, f"{c.mean_b * 100:.2f}",
          f"{c.diff * 100:+.2f}", f"[{c.ci_low * 100:+.1f},{c.ci_high * 100:+.1f}]",
-         _fmt_p(c.p_holm) + {"A>B": " >", "A<B": " <"}.get(significance_mark(c, alpha), "  ")]
+         _fmt_p(c.p_holm) + {"A>B": " >", "A<B": " <"}.get(significance_mark(c, alpha), "  "),
+         family]
         for c in report.comparisons
     ]
-    columns = list(zip(*rows, strict=True)) if rows else [()] * 8
+    columns = list(zip(*rows, strict=True)) if rows else [()] * 9
 
     def build(task_w: int, name_w: int):
         table = _table(title)
@@ -544,10 +582,11 @@ def _render_compact(report: ComparisonReport, console) -> None:
         _num_column(table, "A−B", columns[5])
         _num_column(table, "95% CI", columns[6])
         _num_column(table, "p Holm", columns[7])
+        _num_column(table, "Holm over", columns[8])
         short = abbreviations([*columns[1], *columns[3]], name_w) or {}
         tasks = abbreviations(columns[0], task_w) or {}
         for row in rows:
-            style = "green" if row[-1].endswith(">") else "red" if row[-1].endswith("<") else None
+            style = "green" if row[7].endswith(">") else "red" if row[7].endswith("<") else None
             table.add_row(tasks.get(row[0], row[0]), short.get(row[1], row[1]), row[2],
                           short.get(row[3], row[3]), *row[4:], style=style)
         return table
@@ -615,6 +654,7 @@ def _render_compact(report: ComparisonReport, console) -> None:
         console.print("[dim]Names cut in the middle (…) to fit, never to the same text; "
                       "--wide or --format markdown print them in full.[/]")
     console.print(f"[dim]> / <: A significantly better / worse than B (Holm, α = {alpha}); "
+                  "Holm over: the size of the family each p Holm was corrected in; "
                   "--wide for d, W/T/L, raw p and BH.[/]")
 
 
@@ -624,10 +664,10 @@ def _render_wide(report: ComparisonReport, console) -> None:
     alpha = report.settings["alpha"]
     table = Table(title=f"Pairwise comparisons ({report.metric})", header_style="bold")
     for h in COMPARISON_HEADERS:
-        table.add_column(h, justify="left" if h in ("task", "A", "B", "sig.") else "right",
-                         no_wrap=h not in ("task", "A", "B"))
+        table.add_column(h, justify="left" if h in ("task", "A", "B", "sig.", "Holm family")
+                         else "right", no_wrap=h not in ("task", "A", "B", "Holm family"))
     for row in comparison_rows(report, alpha):
-        mark = row[-1]
+        mark = row[12]
         style = "green" if mark == "A>B" else "red" if mark == "A<B" else None
         table.add_row(*row, style=style)
     console.print(table)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from benchmark.catalog.benchmarks import Benchmark
-from benchmark.comparison.compare import comparable_groups
+from benchmark.comparison.compare import comparable_groups, competition_ranks
 from benchmark.pipeline.runner import model_info
 from benchmark.results.identity import EvalKey, config_hash
 
@@ -62,9 +62,8 @@ def standings(bench: Benchmark, table, cards: dict | None = None) -> list[Standi
             standing.mean = sum(scores.values()) / len(tasks)
         out.append(standing)
     ranked = sorted((s for s in out if s.mean is not None), key=lambda s: (-s.mean, s.model))
-    for index, standing in enumerate(ranked):
-        previous = ranked[index - 1] if index else None
-        standing.rank = previous.rank if previous and previous.mean == standing.mean else index + 1
+    for standing, rank in zip(ranked, competition_ranks([s.mean for s in ranked]), strict=True):
+        standing.rank = rank
     others = sorted((s for s in out if s.mean is None), key=lambda s: (-s.covered, s.model))
     return ranked + others
 
