@@ -33,6 +33,7 @@ from benchmark.comparison.compare import (
     StatsOptions,
     all_pairs,
     comparable_groups,
+    competition_ranks,
     default_tasks,
     incompatibility,
     load_table,
@@ -149,6 +150,7 @@ class TaskView:
     reported: list[Any]
     query_pair: tuple[str, str] | None
     display: dict[str, str]  # model name -> display name
+    ranks: dict[str, int] = field(default_factory=dict)  # model -> rank, ties share (1, 2, 2, 4)
 
 
 def _load_reported(results_dir: Path) -> list[Any]:
@@ -201,10 +203,59 @@ def _hardware_key(result: Result) -> tuple:
     return (hw.get("cpu"), hw.get("cpu_count"), hw.get("gpu"))
 
 
+# The same weights, settings, backend, task and hardware do the same work: speeds this many times
+# apart cannot both describe the model (3.3 and 9.6 documents/s for one checkpoint on SciFact,
+# once under a training job and once on a quieter machine, used to stand side by side unmarked).
+SAME_WORK_FACTOR = 2.0
+
+
+def _same_work_key(result: Result) -> tuple | None:
+    """What fixes a dense encoding's work: the passage weights' identity (their sha256, whatever
+    the card's name), the settings that change the cost, the backend, the task and the hardware.
+    None when the result records no weights identity (nothing says two cards share weights)."""
+    runtime = result.provenance.runtime or {}
+    weights = (runtime.get("weights_identity") or {}).get("passage")
+    if not weights:
+        return None
+    cfg = result.model.config or {}
+    return (weights, cfg.get("passage_max_length"), cfg.get("batch_size"), cfg.get("dtype"),
+            runtime.get("backend", "torch"), result.task.name, _hardware_key(result))
+
+
+def _same_work_flags(results: list[tuple[Result, float]]) -> dict[tuple[str, str], str]:
+    """(model, task) -> why, for a speed SAME_WORK_FACTOR x off the median of the other results
+    doing the same work (_same_work_key): with two, both are marked, since nothing says which
+    of them ran on the loaded machine."""
+    groups: dict[tuple, list[tuple[Result, float]]] = {}
+    for r, speed in results:
+        key = _same_work_key(r)
+        if key is not None:
+            groups.setdefault(key, []).append((r, speed))
+    flags: dict[tuple[str, str], str] = {}
+    for group in groups.values():
+        for r, speed in group:
+            others = sorted(s for o, s in group if o is not r)
+            if not others:
+                continue
+            median = others[len(others) // 2]
+            ratio = max(speed / median, median / speed)
+            if ratio >= SAME_WORK_FACTOR:
+                names = ", ".join(f"{o.model.name} {s:,.1f}" for o, s in
+                                  sorted(group, key=lambda item: item[0].model.name) if o is not r)
+                flags[(r.model.name, r.task.name)] = (
+                    f"implausible: {speed:,.1f} docs/s, while the same weights with the same "
+                    f"settings on the same task and hardware ran at {names} docs/s ({ratio:.1f}x "
+                    "apart for the same work): the machine's load, not the model, set these "
+                    "speeds")
+    return flags
+
+
 def timing_flags(results: list[Result], cards: dict[str, Any]) -> dict[tuple[str, str], str]:
     """(model, task) -> why its indexing speed is implausible, for dense results whose implied
     FLOP rate is IMPLAUSIBLE_FACTOR x off the median of the dense results on the same hardware
-    (at least three of them), or read back from the embedding store."""
+    (at least three of them), whose speed is SAME_WORK_FACTOR x off another result of the same
+    weights doing the same work, or read back from the embedding store."""
+    measured: list[tuple[Result, float]] = []
     rates: dict[tuple, list[tuple[Result, float]]] = {}
     flags: dict[tuple[str, str], str] = {}
     for r in results:
@@ -216,6 +267,8 @@ def timing_flags(results: list[Result], cards: dict[str, Any]) -> dict[tuple[str
                 "vectors read from the embedding store: no encoding time to show")
             continue
         speed = throughput(r)
+        if speed is not None:
+            measured.append((r, speed))
         card = cards.get(r.model.name)
         params = getattr(card, "parameters", None) if card else None
         length = (r.model.config or {}).get("passage_max_length")
@@ -234,6 +287,8 @@ def timing_flags(results: list[Result], cards: dict[str, Any]) -> dict[tuple[str
                     f"{median / 1e9:,.1f} for the dense results on the same hardware "
                     f"({'slower' if ratio < 1 else 'faster'} by {max(ratio, 1 / ratio):.0f}x: a "
                     "loaded machine or a broken timing)")
+    for key, why in _same_work_flags(measured).items():
+        flags[key] = f"{flags[key]}; {why}" if key in flags else why
     return flags
 
 
@@ -368,6 +423,8 @@ def _task_views(
             reported=[r for r in reported if r.cell.task == t],
             query_pair=_query_pair(names, options.baseline),
             display={r.model.name: r.model.display_name for r in main},
+            ranks=dict(zip(names, competition_ranks([r.metrics[metric] for r in main]),
+                           strict=True)),
         ))
     return views, filtered
 

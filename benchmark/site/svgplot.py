@@ -11,8 +11,14 @@ import math
 from dataclasses import dataclass
 from html import escape
 
-WIDTH, HEIGHT = 720, 400
-MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 64, 24, 16, 52
+# Text is sized in user units, so what a reader sees is font size x (rendered width / WIDTH). A
+# phone shows the plot about 380 px wide (400 px less the page's padding); at the old 720 units and
+# 11-unit labels that was 5.8 px, unreadable. 480 units with 13-unit text renders at 10.3 px there
+# and at its natural size (13 px) on a desktop, where the plot is never scaled up.
+WIDTH, HEIGHT = 480, 330
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 62, 14, 14, 56
+FONT = 13  # ticks, point labels, numbers, legend, reference lines (user units)
+AXIS_FONT = 14  # the axis titles
 MAX_LABELS = 30  # more labels than this overlap; the rest keep their tooltip
 
 
@@ -97,7 +103,7 @@ def _fmt_tick(value: float, log: bool, decimals: int = 1) -> str:
     return f"{value:.{decimals}f}"
 
 
-CHAR_W, LABEL_H = 6.4, 13.0  # estimated width of one 11px character, label line height
+CHAR_W, LABEL_H = 0.58 * FONT, FONT + 3.0  # estimated width of one character, label line height
 
 
 def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
@@ -117,9 +123,9 @@ def _place_labels(
     for x, y, text in spots:
         w = CHAR_W * len(text)
         placed = None
-        for dx, dy, anchor in ((9, 4, "start"), (-9, 4, "end"), (9, -9, "start"),
-                               (9, 15, "start"), (-9, -9, "end"), (-9, 15, "end"),
-                               (0, -11, "middle"), (0, 19, "middle")):
+        for dx, dy, anchor in ((9, 5, "start"), (-9, 5, "end"), (9, -9, "start"),
+                               (9, 18, "start"), (-9, -9, "end"), (-9, 18, "end"),
+                               (0, -11, "middle"), (0, 22, "middle")):
             tx, ty = x + dx, y + dy
             left = tx if anchor == "start" else tx - w if anchor == "end" else tx - w / 2
             box = (left, ty - LABEL_H + 3, left + w, ty + 3)
@@ -182,23 +188,26 @@ def scatter(
     for t in xticks:
         x = sx(t)
         out.append(f'<line class="grid" x1="{x:.1f}" y1="{MARGIN_TOP}" x2="{x:.1f}" y2="{bottom}"/>')
-        out.append(f'<text class="tick" x="{x:.1f}" y="{bottom + 16}" text-anchor="middle">'
+        out.append(f'<text class="tick" x="{x:.1f}" y="{bottom + 18}" font-size="{FONT}" '
+                   'text-anchor="middle">'
                    f"{escape(_fmt_tick(t, log_x, x_decimals))}</text>")
     for t in yticks:
         y = sy(t)
         out.append(f'<line class="grid" x1="{MARGIN_LEFT}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}"/>')
-        out.append(f'<text class="tick" x="{MARGIN_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
+        out.append(f'<text class="tick" x="{MARGIN_LEFT - 6}" y="{y + 4:.1f}" font-size="{FONT}" '
+                   'text-anchor="end">'
                    f"{escape(_fmt_tick(t, False, y_decimals))}</text>")
     out.append(f'<rect class="frame" x="{MARGIN_LEFT}" y="{MARGIN_TOP}" width="{plot_w}" '
                f'height="{plot_h}"/>')
     out.append(f'<text class="axis" x="{MARGIN_LEFT + plot_w / 2:.1f}" y="{HEIGHT - 12}" '
-               f'text-anchor="middle">{escape(x_label)}</text>')
+               f'font-size="{AXIS_FONT}" text-anchor="middle">{escape(x_label)}</text>')
     out.append(f'<text class="axis" transform="translate(16 {MARGIN_TOP + plot_h / 2:.1f}) '
-               f'rotate(-90)" text-anchor="middle">{escape(y_label)}</text>')
+               f'rotate(-90)" font-size="{AXIS_FONT}" text-anchor="middle">{escape(y_label)}</text>')
     for ref in ref_lines:
         y = sy(ref.y)
         out.append(f'<line class="ref" x1="{MARGIN_LEFT}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}"/>')
-        out.append(f'<text class="ref-label" x="{right - 4}" y="{y - 4:.1f}" text-anchor="end">'
+        out.append(f'<text class="ref-label" x="{right - 4}" y="{y - 4:.1f}" font-size="{FONT}" '
+                   'text-anchor="end">'
                    f"{escape(ref.label)}</text>")
     spots = [(sx(p.x), sy(p.y), p.label) for p in points]
     places = (_place_labels(spots, (MARGIN_LEFT + 2, MARGIN_TOP + 2, right - 2, bottom - 2))
@@ -212,25 +221,29 @@ def scatter(
         if place is not None:
             tx, ty, anchor = place
             dot += (f'<text class="pt-label" x="{tx:.1f}" y="{ty:.1f}" '
-                    f'text-anchor="{anchor}">{escape(p.label)}</text>')
+                    f'font-size="{FONT}" text-anchor="{anchor}">{escape(p.label)}</text>')
         elif len(points) <= MAX_LABELS:  # no free spot: a number here, the name in the legend
             legend.append((len(legend) + 1, p))
-            dot += (f'<text class="pt-num" x="{cx + 7:.1f}" y="{cy - 5:.1f}">{len(legend)}'
+            dot += (f'<text class="pt-num" x="{cx + 7:.1f}" y="{cy - 5:.1f}" '
+                    f'font-size="{FONT}">{len(legend)}'
                     "</text>")
         if p.href:
             dot = f'<a href="{escape(p.href)}">{dot}</a>'
         out.append(dot)
     if legend:
-        columns = 2
+        # two columns when every entry fits half the plot's width, else one (no overprinting)
+        longest = max(len(f"{n}: {p.label}") for n, p in legend) * CHAR_W
+        columns = 2 if longest <= plot_w / 2 - 8 else 1
         rows = math.ceil(len(legend) / columns)
-        extra = 8 + rows * 15
+        extra = 12 + rows * (FONT + 5)
         out[0] = out[0].replace(f'viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
                                 f'height="{HEIGHT}"', f'viewBox="0 0 {WIDTH} {HEIGHT + extra}" '
                                 f'width="{WIDTH}" height="{HEIGHT + extra}"')
         for i, (number, p) in enumerate(legend):
             x = MARGIN_LEFT + (i % columns) * (plot_w / columns)
-            y = HEIGHT + 8 + (i // columns) * 15
-            out.append(f'<text class="legend-item" x="{x:.1f}" y="{y:.1f}">{number}: '
+            y = HEIGHT + 12 + (i // columns) * (FONT + 5)
+            out.append(f'<text class="legend-item" x="{x:.1f}" y="{y:.1f}" font-size="{FONT}">'
+                       f'{number}: '
                        f"{escape(p.label)}</text>")
     out.append("</svg>")
     return "\n".join(out)
