@@ -82,6 +82,31 @@ def _plot(report: dict, rows: list[dict], flags: dict[str, str] | None = None) -
                           title=f"{report['study']['id']}: score vs pre-training cost"))
 
 
+def _flat(value: object, prefix: str = "") -> list[str]:
+    if isinstance(value, dict):
+        return [line for key, item in sorted(value.items())
+                for line in _flat(item, f"{prefix}.{key}" if prefix else str(key))]
+    return [f"{prefix} {value}"]
+
+
+def index_description(report: dict) -> str:
+    """The studies index's line for a study. A profile (the same spec at another scale, with its
+    own id) inherits the spec's description unless it has its own, so a report written before
+    profiles could carry one read exactly like the full study's: that line then says which
+    profile it is and what the profile changes."""
+    study = report["study"]
+    profiles = study.get("profiles") or {}
+    for name, profile in sorted(profiles.items()):
+        if not isinstance(profile, dict) or profile.get("id") != study["id"]:
+            continue
+        if profile.get("description"):
+            return str(profile["description"])
+        changes = "; ".join(_flat({k: v for k, v in profile.items() if k != "id"}))
+        return (f"The '{name}' profile of its spec, not the full study: the same arms with "
+                f"{changes}; everything else as in the spec (its page has the full description).")
+    return str(study["description"])
+
+
 def study_pages(env, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
     folder = studies_dir(results_dir)
     paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
@@ -102,7 +127,7 @@ def study_pages(env, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
                    for name, arm in report["arms"].items() for c in arm["cells"]],
         )
         (out_dir / href).write_text(html, encoding="utf-8")
-        studies.append({"id": sid, "href": href, "description": report["study"]["description"],
+        studies.append({"id": sid, "href": href, "description": index_description(report),
                         "complete": report["complete"]})
     index = env.get_template("study.html").render(root="", title="Studies", studies=studies, report=None)
     (out_dir / "studies.html").write_text(index, encoding="utf-8")

@@ -208,8 +208,9 @@ class StudySpec(_Strict):
         return tuple((a.name, self.baseline_arm) for a in self.arms if a.name != self.baseline_arm)
 
 
-# what a profile may change: everything but the arms (the objectives are the study's question)
-_PROFILE_FIELDS = frozenset(StudySpec.model_fields) - {"arms", "profiles", "description"}
+# what a profile may change: everything but the arms (the objectives are the study's question);
+# its own description says what it is for, or the studies index shows two studies as one
+_PROFILE_FIELDS = frozenset(StudySpec.model_fields) - {"arms", "profiles"}
 
 
 def apply_profile(raw: dict[str, Any], profile: str, origin: str) -> None:
