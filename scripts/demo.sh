@@ -6,6 +6,11 @@
 # per-query pages also show SciFact's and NFCorpus's query texts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/maebench ]; then
+  # the one slow part, said before it starts (issue 28: ~4 of the 4m41s on a 2-core machine)
+  echo "setting up .venv: torch==2.13.0 (CPU), then maebench with its test and ray extras"
+  echo "(pip install -e '.[test,ray]'); about 4 minutes on 2 cores, once: later runs skip it"
+fi
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1
 rm -rf _demo/results
