@@ -46,3 +46,26 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_regular_text(path: Path, limit: int, what: str, *, error: type | None = None) -> str:
+    """The UTF-8 text of `path`, which must be a regular file (a link to one is followed) of at
+    most `limit` bytes. The file type is checked with stat before the file is opened, so a
+    FIFO, socket or device is refused at once, never opened for reading (opening a FIFO waits
+    for a writer; opening some devices has effects); the open itself is non-blocking and
+    re-checks with fstat (benchmark.core.paths.read_bounded), so a swap after the stat cannot
+    make it wait either. A stored file maebench reads back (a study's pilot, diagnostics,
+    report, a training state) goes through here. `error`: the MaebenchError subclass raised."""
+    import stat
+
+    from benchmark.core.errors import MaebenchError
+    from benchmark.core.paths import read_text_bounded
+
+    error = error or MaebenchError
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror or type(exc).__name__})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{path}: {what} is not a regular file")
+    return read_text_bounded(path, limit, what, error=error)

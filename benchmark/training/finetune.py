@@ -29,7 +29,7 @@ from typing import Any
 from benchmark.catalog.registry import DenseConfig, ModelCard
 from benchmark.core.errors import MaebenchError, ModelLoadError
 from benchmark.training.cards import card_yaml, eval_config, publish
-from benchmark.training.checkpoints import barrier
+from benchmark.training.checkpoints import barrier, read_state_json
 from benchmark.training.negatives import (
     Example,
     TrainData,
@@ -299,7 +299,7 @@ def _prepare_work_dir(work: Path, key: dict, overwrite: bool) -> None:
         return
     if work.exists():
         try:
-            stored = json.loads(state.read_text(encoding="utf-8"))
+            stored = read_state_json(state, "run key")  # a FIFO or a linked folder: one line
         except (OSError, json.JSONDecodeError):
             stored = None
         if stored == key:
@@ -322,7 +322,7 @@ def _wait_for_state(state: Path, key: dict, timeout_s: float = 600.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if json.loads(state.read_text(encoding="utf-8")) == key:
+            if read_state_json(state, "run key") == key:
                 return
         except (OSError, json.JSONDecodeError):
             pass
@@ -340,7 +340,7 @@ def _bm25_negatives(data: TrainData, recipe: Recipe, work: Path) -> dict[str, li
     from benchmark.retrievers import build_retriever
 
     cache = work / f"negatives-{recipe.negatives_card}-{recipe.negatives_depth}.json"
-    mined = load_negatives(cache)
+    mined = load_negatives(cache, data)  # checked against the train data
     if mined is None:
         retriever = build_retriever(get_card(recipe.negatives_card))
         mined = mine_negatives(retriever, data, recipe.negatives_depth)
@@ -358,7 +358,7 @@ def _stage2_negatives(
     from benchmark.retrievers.dense import DenseRetriever
 
     cache = work / f"negatives-stage2-{recipe.stage2_mining_depth}.json"
-    mined = load_negatives(cache)
+    mined = load_negatives(cache, data)  # checked against the train data
     if mined is not None:
         return mined
     stage1 = work / "stage1-final"

@@ -121,13 +121,61 @@ def save_negatives(path: Path, mined: dict[str, list[str]]) -> None:
     atomic_write(path, json.dumps(mined, sort_keys=True).encode())
 
 
-def load_negatives(path: Path) -> dict[str, list[str]] | None:
-    if not path.is_file():
-        return None
+MAX_NEGATIVES_BYTES = 1 << 30  # MS MARCO: 500k queries x 200 ids is ~1 GB at most
+
+
+def load_negatives(path: Path, data: TrainData | None = None) -> dict[str, list[str]] | None:
+    """The cached negatives of a run, or None when they must be mined (again). The cache is
+    only a cache, so anything that is not what save_negatives wrote for this train data (not a
+    regular file, e.g. a FIFO, which is never opened; not JSON; not query -> list of doc ids;
+    other queries than the train data's; a document outside the corpus or judged positive) is
+    set aside with a warning and mined again: the same seeded mining gives the same negatives,
+    so the run ends as a clean one would (before, a damaged cache crashed the trainer)."""
+    import os
+    import stat
+
+    from benchmark.core.paths import read_text_bounded
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None  # a half-written cache is mined again
+        info = os.stat(path)
+    except OSError:
+        return None  # not there (or unreadable): mined
+    problem = None
+    if not stat.S_ISREG(info.st_mode):
+        problem = "not a regular file"
+    else:
+        try:
+            mined = json.loads(read_text_bounded(path, MAX_NEGATIVES_BYTES, "negatives cache",
+                                                 error=FinetuneDataError))
+            problem = _negatives_problem(mined, data)
+        except (MaebenchError, ValueError, RecursionError) as exc:
+            problem = str(exc) or type(exc).__name__
+    if problem is None:
+        return mined
+    import logging
+
+    logging.getLogger(__name__).warning("%s: damaged negatives cache (%s); mining again", path, problem)
+    return None
+
+
+def _negatives_problem(mined: object, data: TrainData | None) -> str | None:
+    """Why `mined` is not a negatives cache for `data` (None: it is one)."""
+    if not isinstance(mined, dict):
+        return "not a JSON object"
+    for qid, docs in mined.items():
+        if not isinstance(docs, list) or not all(isinstance(d, str) for d in docs):
+            return f"query {qid!r}: not a list of document ids"
+    if data is None:
+        return None
+    if set(mined) != set(data.positives):
+        return "its queries are not this run's train queries"
+    corpus = data.dataset.corpus
+    for qid, docs in mined.items():
+        positives = set(data.positives[qid])
+        for doc in docs:
+            if doc not in corpus or doc in positives:
+                return f"query {qid!r}: document {doc!r} is not a negative in the corpus"
+    return None
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,16 @@ from typing import Any
 from benchmark.catalog.registry import ModelCard
 from benchmark.core.errors import MaebenchError, ModelLoadError, RegistryError
 from benchmark.core.paths import checkpoints_dir, models_dir
-from benchmark.training.checkpoints import commit_checkpoint, newest_committed, prune_checkpoints
+from benchmark.training.checkpoints import (
+    clear_folder,
+    commit_checkpoint,
+    load_training_state,
+    newest_committed,
+    open_staging,
+    prune_checkpoints,
+    publish_folder,
+    resume_meta,
+)
 from benchmark.training.pretrain_recipe import (
     PretrainRecipe,
     apply_overrides,
@@ -242,8 +251,8 @@ class _Trainer:
 
     def _start(self) -> dict:
         progress = self.staging / "progress.json"
-        if self.staging.exists() and (self.options.overwrite and not self.options.resume):
-            shutil.rmtree(self.staging)
+        open_staging(self.staging, "state", resume=self.options.resume,  # never a link; no pruning
+                     overwrite=self.options.overwrite, name=self.options.name)  # without --resume
         # the newest committed state (benchmark.training.checkpoints): one torn by a kill -9
         # during its save is removed and the one before is used
         found = newest_committed(self.staging, "state")
@@ -253,14 +262,14 @@ class _Trainer:
                     f"an unfinished pre-training of '{self.options.name}' exists in {self.staging}; "
                     "pass --resume to continue it or --overwrite to start again"
                 )
-            state = found[1].get("meta") if found is not None else None
+            state = resume_meta(found, self.steps)  # validated: types, done <= steps
             if not isinstance(state, dict):
                 log.warning("%s holds no complete saved state; starting from step 0", self.staging)
             else:
                 if (state.get("steps") != self.steps or state.get("objective") != self.options.objective
                         or state.get("head_warmup", 0) != self.head_warmup):
                     raise MaebenchError(f"{self.staging} was started with other settings; pass --overwrite")
-                self.accelerator.load_state(str(found[0]))
+                load_training_state(self.accelerator, found[0])  # an RNG state not applied: error
                 return state
         self.staging.mkdir(parents=True, exist_ok=True)
         return {"objective": self.options.objective, "steps": self.steps, "done": 0, "losses": [],
@@ -395,8 +404,7 @@ def _publish_weights(trainer: _Trainer, options: PretrainOptions) -> Path:
     from benchmark.core.files import atomic_write
 
     staged = trainer.staging / "encoder"
-    if staged.exists():
-        shutil.rmtree(staged)
+    clear_folder(staged)  # a link as a link
     objective = trainer.accelerator.unwrap_model(trainer.model)
     masked_lm_with(objective.encoder, objective.head).save_pretrained(staged)
     trainer.tokenizer.save_pretrained(staged)
@@ -405,12 +413,8 @@ def _publish_weights(trainer: _Trainer, options: PretrainOptions) -> Path:
                 "objective": options.objective, "seed": options.seed}
     atomic_write(staged / "pretrain_log.json", json.dumps(log_data).encode())
     final = checkpoints_dir() / options.name
-    if final.exists():
-        # a finished run killed before its card was written left these: --resume replaces them
-        if not (options.overwrite or options.resume):
-            raise MaebenchError(f"weights folder {final} exists; pass --overwrite to replace it")
-        shutil.rmtree(final)
-    staged.rename(final)
+    # a finished run killed before its card was written left these: --resume replaces them
+    publish_folder(staged, final, replace=options.overwrite or options.resume)
     shutil.rmtree(trainer.staging, ignore_errors=True)
     return final
 
