@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.studies.spec import (
+    StudyError,
     StudyOptions,
     StudySpec,
     backbones,
@@ -39,12 +40,26 @@ def _write_json(path: Path, payload: dict) -> None:
     atomic_write(path, (json.dumps(payload, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
 
-def _read_json(path: Path) -> dict | None:
+def _read_pilot_file(study: StudySpec) -> dict[str, Any] | None:
+    """The stored pilot record (finished or not), validated (studies.stored): None when there
+    is none; a FIFO, a damaged file or a winner that is not a scored candidate is one line
+    naming the file, never waited on nor used."""
+    from benchmark.studies.stored import StoredStudyFileError, load_pilot, pilot_rates
+
+    path = pilot_path(study)
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
+        record = load_pilot(path)
+    except StoredStudyFileError as exc:
+        raise StudyError(f"{exc}; remove it to run the pilot again") from None
+    if record is not None and study.finetune.pilot is not None and _same_setting(record, study):
+        spec_rates = {float(r) for r in study.finetune.pilot.learning_rates}
+        foreign = sorted(pilot_rates(record) - spec_rates)
+        if foreign:  # e.g. a winner 0.5 among candidates 0.001 / 0.003: never used
+            raise StudyError(
+                f"{path}: the pilot record names learning rate(s) {', '.join(f'{r:g}' for r in foreign)} "
+                f"that the spec's pilot does not try ({', '.join(f'{r:g}' for r in sorted(spec_rates))}); "
+                "remove it to run the pilot again")
+    return record
 
 
 # --------------------------------------------------------------------------- zero-shot
@@ -55,7 +70,14 @@ def diagnostics_path(study: StudySpec) -> Path:
 
 
 def read_diagnostics(study: StudySpec) -> dict[str, Any]:
-    return _read_json(diagnostics_path(study)) or {}
+    """card -> stored collapse diagnostics, validated (studies.stored): {} when none were
+    measured; a FIFO or a damaged file is one line naming it (removing it measures again)."""
+    from benchmark.studies.stored import StoredStudyFileError, load_diagnostics
+
+    try:
+        return load_diagnostics(diagnostics_path(study))
+    except StoredStudyFileError as exc:
+        raise StudyError(f"{exc}; remove it to measure the diagnostics again") from None
 
 
 def zero_shot(study: StudySpec, options: StudyOptions) -> Iterator[str]:
@@ -151,8 +173,10 @@ def _same_setting(stored: dict[str, Any], study: StudySpec) -> bool:
 
 def read_pilot(study: StudySpec) -> dict[str, Any] | None:
     """The finished pilot of this spec's setting, or None."""
-    pilot = _read_json(pilot_path(study))
-    if not pilot or "chosen_lr" not in pilot or not _same_setting(pilot, study):
+    if study.finetune.pilot is None:
+        return None
+    pilot = _read_pilot_file(study)
+    if not pilot or pilot.get("chosen_lr") is None or not _same_setting(pilot, study):
         return None
     return pilot
 
@@ -186,7 +210,7 @@ def run_pilot(study: StudySpec, options: StudyOptions) -> Iterator[str]:
     arm = next(a for a in study.arms if a.name == pilot.arm)
     backbone = study_card(study, Cell(arm, study.seeds[0], study).backbone)
     cards = study_models_dir(study)
-    state = _read_json(pilot_path(study)) or {}
+    state = _read_pilot_file(study) or {}
     stale = bool(state) and not _same_setting(state, study)
     if stale:
         yield "pilot: the stored pilot ran another recipe or setting; running it again"

@@ -73,12 +73,12 @@ def _cost(study: StudySpec, cell: Cell) -> dict[str, Any]:
                     pretrain_wall_s=pre.wall_time_s, pretrain_cpu_s=pre.cpu_time_s,
                     pretrain_flops=pre.flops, hardware=pre.hardware)
     ft_yaml = study_models_dir(study) / f"{cell.finetuned}.yaml"
-    if ft_yaml.is_file():
-        import yaml
+    if ft_yaml.is_file():  # the card validated (a `finetuning` that is a list is one line)
+        from benchmark.catalog.registry import load_card
 
-        raw = yaml.safe_load(ft_yaml.read_text(encoding="utf-8"))
-        record = (raw.get("finetuning") or {}).get("record") or {}
-        cost["finetune_wall_s"] = record.get("wall_time_s")
+        finetuning = load_card(ft_yaml).finetuning
+        record = finetuning.record if finetuning is not None else None
+        cost["finetune_wall_s"] = record.wall_time_s if record is not None else None
     return cost
 
 

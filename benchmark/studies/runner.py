@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmark.studies.claims import claim_weights
 from benchmark.studies.pilot import read_pilot, record_diagnostics, run_pilot, zero_shot
 from benchmark.studies.report import write_report
 from benchmark.studies.spec import (
@@ -45,12 +46,10 @@ def _pretrain(study: StudySpec, init, name: str, objective: str, corpus: str, bu
 def _weights_lost(card_path: Path) -> bool:
     """A card of the study whose weights (under the maebench home) are gone: a new machine gets
     the committed cards, not the home folder."""
-    import yaml
-
+    from benchmark.catalog.registry import load_card
     from benchmark.core.paths import home_dir
 
-    checkpoint = ((yaml.safe_load(card_path.read_text(encoding="utf-8")) or {}).get("retriever") or {}
-                  ).get("checkpoint") or ""
+    checkpoint = getattr(load_card(card_path).retriever, "checkpoint", None) or ""  # validated
     return checkpoint.startswith("home:") and not (home_dir() / checkpoint[len("home:"):]).is_dir()
 
 
@@ -172,6 +171,7 @@ def run_study(study: StudySpec, options: StudyOptions, echo=print) -> Path | Non
     report (None when only pre-training was asked)."""
     lock = _lock(study)  # held until this process ends
     try:
+        claim_weights(study)  # no other study's weights folder is ever replaced (issue 27)
         forget_lost_weights(study, echo)
         prepare_backbones(study, options, echo)
         if options.only != "pretrain":
