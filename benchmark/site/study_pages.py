@@ -4,7 +4,6 @@ EXTRA_PAGES hook, so the core site code knows nothing about studies."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from markupsafe import Markup
@@ -107,6 +106,21 @@ def index_description(report: dict) -> str:
     return str(study["description"])
 
 
+def _load_report(path: Path) -> dict:
+    """A study report, validated (studies.stored: a regular file, bounded, the fields the page
+    reads typed and finite), that is the report of the study it is named after: the page is
+    keyed by the id, so two files claiming one id would write one page over the other and both
+    be listed linking to it. A report whose id is not its file name is one line, never a page."""
+    from benchmark.studies.stored import StoredStudyFileError, load_report
+
+    report = load_report(path)
+    if report["study"]["id"] != path.stem:
+        raise StoredStudyFileError(
+            f"{path}: the report claims study id '{report['study']['id']}' but a study's report "
+            f"is results/studies/<id>.json; two reports may not claim one id")
+    return report
+
+
 def study_pages(env, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
     folder = studies_dir(results_dir)
     paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
@@ -114,7 +128,7 @@ def study_pages(env, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
         return []
     studies = []
     for path in paths:
-        report = json.loads(path.read_text(encoding="utf-8"))
+        report = _load_report(path)
         rows = _rows(report)
         sid = report["study"]["id"]
         href = f"study-{sid}.html"
