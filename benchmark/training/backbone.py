@@ -30,6 +30,17 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # every objective trains it; BEIR lengths (64-token queries keep SciFact's long claims whole)
 QUERY_MAX_LENGTH = 64
 PASSAGE_MAX_LENGTH = 256
+# The finished tokenizer (tokenizers' WordPiece, max_input_chars_per_word) maps a longer word to
+# [UNK] whole, so such a word can teach the vocabulary nothing; the learner skips it when merging
+# (its characters still join the alphabet). Its cost grew with word length x merges: one
+# 400,000-character word kept it busy for minutes.
+MAX_WORD_CHARS = 100
+# Fewer words than this cannot make a vocabulary (a whitespace-only corpus gave a card whose
+# vocabulary was the 5 specials); the embedded tiny corpus has about 4,000.
+MIN_CORPUS_WORDS = 1000
+# Building holds the weights (float32) twice at most: the model, and save_pretrained's copy.
+BYTES_PER_PARAMETER = 4
+BUILD_COPIES = 2
 
 
 @dataclass(frozen=True)
@@ -44,19 +55,78 @@ class BackboneSize:
     vocab_size: int = 8192
 
     def check(self) -> None:
+        """Each dimension in its range (one line naming every one that is not); whether the
+        whole fits in this machine's memory is check_fits_memory's question."""
         problems = []
         if not 1 <= self.layers <= 48:
             problems.append(f"layers {self.layers} (1..48)")
-        if self.hidden < 8 or self.heads < 1 or self.hidden % self.heads:
-            problems.append(f"hidden {self.hidden} must be a multiple of heads {self.heads}")
-        if self.ffn < 1:
-            problems.append(f"ffn {self.ffn}")
+        if not 8 <= self.hidden <= 16384:
+            problems.append(f"hidden {_short(self.hidden)} (8..16384)")
+        elif self.heads < 1 or self.heads > self.hidden or self.hidden % self.heads:
+            problems.append(f"hidden {self.hidden} must be a multiple of heads {_short(self.heads)}")
+        if not 1 <= self.ffn <= 1 << 20:
+            problems.append(f"ffn {_short(self.ffn)} (1..{1 << 20})")
         if not 16 <= self.max_positions <= 8192:
             problems.append(f"max positions {self.max_positions} (16..8192)")
         if not len(SPECIAL_TOKENS) + 100 <= self.vocab_size <= 250_000:
             problems.append(f"vocab size {self.vocab_size} (105..250000)")
         if problems:
             raise MaebenchError("backbone size: " + "; ".join(problems))
+
+    def parameters(self) -> int:
+        """BertForMaskedLM's parameter count at this size (the decoder tied to the word
+        embeddings; the vocabulary at its largest, vocab_size): embeddings, layers, MLM head."""
+        h, f, v = self.hidden, self.ffn, self.vocab_size
+        embeddings = (v + self.max_positions + 2) * h + 2 * h
+        layer = 4 * (h * h + h) + 2 * h + (h * f + f) + (f * h + h) + 2 * h
+        head = h * h + h + 2 * h + v
+        return embeddings + self.layers * layer + head
+
+    def check_fits_memory(self) -> None:
+        """Refuse, before allocating anything, a size whose weights do not fit in the memory
+        this process can have (an `--ffn` of 10^11 asked torch for terabytes)."""
+        needed = self.parameters() * BYTES_PER_PARAMETER * BUILD_COPIES
+        available = available_memory()
+        if available is not None and needed > available:
+            raise MaebenchError(
+                f"backbone size: {self.parameters():,} parameters need about {_gib(needed)} of "
+                f"memory to build and save, {_gib(available)} is available (layers {self.layers}, "
+                f"hidden {self.hidden}, ffn {self.ffn}, vocab {self.vocab_size})")
+
+
+def _short(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 20 else f"{text[:12]}...({len(text)} digits)"
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: the kernel's MemAvailable, lowered to what a
+    cgroup (v2 or v1) limit leaves; None where neither can be read."""
+    found: list[int] = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                          "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            cap = Path(limit).read_text().strip()
+            if cap.isdigit() and int(cap) < 1 << 60:
+                found.append(max(0, int(cap) - int(Path(usage).read_text().strip())))
+        except (OSError, ValueError):
+            continue
+    return min(found) if found else None
+
+
+class CorpusTooSmall(MaebenchError):
+    """The corpus has too little text to learn a vocabulary from."""
 
 
 @dataclass
@@ -113,10 +183,19 @@ def learn_wordpiece_vocab(texts: list[str], vocab_size: int, min_frequency: int 
     from collections import defaultdict
 
     counts = _words(texts)
-    words = sorted(counts)  # a fixed order: every later tie is broken by text, never by hashing
+    total = sum(counts.values())
+    if total < MIN_CORPUS_WORDS:
+        empty = "; its documents are empty or whitespace" if not total else ""
+        raise CorpusTooSmall(f"too little text to learn a vocabulary: {total} words (at least "
+                             f"{MIN_CORPUS_WORDS}){empty}")
+    alphabet_of_long = {p for w in counts if len(w) > MAX_WORD_CHARS
+                        for p in (w[0], *(f"##{c}" for c in set(w[1:])))}
+    # a fixed order: every later tie is broken by text, never by hashing; words the tokenizer
+    # maps to [UNK] whole (longer than MAX_WORD_CHARS) take no part in the merges
+    words = sorted(w for w in counts if len(w) <= MAX_WORD_CHARS)
     freq = [counts[w] for w in words]
     pieces = [[w[0], *(f"##{c}" for c in w[1:])] for w in words]
-    alphabet = sorted({p for ps in pieces for p in ps})
+    alphabet = sorted({p for ps in pieces for p in ps} | alphabet_of_long)
     vocab = [*SPECIAL_TOKENS, *alphabet]
     seen = set(vocab)
     pairs: dict[tuple[str, str], int] = defaultdict(int)
@@ -187,6 +266,7 @@ def build_backbone(texts: list[str], size: BackboneSize, seed: int, min_frequenc
     from transformers import BertForMaskedLM
 
     size.check()
+    size.check_fits_memory()  # before the vocabulary (minutes on a big corpus) and the weights
     tokenizer = train_tokenizer(texts, size.vocab_size, min_frequency)
     tokenizer.model_max_length = size.max_positions
     config = bert_config(size, tokenizer)
@@ -213,9 +293,13 @@ def new_backbone(options: BackboneOptions) -> Path:
     if target.exists() and not options.overwrite:
         raise MaebenchError(f"card {target} exists; pass --overwrite to replace it")
     options.size.check()
+    options.size.check_fits_memory()
     source = resolve_corpus(options.corpus, options.data_dir)
     texts = read_texts(source)
-    model, tokenizer = build_backbone(texts, options.size, options.seed, options.min_frequency)
+    try:
+        model, tokenizer = build_backbone(texts, options.size, options.seed, options.min_frequency)
+    except CorpusTooSmall as exc:
+        raise CorpusTooSmall(f"corpus {source.label}: {exc}") from None
     folder = _save(model, tokenizer, name, options.overwrite)
     card = backbone_card(options, model, tokenizer, source, folder)
     return write_card(card, cards, options.overwrite)
