@@ -18,9 +18,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write a submission bundle; check it with `maebench submit --check OUT`."""
         from benchmark.core.paths import models_dir as default_models_dir
+        from benchmark.core.paths import refuse_owned_output
         from benchmark.core.paths import results_dir as default_results_dir
         from benchmark.submission.bundle import write_bundle
 
+        # never into the results database or the registry: a stale copy there shadows newer results
+        refuse_owned_output(out, also=(("results database", results_dir), ("models folder", models_dir)))
         tasks = [t.strip() for t in task.split(",") if t.strip()] if task else None
         written = write_bundle(model, tasks, results_dir or default_results_dir(),
                                models_dir or default_models_dir(), out)

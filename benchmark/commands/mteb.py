@@ -16,10 +16,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write stored results as MTEB result files (tasks without an MTEB twin are skipped)."""
         from benchmark.catalog.tasks import get_task
+        from benchmark.core.paths import refuse_owned_output
         from benchmark.core.paths import results_dir as default_results_dir
         from benchmark.results.mteb_files import export_results
         from benchmark.results.store import iter_results
 
+        refuse_owned_output(out, also=(("results database", results_dir),))
         wanted = {m.strip() for m in model.split(",")} if model else None
         results = [
             r for _, r in iter_results(results_dir or default_results_dir())

@@ -27,9 +27,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Build the static leaderboard site (open OUT/index.html in a browser)."""
         from benchmark.comparison.compare import StatsOptions
+        from benchmark.core.paths import refuse_owned_output
         from benchmark.core.paths import results_dir as default_results_dir
         from benchmark.site.leaderboard import SiteOptions, build_site
 
+        refuse_owned_output(out, also=(("results database", results_dir), ("models folder", models_dir)))
         try:  # pages other modules add through leaderboard.EXTRA_PAGES
             from benchmark.site.reproduction_page import register_site_page
         except ImportError:

@@ -208,3 +208,26 @@ def load_json_bounded(
         return json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
         raise error(f"{path}: {what} is not valid JSON ({type(exc).__name__})") from exc
+
+
+def refuse_owned_output(
+    out: Path, *, option: str = "--out", also: tuple[tuple[str, Path | None], ...] = (),
+) -> Path:
+    """`out` itself, refused in one line when it is, or lies inside, a folder maebench owns: the
+    results database and the models folder (the defaults, and `also`: the command's own
+    --results-dir / --models-dir), the trained weights and the embedding store. A bundle written
+    into results/<x> became a stale copy that shadowed newer results in compare and on the
+    site; a site or an MTEB export there is the same mistake. Checked both as written and with
+    symlinks followed, so a link from elsewhere into the database is refused too."""
+    owned = [("results database", results_dir()), ("models folder", models_dir()),
+             ("trained-weights folder", checkpoints_dir()), ("embedding store", embeddings_dir()),
+             *also]
+    lexical, real = Path(os.path.abspath(out)), Path(os.path.realpath(out))
+    for label, folder in owned:
+        if folder is None:
+            continue
+        roots = {Path(os.path.abspath(folder)), Path(os.path.realpath(folder))}
+        if any(_inside(candidate, root) for candidate in (lexical, real) for root in roots):
+            raise MaebenchError(f"{option} {out} lies in the {label} ({folder}); write it "
+                                "somewhere outside maebench's own folders")
+    return out
