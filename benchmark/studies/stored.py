@@ -197,7 +197,7 @@ def load_diagnostics(path: Path) -> dict[str, Any]:
 
 class _Contrast(_Loose):
     arm: str
-    against: str
+    against: str | None = None  # older reports: the baseline arm
     diff: Finite | None = None
     ci_low: Finite | None = None
     ci_high: Finite | None = None
