@@ -60,6 +60,20 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split()) or "failed"
 
 
+def _interrupted(exc: BaseException) -> str:
+    """What a Ctrl-C prints: the note of the step it stopped (an encode says what the embedding
+    store kept) when there is one, then what results/ keeps. A command passes the note on as
+    benchmark.core.errors.Interrupted; click may wrap it in an Abort, so causes are searched."""
+    from benchmark.core.errors import Interrupted
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, Interrupted | KeyboardInterrupt) and str(seen):
+            return f"{str(seen).rstrip('.')}; results/ keeps what was stored before"
+        seen = seen.__cause__ or seen.__context__
+    return INTERRUPTED
+
+
 def _fail(message: str, code: int) -> None:
     typer.echo(f"error: {_one_line(message)}", err=True)
     sys.exit(code)
@@ -82,7 +96,7 @@ def main() -> None:
     exception's type; MAEBENCH_DEBUG=1 shows the traceback)."""
     import signal
 
-    from benchmark.core.errors import MaebenchError
+    from benchmark.core.errors import Interrupted, MaebenchError
 
     # A shell starts background jobs with SIGINT ignored, and Python then never raises
     # KeyboardInterrupt: restore it, so an interrupt always stops with status 130 and a line.
@@ -91,8 +105,8 @@ def main() -> None:
         code = app(standalone_mode=False)
     except MaebenchError as exc:
         _fail(str(exc), 2)
-    except (KeyboardInterrupt, *_click_classes("Abort")):
-        _fail(INTERRUPTED, 130)
+    except (Interrupted, KeyboardInterrupt, *_click_classes("Abort")) as exc:
+        _fail(_interrupted(exc), 130)
     except _click_classes("Exit") as exc:
         sys.exit(exc.exit_code)
     except _click_classes("ClickException") as exc:

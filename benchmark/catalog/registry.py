@@ -314,7 +314,26 @@ def get_card(name: str, directory: Path | None = None) -> ModelCard:
                       if name in {getattr(c.retriever, f, None) for f in
                                   ("checkpoint", "query_checkpoint", "passage_checkpoint")})
     hint = f"; card {', '.join(wrapping)} wraps that checkpoint" if wrapping else ""
+    if not wrapping:
+        from benchmark.core.errors import did_you_mean
+
+        hint = did_you_mean(name, sorted(cards))
     broken = f"; {len(errors)} card(s) could not be read" if errors else ""
     raise RegistryError(
         f"unknown model '{name}'{hint} (known: {', '.join(sorted(cards))}){broken}"
     )
+
+
+def find_card(text: str, directory: Path | None = None) -> ModelCard:
+    """A card as a user types its name: exactly, else in any case or as its display name
+    (`all-MiniLM-L6-v2`); otherwise get_card's error, with the closest names."""
+    try:
+        return get_card(text, directory)
+    except RegistryError:
+        folded = text.strip().casefold()
+        cards, _ = load_cards(directory or models_dir())
+        matches = [c for c in cards.values()
+                   if folded in (c.name.casefold(), c.display_name.casefold())]
+        if len(matches) == 1:
+            return matches[0]
+        raise

@@ -167,8 +167,29 @@ def all_tasks() -> tuple[TaskSpec, ...]:
 
 
 def get_task(name: str) -> TaskSpec:
+    """The task of this exact name (stored results and bundles name tasks exactly)."""
     for task in all_tasks():
         if task.name == name:
             return task
-    known = ", ".join(t.name for t in all_tasks() if t.part_of is None)
-    raise MaebenchError(f"unknown task '{name}' (known: {known})")
+    raise _unknown_task(name)
+
+
+def find_task(text: str) -> TaskSpec:
+    """A task as a user types it: its name in any case, or its display name as the site shows
+    it (`SciFact`, `TREC-COVID`); an unknown one is an error naming the closest tasks."""
+    folded = text.strip().casefold()
+    for task in all_tasks():
+        if folded in (task.name, task.display_name.casefold()):
+            return task
+    raise _unknown_task(text)
+
+
+def _unknown_task(name: str) -> MaebenchError:
+    from benchmark.core.errors import did_you_mean
+
+    listed = [t for t in all_tasks() if t.part_of is None]
+    names = [t.name for t in all_tasks()]
+    hint = did_you_mean(name, names) or did_you_mean(
+        name, [t.display_name for t in listed])
+    known = ", ".join(t.name for t in listed)
+    return MaebenchError(f"unknown task '{name}'{hint} (known: {known})")

@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
         """Evaluate MODEL on TASK (defaults: BM25 on the embedded tiny task) and store the result."""
         from rich.console import Console
 
-        from benchmark.catalog.tasks import get_task
+        from benchmark.catalog.tasks import find_task
         from benchmark.core.errors import MaebenchError
         from benchmark.core.paths import results_dir as default_results_dir
         from benchmark.pipeline.runner import RunOptions
@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
         if dtype is not None:
             cards = [(_with_dtype(card, dtype, device, console), inferred)
                      for card, inferred in cards]
-        tasks = [get_task(t) for t in _split(task)]
+        tasks = list({spec.name: spec for spec in map(find_task, _split(task))}.values())
         options = RunOptions(
             results_dir=results_dir or default_results_dir(),
             data_dir=data_dir,
@@ -114,30 +114,38 @@ def register(app: typer.Typer) -> None:
                                 search, backend),
         )
         failed: list[tuple[str, str]] = []
-        for card, inferred in cards:
-            record = {"card_warnings": _check_card(card, strict, console)}
-            if inferred is not None:
-                record["card_free"] = {"inferred_from": card.retriever.checkpoint,
-                                       "card": card.model_dump(mode="json")}
-            for spec in tasks:
-                why = _run_one(card, spec, options, record, console)
-                if why is not None:
-                    failed.append((f"{card.name} on {spec.name}", why))
-        if len(cards) * len(tasks) == 1 and failed:
+        alone = len(cards) * len(tasks) == 1  # its failure is the error line, said once
+        try:
+            for card, inferred in cards:
+                record = {"card_warnings": _check_card(card, strict, console)}
+                if inferred is not None:
+                    record["card_free"] = {"inferred_from": card.retriever.checkpoint,
+                                           "card": card.model_dump(mode="json")}
+                for spec in tasks:
+                    why = _run_one(card, spec, options, record, console, alone)
+                    if why is not None:
+                        failed.append((f"{card.name} on {spec.name}", why))
+        except KeyboardInterrupt as exc:  # typer would drop an encode's note of what it kept
+            from benchmark.core.errors import Interrupted
+
+            raise Interrupted(str(exc)) from exc
+        if alone and failed:
             raise MaebenchError(failed[0][1])
-        if failed:
-            raise MaebenchError("not run: " + "; ".join(f"{what} ({why})" for what, why in failed))
+        if failed:  # each reason was printed once, as its task failed; the total, not them again
+            raise MaebenchError(
+                f"{len(failed)} of {len(cards) * len(tasks)} runs failed "
+                f"({', '.join(what for what, _ in failed)}); each reason is printed above")
 
 
 def _resolve(value: str, name: str | None, family: str | None, overrides: dict, console):
     """(card, inferred settings or None): a registry card, else a card-free checkpoint."""
-    from benchmark.catalog.registry import get_card
+    from benchmark.catalog.registry import find_card
     from benchmark.core.errors import RegistryError
 
     given = any(v is not None for v in overrides.values())
     if not given and name is None:
         try:
-            return get_card(value), None
+            return find_card(value), None
         except RegistryError as exc:
             if not _looks_like_checkpoint(value):
                 raise
@@ -206,8 +214,11 @@ def _check_card(card, strict: bool, console) -> list[str]:
     return warnings
 
 
-def _run_one(card, spec, options, record: dict, console) -> str | None:
-    """Run one (model, task); the reason when it could not run (the others still go on)."""
+def _run_one(card, spec, options, record: dict, console, alone: bool = False) -> str | None:
+    """Run one (model, task); the reason when it could not run (the others still go on).
+    The reason is printed here when other runs follow; `alone`, the caller's error line says it."""
+    from rich.markup import escape
+
     from benchmark.core.errors import MaebenchError
     from benchmark.core.progress import phase_spinner
     from benchmark.pipeline.runner import run_task
@@ -221,7 +232,9 @@ def _run_one(card, spec, options, record: dict, console) -> str | None:
                           f"evaluation ({target}); --overwrite redoes it[/]")
             return None
         why = f"{target} exists but {reason}; --overwrite replaces it"
-        console.print(f"[red]not run[/] {card.name} on {spec.name}: {why}")
+        if not alone:
+            console.print(f"[red]not run[/] {card.name} on {spec.name}: {escape(why)}",
+                          highlight=False)
         return why
     console.print(f"[bold]{card.name}[/] on [bold]{spec.name}[/] ...")
     note = cpu_cost_note(card, spec, options.device, options.store.backend)
@@ -233,7 +246,9 @@ def _run_one(card, spec, options, record: dict, console) -> str | None:
         try:
             path = run_task(card, spec, replace(options, record=record))
         except MaebenchError as exc:  # this task cannot run here; the others still do
-            console.print(f"[red]not run[/] {card.name} on {spec.name}: {exc}")
+            if not alone:
+                console.print(f"[red]not run[/] {card.name} on {spec.name}: "
+                              f"{escape(' '.join(str(exc).split()))}", highlight=False)
             return str(exc)
     result = read_result(path)
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())

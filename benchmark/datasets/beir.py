@@ -237,11 +237,13 @@ def resolve_folder(task: TaskSpec, data_dir: Path | None = None, download: bool 
             raise
         from benchmark.datasets.mteb_hub import fetch_from_mteb_hub
 
-        log.warning("%s; trying the MTEB dataset on the Hugging Face Hub", beir_error)
+        # said once: as part of the error when the Hub copy fails too, else as a warning
+        log.info("%s; trying the MTEB dataset on the Hugging Face Hub", beir_error)
         try:
             fetch_from_mteb_hub(task, cache_dir() / "mteb" / task.name)
         except DataError as hub_error:
             raise DataError(f"{beir_error}; the Hub copy failed too: {hub_error}") from hub_error
+        log.warning("%s; using the MTEB dataset from the Hugging Face Hub instead", beir_error)
         return cache_dir() / "mteb" / task.name
     return cached
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from benchmark.catalog.tasks import TaskSpec
-from benchmark.core.errors import DataError
+from benchmark.core.errors import DataError, brief
 
 
 def _split_of(repo: str, config: str, revision: str, wanted: str) -> str:
@@ -64,7 +64,7 @@ def fetch_from_mteb_hub(task: TaskSpec, folder: Path) -> Path:
         raise
     except Exception as exc:  # network, auth, schema: one line, nothing half-written
         shutil.rmtree(staging, ignore_errors=True)
-        detail = str(exc).splitlines()[0][:120] if str(exc) else ""
+        detail = brief(exc, 120)
         raise DataError(
             f"cannot fetch {repo}@{revision[:12]} from the Hugging Face Hub "
             f"({type(exc).__name__}: {detail})"

@@ -13,6 +13,15 @@ it again (at most the shard in flight is lost) and overwrites the file. A shard 
 back after its bytes match the manifest's sha256, so a corrupt, truncated or foreign file is
 dropped from the manifest and re-encoded, never used.
 
+A shard still being encoded is checkpointed in parts (benchmark.retrievers.dense): its
+texts in encoding order (longest first) cut into parts of `part_rows` rows, each committed the
+same four steps as part-SSSSSS-KKKK.npy (fp32, in that order) and recorded under the
+manifest's "parts" with the batch size that formed it. A run interrupted mid-shard therefore
+keeps every finished part, and the next one encodes only the rest, in the same batches, so the
+shard it writes is byte-identical to an uninterrupted run's. Writing the shard forgets and
+deletes its parts. A manifest without "parts" (written before parts existed) reads as having
+none, and its shards are used as before.
+
 Nothing a manifest says is trusted beyond that: a record must name its own shard's file
 (shard-NNNNNN.npy for shard N, confined to the entry by benchmark.core.paths.confine, read as a
 regular file no larger than the shard can be), so a swapped, absolute or `../` record, or an
@@ -63,6 +72,14 @@ class StoreError(MaebenchError):
 def shard_file(index: int) -> str:
     """The one file name shard `index` may have; a manifest record naming any other is damaged."""
     return f"shard-{index:06d}.npy"
+
+
+def part_file(index: int, part: int) -> str:
+    """The one file name part `part` of shard `index` may have (same rule as shard_file)."""
+    return f"part-{index:06d}-{part:04d}.npy"
+
+
+MAX_PARTS = 10_000  # part numbers have four digits
 
 
 def _open_lock(folder: Path):
@@ -133,6 +150,10 @@ class Entry:
         self.shards: dict[int, ShardRecord] = {}
         self.dim: int | None = None
         self.dropped: list[int] = []  # shards found corrupt and dropped in this session
+        # checkpoint parts of unfinished shards: how they were cut, and each shard's records
+        self.part_rows: int | None = None
+        self.part_batch: int | None = None
+        self.parts: dict[int, list[ShardRecord]] = {}
         self._warned: set[str] = set()
         self._load_manifest()
 
@@ -144,6 +165,8 @@ class Entry:
         again. Only records that pass are ever read (and then their sha256 is checked too)."""
         self.shards = {}
         self.dim = None
+        self.part_rows = self.part_batch = None
+        self.parts = {}
         path = self.folder / MANIFEST
         if not path.is_file():
             return
@@ -171,6 +194,49 @@ class Entry:
                 self._warn(f"{path}: shard record {index_text!r} is damaged; that shard is encoded again")
                 continue
             self.shards[int(index_text)] = record
+        self._load_parts(data.get("parts"))
+
+    def _load_parts(self, raw: object) -> None:
+        """The parts section, checked like the shard records: a layout of positive ints, and for
+        each unfinished shard a list of records naming exactly its own part files, each of
+        `part_rows` rows. Anything else is left out (those parts are encoded again)."""
+        if raw is None:
+            return
+        layout_ok = isinstance(raw, dict) and set(raw) == {"batch_size", "part_rows", "shards"}
+        if layout_ok:
+            batch, rows, shards = raw["batch_size"], raw["part_rows"], raw["shards"]
+            layout_ok = (type(batch) is int and type(rows) is int and 0 < batch <= rows
+                         and rows % batch == 0 and rows <= self.n_rows
+                         and isinstance(shards, dict))
+        if not layout_ok:
+            self._warn(f"{self.folder / MANIFEST}: its parts section is damaged; unfinished "
+                       "shards are encoded again from their start")
+            return
+        self.part_batch, self.part_rows = batch, rows
+        for index_text, records in shards.items():
+            if not (isinstance(index_text, str) and index_text.isdigit()
+                    and 0 <= int(index_text) < self.n_shards and isinstance(records, list)
+                    and len(records) < MAX_PARTS):
+                continue
+            index = int(index_text)
+            kept: list[ShardRecord] = []
+            for number, record in enumerate(records):  # a damaged part ends the usable prefix
+                checked = self._part_record(index, number, record)
+                if checked is None:
+                    break
+                kept.append(checked)
+            if kept and index not in self.shards:
+                self.parts[index] = kept
+
+    def _part_record(self, index: int, number: int, raw: object) -> ShardRecord | None:
+        if not (isinstance(raw, dict) and set(raw) == {"file", "rows", "sha256"}):
+            return None
+        file, rows, sha256 = raw["file"], raw["rows"], raw["sha256"]
+        if file != part_file(index, number) or rows != self.part_rows or type(rows) is not int:
+            return None
+        if not (isinstance(sha256, str) and len(sha256) == 64 and all(c in HEX for c in sha256)):
+            return None
+        return ShardRecord(file=file, rows=rows, sha256=sha256)
 
     def _warn(self, message: str) -> None:
         if message not in self._warned:  # the manifest is read again when the lock is taken
@@ -202,6 +268,12 @@ class Entry:
             "dtype": self.key.store_dtype,
             "shards": {str(i): vars(rec) for i, rec in sorted(self.shards.items())},
         }
+        if self.parts and self.part_rows is not None:
+            data["parts"] = {
+                "batch_size": self.part_batch, "part_rows": self.part_rows,
+                "shards": {str(i): [vars(r) for r in records]
+                           for i, records in sorted(self.parts.items())},
+            }
         _atomic_bytes(self.folder / MANIFEST, json.dumps(data, indent=1).encode("utf-8"))
 
     # -- state -------------------------------------------------------------------------------
@@ -239,6 +311,10 @@ class Entry:
         for stale in self.folder.glob(".*.tmp"):  # a crash in step 1 or 3 left these
             stale.unlink(missing_ok=True)
         self._load_manifest()  # the truth as of taking the lock
+        recorded = {r.file for records in self.parts.values() for r in records}
+        for orphan in self.folder.glob("part-*.npy"):  # of a finished shard, or never recorded
+            if orphan.name not in recorded and not orphan.is_symlink():
+                orphan.unlink(missing_ok=True)
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -260,8 +336,81 @@ class Entry:
         _atomic_bytes(self.folder / record.file, data)
         self.dim = int(vectors.shape[1])
         self.shards[index] = record
+        finished_parts = self.parts.pop(index, [])
+        self._write_manifest()
+        leftovers = {self.folder / part.file for part in finished_parts}
+        leftovers |= set(self.folder.glob(f"part-{index:06d}-*.npy"))  # dropped ones too
+        for path in leftovers:  # after the manifest no longer names them
+            if not path.is_symlink():
+                path.unlink(missing_ok=True)
+        return record
+
+    # -- checkpoint parts of an unfinished shard -----------------------------------------------
+    def part_layout(self, batch_size: int, default_rows: int | None) -> int | None:
+        """The part size this run must cut shards at: the recorded one when the parts on disk
+        were formed with the same batch size (their batches are then this run's), else none
+        yet (`default_rows`, or None to let the first part's close decide). Parts formed with
+        another batch size are forgotten: their vectors came from other batches."""
+        if self.part_batch is not None and self.part_batch != batch_size:
+            self.parts = {}
+            self.part_rows = self.part_batch = None
+            if self._lock_handle is not None:
+                self._write_manifest()
+        if self.part_rows is None and default_rows is not None:
+            self.part_rows, self.part_batch = default_rows, batch_size
+        return self.part_rows
+
+    def set_part_rows(self, rows: int, batch_size: int) -> None:
+        """Fix the part size (a multiple of the batch size) for every shard of this entry."""
+        if rows <= 0 or rows % batch_size:
+            raise ValueError("a part is a whole number of batches")
+        self.part_rows, self.part_batch = rows, batch_size
+
+    def write_part(self, index: int, vectors: np.ndarray) -> ShardRecord:
+        """Commit the next part of unfinished shard `index` (steps 1-4, in fp32); needs the lock."""
+        if self._lock_handle is None:
+            raise RuntimeError("Entry.write_part outside `with entry.writing():`")
+        if vectors.ndim != 2 or len(vectors) != self.part_rows:
+            raise ValueError("a part is a 2-d array of part_rows rows")
+        records = self.parts.setdefault(index, [])
+        data = shard_bytes(vectors, "float32")
+        record = ShardRecord(file=part_file(index, len(records)), rows=len(vectors),
+                             sha256=hashlib.sha256(data).hexdigest())
+        _atomic_bytes(self.folder / record.file, data)
+        self.dim = int(vectors.shape[1])
+        records.append(record)
         self._write_manifest()
         return record
+
+    def load_parts(self, index: int) -> list[np.ndarray]:
+        """The finished parts of shard `index`, in order, each checked like a shard (its own
+        file, its sha256, its shape); the first that fails and every later one are forgotten."""
+        records = self.parts.get(index, [])
+        limit = (self.part_rows or 0) * (self.dim or 0) * 4 + NPY_HEADER_MAX
+        vectors: list[np.ndarray] = []
+        for number, record in enumerate(records):
+            try:
+                path = confine(self.folder, part_file(index, number), "part file", error=StoreError)
+                data = read_bounded(path, limit, "part file", error=StoreError)
+                if hashlib.sha256(data).hexdigest() != record.sha256:
+                    raise ValueError("sha256")
+                array = np.load(io.BytesIO(data), allow_pickle=False)
+                if array.shape != (self.part_rows, self.dim) or array.dtype != np.float32:
+                    raise ValueError("shape")
+            except (StoreError, ValueError):
+                self.parts[index] = records[:number]
+                if not self.parts[index]:
+                    del self.parts[index]
+                if self._lock_handle is not None:
+                    self._write_manifest()
+                break
+            vectors.append(array)
+        return vectors
+
+    def stored_rows(self) -> int:
+        """Rows whose vectors are kept: finished shards plus the finished parts of the others."""
+        return (sum(r.rows for r in self.shards.values())
+                + sum(r.rows for records in self.parts.values() for r in records))
 
     def drop(self, index: int) -> None:
         """Forget a shard (corrupt or foreign) so that it is encoded again."""

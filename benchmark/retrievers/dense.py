@@ -11,14 +11,24 @@ The card decides how texts are formatted (prefixes, title mode) and which encode
 them (benchmark.retrievers.encoders). Vectors go through the embedding store
 (benchmark.embeddings): each corpus shard is loaded from the store when its key matches, else
 encoded and committed, then searched, so peak memory is one shard plus the running top-k and a
-second run with the same key never loads the model. Search is exact (fp32) unless the user asks
-for an approximate index, which is then labelled in the result with its measured recall.
+second run with the same key never loads the model. A shard being encoded is checkpointed in
+parts (at most CHECKPOINT_ROWS rows or about CHECKPOINT_SECONDS each, whichever comes first,
+then that size for every part of the entry), so Ctrl-C keeps every finished part and the same
+command resumes; the parts follow the encoder's own batches, so the resumed shard is
+byte-identical to an uninterrupted one (and to shards written before parts existed). Search is
+exact (fp32) unless the user asks for an approximate index, which is then labelled in the result
+with its measured recall.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
+import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +51,50 @@ log = logging.getLogger(__name__)
 
 # kept for callers that import them: the defaults the shard size is derived from
 CORPUS_SHARD = 100_000
+
+# A shard being encoded is committed in parts of at most this many rows, or of what was
+# encoded in about this many seconds, whichever comes first (the first part fixes the size of
+# all the entry's parts). Small: a part costs one small file and one manifest write, and
+# everything since the last part is lost on Ctrl-C.
+CHECKPOINT_ROWS = 2048
+CHECKPOINT_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """When a part of an unfinished shard is committed (MAEBENCH_CHECKPOINT_ROWS / _SECONDS)."""
+
+    rows: int = CHECKPOINT_ROWS
+    seconds: float = CHECKPOINT_SECONDS
+
+    @classmethod
+    def from_env(cls) -> CheckpointPolicy:
+        return cls(rows=int(_positive("MAEBENCH_CHECKPOINT_ROWS", CHECKPOINT_ROWS)),
+                   seconds=_positive("MAEBENCH_CHECKPOINT_SECONDS", CHECKPOINT_SECONDS))
+
+
+def _positive(variable: str, default: float) -> float:
+    text = os.environ.get(variable)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value > 0 and math.isfinite(value)):
+        raise MaebenchError(f"{variable}={text!r}: expected a positive number")
+    return value
+
+
+class EncodeInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a corpus encode, saying what the embedding store kept (the CLI prints it)."""
+
+
+def _say(line: str) -> None:
+    """One line for the user beside the progress bar (stderr, like the bar)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)
 
 
 def _check_hub_checkpoint(checkpoint: str, revision: str | None) -> None:
@@ -358,7 +412,9 @@ class DenseRetriever:
                  "shard_rows": rows, "shards_total": len(plan), "shards_encoded": 0,
                  "shards_from_store": 0, "shards_dropped_corrupt": 0}
         self._store_stats = stats
-        with entry.writing():
+        existed = (entry.folder / "key.json").is_file()  # a run of this entry came before
+        announced: list[None] = []
+        with entry.writing(), self._interrupt_note(entry, plan):
             missing = entry.missing()
             if self.store.engine == "ray" and missing:
                 from benchmark.retrievers.ray_engine import encode_with_ray
@@ -374,8 +430,9 @@ class DenseRetriever:
                 if vectors is not None:
                     return vectors
                 with timer.phase("encode_corpus"):
-                    self._encoder_for(key)
-                    vectors = self.search_vectors(corpus.read(start, n))
+                    if not announced:
+                        announced.append(self._announce(entry, plan, existed))
+                    vectors = self._encode_shard(entry, index, corpus.read(start, n), plan)
                     entry.write(index, vectors)
                 encoded_here[0] += 1
                 # search what a later run will read back (fp16 storage rounds)
@@ -397,3 +454,114 @@ class DenseRetriever:
             stats["shards_encoded"] += encoded_here[0]
             stats["shards_from_store"] = len(plan) - stats["shards_encoded"]
         return result
+
+    # -- checkpointed corpus encoding ----------------------------------------------------------
+    def _encode_shard(self, entry, index: int, docs: list[Document],
+                      plan: list[tuple[int, int]]) -> np.ndarray:
+        """Shard `index`'s search vectors, encoded in the encoder's own length-sorted batches and
+        committed in parts as they finish; finished parts of an earlier run are read back, not
+        encoded again. Every batch holds the same texts and is computed the same way (a call of
+        one batch would use all torch threads where the others use one: it is given a
+        neighbour, whose vectors are dropped), so the vectors equal an uninterrupted encode's."""
+        from tqdm.auto import tqdm
+
+        from benchmark.retrievers.encoders import length_order
+
+        encoder = self._encoder_for(entry.key)
+        cfg = self.config
+        texts = self.format_passages(docs)
+        batch = encoder.batch_size(cfg.batch_size)
+        order = length_order(texts)
+        n_batches = math.ceil(len(texts) / batch)
+        policy = CheckpointPolicy.from_env()
+        part_rows = entry.part_layout(batch, None)
+        done = entry.load_parts(index)
+        chunks = list(done)
+        position = sum(len(c) for c in chunks)
+        group = batch * max(2, min(8, os.cpu_count() or 1))  # batches per call: one per core
+
+        def encode_rows(first: int, last: int) -> np.ndarray:
+            b0, b1 = first // batch, math.ceil(last / batch)
+            lo, hi = b0, b1
+            if b1 - b0 == 1 and n_batches > 1:
+                lo, hi = (b0 - 1, b1) if b0 > 0 else (b0, b1 + 1)
+            rows = order[lo * batch: min(hi * batch, len(texts))]
+            vectors = encoder.encode([texts[i] for i in rows], cfg.passage_max_length,
+                                     cfg.batch_size, "corpus")
+            return vectors[(first - lo * batch): (last - lo * batch)]
+
+        bar = tqdm(total=n_batches, initial=position // batch, desc="corpus",
+                   disable=n_batches <= 10, leave=False)
+        with bar:
+            part_start, started = position, time.monotonic()
+            pending: list[np.ndarray] = []
+            while position < len(texts):
+                cap = part_rows or max(batch, policy.rows // batch * batch)
+                end = min(position + group, part_start + cap, len(texts))
+                pending.append(encode_rows(position, end))
+                bar.update(math.ceil(end / batch) - position // batch)
+                position = end
+                if position >= len(texts):
+                    break
+                full = position - part_start >= cap
+                slow = part_rows is None and time.monotonic() - started >= policy.seconds
+                if full or slow:
+                    part = np.concatenate(pending)
+                    if part_rows is None:  # the first part fixes the size of them all
+                        part_rows = len(part)
+                        entry.set_part_rows(part_rows, batch)
+                    entry.write_part(index, part)
+                    chunks.append(part)
+                    pending, part_start, started = [], position, time.monotonic()
+            chunks.extend(pending)
+        in_order = np.concatenate(chunks)
+        vectors = np.empty_like(in_order)
+        vectors[order] = in_order
+        return self._for_search(vectors)
+
+    @staticmethod
+    def _pieces(entry, plan: list[tuple[int, int]]) -> tuple[int, int]:
+        """(stored, total) in the units the user is told about: parts where the entry's part
+        size is known (a finished shard counts all its parts), else whole shards."""
+        size = entry.part_rows
+        total = stored = 0
+        for index, (_, n) in enumerate(plan):
+            pieces = math.ceil(n / size) if size else 1
+            total += pieces
+            if index in entry.shards:
+                stored += pieces
+            else:
+                stored += len(entry.parts.get(index, []))
+        return stored, total
+
+    def _announce(self, entry, plan: list[tuple[int, int]], existed: bool) -> None:
+        """Say, before the first encode, whether this run resumes or starts over."""
+        stored, total = self._pieces(entry, plan)
+        rows = entry.stored_rows()
+        if rows:
+            _say(f"resuming: {stored} of {total} shards stored ({rows:,} of "
+                 f"{entry.n_rows:,} passages); encoding the rest")
+        elif existed:
+            _say("starting over: none stored")
+
+    @staticmethod
+    def _interrupt_note(entry, plan: list[tuple[int, int]]):
+        """Turn Ctrl-C into EncodeInterrupted, whose text says what the store kept."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def note():
+            try:
+                yield
+            except EncodeInterrupted:
+                raise
+            except KeyboardInterrupt as exc:
+                stored, total = DenseRetriever._pieces(entry, plan)
+                rows = entry.stored_rows()
+                kept = (f"{stored} of {total} shards ({rows:,} of {entry.n_rows:,} passages) kept "
+                        "in the embedding store; the same command resumes from there"
+                        if rows else "no shard was finished, nothing kept; the same command "
+                        "starts over")
+                raise EncodeInterrupted(f"interrupted: {kept}") from exc
+
+        return note()
