@@ -402,9 +402,19 @@ def convert(encoder: HFEncoder, xml: Path) -> None:
         texts = [("a title", texts[0]), ("title", texts[1])]
     example = encoder._tokenize(texts, 32, tensors="pt")
     example = {name: example[name] for name in INPUT_NAMES if name in example}
-    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TracerWarnings about shape-dependent Python values
-        model = ov.convert_model(_graph_module(encoder), example_input=example)
+    from transformers.utils import logging as hf_logging
+
+    # tracing reads every attribute of the model, `loss_function` too, and transformers then
+    # logs "`loss_type=None` was set in the config but it is unrecognized ... ForCausalLMLoss":
+    # noise about training, which a conversion never does
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings about shape-dependent Python values
+            model = ov.convert_model(_graph_module(encoder), example_input=example)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     ov.save_model(model, str(xml), compress_to_fp16=False)
 
 
