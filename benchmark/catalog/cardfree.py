@@ -79,6 +79,28 @@ def infer(checkpoint: str, overrides: dict[str, Any]) -> tuple[dict[str, Inferre
     return settings, st
 
 
+def count_parameters(checkpoint: str, encoder: str) -> Inferred | None:
+    """The encoder's parameter count (what a card's `parameters` states: the model class the
+    encoder kind loads, its pooler and embeddings included, as in the registry's cards), built
+    on torch's meta device from config.json alone: no weights are read. None when the config
+    cannot be built (the card then leaves the field out, as before)."""
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        return None
+    classes = {"t5": transformers.T5EncoderModel, "dupmae": transformers.AutoModelForMaskedLM}
+    try:
+        config = transformers.AutoConfig.from_pretrained(_source(checkpoint))
+        with torch.device("meta"):
+            model = classes.get(encoder, transformers.AutoModel).from_config(config)
+    except Exception:  # any unreadable or unknown config: no count, never a failed draft
+        return None
+    count = sum(p.numel() for p in model.parameters())
+    return Inferred(count, f"counted from config.json ({type(model).__name__}, "
+                           f"{count / 1e6:.1f}M)") if count else None
+
+
 def missing(settings: dict[str, Inferred]) -> list[str]:
     return [f for f in REQUIRED if f not in settings]
 
@@ -184,6 +206,8 @@ def card_yaml(checkpoint: str, name: str, settings: dict[str, Inferred], st: STC
         else required("description", "one or two sentences"),
         line("source", f"{checkpoint} (settings drafted by maebench card new)",
              "where the encoding settings come from"),
+        *([line("parameters", settings["parameters"].value, settings["parameters"].source)]
+          if "parameters" in settings else []),
         *(["# pretraining: {objective: ..., encoder_mask_ratio: ...}  # needed for family mae"]
           if family in (None, "mae") else []),
         "retriever:",

@@ -14,7 +14,7 @@ import importlib
 import os
 from pathlib import Path
 
-from benchmark.core.errors import ModelLoadError
+from benchmark.core.errors import ModelLoadError, brief
 
 
 def local_copy_dir(checkpoint: str) -> Path | None:
@@ -108,8 +108,34 @@ def load_failure(checkpoint: str, revision: str | None, exc: BaseException) -> M
     reason = "HF_HUB_OFFLINE=1 and it is not in the local cache" if offline else (
         "the Hugging Face Hub is unreachable or the id is wrong"
     )
-    detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    detail = brief(exc) or type(exc).__name__
     return ModelLoadError(
         f"cannot load checkpoint {checkpoint}{at}: {reason} ({detail}); put a copy in "
         f"$MAEBENCH_WEIGHTS_DIR/{folder}/ or download it into the Hugging Face cache"
     )
+
+
+def weights_here(checkpoint: str, local_package: str | None = None,
+                 revision: str | None = None) -> tuple[bool, str]:
+    """(present, where or why not) for a checkpoint, without loading or hashing anything and
+    without the network: a local folder, $MAEBENCH_WEIGHTS_DIR, the card's package, or the
+    Hugging Face cache at the card's revision (`maebench models` shows this per card)."""
+    if checkpoint.startswith(HOME_SCHEME):
+        try:
+            _resolve_home(checkpoint, None)  # the folder only: the sha256 is checked at load
+        except ModelLoadError:
+            return False, "not trained here"
+        return True, "maebench home"
+    source, origin = resolve_checkpoint(checkpoint, local_package)
+    if origin != "hub":
+        return True, origin
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        cached = try_to_load_from_cache(checkpoint, "config.json", revision=revision)
+    except HFValidationError:
+        return False, "neither a folder nor a hub id"
+    if isinstance(cached, str):
+        return True, "HF cache"
+    return False, "not downloaded" + (f" (revision {revision[:12]})" if revision else "")

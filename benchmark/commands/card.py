@@ -21,12 +21,15 @@ def new(
     force: bool = typer.Option(False, help="Replace an existing file."),
 ) -> None:
     """Write a card: each inferred field commented with its origin, unknown ones REQUIRED."""
-    from benchmark.catalog.cardfree import card_yaml, infer
+    from benchmark.catalog.cardfree import card_yaml, count_parameters, infer
     from benchmark.core.errors import MaebenchError
     from benchmark.core.files import atomic_write
     from benchmark.core.paths import models_dir
 
     settings, st = infer(checkpoint, {})
+    parameters = count_parameters(checkpoint, settings["encoder"].value)
+    if parameters is not None:  # the CPU cost note of `maebench run` estimates from it
+        settings["parameters"] = parameters
     text = card_yaml(checkpoint, name, settings, st, family, description)
     if out is not None and str(out) == "-":
         typer.echo(text, nl=False)
