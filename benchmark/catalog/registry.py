@@ -52,7 +52,7 @@ class Pretraining(_Strict):
     loss_end: float | None = None
     weights_sha256: str | None = None
     wall_time_s: float | None = Field(default=None, ge=0)
-    hardware: dict[str, str | int | None] | None = None
+    hardware: dict[str, str | int | list[str] | dict[str, str] | None] | None = None
     versions: dict[str, str | None] | None = None
     recipe: dict[str, str | int | float | bool | None] | None = None
     recipe_sources: tuple[str, ...] | None = None
@@ -65,6 +65,11 @@ class Pretraining(_Strict):
                                           "head (and decoders) with the encoder frozen, before the run")
     cpu_time_s: float | None = Field(default=None, ge=0, description="process CPU seconds (all threads)")
     flops: float | None = Field(default=None, ge=0, description="training FLOPs, 6 x parameters x tokens")
+    positions_seen: int | None = Field(default=None, ge=0, description="encoder positions the "
+                                       "batches held, padding included (tokens_seen counts real tokens)")
+    heldout_start: dict[str, float] | None = Field(default=None, description="mean loss terms on "
+                                                   "held-out documents' spans before the first step")
+    heldout_end: dict[str, float] | None = Field(default=None, description="the same after the last step")
 
 
 class Finetuning(_Strict):

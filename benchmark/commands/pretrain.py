@@ -35,6 +35,11 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="continue an interrupted run"),
         overwrite: bool = typer.Option(False, "--overwrite"),
         models: Path | None = typer.Option(None, "--models-dir", help="where the card goes"),
+        holdout: float = typer.Option(0.0, "--holdout", min=0.0, max=0.5, help="share of the "
+                                      "corpus's documents never trained on; their spans' loss terms "
+                                      "are measured during the run (card: heldout_start/_end)"),
+        evaluations: int = typer.Option(10, "--evaluations", min=1, max=1000, help="held-out "
+                                        "measurements after step 0"),
     ) -> None:
         """Pre-train with one MAE objective; writes weights under the maebench home and a card."""
         from benchmark.catalog.registry import get_card
@@ -49,7 +54,7 @@ def register(app: typer.Typer) -> None:
                 objective=objective, corpus=corpus, budget=budget, name=name, seed=seed,
                 recipe_path=recipe, overrides=overrides, data_dir=data_dir, device=device,
                 precision=precision, accumulation=accumulation, resume=resume, overwrite=overwrite,
-                models_dir=models, generator=generator,
+                models_dir=models, generator=generator, holdout=holdout, evaluations=evaluations,
             ))
         typer.echo(f"wrote {card}")
 

@@ -62,6 +62,10 @@ class PretrainOptions:
     generator: str | None = None
     log_every: int = 10
     save_every: int | None = None
+    # share of the corpus's documents never trained on; their spans measure held-out loss terms
+    # at `evaluations` evenly spaced steps (the studies' gates read them; 0 = no held-out data)
+    holdout: float = 0.0
+    evaluations: int = 10
 
 
 def checkpoint_source(checkpoint: str, local_package: str | None,
@@ -178,7 +182,14 @@ def pretrain_card(init: ModelCard, options: PretrainOptions) -> Path:
     """Pre-train, save the encoder, write the card; returns the card's path."""
     from dataclasses import replace
 
-    from benchmark.training.corpus import PairStream, build_pairs, read_texts, resolve_corpus
+    from benchmark.training.corpus import (
+        PackedPairStream,
+        PairStream,
+        build_pairs,
+        read_texts,
+        resolve_corpus,
+        split_heldout,
+    )
     from benchmark.training.objectives import check_objective
 
     # the name a card records: a file plugin as `file.py:Class`, whatever path it was given by
@@ -200,8 +211,17 @@ def pretrain_card(init: ModelCard, options: PretrainOptions) -> Path:
         notes.append(f"head warm-up: {warmup} steps with the encoder frozen, at the recipe's learning "
                      "rate, on span batches after the run's own stream (the run's data is unchanged)")
     source = resolve_corpus(options.corpus, options.data_dir)
-    pairs = build_pairs(read_texts(source), tokenizer, recipe.max_length)
-    trainer = _Trainer(options, recipe, steps, pairs, encoder, head, tokenizer, PairStream, warmup)
+    texts, heldout_texts = split_heldout(read_texts(source), options.holdout)
+    pairs = build_pairs(texts, tokenizer, recipe.max_length, balanced=recipe.packing)
+    heldout = (build_pairs(heldout_texts, tokenizer, recipe.max_length, balanced=recipe.packing)
+               if heldout_texts else [])
+    if options.holdout:
+        notes.append(f"held out: {len(heldout_texts)} of {len(texts) + len(heldout_texts)} documents "
+                     f"(sha256 of the text, share {options.holdout}), never trained on; loss terms on "
+                     f"{len(heldout)} of their span pairs at {options.evaluations + 1} evenly spaced steps")
+    stream = PackedPairStream if recipe.packing else PairStream
+    trainer = _Trainer(options, recipe, steps, pairs, encoder, head, tokenizer, stream, warmup,
+                       heldout)
     result = trainer.run()
     trainer.accelerator.wait_for_everyone()
     if not trainer.accelerator.is_main_process:  # `accelerate launch`: one writer
@@ -214,7 +234,7 @@ def pretrain_card(init: ModelCard, options: PretrainOptions) -> Path:
 
 class _Trainer:
     def __init__(self, options, recipe, steps, pairs, encoder, head, tokenizer, stream_cls,
-                 head_warmup: int = 0) -> None:
+                 head_warmup: int = 0, heldout: list | None = None) -> None:
         import torch
         from accelerate import Accelerator
         from accelerate.utils import set_seed
@@ -234,16 +254,23 @@ class _Trainer:
         self.params = _params(recipe, options.generator)
         self.objective = objective_class(options.objective)(encoder, head, tokenizer, self.params)
         self.warmup = warmup_for(recipe, steps)
+        # fused: one kernel per parameter group instead of ~10 per tensor (the for-loop AdamW's
+        # lerp/addcmul/sqrt/div calls were ~6% of a CPU step in a profile of the study's shape)
         optimizer = torch.optim.AdamW(
-            _grouped_parameters(self.objective, recipe.weight_decay), lr=recipe.learning_rate
+            _grouped_parameters(self.objective, recipe.weight_decay), lr=recipe.learning_rate,
+            fused=self.device == "cpu" or self.device.startswith("cuda"),
         )
         name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[recipe.scheduler]
         scheduler = get_scheduler(name, optimizer, num_warmup_steps=self.warmup, num_training_steps=steps)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
             self.objective, optimizer, scheduler
         )
-        self.stream = stream_cls(pairs, recipe.batch_size // 2 // max(1, self.accelerator.num_processes),
-                                 options.seed)
+        world = max(1, self.accelerator.num_processes)
+        if stream_cls.__name__ == "PackedPairStream":  # a budget of positions per process
+            self.stream = stream_cls(pairs, recipe.batch_size * recipe.max_length // world, options.seed)
+        else:
+            self.stream = stream_cls(pairs, recipe.batch_size // 2 // world, options.seed)
+        self.heldout = heldout or []
         self.staging = checkpoints_dir() / f".{options.name}.partial"
         self.tokenizer = tokenizer
         self.head_warmup = head_warmup
@@ -273,7 +300,8 @@ class _Trainer:
                 return state
         self.staging.mkdir(parents=True, exist_ok=True)
         return {"objective": self.options.objective, "steps": self.steps, "done": 0, "losses": [],
-                "parts": [], "tokens": 0, "wall_s": 0.0, "cpu_s": 0.0,
+                "parts": [], "lrs": [], "heldout": [], "tokens": 0, "positions": 0,
+                "wall_s": 0.0, "cpu_s": 0.0,
                 "head_warmup": self.head_warmup, "head_warmup_done": self.head_warmup == 0,
                 "head_warmup_losses": []}
 
@@ -334,51 +362,129 @@ class _Trainer:
         state["head_warmup_done"] = True
         self._save(state)
 
-    def run(self) -> dict:
+    def _batch(self, index: int):
+        """Step `index`'s corrupted batch (a pure function of seed and index; runs in the
+        prefetch thread while the previous step computes: torch releases the GIL)."""
         import numpy as np
 
+        from benchmark.training.objectives import checked_corrupt
+
+        rng = np.random.default_rng([self.options.seed, 11, index, self.accelerator.process_index])
+        # each process takes its own slice of the stream (same data as one process)
+        world = self.accelerator.num_processes
+        return checked_corrupt(self.accelerator.unwrap_model(self.model),
+                               self.stream.batch(index * world + self.accelerator.process_index), rng)
+
+    def evaluate_heldout(self) -> dict[str, float]:
+        """Mean loss terms on the held-out spans: eval mode (no dropout), the same masks at every
+        evaluation (fixed seeds), no gradient, so evaluations differ only by the weights. Batches
+        as training packs them, over all held-out pairs up to HELDOUT_PAIRS."""
+        import numpy as np
+        import torch
+
+        from benchmark.training.corpus import PackedPairStream
+        from benchmark.training.objectives import checked_forward
+
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        pairs = self.heldout[:HELDOUT_PAIRS]
+        stream = PackedPairStream(pairs, self.recipe.batch_size * self.recipe.max_length, 0)
+        sums: dict[str, float] = {}
+        weight = 0
+        was_training = unwrapped.training
+        unwrapped.eval()
+        try:
+            with torch.no_grad():
+                step = 0
+                seen = 0
+                while seen < len(pairs):
+                    chosen = stream.batch(step)
+                    batch = unwrapped.corrupt(chosen, np.random.default_rng([17, step]))
+                    batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
+                    loss, parts = checked_forward(unwrapped, batch)
+                    n = len(chosen)
+                    for key, value in {"loss": float(loss), **parts}.items():
+                        sums[key] = sums.get(key, 0.0) + value * n
+                    weight += n
+                    seen += n
+                    step += 1
+        finally:
+            unwrapped.train(was_training)
+        return {k: round(v / weight, 6) for k, v in sums.items()}
+
+    def _evaluation_steps(self) -> set[int]:
+        """Steps after which the held-out terms are measured: 0 (before training), the end, and
+        `evaluations - 1` evenly spaced steps between."""
+        if not self.heldout:
+            return set()
+        count = max(1, self.options.evaluations)
+        return {round(k * self.steps / count) for k in range(count + 1)}
+
+    def run(self) -> dict:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from benchmark.training.objectives import checked_forward
+
         state = self._start()
+        state.setdefault("lrs", [])
+        state.setdefault("heldout", [])
+        state.setdefault("positions", 0)
         began_cpu = time.process_time() - state.get("cpu_s", 0.0)
         self._warm_up_head(state)
         accumulation = self.options.accumulation
         save_every = self.options.save_every or max(25, self.steps // 10)
         unwrapped = self.accelerator.unwrap_model(self.model)
+        evaluate_at = self._evaluation_steps()
+        measured = {entry["step"] for entry in state["heldout"]}
+        if 0 in evaluate_at and 0 not in measured and state["done"] == 0:
+            state["heldout"].append({"step": 0, "terms": self.evaluate_heldout()})
         self.model.train()
         began = time.monotonic() - state["wall_s"]
-        for step in range(state["done"], self.steps):
-            unwrapped.progress = step / self.steps
-            step_loss, parts = 0.0, {}
-            for micro in range(accumulation):
-                index = step * accumulation + micro
-                rng = np.random.default_rng([self.options.seed, 11, index,
-                                             self.accelerator.process_index])
-                # each process takes its own slice of the stream (same data as one process)
-                world = self.accelerator.num_processes
-                batch = unwrapped.corrupt(
-                    self.stream.batch(index * world + self.accelerator.process_index), rng)
-                state["tokens"] += int(batch["attention_mask"].sum()) * self.accelerator.num_processes
-                batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
-                with self.accelerator.accumulate(self.model):
-                    loss, parts = self.model(batch)
-                    self.accelerator.backward(loss)
-                    if self.accelerator.sync_gradients:
-                        self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
-                    self.optimizer.step()
-                    self.scheduler.step()
-                    self.optimizer.zero_grad()
-                step_loss += float(loss.detach()) / accumulation
-            state["losses"].append(round(step_loss, 6))
-            state["parts"].append({k: round(v, 6) for k, v in parts.items()})
-            state["done"] = step + 1
-            state["wall_s"] = time.monotonic() - began
-            state["cpu_s"] = time.process_time() - began_cpu
-            if (step + 1) % self.options.log_every == 0 or step == 0:
-                log.info("%s step %d/%d loss %.4f (%.1fs)", self.options.name, step + 1,
-                         self.steps, step_loss, state["wall_s"])
-            if (step + 1) % save_every == 0 and step + 1 < self.steps:
-                self._save(state)
+        indices = [step * accumulation + micro for step in range(state["done"], self.steps)
+                   for micro in range(accumulation)]
+        # the next batch is masked while this one trains (the objectives' corrupt is numpy and
+        # Python: RetroMAE's 256 decoder masks per span cost ~3% of a step)
+        with ThreadPoolExecutor(max_workers=1) as prefetch:
+            upcoming = prefetch.submit(self._batch, indices[0]) if indices else None
+            position = 0
+            for step in range(state["done"], self.steps):
+                unwrapped.progress = step / self.steps
+                step_loss, parts = 0.0, {}
+                state["lrs"].append(float(self.scheduler.get_last_lr()[0]))
+                for _micro in range(accumulation):
+                    batch = upcoming.result()
+                    position += 1
+                    upcoming = (prefetch.submit(self._batch, indices[position])
+                                if position < len(indices) else None)
+                    world = self.accelerator.num_processes
+                    state["tokens"] += int(batch["attention_mask"].sum()) * world
+                    state["positions"] += int(batch["attention_mask"].numel()) * world
+                    batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
+                    with self.accelerator.accumulate(self.model):
+                        loss, parts = checked_forward(self.model, batch)  # non-finite: stops here
+                        self.accelerator.backward(loss)
+                        if self.accelerator.sync_gradients:
+                            self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
+                        self.optimizer.step()
+                        self.scheduler.step()
+                        self.optimizer.zero_grad()
+                    step_loss += float(loss.detach()) / accumulation
+                state["losses"].append(round(step_loss, 6))
+                state["parts"].append({k: round(v, 6) for k, v in parts.items()})
+                state["done"] = step + 1
+                if step + 1 in evaluate_at:
+                    state["heldout"].append({"step": step + 1, "terms": self.evaluate_heldout()})
+                state["wall_s"] = time.monotonic() - began
+                state["cpu_s"] = time.process_time() - began_cpu
+                if (step + 1) % self.options.log_every == 0 or step == 0:
+                    log.info("%s step %d/%d loss %.4f (%.1fs)", self.options.name, step + 1,
+                             self.steps, step_loss, state["wall_s"])
+                if (step + 1) % save_every == 0 and step + 1 < self.steps:
+                    self._save(state)
         self.state = dict(state, precision=self.precision, trainable=self.trainable)
         return self.state
+
+
+HELDOUT_PAIRS = 256  # held-out span pairs per evaluation: ~4 steps' worth of an arm's batch
 
 
 def masked_lm_with(encoder, head):
@@ -409,6 +515,8 @@ def _publish_weights(trainer: _Trainer, options: PretrainOptions) -> Path:
     masked_lm_with(objective.encoder, objective.head).save_pretrained(staged)
     trainer.tokenizer.save_pretrained(staged)
     log_data = {"losses": trainer.state["losses"], "parts": trainer.state["parts"],
+                "lrs": trainer.state.get("lrs", []), "heldout": trainer.state.get("heldout", []),
+                "tokens": trainer.state["tokens"], "positions": trainer.state.get("positions"),
                 "head_warmup_losses": trainer.state.get("head_warmup_losses", []),
                 "objective": options.objective, "seed": options.seed}
     atomic_write(staged / "pretrain_log.json", json.dumps(log_data).encode())
@@ -484,6 +592,9 @@ def _card(init, options, recipe, steps, source, result, folder, notes, n_pairs) 
         "head_warmup_steps": result.get("head_warmup", 0),
         "cpu_time_s": round(result.get("cpu_s", 0.0), 3),
         "flops": float(6 * result.get("trainable", 0) * result["tokens"]),
+        "positions_seen": result.get("positions") or None,
+        "heldout_start": (result.get("heldout") or [{}])[0].get("terms"),
+        "heldout_end": (result.get("heldout") or [{}])[-1].get("terms"),
         "vocabulary_sha256": (init.pretraining.vocabulary_sha256 if init.pretraining else None),
         "architecture": (init.pretraining.architecture if init.pretraining else None),
     }

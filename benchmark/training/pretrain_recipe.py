@@ -58,6 +58,10 @@ class PretrainRecipe(BaseModel):
     batch_size: int = Field(gt=0, le=1 << 20,
                             description="spans per optimizer step (both spans of each pair)")
     max_length: int = Field(ge=16, le=8192)
+    packing: bool = Field(
+        default=True, description="steps of batch_size x max_length REAL tokens: a document cut into "
+        "spans of about equal length, batches of similar lengths (training.corpus.PackedPairStream); "
+        "false: batch_size spans padded to the longest (what runs before December 2026 did)")
     precision: Literal["no", "fp16", "bf16"] = "no"
     published_steps: int | None = Field(default=None, gt=0, le=MAX_STEPS)
     published_schedule: str
@@ -156,7 +160,8 @@ def _short(text: object, limit: int = 60) -> str:
 
 
 def tokens_per_step(recipe: PretrainRecipe, accumulation: int = 1) -> int:
-    """Nominal encoder tokens per optimizer step (the spans are cut to max_length)."""
+    """Encoder positions per optimizer step: with `packing` about that many real tokens (a few
+    percent padding); without, spans x max_length of which the short spans' padding is part."""
     return recipe.batch_size * recipe.max_length * accumulation
 
 
