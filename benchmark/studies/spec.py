@@ -297,7 +297,10 @@ def load_spec(
     for key, value in (overrides or {}).items():
         if key not in StudySpec.model_fields or key in ("arms", "finetune"):
             if key.startswith("finetune."):
-                raw.setdefault("finetune", {})[key.split(".", 1)[1]] = value
+                sub = key.split(".", 1)[1]
+                if not isinstance(raw.setdefault("finetune", {}), dict):
+                    raise StudyError(f"{path}: finetune must be a mapping to --set {key}")
+                raw["finetune"][sub] = _yaml_override(key, value) if sub in ("overrides", "pilot") else value
                 continue
             raise StudyError(f"cannot set '{key}' on a study spec")
         raw[key] = _yaml_override(key, value) if key in ("evaluate", "seeds", "pretrain_overrides") else value
