@@ -179,6 +179,11 @@ def cases(ws: dict[str, Path]) -> list[dict]:
         "field finetune.overrides.lr: Value error, not a finite number")
     add(3, "study-finetune-lr-text-inf", [*study, "--set", "finetune.overrides={lr: inf}"],
         "with --set lr=inf: field lr: Input should be a finite number")
+    add(3, "study-pilot-rate-5", [*study, "--set", "finetune.pilot={arm: mlm, learning_rates: [0.001, 5]}"],
+        "pilot learning rate 5.0: recipe scratch-cosine with --set lr=5.0: field lr: Input should be less")
+    add(3, "study-pilot-rate-nan",
+        [*study, "--set", "finetune.pilot={arm: mlm, learning_rates: [0.001, .nan]}"],
+        "field finetune.pilot.learning_rates.1: Input should be a finite number")
     add(3, "study-plugin-recipe-inf", ["study", str(root / "plugin-inf.yaml"), "--report-only"],
         "arm 'mine': objective plugin inf_rate.py:Good: recipe: field learning_rate: Input should be "
         "a finite number")

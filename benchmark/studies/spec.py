@@ -368,6 +368,11 @@ def check_numbers(study: StudySpec, origin: str) -> None:
             except MaebenchError as exc:
                 raise MaebenchError(f"{where}: {exc}") from None
         finetune_recipe(study.finetune.recipe, text(study.finetune.overrides))
+        for rate in study.finetune.pilot.learning_rates if study.finetune.pilot else ():
+            try:  # each candidate is a fine-tuning with lr set to it
+                finetune_recipe(study.finetune.recipe, {**text(study.finetune.overrides), "lr": str(rate)})
+            except MaebenchError as exc:
+                raise MaebenchError(f"pilot learning rate {rate}: {exc}") from None
     except MaebenchError as exc:
         raise StudyError(f"{origin}: {exc}") from None
 
