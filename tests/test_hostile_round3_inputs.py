@@ -420,3 +420,44 @@ def test_backbone_size_is_checked_against_memory(monkeypatch):
         BackboneSize(layers=12, hidden=1024, ffn=80_000, heads=16).check_fits_memory()
     monkeypatch.setattr(backbone, "available_memory", lambda: None)  # unknown: not refused
     BackboneSize(layers=12, hidden=1024, ffn=80_000, heads=16).check_fits_memory()
+
+
+def test_pretrain_with_a_misbehaving_plugin_ends_in_one_line_and_no_card(tiny_bert_dir, tmp_path):
+    """The adapters as the pre-training loop uses them: a plug-in whose forward raises, returns a
+    float or a NaN loss stops `maebench pretrain` with one line naming it; no card, no weights."""
+    from benchmark.training.pretrain import write_card
+    from tests.test_objectives import tiny_card
+
+    models, home = tmp_path / "models", tmp_path / "home"
+    write_card(tiny_card(tiny_bert_dir), models, overwrite=False)
+    plugin = tmp_path / "lab" / "obj.py"
+    plugin.parent.mkdir()
+    plugin.write_text(plugin_source())
+    expected = {"Raises": "forward raised ValueError: boom second line",
+                "ReturnsFloat": "forward must return a (loss tensor, parts dict) pair; it returned a float",
+                "NanLoss": "the loss is nan (not finite); training stopped, no card written"}
+    found = [{"id": cls, "argv": [
+        "pretrain", "--objective", f"{plugin}:{cls}", "--init", "tiny-init", "--corpus", TINY_CORPUS,
+        "--budget", "2steps", "--name", f"r3-{cls.lower()}", "--set", "batch_size=4", "--set",
+        "max_length=32", "--set", "head_warmup_steps=0", "--device", "cpu", "--models-dir", str(models)]}
+        for cls in expected]
+    file = tmp_path / "cases.json"
+    file.write_text(json.dumps(found))
+    env = {**os.environ, "MAEBENCH_MODELS_DIR": str(models), "MAEBENCH_HOME": str(home),
+           "MAEBENCH_RESULTS_DIR": str(tmp_path / "results"), "HF_HUB_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("MAEBENCH_DEBUG", None)
+    proc = subprocess.run([sys.executable, "-m", "tests.attack_driver", str(file)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    rows = {row["id"]: row for row in map(json.loads, (
+        line for line in proc.stdout.splitlines() if line.startswith("{")))}
+    assert set(rows) == set(expected), proc.stderr[-2000:]
+    where = f"error: objective plugin obj.py:%s (file {plugin.resolve()}): "
+    for cls, message in expected.items():
+        lines = [line for line in rows[cls]["stderr"].splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("error:")]
+        assert rows[cls]["code"] == 2 and errors == lines[-1:], lines[-5:]
+        assert errors[0].startswith(where % cls) and message in errors[0], errors[0]
+        assert not any("Traceback" in line for line in lines)
+    assert sorted(p.name for p in models.iterdir()) == ["tiny-init.yaml"]
+    assert not [p for p in (home / "checkpoints").glob("*") if not p.name.startswith(".")]
