@@ -219,3 +219,21 @@ def test_ctrl_c_on_the_command_line_is_one_line_and_the_rerun_resumes(
     assert sum(calls.rows) == 2 * 48  # the rest: 3 one-batch parts, each beside a neighbour
     ref, resumed = (tmp_path / d / "tiny-cf" / "tiny.json" for d in ("ref", "results"))
     assert _run_bytes(ref) == _run_bytes(resumed)
+
+
+def test_stopped_before_the_first_part_starts_over_and_says_so(
+    spread_bert, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("MAEBENCH_CHECKPOINT_ROWS", "8")
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    card = _card(spread_bert)
+    Encodes(monkeypatch, stop_at=1)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        _run(card, tmp_path, "results")
+    assert str(stopped.value) == ("interrupted: no shard was finished, nothing kept; the same "
+                                  "command starts over")
+    capsys.readouterr()
+    calls = Encodes(monkeypatch)
+    _run(card, tmp_path, "results")
+    assert "starting over: none stored" in capsys.readouterr().err
+    assert sum(calls.rows) == N_DOCS

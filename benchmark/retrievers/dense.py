@@ -413,7 +413,7 @@ class DenseRetriever:
                  "shards_from_store": 0, "shards_dropped_corrupt": 0}
         self._store_stats = stats
         existed = (entry.folder / "key.json").is_file()  # a run of this entry came before
-        announced: list[None] = []
+        unsaid = [True]  # whether this run resumes or starts over, said before its first encode
         with entry.writing(), self._interrupt_note(entry, plan):
             missing = entry.missing()
             if self.store.engine == "ray" and missing:
@@ -430,8 +430,9 @@ class DenseRetriever:
                 if vectors is not None:
                     return vectors
                 with timer.phase("encode_corpus"):
-                    if not announced:
-                        announced.append(self._announce(entry, plan, existed))
+                    if unsaid:
+                        unsaid.clear()
+                        self._announce(entry, plan, existed)
                     vectors = self._encode_shard(entry, index, corpus.read(start, n), plan)
                     entry.write(index, vectors)
                 encoded_here[0] += 1
