@@ -26,14 +26,29 @@ from tests.test_encoders import TEXTS, make_card
 pytest.importorskip("openvino")
 
 OPENVINO = StoreOptions(backend="openvino")
+_REAL_MEASURE = openvino_backend.measure_backends  # before any test pins it
 TORCH = StoreOptions(backend="torch")
+
+
+def _measured(openvino: float, torch: float):
+    """A stand-in for measure_backends with fixed speeds (tokens/s)."""
+
+    def measure(*args, **kwargs):
+        return ({"openvino": openvino, "torch": torch},
+                {"openvino": [200 / openvino], "torch": [200 / torch]}, 200)
+
+    return measure
 
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
-    """A fresh maebench home: an empty conversion cache and embedding store."""
+    """A fresh maebench home: an empty conversion cache and embedding store. `auto` measures
+    both backends on a tiny random model, where either may win by noise; these tests are about
+    conversion, parity and the cache, so OpenVINO is pinned as the faster one (the calibration
+    tests below set their own speeds, and one measures for real)."""
     monkeypatch.setenv("MAEBENCH_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("MAEBENCH_BACKEND", raising=False)
+    monkeypatch.setattr(openvino_backend, "measure_backends", _measured(2000.0, 1000.0))
     return tmp_path / "home"
 
 
@@ -309,3 +324,99 @@ def test_cli_backend_errors_are_one_line(tmp_path):
     assert out.returncode != 0
     assert out.stderr.strip().splitlines() == [
         "error: --backend must be one of auto, torch, openvino (got 'onnx')"]
+
+
+# -- choice by measurement (issue 26) --------------------------------------------------------
+
+
+def test_auto_uses_torch_where_torch_measures_faster_and_says_so_with_the_numbers(
+        kinds, home, tmp_path, monkeypatch, caplog):
+    """The first auto run measures, keeps the numbers, uses the faster (torch here) and records
+    the CPU, its ISA and both speeds; later runs read the choice without converting or
+    measuring, and a warm run keeps the torch store entry."""
+    from benchmark.catalog.tasks import get_task
+    from benchmark.core.provenance import cpu_isa, cpu_model
+    from benchmark.pipeline.runner import RunOptions, run_task
+    from benchmark.results.store import read_result
+
+    monkeypatch.setattr(openvino_backend, "measure_backends", _measured(1000.0, 1500.0))
+    card = kinds["shared-cls"]
+    store = StoreOptions(root=tmp_path / "store")
+    with caplog.at_level(logging.WARNING):
+        result = read_result(run_task(card, get_task("tiny"), RunOptions(
+            results_dir=tmp_path / "r", device="cpu", store=store)))
+    runtime = result.provenance.runtime
+    assert runtime["backend"] == "torch" and runtime["backend_requested"] == "auto"
+    note = runtime["backend_note"]
+    assert note.startswith("torch measured faster on this CPU (" + cpu_model())
+    assert "1500 against OpenVINO's 1000 tokens/s at 128 tokens" in note
+    assert "/".join(cpu_isa()) in note
+    assert result.provenance.hardware["cpu_isa"] == cpu_isa()
+    assert "encoding with torch, not OpenVINO: torch measured faster" in caplog.text
+    torch_vectors = DenseRetriever(card.retriever, device="cpu", store=TORCH).encode_queries(TEXTS)
+    monkeypatch.setattr(openvino_backend, "measure_backends",
+                        lambda *a, **k: pytest.fail("measured again"))
+    monkeypatch.setattr(openvino_backend, "convert", lambda *a: pytest.fail("converted again"))
+    lazy = DenseRetriever(card.retriever, device="cpu", lazy=True)
+    assert lazy.backend_of("passage") == "torch" and lazy.describe()["backend_note"] == note
+    np.testing.assert_array_equal(lazy.encode_queries(TEXTS), torch_vectors)
+    warm = read_result(run_task(card, get_task("tiny"), RunOptions(
+        results_dir=tmp_path / "w", device="cpu", store=store))).provenance.runtime
+    assert warm["device"].startswith("none") and warm["backend"] == "torch"
+    assert warm["embedding_store"]["entry"] == runtime["embedding_store"]["entry"]
+    # the overrides skip the measurement: --backend openvino encodes with OpenVINO regardless
+    forced = DenseRetriever(card.retriever, device="cpu", store=OPENVINO)
+    assert forced.describe()["backend"] == "openvino"
+    assert "calibration" not in forced.describe()["openvino"]
+
+
+def test_auto_uses_openvino_where_it_measures_faster_and_records_the_measurement(kinds, home):
+    from benchmark.core.provenance import cpu_isa, cpu_model
+
+    retriever = DenseRetriever(kinds["shared-cls"].retriever, device="cpu")
+    info = retriever.describe()
+    assert info["backend"] == "openvino" and "backend_note" not in info
+    calibration = info["openvino"]["calibration"]
+    assert calibration["choice"] == "openvino" and calibration["measured_now"]
+    assert calibration["tokens_per_second"] == {"openvino": 2000.0, "torch": 1000.0}
+    assert calibration["cpu"] == cpu_model() and calibration["cpu_isa"] == cpu_isa()
+    assert calibration["max_length"] == 128 and calibration["batch_size"] == 4
+    again = DenseRetriever(kinds["shared-cls"].retriever, device="cpu").describe()["openvino"]
+    assert again["cache"] == "hit" and not again["calibration"]["measured_now"]
+
+
+def test_the_calibration_is_keyed_by_machine_threads_and_isa_caps(kinds, home, monkeypatch):
+    """Another thread setting or an ISA cap is another machine for the choice: measured anew."""
+    card = kinds["shared-cls"]
+    DenseRetriever(card.retriever, device="cpu")
+    for name, value in (("OMP_NUM_THREADS", "1"), ("ONEDNN_MAX_CPU_ISA", "AVX2")):
+        with monkeypatch.context() as mp:
+            mp.setenv(name, value)
+            facts = DenseRetriever(card.retriever, device="cpu").describe()["openvino"]
+            assert facts["calibration"]["measured_now"], name
+    assert len(list((home / "openvino" / "calibration").glob("*.json"))) == 3
+
+
+def test_a_real_measurement_encodes_the_sample_with_both_backends(kinds, home, monkeypatch):
+    """Unpinned: the sample is real text truncated at the card's max length, both backends
+    encode it after a warm-up, and the faster one is what the file and the retriever say."""
+    monkeypatch.setattr(openvino_backend, "measure_backends", _REAL_MEASURE)
+    card = kinds["shared-cls"]
+    texts = openvino_backend.calibration_sample(card.retriever, "passage", 8)
+    assert len(set(texts)) == 8
+    retriever = DenseRetriever(card.retriever, device="cpu")
+    info = retriever.describe()
+    calibration = (info.get("openvino") or {}).get("calibration") or _torch_calibration(retriever)
+    speeds = calibration["tokens_per_second"]
+    assert set(speeds) == {"openvino", "torch"} and min(speeds.values()) > 0
+    assert calibration["choice"] == max(speeds, key=speeds.get)
+    assert info["backend"] == calibration["choice"]
+    assert calibration["tokens"] == calibration["texts"] * 128  # every text truncated
+    assert all(len(times) == 2 for times in calibration["seconds"].values())
+
+
+def _torch_calibration(retriever) -> dict:
+    encoder = retriever.passage_encoder
+    return encoder.backend_info["calibration"]
+
+

@@ -16,8 +16,10 @@ def load_encoder(
     weights: str | None = None, strict: bool = False,
 ) -> HFEncoder:
     """The encoder of one role. backend "openvino" (CPU only) needs `weights`, the identity the
-    conversion cache is keyed by; it may return a torch encoder whose backend_info["fallback"]
-    says why (`strict`: an error instead)."""
+    conversion cache is keyed by. Not `strict` is `auto`'s request: OpenVINO where it converts
+    with parity AND measures faster than torch on this CPU, else a torch encoder whose
+    backend_info["fallback"] says why. `strict` (an explicit --backend openvino, or a bench
+    timing OpenVINO itself) skips the measurement and makes any fallback an error."""
     if backend == "openvino":
         from benchmark.retrievers.openvino_backend import load_openvino_encoder
 

@@ -33,6 +33,7 @@ depend on the core count), fed through an AsyncInferQueue while the next batch i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -101,28 +102,130 @@ def model_folder(weights: str, config: DenseConfig, role: Role) -> Path:
     return cache_root() / "models" / _digest(conversion_key(weights, config, role))[:32]
 
 
-def _read_meta(folder: Path, digest: str) -> dict | None:
+META_LIMIT = 1 << 20  # bytes: meta.json is ~2 KB; a larger one is not ours
+
+
+def _meta_model():
+    """meta.json's schema (issue 27): built on first use, so importing this module stays light.
+    Every field the backend reads is typed; sha256 digests are 64 hex digits; an entry is a
+    model (`files` names exactly model.xml and model.bin) or a recorded failure, never both."""
+    import math
+
+    from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+    sha256 = Field(pattern=r"^[0-9a-f]{64}$")
+
+    class Parity(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        passed: bool
+        reason: str | None = Field(default=None, max_length=2000)
+        max_abs_diff_normalised: float | None = None
+        max_rel_diff_norm: float | None = None
+        tolerance: float | None = None
+        texts: int | None = Field(default=None, ge=0)
+
+    class Meta(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        digest: str = sha256
+        key: dict
+        created: str = Field(max_length=64)
+        files: dict[str, str] | None = None
+        failure: str | None = Field(default=None, min_length=1, max_length=2000)
+        parity: Parity | None = None
+        conversion_seconds: float | None = Field(default=None, ge=0, le=1e7)
+
+        @model_validator(mode="after")
+        def _one_kind(self):
+            if (self.files is None) == (self.failure is None):
+                raise ValueError("an entry holds either files or a failure")
+            if self.files is not None:
+                if set(self.files) != {"model.xml", "model.bin"}:
+                    raise ValueError("files must name model.xml and model.bin")
+                if not all(len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+                           for v in self.files.values()):
+                    raise ValueError("files' digests must be sha256")
+            for value in (self.conversion_seconds, *(
+                    (self.parity.max_abs_diff_normalised, self.parity.max_rel_diff_norm,
+                     self.parity.tolerance) if self.parity else ())):
+                if value is not None and not math.isfinite(value):
+                    raise ValueError("numbers must be finite")
+            if _digest(self.key) != self.digest:
+                raise ValueError("the digest does not match the key")
+            return self
+
+    return Meta
+
+
+def _lstat_kind(path: Path) -> str:
+    """'missing', 'dir', 'file' or 'other' (a link, FIFO, socket, device), without following
+    links or opening anything: a FIFO opened for reading waits for a writer forever."""
+    import stat
+
     try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError:  # ENOTDIR: a parent is not a folder; EACCES
+        return "other"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    return "file" if stat.S_ISREG(mode) else "other"
+
+
+def _remove_entry(path: Path) -> None:
+    """Remove a cache entry or temporary folder, whatever it is, without opening it:
+    shutil.rmtree opens its argument to list it, which blocks on a FIFO and follows nothing
+    useful on a link, so only a real folder is handed to it."""
+    kind = _lstat_kind(path)
+    if kind == "dir":
+        shutil.rmtree(path, ignore_errors=True)
+    elif kind != "missing":
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _read_meta(folder: Path, digest: str) -> dict | None:
+    """The entry's validated meta.json, or None when the entry is missing or damaged: not a
+    real folder (a link, a FIFO), meta.json not a regular file, too large, not JSON, wrong
+    types (issue 27: a list as `files` or `failure`), or another key's. Never blocks."""
+    from benchmark.core.errors import MaebenchError
+    from benchmark.core.paths import read_bounded
+
+    if _lstat_kind(folder) != "dir" or _lstat_kind(folder / "meta.json") != "file":
         return None
-    return meta if isinstance(meta, dict) and meta.get("digest") == digest else None
+    try:
+        raw = json.loads(read_bounded(folder / "meta.json", META_LIMIT, "meta.json"))
+        meta = _meta_model().model_validate(raw)
+    except (MaebenchError, ValueError, RecursionError):  # pydantic's ValidationError included
+        return None
+    if meta.digest != digest:
+        return None
+    return meta.model_dump(exclude_none=True)
 
 
 def recorded_failure(weights: str, config: DenseConfig, role: Role) -> str | None:
     """Why this encoder did not convert (or failed parity) with this converter, if it was tried
     before: cheap (one small file), so the backend choice needs no conversion to know it."""
     key = conversion_key(weights, config, role)
-    meta = _read_meta(model_folder(weights, config, role), _digest(key))
-    return meta.get("failure") if meta else None
+    digest = _digest(key)
+    meta = _read_meta(model_folder(weights, config, role), digest)
+    if meta is not None and meta.get("failure"):
+        return meta["failure"]
+    record = _stored_calibration(digest, config, role)
+    if record is not None and record["choice"] == "torch":
+        from benchmark.retrievers.backend import calibration_reason
+
+        return calibration_reason(record)
+    return None
 
 
 def _damage(folder: Path, meta: dict) -> str | None:
     """What is wrong with a cached model's files (None: both match meta.json's sha256)."""
     for name, expected in (meta.get("files") or {}).items():
         path = folder / name
-        if not path.is_file():
-            return f"{name} is missing"
+        kind = _lstat_kind(path)
+        if kind != "file":
+            return f"{name} is missing" if kind == "missing" else f"{name} is not a regular file"
         if sha256_file(path) != expected:
             return f"{name} does not match its sha256"
     if set(meta.get("files") or {}) != {"model.xml", "model.bin"}:
@@ -142,9 +245,9 @@ def _publish(tmp: Path, folder: Path) -> None:
             pass
         meta = _read_meta(folder, digest)
         if meta is not None and (meta.get("failure") or _damage(folder, meta) is None):
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove_entry(tmp)
             return
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove_entry(folder)  # a damaged entry, or a link or FIFO in its place
     os.rename(tmp, folder)
 
 
@@ -155,7 +258,7 @@ def _clean_stale(root: Path) -> None:
             pid = int(tmp.name.rsplit(".", 2)[-2])
             os.kill(pid, 0)
         except ProcessLookupError:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove_entry(tmp)
         except (ValueError, IndexError, PermissionError):
             continue
 
@@ -423,12 +526,141 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
+# -- choosing by measurement (backend policy: benchmark.retrievers.backend) ------------------
+
+
+def _calibration_shape(config: DenseConfig, role: Role) -> tuple[int, int]:
+    """(max length, batch size) the calibration runs at: the passage side's for a shared
+    encoder (the corpus is where the time goes), the role's own for separate encoders; the
+    CPU batch as HFEncoder.batch_size caps it."""
+    from benchmark.retrievers.encoders import CPU_BATCH_CAP
+
+    max_length = (config.query_max_length if config.encoder == "separate" and role == "query"
+                  else config.passage_max_length)
+    return max_length, max(1, min(config.batch_size, CPU_BATCH_CAP))
+
+
+def _stored_calibration(digest: str, config: DenseConfig, role: Role) -> dict | None:
+    from benchmark.retrievers.backend import calibration_key, read_calibration
+
+    return read_calibration(calibration_key(digest, *_calibration_shape(config, role)))
+
+
+def calibration_sample(config: DenseConfig, role: Role, count: int) -> list[EncoderInput]:
+    """`count` real passages, every one long enough to be truncated at any max length up to
+    512: windows of the embedded tiny task's corpus, each starting at another document, in the
+    card's format (prefix, title mode). Fixed, so every machine measures the same texts."""
+    from benchmark.core.paths import EMBEDDED_DATA_DIR
+    from benchmark.datasets.beir import load_corpus
+    from benchmark.retrievers.base import document_text
+
+    docs = list(load_corpus(EMBEDDED_DATA_DIR / "tiny" / "corpus.jsonl").values())
+    prefix = config.query_prefix if config.encoder == "separate" and role == "query" else (
+        config.passage_prefix)
+    texts: list[EncoderInput] = []
+    for i in range(count):
+        start, body = i % len(docs), ""
+        for doc in docs[start:] + docs[:start]:
+            body += " " + doc.text
+            if len(body) > 6 * 512:  # ~4 characters a token: truncated at any max length
+                break
+        title = docs[start].title
+        if config.title == "pair" and not (config.encoder == "separate" and role == "query"):
+            texts.append((prefix + title, body.strip()))
+        else:
+            kind = type(docs[start])
+            texts.append(prefix + document_text(kind(title, body.strip()), config.title,
+                                                config.title_separator))
+    return texts
+
+
+def measure_backends(encoders: dict[str, HFEncoder], texts: list[EncoderInput], max_length: int,
+                     batch_size: int, rounds: int = 2) -> tuple[dict[str, float],
+                                                            dict[str, list[float]], int]:
+    """Tokens per second of each encoder on `texts`, through its real encode path (batching,
+    threads, async requests): one untimed warm-up pass each (allocations, oneDNN primitives,
+    first-inference set-up), then `rounds` timed passes, interleaved and alternating in order
+    so a slow moment of a shared machine does not land on one backend only; the best pass
+    counts. Returns (tokens/s, every pass's seconds, real tokens per pass)."""
+    first = next(iter(encoders.values()))
+    mask = first._tokenize(texts, max_length, tensors="np")["attention_mask"]
+    tokens = int(np.asarray(mask).sum())
+    for encoder in encoders.values():
+        encoder.encode(texts, max_length, batch_size, "calibration")
+    seconds: dict[str, list[float]] = {name: [] for name in encoders}
+    names = list(encoders)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            encoders[name].encode(texts, max_length, batch_size, "calibration")
+            seconds[name].append(time.perf_counter() - start)
+    speeds = {name: tokens / min(times) for name, times in seconds.items()}
+    return speeds, seconds, tokens
+
+
+def _summary(record: dict) -> dict:
+    """What a result's provenance keeps of a calibration: the numbers, the machine, the choice."""
+    key = record["key"]
+    return {"choice": record["choice"], "tokens_per_second": dict(record["tokens_per_second"]),
+            "seconds": {k: list(v) for k, v in record["seconds"].items()},
+            "texts": record["texts"], "tokens": record["tokens"],
+            "max_length": key["max_length"], "batch_size": key["batch_size"],
+            "cpu": key["machine"]["cpu"], "cpu_isa": list(key["machine"]["isa"]),
+            "isa_caps": dict(key["machine"]["isa_caps"]), "cpus": key["machine"]["cpus"],
+            "measured_at": record["measured_at"],
+            "calibration_seconds": record["calibration_seconds"]}
+
+
+def _settle_by_measurement(encoder: HFEncoder, checkpoint: str, config: DenseConfig, role: Role,
+                           digest: str, reference: HFEncoder | None) -> HFEncoder:
+    """`auto` on CPU: the faster exact backend for this model on this machine, measured once
+    (benchmark.retrievers.backend keeps the measurement) and recorded in backend_info either
+    way, so the result's provenance says what was measured on which CPU and ISA."""
+    from benchmark.retrievers import backend as policy
+    from benchmark.retrievers.encoders import load_torch_encoder
+
+    max_length, batch = _calibration_shape(config, role)
+    key = policy.calibration_key(digest, max_length, batch)
+    record = policy.read_calibration(key)
+    measured = record is None
+    if measured:
+        started = time.perf_counter()
+        reference = reference or load_torch_encoder(checkpoint, config, "cpu", role)
+        workers = max(2, _threads(), int(encoder.requests))
+        texts = calibration_sample(config, role, batch * workers)
+        speeds, seconds, tokens = measure_backends(
+            {"openvino": encoder, "torch": reference}, texts, max_length, batch)
+        record = policy.write_calibration(key, speeds, seconds, len(texts), tokens,
+                                          time.perf_counter() - started)
+    summary = _summary(record) | {"measured_now": measured}
+    if record["choice"] == "openvino":
+        encoder.backend_info["calibration"] = summary
+        return encoder
+    chosen = reference or load_torch_encoder(checkpoint, config, "cpu", role)
+    chosen.backend_info = {"fallback": policy.calibration_reason(record), "calibration": summary}
+    return chosen
+
+
 def load_openvino_encoder(
     checkpoint: str, config: DenseConfig, role: Role, weights: str, strict: bool = False,
 ) -> HFEncoder:
     """The OpenVINO encoder from the cache, else converted, checked and cached now; the torch
-    encoder (with backend_info["fallback"] saying why) when it does not convert or fails
-    parity. `strict` (an explicit --backend openvino) turns the fallback into an error."""
+    encoder (with backend_info["fallback"] saying why) when it does not convert, fails parity
+    or, unless `strict`, measures slower than torch on this CPU (_settle_by_measurement).
+    `strict` (an explicit --backend openvino) turns the fallback into an error and skips the
+    measurement."""
+    encoder, reference = _load_converted(checkpoint, config, role, weights, strict)
+    if strict or encoder.backend != "openvino":
+        return encoder
+    digest = _digest(conversion_key(weights, config, role))
+    return _settle_by_measurement(encoder, checkpoint, config, role, digest, reference)
+
+
+def _load_converted(
+    checkpoint: str, config: DenseConfig, role: Role, weights: str, strict: bool = False,
+) -> tuple[HFEncoder, HFEncoder | None]:
+    """The OpenVINO encoder (cached, or converted and checked now) or the torch fallback, and
+    the torch encoder loaded on the way, if any (the measurement reuses it)."""
     from benchmark.retrievers.encoders import load_torch_encoder as load_encoder
 
     key = conversion_key(weights, config, role)
@@ -438,31 +670,32 @@ def load_openvino_encoder(
     meta = _read_meta(folder, digest)
     rebuilt = None
     if meta is not None and meta.get("failure"):
-        return _fall_back(checkpoint, config, role, meta["failure"], strict)
+        return (_fall_back(checkpoint, config, role, meta["failure"], strict), None)
     if meta is not None:
         damage = _damage(folder, meta)
         if damage is None:
             try:
                 compiled, precision = compile_model(folder / "model.xml")
             except ModelLoadError as exc:  # compiled in low precision here: not the model's fault
-                return _fall_back(checkpoint, config, role, str(exc), strict)
+                return (_fall_back(checkpoint, config, role, str(exc), strict), None)
             except Exception as exc:  # an unreadable model is as good as a corrupt one
                 damage = f"unreadable ({_one_line(exc)})"
             else:
                 info = {"cache": "hit", "model": str(folder), **precision,
                         "parity": meta.get("parity"), "openvino": key["versions"]["openvino"]}
-                return OpenVinoEncoder(_light_parts(checkpoint, config, role), compiled, info)
+                parts = _light_parts(checkpoint, config, role)
+                return OpenVinoEncoder(parts, compiled, info), None
         log.warning("cached OpenVINO model %s is damaged (%s); converting it again", folder, damage)
         rebuilt = damage
-    elif folder.exists():
-        rebuilt = "meta.json missing or unreadable"
+    elif os.path.lexists(folder):
+        rebuilt = "meta.json missing, unreadable or invalid"
         log.warning("cached OpenVINO model %s has no valid meta.json; converting it again", folder)
 
     reference = load_encoder(checkpoint, config, "cpu", role)
     root.mkdir(parents=True, exist_ok=True)
     _clean_stale(root)
     tmp = root / f".{digest[:32]}.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    _remove_entry(tmp)
     tmp.mkdir()
     meta = {"digest": digest, "key": key, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     try:
@@ -477,16 +710,18 @@ def load_openvino_encoder(
     except Exception as exc:  # noqa: BLE001 - any failure to convert means: stay on torch
         reason = f"conversion failed ({_one_line(exc)})"
         if isinstance(exc, OSError):  # disk full, permissions: not a property of the model
-            shutil.rmtree(tmp, ignore_errors=True)
-            return _fall_back(checkpoint, config, role, reason, strict, reference)
-        return _record_failure(tmp, folder, meta, reason, checkpoint, config, role, strict, reference)
+            _remove_entry(tmp)
+            return (_fall_back(checkpoint, config, role, reason, strict, reference), None)
+        return (_record_failure(tmp, folder, meta, reason, checkpoint, config, role, strict,
+                                reference), None)
     if not check["passed"]:
         reason = check.get("reason") or (
             f"parity check failed (max abs diff {check['max_abs_diff_normalised']:.2e} of "
             f"normalised vectors, norms {check['max_rel_diff_norm']:.2e}; tolerance "
             f"{PARITY_TOLERANCE:g})")
         meta["parity"] = check
-        return _record_failure(tmp, folder, meta, reason, checkpoint, config, role, strict, reference)
+        return (_record_failure(tmp, folder, meta, reason, checkpoint, config, role, strict,
+                                reference), None)
     meta |= {"files": {n: sha256_file(tmp / n) for n in ("model.xml", "model.bin")},
              "parity": check, "conversion_seconds": round(seconds, 3)}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
@@ -497,7 +732,7 @@ def load_openvino_encoder(
     }
     if rebuilt:
         candidate.backend_info["rebuilt_because"] = rebuilt
-    return candidate
+    return candidate, reference
 
 
 def _record_failure(tmp: Path, folder: Path, meta: dict, reason: str, checkpoint: str,
