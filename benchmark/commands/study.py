@@ -21,6 +21,11 @@ def register(app: typer.Typer) -> None:
         report_only: bool = typer.Option(False, "--report-only", help="write the report from the "
                                          "finished cells, run nothing"),
         max_cells: int | None = typer.Option(None, "--max-cells", min=1),
+        register: bool = typer.Option(False, "--register", help="record the design (hash) and "
+                                      "stop: commit it before the study's first test number"),
+        continue_past_gates: bool = typer.Option(False, "--continue-past-gates", help="spend the "
+                                                 "next stage's budget after a failed gate (the "
+                                                 "report lists it as a deviation)"),
     ) -> None:
         """Run every missing cell (pretrain -> finetune -> run), then write the study report."""
         from benchmark.core.errors import MaebenchError
@@ -33,15 +38,23 @@ def register(app: typer.Typer) -> None:
         if only not in (None, "pretrain"):
             raise MaebenchError(f"--only '{only}': only 'pretrain' is supported")
         spec_obj = load_spec(spec, overrides, profile)
+        if register:
+            from benchmark.studies.registration import register as record
+
+            path, new = record(spec_obj)
+            typer.echo(f"{'registered' if new else 'already registered'}: {path}")
+            return
         if report_only:
             import json
 
-            path = write_report(spec_obj)
+            path = write_report(spec_obj, data_dir)
             typer.echo(format_table(json.loads(path.read_text(encoding="utf-8"))))
             typer.echo(f"wrote {path}")
             return
         path = run_study(spec_obj, StudyOptions(data_dir=data_dir, device=device, only=only,
-                                                max_cells=max_cells), echo=typer.echo)
+                                                max_cells=max_cells,
+                                                continue_past_gates=continue_past_gates),
+                         echo=typer.echo)
         if path:
             import json
 

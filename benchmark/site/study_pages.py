@@ -54,13 +54,77 @@ def _time_axis(rows: list[dict]) -> tuple[str, str]:
     return "wall", "pre-training wall time per arm (s, mean over seeds)"
 
 
-def _plot(report: dict, rows: list[dict], flags: dict[str, str] | None = None) -> Markup:
+# the floor and the ceiling a reader needs beside a study's scores: the same test set's BM25 and
+# the one real pretrained dense model here (results/<model>/<task>.json, when stored)
+REFERENCE_MODELS = (("bm25", "BM25"), ("all-minilm-l6-v2", "all-MiniLM-L6-v2"))
+
+
+def reference_scores(results_dir: Path, report: dict) -> list[dict]:
+    """[{model, label, task, score}] of REFERENCE_MODELS on the study's evaluation tasks."""
+    import json
+
+    from benchmark.core.files import read_regular_text
+
+    out = []
+    for model, label in REFERENCE_MODELS:
+        for task in report["study"].get("evaluate") or []:
+            path = results_dir / model / f"{task}.json"
+            try:
+                found = json.loads(read_regular_text(path, 1 << 26, "a stored result"))
+                score = float(found["metrics"][report["metric"]])
+            except Exception:  # noqa: BLE001 - no reference stored for this task: no line
+                continue
+            out.append({"model": model, "label": label, "task": task, "score": score})
+    return out
+
+
+def curve_plots(results_dir: Path, report: dict) -> list[dict]:
+    """Training curves stored by the runner (results/studies/<id>/curves/<card>.json): per-step
+    loss and each held-out evaluation, one small SVG per stage, so a reader sees whether training
+    moved. [] for a study run before curves were kept."""
+    import json
+
+    from benchmark.core.files import read_regular_text
+    from benchmark.site.svgplot import line_plot
+
+    folder = studies_dir(results_dir) / report["study"]["id"] / "curves"
+    if not folder.is_dir():
+        return []
+    plots = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            log = json.loads(read_regular_text(path, 1 << 26, "a training curve"))
+            losses = [float(v) for v in log.get("losses") or []]
+        except Exception:  # noqa: BLE001 - a damaged curve is left out, said on the page
+            plots.append({"card": path.stem, "svg": None, "note": "damaged curve file, not drawn"})
+            continue
+        series = {}
+        if losses:
+            window = max(1, len(losses) // 50)  # a running mean: steps are noisy
+            series["training loss"] = [(i + 1, sum(losses[max(0, i - window + 1):i + 1])
+                                        / len(losses[max(0, i - window + 1):i + 1]))
+                                       for i in range(len(losses))]
+        for entry in log.get("heldout") or []:
+            for term, value in (entry.get("terms") or {}).items():
+                if term == "bow_scale":
+                    continue
+                series.setdefault(f"held-out {term}", []).append((float(entry["step"]), float(value)))
+        lrs = log.get("lrs") or []
+        note = (f"{len(losses)} steps; learning rate peak {max(lrs):.2g}" if lrs else f"{len(losses)} steps")
+        plots.append({"card": path.stem, "note": note,
+                      "svg": Markup(line_plot(series, "step", "loss (nats)", title=path.stem))})
+    return plots
+
+
+def _plot(report: dict, rows: list[dict], flags: dict[str, str] | None = None,
+          references: list[dict] | None = None) -> Markup:
     from benchmark.site.svgplot import Point, RefLine, scatter
 
     metric = report["metric"]
     baseline = report["study"]["baseline_arm"]
     key, x_label = _time_axis(rows)
-    points, refs = [], []
+    points, refs = [], [RefLine(y=r["score"] * 100, label=f"{r['label']} ({r['task']})")
+                        for r in references or []]
     for row in rows:
         if row["mean"] is None or row.get("failed"):
             continue  # a failed arm is listed apart with its diagnostic, never plotted as a result
@@ -77,7 +141,7 @@ def _plot(report: dict, rows: list[dict], flags: dict[str, str] | None = None) -
         ))
     # times and scores cannot be negative: both axes start at 0 at the lowest
     return Markup(scatter(points, x_label, f"{metric} ×100 (mean over seeds)",
-                          ref_lines=tuple(refs), x_floor=0.0, y_floor=0.0,
+                          ref_lines=tuple(refs), x_floor=0.0, y_floor=0.0, y_from_zero=True,
                           title=f"{report['study']['id']}: score vs pre-training cost"))
 
 
@@ -133,9 +197,16 @@ def study_pages(env, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
         sid = report["study"]["id"]
         href = f"study-{sid}.html"
         flags = time_flags(report)
+        from benchmark.studies.gates import describe
+        from benchmark.studies.report import verdict_line
+
+        references = reference_scores(results_dir, report)
         html = env.get_template("study.html").render(
             root="", title=f"Study {sid}", report=report, rows=rows,
-            plot=_plot(report, rows, flags), time_flags=flags, time_axis=_time_axis(rows)[0],
+            plot=_plot(report, rows, flags, references), time_flags=flags,
+            time_axis=_time_axis(rows)[0], references=references,
+            verdict=verdict_line(report), gate_lines=[describe(g) for g in report.get("gates") or []],
+            curves=curve_plots(results_dir, report),
             pilot_edge=_pilot_edge(report.get("pilot")),
             cells=[{**CELL_DEFAULTS, **c, "arm": name}
                    for name, arm in report["arms"].items() for c in arm["cells"]],

@@ -148,9 +148,12 @@ def scatter(
     title: str = "",
     x_floor: float | None = None,
     y_floor: float | None = None,
+    y_from_zero: bool = False,
 ) -> str:
     """An <svg> element (a string; every text is escaped) or '' when there is nothing to draw.
-    `x_floor` / `y_floor`: the lowest value an axis may show (0 for times, counts, scores)."""
+    `x_floor` / `y_floor`: the lowest value an axis may show (0 for times, counts, scores).
+    `y_from_zero`: the y axis starts at 0 whatever the points, so a reader sees how far they sit
+    above the floor (a 0.5-3.5 axis made a 0.8-point spread read as a ranking)."""
     points = [p for p in points if math.isfinite(p.x) and math.isfinite(p.y)]
     if log_x:
         points = [p for p in points if p.x > 0]
@@ -158,6 +161,8 @@ def scatter(
         return ""
     points = sorted(points, key=lambda p: (p.x, p.y, p.label))
     xs, ys = [p.x for p in points], [p.y for p in points] + [r.y for r in ref_lines]
+    if y_from_zero:
+        ys.append(0.0)
     if log_x:
         x0, x1, xticks = _log_ticks(min(xs), max(xs))
     else:
@@ -247,3 +252,61 @@ def scatter(
                        f"{escape(p.label)}</text>")
     out.append("</svg>")
     return "\n".join(out)
+
+
+def line_plot(series: dict[str, list[tuple[float, float]]], x_label: str, y_label: str,
+              title: str = "", ref_lines: tuple[RefLine, ...] = ()) -> str:
+    """Lines (one per series, in its own CSS class) over shared axes: training curves. Each
+    series is drawn as a polyline and labelled at its last point; '' when nothing is finite."""
+    clean = {name: [(x, y) for x, y in pts if math.isfinite(x) and math.isfinite(y)]
+             for name, pts in series.items()}
+    clean = {name: pts for name, pts in clean.items() if pts}
+    if not clean:
+        return ""
+    xs = [x for pts in clean.values() for x, _ in pts]
+    ys = [y for pts in clean.values() for _, y in pts] + [r.y for r in ref_lines]
+    x0, x1, xticks = _linear_ticks(min(xs), max(xs), 0.1 * max(abs(v) for v in xs) or 1.0, floor=0.0)
+    y0, y1, yticks = _linear_ticks(min(ys), max(ys), min_span=0.5)
+    x_decimals, y_decimals = _decimals(xticks), _decimals(yticks)
+    plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
+    plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
+    bottom, right = HEIGHT - MARGIN_BOTTOM, WIDTH - MARGIN_RIGHT
+
+    def sx(x: float) -> float:
+        return MARGIN_LEFT + (x - x0) / (x1 - x0) * plot_w
+
+    def sy(y: float) -> float:
+        return MARGIN_TOP + (1 - (y - y0) / (y1 - y0)) * plot_h
+
+    out = [f'<svg class="plot curve" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
+           f'role="img" aria-label="{escape(title or y_label + " vs " + x_label)}" '
+           'xmlns="http://www.w3.org/2000/svg">']
+    if title:
+        out.append(f"<title>{escape(title)}</title>")
+    for t in xticks:
+        out.append(f'<line class="grid" x1="{sx(t):.1f}" y1="{MARGIN_TOP}" x2="{sx(t):.1f}" y2="{bottom}"/>')
+        out.append(f'<text class="tick" x="{sx(t):.1f}" y="{bottom + 18}" font-size="{FONT}" '
+                   f'text-anchor="middle">{escape(_fmt_tick(t, False, x_decimals))}</text>')
+    for t in yticks:
+        out.append(f'<line class="grid" x1="{MARGIN_LEFT}" y1="{sy(t):.1f}" x2="{right}" y2="{sy(t):.1f}"/>')
+        out.append(f'<text class="tick" x="{MARGIN_LEFT - 6}" y="{sy(t) + 4:.1f}" font-size="{FONT}" '
+                   f'text-anchor="end">{escape(_fmt_tick(t, False, y_decimals))}</text>')
+    out.append(f'<rect class="frame" x="{MARGIN_LEFT}" y="{MARGIN_TOP}" width="{plot_w}" height="{plot_h}"/>')
+    out.append(f'<text class="axis" x="{MARGIN_LEFT + plot_w / 2:.1f}" y="{HEIGHT - 12}" '
+               f'font-size="{AXIS_FONT}" text-anchor="middle">{escape(x_label)}</text>')
+    out.append(f'<text class="axis" transform="translate(16 {MARGIN_TOP + plot_h / 2:.1f}) '
+               f'rotate(-90)" font-size="{AXIS_FONT}" text-anchor="middle">{escape(y_label)}</text>')
+    for ref in ref_lines:
+        level = sy(ref.y)
+        out.append(f'<line class="ref" x1="{MARGIN_LEFT}" y1="{level:.1f}" x2="{right}" y2="{level:.1f}"/>')
+        out.append(f'<text class="ref-label" x="{right - 4}" y="{sy(ref.y) - 4:.1f}" font-size="{FONT}" '
+                   f'text-anchor="end">{escape(ref.label)}</text>')
+    for index, (name, pts) in enumerate(sorted(clean.items())):
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
+        out.append(f'<polyline class="series s{index % 8}" fill="none" points="{path}">'
+                   f"<title>{escape(name)}</title></polyline>")
+        lx, ly = pts[-1]
+        out.append(f'<text class="pt-label" x="{min(sx(lx), right - 2):.1f}" y="{sy(ly) - 5:.1f}" '
+                   f'font-size="{FONT}" text-anchor="end">{escape(name)}</text>')
+    out.append("</svg>")
+    return "".join(out)

@@ -268,7 +268,45 @@ def _zero_shot_contrasts(study: StudySpec) -> dict[str, dict[str, list]]:
     return out
 
 
-def build_report(study: StudySpec) -> dict[str, Any]:
+def _deviations(study: StudySpec, registration: dict[str, Any], gates: dict[str, Any]) -> list[dict]:
+    """Declared deviations (the spec's, with reasons), a design changed since its registration,
+    and a run continued past a failed gate: every change after registration, none absorbed."""
+    out = [{**d.model_dump(mode="json"), "declared": True} for d in study.deviations]
+    if registration.get("changed"):
+        out.append({"what": "the design changed after registration: "
+                    + ", ".join(registration.get("changed_fields") or ["(fields)"])
+                    + f" (registered sha256 {registration['spec_sha256'][:12]}, now "
+                    f"{registration['current_sha256'][:12]})",
+                    "when": "after " + str(registration.get("registered_at")),
+                    "why": "not declared in the spec's deviations", "declared": False})
+    for entry in gates.get("continued_past") or []:
+        out.append({"what": f"continued past a failed gate: {entry}", "when": "at run time",
+                    "why": "--continue-past-gates", "declared": False})
+    return out
+
+
+def build_report(study: StudySpec, data_dir: Path | None = None) -> dict[str, Any]:
+    from benchmark.studies.gates import judge
+    from benchmark.studies.registration import registration_status
+
+    report = _build_report(study)
+    gates = judge(study, data_dir)
+    registration = registration_status(study)
+    report["verdict"] = gates["verdict"]
+    report["gates"] = gates["gates"]
+    report["failed_gates"] = gates["failed"]
+    report["registration"] = registration
+    report["deviations"] = _deviations(study, registration, gates)
+    if gates["verdict"] == "uninformative":
+        # the premises failed: no contrast is a finding, so none is reported as one (kept apart,
+        # for the audit trail, never shown as a result)
+        keys = ("comparisons", "secondary", "exploratory", "zero_shot_comparisons")
+        report["withheld_contrasts"] = {k: report[k] for k in keys}
+        report.update(comparisons={}, secondary={}, exploratory={}, zero_shot_comparisons={})
+    return report
+
+
+def _build_report(study: StudySpec) -> dict[str, Any]:
     metric = study.metric
     diagnostics = read_diagnostics(study)
     per_query: dict[tuple[str, str], dict[int, dict[str, float]]] = {}
@@ -311,10 +349,10 @@ def build_report(study: StudySpec) -> dict[str, Any]:
     }
 
 
-def write_report(study: StudySpec) -> Path:
+def write_report(study: StudySpec, data_dir: Path | None = None) -> Path:
     from benchmark.core.files import atomic_write
 
-    report = build_report(study)
+    report = build_report(study, data_dir)
     target = report_path(study)
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, (json.dumps(report, indent=1, sort_keys=True) + "\n").encode("utf-8"))
@@ -384,11 +422,27 @@ def describe_diagnostics(found: dict[str, Any] | None) -> str | None:
     return ", ".join(parts)
 
 
+def verdict_line(report: dict[str, Any]) -> str:
+    """The study's verdict in one line: the first thing the CLI and the page say."""
+    study = report["study"]["id"]
+    verdict = report.get("verdict")
+    if verdict == "uninformative":
+        return (f"study {study}: uninformative: a gate failed, so the manipulation did not happen and "
+                "its contrasts are not findings")
+    if verdict == "informative":
+        return f"study {study}: every gate passed; its contrasts below are its findings"
+    if verdict == "pending":
+        return f"study {study}: gates not all judged yet; no contrast is a finding until they pass"
+    return f"study {study}: written before gates existed"
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The report's main table as text (what `maebench study` prints): scores x100, the primary
     contrast of each arm with its 95% interval and Holm p, pre-training CPU-seconds and PFLOPs."""
     metric = report["metric"]
-    lines = [f"study {report['study']['id']}: {metric} x100, budget {report['budget']} per arm"
+    lines = [verdict_line(report)]
+    lines += [f"  failed gate: {g}" for g in report.get("failed_gates") or []]
+    lines += [f"study {report['study']['id']}: {metric} x100, budget {report['budget']} per arm"
              + ("" if report["complete"] else f" (missing: {', '.join(report['missing_cells'])})")]
     if report.get("pilot"):
         lines.append(f"fine-tuning learning rate {report['pilot']['chosen_lr']:g}, chosen by a pilot on "
@@ -397,8 +451,10 @@ def format_table(report: dict[str, Any]) -> str:
             lines.append(f"note: {edge}")
     if len(report["study"].get("seeds", [])) == 1:
         lines.append(ONE_SEED)
+    withheld = report.get("verdict") == "uninformative"  # scores only: no contrast is a finding
     lines.append(f"{'task':8s} {'arm':13s} {'mean':>6s} {'std':>5s} {'per seed':>20s} {'0-shot':>6s} "
-                 f"{'vs':>13s} {'diff':>6s} {'95% CI':>15s} {'p_holm':>7s} {'pt CPU-s':>8s} {'PFLOP':>6s}")
+                 + ("" if withheld else f"{'vs':>13s} {'diff':>6s} {'95% CI':>15s} {'p_holm':>7s} ")
+                 + f"{'pt CPU-s':>8s} {'PFLOP':>6s}")
 
     def pct(value: float | None, signed: bool = False) -> str:
         return "" if value is None else (f"{value * 100:+.2f}" if signed else f"{value * 100:.2f}")
@@ -416,10 +472,12 @@ def format_table(report: dict[str, Any]) -> str:
         ci = "" if row["ci_low"] is None else f"[{pct(row['ci_low'], True)},{pct(row['ci_high'], True)}]"
         against = "" if row["diff"] is None else str(row["against"])[:13]
         holm = row["p_holm"]
+        contrast_cols = ("" if withheld else
+                         f"{against:>13s} {pct(row['diff'], True):>6s} {ci:>15s} "
+                         f"{'' if holm is None else f'{holm:.4f}':>7s} ")
         lines.append(
             f"{row['task']:8s} {row['arm']:13s} {pct(row['mean']):>6s} {pct(row['std']):>5s} "
-            f"{seeds:>20s} {pct(row['zero_shot']):>6s} {against:>13s} {pct(row['diff'], True):>6s} "
-            f"{ci:>15s} {'' if holm is None else f'{holm:.4f}':>7s} "
+            f"{seeds:>20s} {pct(row['zero_shot']):>6s} {contrast_cols}"
             f"{f'{cpu:,.0f}' if (cpu := row['cpu_s']) else '':>8s} "
             f"{f'{flops / 1e15:.2f}' if (flops := row['flops']) else '':>6s}")
     described = {row["arm"]: row["backbone_cls"] for row in report_rows(report) if row["backbone_cls"]}

@@ -40,7 +40,29 @@ def _pretrain(study: StudySpec, init, name: str, objective: str, corpus: str, bu
         objective=objective, corpus=corpus, budget=budget, name=name, seed=seed,
         overrides={k: str(v) for k, v in overrides.items()}, data_dir=options.data_dir,
         device=options.device, resume=True, models_dir=study_models_dir(study),
+        holdout=study.gates.heldout if _gated(study) else 0.0,
     ))
+    keep_curve(study, name)
+
+
+CURVE_FILES = ("pretrain_log.json", "finetune_log.json")
+
+
+def keep_curve(study: StudySpec, name: str) -> None:
+    """Copy a trained card's per-step log (losses, terms, learning rates, held-out evaluations)
+    from its weights folder, which stays on this machine, into the study's committed results, so
+    the page can draw whether training moved."""
+    from benchmark.core.files import atomic_write, read_regular_text
+    from benchmark.core.paths import checkpoints_dir
+    from benchmark.studies.spec import study_results_dir
+
+    for file in CURVE_FILES:
+        source = checkpoints_dir() / name / file
+        if source.is_file() and not source.is_symlink():
+            target = study_results_dir(study) / "curves" / f"{name}.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, read_regular_text(source, 1 << 26, "a training log").encode("utf-8"))
+            return
 
 
 def _weights_lost(card_path: Path) -> bool:
@@ -95,6 +117,10 @@ def prepare_backbones(study: StudySpec, options: StudyOptions, echo=print) -> No
         _pretrain(study, study_card(study, init_card_name(study)), stage0, spec0.objective, corpus,
                   study.stage0_budget, spec0.seed, spec0.overrides, options)
         echo(f"stage 0 {stage0}: pre-trained")
+    if stage0 is not None and _gated(study):
+        from benchmark.studies.gates import judge_stage0
+
+        check_gate(study, judge_stage0(study), options, echo)
     if study.pretrain_seed is None:
         return  # each cell pre-trains with its own seed (run_cell)
     for arm in study.arms:
@@ -102,6 +128,37 @@ def prepare_backbones(study: StudySpec, options: StudyOptions, echo=print) -> No
         if cell.pretrained and not (cards / f"{cell.pretrained}.yaml").is_file():
             _pretrain_cell(cell, options)
             echo(f"arm {arm.name}: pre-trained {cell.pretrained}")
+    if _gated(study):
+        from benchmark.studies.gates import judge_arms
+
+        for gate in judge_arms(study):
+            check_gate(study, gate, options, echo)
+
+
+def _gated(study: StudySpec) -> bool:
+    """Gates stop a registered study (one that recorded its design before its first test number);
+    a study run before gates existed is judged in its report only."""
+    from benchmark.studies.registration import registration_path
+
+    return registration_path(study).is_file()
+
+
+def check_gate(study: StudySpec, gate: dict, options: StudyOptions, echo=print) -> None:
+    """A failed gate stops the study before it spends the next stage's budget (its report says
+    uninformative); --continue-past-gates goes on, and the report lists that as a deviation."""
+    from benchmark.studies.gates import describe, record_continued
+
+    echo("gate " + describe(gate))
+    if gate.get("passed") is not False:
+        return
+    if options.continue_past_gates:
+        record_continued(study, describe(gate))
+        echo("gate failed; continuing anyway (--continue-past-gates), recorded as a deviation")
+        return
+    write_report(study, options.data_dir)
+    raise StudyError(f"study '{study.id}' stopped at a failed gate, before spending the next "
+                     f"stage's budget: {describe(gate)}; the study is uninformative (its report "
+                     "says so); --continue-past-gates goes on anyway, recorded as a deviation")
 
 
 def _pretrain_cell(cell: Cell, options: StudyOptions) -> None:
@@ -140,12 +197,25 @@ def run_cell(cell: Cell, options: StudyOptions) -> list[str]:
                       name=cell.finetuned, overrides=finetune_overrides(study) or None,
                       data_dir=options.data_dir, device=options.device, models_dir=cards,
                       progress=False)
+        keep_curve(study, cell.finetuned)
         done.append(f"finetune {cell.finetuned}")
     card = _load(cell.finetuned, cards)
     done += evaluate_card(study, card, options)
     if record_diagnostics(study, card, options):
         done.append("diagnostics")
     return done
+
+
+def _register_if_new(study: StudySpec, echo=print) -> None:
+    """Record the design before the study's first test number; a study that already has test
+    results and no registration ran before registrations existed and is left unregistered."""
+    from benchmark.studies.registration import register, registration_path
+    from benchmark.studies.spec import study_results_dir
+
+    if registration_path(study).is_file() or any(study_results_dir(study).glob("*/*.json")):
+        return
+    path, _ = register(study)
+    echo(f"registered the design of '{study.id}' in {path} (commit it before the first test number)")
 
 
 def _lock(study: StudySpec):
@@ -172,14 +242,23 @@ def run_study(study: StudySpec, options: StudyOptions, echo=print) -> Path | Non
     lock = _lock(study)  # held until this process ends
     try:
         claim_weights(study)  # no other study's weights folder is ever replaced (issue 27)
+        _register_if_new(study, echo)
         forget_lost_weights(study, echo)
         prepare_backbones(study, options, echo)
         if options.only != "pretrain":
-            if study.zero_shot:
-                for line in zero_shot(study, options):
-                    echo(line)
+            # train-only steps first (pilot, the fine-tuning gate), then the first test numbers
             if study.finetune.pilot is not None:
                 for line in run_pilot(study, options):
+                    echo(line)
+            if _gated(study):
+                from benchmark.studies.gates import judge_finetune_loss, judge_validation, measure_validation
+
+                for line in measure_validation(study, options):
+                    echo(line)
+                check_gate(study, judge_finetune_loss(study), options, echo)
+                check_gate(study, judge_validation(study), options, echo)
+            if study.zero_shot:
+                for line in zero_shot(study, options):
                     echo(line)
         for index, cell in enumerate(cells(study)):
             if options.max_cells is not None and index >= options.max_cells:
@@ -188,6 +267,6 @@ def run_study(study: StudySpec, options: StudyOptions, echo=print) -> Path | Non
             echo(f"cell {cell.arm.name} seed {cell.seed}: " + (", ".join(done) if done else "reused"))
         if options.only == "pretrain":
             return None
-        return write_report(study)
+        return write_report(study, options.data_dir)
     finally:
         lock.close()

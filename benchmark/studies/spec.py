@@ -115,6 +115,37 @@ class FinetuneSpec(_Strict):
     pilot: PilotSpec | None = None
 
 
+class GatesSpec(_Strict):
+    """Manipulation checks (studies.gates), each judged on data the test set never touches before
+    any test number of the study is computed. A failed gate makes the study uninformative: its
+    contrasts are not findings. The defaults are the floor; a spec may only tighten them."""
+
+    stage0_below_unigram: float = Field(
+        default=1.5, ge=1.5, le=20, description="stage 0's held-out MLM loss must be at least this "
+        "many nats below the unigram entropy of its training corpus under the study's vocabulary")
+    arm_drop: float = Field(default=0.3, ge=0.3, le=20, description="each bottleneck arm's own "
+                            "loss term (unweighted) must fall by at least this many nats on held-out "
+                            "spans from the start of its continuation to its end")
+    finetune_bm25_share: float = Field(default=0.25, ge=0.25, le=1, description="the fine-tuned "
+                                       "stage0-only backbone must score at least this share of BM25 "
+                                       "on validation train queries (never test)")
+    finetune_chance_share: float = Field(default=0.6, gt=0, le=0.6, description="the final "
+                                         "fine-tuning loss must be below this share of chance, "
+                                         "ln(candidates per query)")
+    heldout: float = Field(default=0.02, gt=0, le=0.2, description="share of the pre-training "
+                           "corpus's documents held out (by text hash) for the pre-training gates")
+    validation_queries: int = Field(default=200, ge=20, le=100_000, description="train queries per "
+                                    "evaluation task held out as the fine-tuning gate's validation set")
+
+
+class Deviation(_Strict):
+    """A change to the design after its registration, or a post-hoc decision, as the page lists it."""
+
+    what: str
+    when: str = Field(description="a date or commit")
+    why: str
+
+
 class StudySpec(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]{0,30}$")
     description: str
@@ -165,6 +196,12 @@ class StudySpec(_Strict):
         "contrasts, Holm within each metric, labelled exploratory: never the study's answer (e.g. "
         "a deeper cutoff where the primary metric sits at its floor)")
     notes: str | None = None
+    gates: GatesSpec = Field(default_factory=GatesSpec)
+    deviations: tuple[Deviation, ...] = Field(
+        default=(), description="declared changes after registration and post-hoc decisions (what, "
+        "when, why); an undeclared change of the registered design is listed automatically")
+    calibration: str | None = Field(default=None, description="the calibration record the design's "
+                                    "rates and budgets come from (results/studies/<id>/calibration.json)")
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="named scale profiles: the same study at another scale (`--profile`), each "
@@ -451,6 +488,23 @@ class StudyOptions:
     device: str | None = None
     only: str | None = None  # "pretrain": run only the pre-training steps
     max_cells: int | None = None
+    continue_past_gates: bool = False  # spend the next stage's budget after a failed gate (recorded)
+
+
+# what the registration hashes: the design, without what is declared after it (deviations),
+# other scales (profiles: each has its own id and its own registration) and prose
+UNHASHED_FIELDS = {"deviations", "profiles", "notes", "description", "can_say", "cannot_say",
+                   "confounds", "calibration"}
+
+
+def spec_digest(study: StudySpec) -> str:
+    """sha256 of the study's design as canonical JSON (UNHASHED_FIELDS left out): what its
+    registration records before its first test number, and what every cell's result carries."""
+    import hashlib
+    import json
+
+    design = study.model_dump(mode="json", exclude=UNHASHED_FIELDS)
+    return hashlib.sha256(json.dumps(design, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _load(name: str, folder: Path):
@@ -482,6 +536,6 @@ def evaluate_card(study: StudySpec, card, options: StudyOptions) -> list[str]:
             continue
         run_task(card, get_task(task), RunOptions(
             results_dir=study_results_dir(study), data_dir=options.data_dir, device=options.device,
-            command=f"maebench study {study.id}"))
+            command=f"maebench study {study.id} (spec sha256:{spec_digest(study)})"))
         done.append(f"run {card.name} on {task}")
     return done

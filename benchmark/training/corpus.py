@@ -92,6 +92,9 @@ def split_heldout(texts: list[str], share: float) -> tuple[list[str], list[str]]
     for text in texts:
         bucket = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big")
         (held if bucket < limit else kept).append(text)
+    if not held and len(kept) > 1:  # a small corpus still holds out one document: the lowest hash
+        lowest = min(range(len(kept)), key=lambda i: hashlib.sha256(kept[i].encode("utf-8")).digest())
+        held.append(kept.pop(lowest))
     if not kept or not held:
         raise DataError(f"a held-out share of {share} leaves {len(kept)} documents to train on and "
                         f"{len(held)} held out")
