@@ -35,7 +35,8 @@ def _measured(openvino: float, torch: float):
 
     def measure(*args, **kwargs):
         return ({"openvino": openvino, "torch": torch},
-                {"openvino": [200 / openvino], "torch": [200 / torch]}, 200)
+                {"openvino": [200 / openvino], "torch": [200 / torch]},
+                {"openvino": [400 / openvino], "torch": [400 / torch]}, 200)
 
     return measure
 
@@ -349,7 +350,7 @@ def test_auto_uses_torch_where_torch_measures_faster_and_says_so_with_the_number
     assert runtime["backend"] == "torch" and runtime["backend_requested"] == "auto"
     note = runtime["backend_note"]
     assert note.startswith("torch measured faster on this CPU (" + cpu_model())
-    assert "1500 against OpenVINO's 1000 tokens/s at 128 tokens" in note
+    assert "1500 against OpenVINO's 1000 tokens/s at 128 tokens, load average" in note
     assert "/".join(cpu_isa()) in note
     assert result.provenance.hardware["cpu_isa"] == cpu_isa()
     assert "encoding with torch, not OpenVINO: torch measured faster" in caplog.text
@@ -413,6 +414,8 @@ def test_a_real_measurement_encodes_the_sample_with_both_backends(kinds, home, m
     assert info["backend"] == calibration["choice"]
     assert calibration["tokens"] == calibration["texts"] * 128  # every text truncated
     assert all(len(times) == 2 for times in calibration["seconds"].values())
+    assert all(len(times) == 2 and min(times) > 0 for times in calibration["cpu_seconds"].values())
+    assert len(calibration["load_average"]) == 3
 
 
 def _torch_calibration(retriever) -> dict:

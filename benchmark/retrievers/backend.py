@@ -172,6 +172,8 @@ def _calibration_model():
         key: dict
         tokens_per_second: dict[str, float]
         seconds: dict[str, list[float]]
+        cpu_seconds: dict[str, list[float]]
+        load_average: list[float] = Field(max_length=3)
         choice: str
         texts: int = Field(gt=0, le=100_000)
         tokens: int = Field(gt=0, le=100_000_000)
@@ -181,13 +183,16 @@ def _calibration_model():
         @model_validator(mode="after")
         def _consistent(self):
             speeds = self.tokens_per_second
-            if set(speeds) != {"torch", "openvino"} or set(self.seconds) != set(speeds):
+            if set(speeds) != {"torch", "openvino"} or not (
+                    set(self.seconds) == set(self.cpu_seconds) == set(speeds)):
                 raise ValueError("needs torch and openvino speeds")
             if not all(math.isfinite(v) and v > 0 for v in speeds.values()):
                 raise ValueError("speeds must be finite and positive")
             if not all(len(v) <= 100 and all(math.isfinite(x) and x > 0 for x in v)
-                       for v in self.seconds.values()):
+                       for v in (*self.seconds.values(), *self.cpu_seconds.values())):
                 raise ValueError("seconds must be finite and positive")
+            if not all(math.isfinite(x) and x >= 0 for x in self.load_average):
+                raise ValueError("the load average must be finite")
             if self.choice != max(speeds, key=lambda name: (speeds[name], name == "openvino")):
                 raise ValueError("the choice is not the faster backend")
             if _key_digest(self.key) != self.digest:
@@ -226,7 +231,8 @@ def read_calibration(key: dict) -> dict | None:
 
 
 def write_calibration(key: dict, speeds: dict[str, float], seconds: dict[str, list[float]],
-                      texts: int, tokens: int, calibration_seconds: float) -> dict:
+                      cpu_seconds: dict[str, list[float]], texts: int, tokens: int,
+                      calibration_seconds: float) -> dict:
     """Record a measurement (atomically; a damaged or foreign file at its path, a FIFO or link
     included, is replaced, never opened). A cache that cannot be written (read-only home) costs
     only a new measurement next time, so it is a warning, not an error."""
@@ -240,6 +246,8 @@ def write_calibration(key: dict, speeds: dict[str, float], seconds: dict[str, li
         "digest": _key_digest(key), "key": key,
         "tokens_per_second": {k: round(float(v), 1) for k, v in speeds.items()},
         "seconds": {k: [round(float(x), 4) for x in v] for k, v in seconds.items()},
+        "cpu_seconds": {k: [round(float(x), 4) for x in v] for k, v in cpu_seconds.items()},
+        "load_average": [round(x, 2) for x in _load_average()],
         "choice": "", "texts": texts, "tokens": tokens,
         "calibration_seconds": round(float(calibration_seconds), 3),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -255,6 +263,15 @@ def write_calibration(key: dict, speeds: dict[str, float], seconds: dict[str, li
         logging.getLogger(__name__).warning("could not keep the backend calibration in %s (%s)",
                                             path, exc.strerror or type(exc).__name__)
     return record
+
+
+def _load_average() -> list[float]:
+    """The machine's load (1, 5, 15 minutes) when it was measured: a speed taken while other
+    work shared the cores is weaker evidence; [] where the platform has none."""
+    try:
+        return [float(x) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return []
 
 
 def _remove_non_file(path) -> None:
@@ -279,5 +296,6 @@ def calibration_reason(record: dict) -> str:
     isa = "/".join(machine["isa"]) or "no listed ISA flags"
     caps = "".join(f", {k}={v}" for k, v in machine["isa_caps"].items())
     return (f"torch measured faster on this CPU ({machine['cpu']}, {isa}{caps}, "
-            f"{machine['cpus']} CPUs): {speeds['torch']:.0f} against OpenVINO's "
-            f"{speeds['openvino']:.0f} tokens/s at {record['key']['max_length']} tokens")
+            f"{machine['cpus']} CPUs: {speeds['torch']:.0f} against OpenVINO's "
+            f"{speeds['openvino']:.0f} tokens/s at {record['key']['max_length']} tokens, load "
+            f"average {record['load_average'][0] if record['load_average'] else 'unknown'})")
