@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -136,6 +137,8 @@ def main() -> None:
 
     from benchmark.catalog.registry import get_card
     from benchmark.catalog.weights import resolve_checkpoint
+    from benchmark.core.errors import MaebenchError
+    from benchmark.core.provenance import cpu_isa, cpu_model, isa_caps
     from benchmark.retrievers.dense import DenseRetriever
     from benchmark.retrievers.encoder_loader import load_encoder
 
@@ -146,6 +149,8 @@ def main() -> None:
     texts = [f"{d.get('title') or ''} {d['text']}".strip() for d in docs]
     source, _ = resolve_checkpoint(cfg.checkpoint, cfg.local_package)
     threads = torch.get_num_threads()
+    print(f"CPU {cpu_model()}, ISA {'/'.join(cpu_isa()) or 'none listed'}, ISA caps "
+          f"{isa_caps() or 'none'}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{len(texts)} {args.task} passages, all-minilm-l6-v2, max length "
           f"{cfg.passage_max_length}, {threads} threads")
 
@@ -167,9 +172,11 @@ def main() -> None:
     for spec in args.backends.split(","):
         backend, dtype = spec.strip().split("-")
         config = cfg.model_copy(update={"dtype": dtype})
-        encoder = load_encoder(source, config, "cpu", "passage", backend=backend, weights=weights)
-        if encoder.backend != backend:
-            print(f"{spec}: fell back to {encoder.backend} ({encoder.backend_info.get('fallback')})")
+        try:  # strict: this bench measures the backend named, never auto's choice
+            encoder = load_encoder(source, config, "cpu", "passage", backend=backend,
+                                   weights=weights, strict=True)
+        except MaebenchError as exc:
+            print(f"{spec}: cannot run ({exc})")
             continue
         conf = encoder.model_config
         lengths = [len(ids) for ids in encoder.tokenizer(

@@ -25,6 +25,15 @@ time beside the default's. Each maebench mode's ratio to the fastest peer is pri
     python bench/bench_run_vs_beir.py --data-dir ../shared/data/beir --task scifact --repeats 3
     python bench/bench_run_vs_beir.py --data-dir ../shared/data/beir --task nfcorpus --repeats 3 \
         --maebench-modes first,cached --with-torch
+    python bench/bench_run_vs_beir.py --data-dir ../shared/data/beir --task nfcorpus,scifact \
+        --repeats 3 --maebench-modes first,cached --with-torch --json bench-avx2.json
+    # on an AVX-512 machine, the AVX2 case with a capped ISA (oneDNN, MKL; OpenVINO's oneDNN):
+    python bench/bench_run_vs_beir.py ... --isa-cap AVX2
+
+Several tasks (`--task nfcorpus,scifact`) are interleaved inside each round (task by task, every
+pipeline of a task back to back). The first line names the CPU model, its ISA flags, any ISA
+caps and the load average (the line after every round repeats the load), and maebench's backend
+choice with its calibration numbers is printed per run and kept in `--json`.
 
 `--docs N` runs on a slice (the first N passages, the queries judged on them) to check that the
 script works; its timings and scores are not the task's.
@@ -127,10 +136,27 @@ def slice_task(folder: Path, docs: int, out: Path) -> Path:
     return out
 
 
+def machine_line() -> dict:
+    """The CPU, its ISA flags, any ISA caps and the load: a ratio means nothing without them
+    (OpenVINO's edge over torch is 0.5x on an AVX-512 EPYC and 0.86x on an AVX2 one)."""
+    from benchmark.core.provenance import cpu_isa, cpu_model, isa_caps
+
+    return {"cpu": cpu_model(), "isa": cpu_isa(), "isa_caps": isa_caps(),
+            "cpus": len(os.sched_getaffinity(0)), "load_average": [round(x, 2) for x in
+                                                                    os.getloadavg()]}
+
+
+def describe_machine(info: dict) -> str:
+    return (f"CPU {info['cpu']}, ISA {'/'.join(info['isa']) or 'none listed'}, ISA caps "
+            f"{info['isa_caps'] or 'none'}, {info['cpus']} CPUs, load average "
+            f"{' '.join(str(x) for x in info['load_average'])}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--task", default="scifact")
+    parser.add_argument("--task", default="scifact",
+                        help="one task or several, comma-separated (interleaved in each round)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--skip-mteb", action="store_true")
@@ -143,20 +169,39 @@ def main() -> None:
                         "(conversion cached beforehand, store cold)")
     parser.add_argument("--with-torch", action="store_true",
                         help="also time a cold maebench --backend torch run every round")
+    parser.add_argument("--isa-cap", default=None, metavar="ISA",
+                        help="cap every pipeline's ISA (e.g. AVX2 on an AVX-512 machine): sets "
+                        "ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS and OV_CPU_MAX_ISA for all")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write every wall time, score and the machine here")
     parser.add_argument("--docs", type=int, default=None,
                         help="smoke test on the first N passages (not a benchmark)")
     args = parser.parse_args()
     modes = [m.strip() for m in args.maebench_modes.split(",") if m.strip()]
     if not modes or set(modes) - {"first", "cached"}:
         parser.error("--maebench-modes takes first and/or cached")
+    tasks = [t.strip() for t in args.task.split(",") if t.strip()]
+    if not tasks or set(tasks) - set(MTEB_NAMES) and not args.skip_mteb:
+        parser.error(f"--task takes {', '.join(MTEB_NAMES)} (others with --skip-mteb)")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if args.isa_cap:  # OV_CPU_MAX_ISA: OpenVINO's own kernels (a no-op on release wheels
+        # before openvino PR 38257; oneDNN inside OpenVINO follows ONEDNN_MAX_CPU_ISA)
+        caps = {name: args.isa_cap.upper() for name in
+                ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "OV_CPU_MAX_ISA")}
+        env |= caps
+        os.environ.update(caps)
+    machine = machine_line()
+    print("machine: " + describe_machine(machine), flush=True)
     ours = [f"maebench-{m}" for m in modes] + (["maebench-torch"] if args.with_torch else [])
-    walls: dict[str, list[float]] = {name: [] for name in [*ours, "beir", "mteb"]}
-    peaks: dict[str, float] = {}
-    ratios: dict[str, list[float]] = {name: [] for name in ours}
+    names = [*ours, "beir"] + ([] if args.skip_mteb else ["mteb"])
+    walls = {t: {name: [] for name in names} for t in tasks}
+    scores = {t: {name: [] for name in names} for t in tasks}
+    peaks: dict[str, dict[str, float]] = {t: {} for t in tasks}
+    ratios = {t: {name: [] for name in ours} for t in tasks}
+    choices: list[dict] = []
     backend = ["--backend", args.backend] if args.backend else []
 
-    def maebench(results: str, home: str, extra: list[str], task: str = args.task):
+    def maebench(results: str, home: str, extra: list[str], task: str):
         cmd = [sys.executable, "-m", "benchmark.cli", "run", "--model", "all-minilm-l6-v2",
                "--task", task, "--data-dir", str(args.data_dir), "--results-dir", results,
                "--dtype", args.dtype, *extra]
@@ -165,10 +210,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.docs:
-            slice_task(args.data_dir / args.task, args.docs, Path(tmp) / "data" / args.task)
+            for task in tasks:
+                slice_task(args.data_dir / task, args.docs, Path(tmp) / "data" / task)
             args.data_dir = Path(tmp) / "data"
             print(f"smoke test on a slice of {args.docs} passages: not the task's numbers")
-        folder = str(args.data_dir / args.task)
         cached_home = f"{tmp}/cached-home"
         if "cached" in modes:  # untimed: fills the conversion and blob caches (tiny task)
             _, _, primed = maebench(f"{tmp}/prime", cached_home, backend, task="tiny")
@@ -176,51 +221,80 @@ def main() -> None:
             print(f"primed the conversion cache: backend {runtime.get('backend')}, "
                   f"{runtime.get('backend_note') or 'converted'}", flush=True)
         for i in range(args.repeats):
-            line = f"round {i + 1}:"
-            scores = {}
-            for name in ours:
-                if name == "maebench-cached":
-                    shutil.rmtree(f"{cached_home}/embeddings", ignore_errors=True)  # cold store
-                    home, extra = cached_home, backend
-                elif name == "maebench-torch":
-                    home, extra = f"{tmp}/torch-home{i}", ["--backend", "torch"]
-                else:  # first-ever: nothing cached at all
-                    home, extra = f"{tmp}/first-home{i}", backend
-                wall, peaks[name], result = maebench(f"{tmp}/r{i}-{name}", home, extra)
-                walls[name].append(wall)
-                scores[name] = result["metrics"]["nDCG@10"]
-                runtime = result["provenance"]["runtime"]
-                ov = runtime.get("openvino") or {}
-                conversion = (f", conversion {ov['conversion_seconds']:.1f}s"
-                              if "conversion_seconds" in ov else "")
-                line += (f" {name} {wall:.1f}s [{runtime.get('backend')}{conversion}; phases "
-                         f"{result['provenance']['timings']}]")
-            wall_b, peaks["beir"], out_b = timed(
-                [sys.executable, "-c", BEIR_SCRIPT, folder, str(args.batch_size), args.dtype], env)
-            scores["beir"] = json.loads(out_b.splitlines()[-1])["ndcg@10"]
-            walls["beir"].append(wall_b)
-            line += f"  beir {wall_b:.1f}s"
-            peers = [wall_b]
-            if not args.skip_mteb:
-                wall_c, peaks["mteb"], out_c = timed(
-                    [sys.executable, "-c", MTEB_SCRIPT, folder, MTEB_NAMES[args.task],
-                     str(args.batch_size), args.dtype], env)
-                walls["mteb"].append(wall_c)
-                scores["mteb"] = json.loads(out_c.splitlines()[-1])["ndcg@10"]
-                line += f"  mteb {wall_c:.1f}s"
-                peers.append(wall_c)
-            for name in ours:
-                ratios[name].append(walls[name][-1] / min(peers))
-            print(line + "  nDCG@10 " + ", ".join(f"{k} {v:.5f}" for k, v in scores.items()),
-                  flush=True)
-            print("  nDCG@10 exact: " + ", ".join(f"{k} {v!r}" for k, v in scores.items()),
-                  flush=True)
-    medians = {k: statistics.median(v) for k, v in walls.items() if v}
-    print("median wall: " + ", ".join(f"{k} {v:.1f}s" for k, v in medians.items()))
-    for name in ours:
-        print(f"ratio {name} / fastest peer (median of rounds): "
-              f"{statistics.median(ratios[name]):.3f}")
-    print("peak RSS (last round): " + ", ".join(f"{k} {v:.0f} MiB" for k, v in peaks.items()))
+            for task in tasks:
+                folder = str(args.data_dir / task)
+                line = f"round {i + 1} {task}:"
+                for name in ours:
+                    if name == "maebench-cached":
+                        shutil.rmtree(f"{cached_home}/embeddings", ignore_errors=True)  # cold
+                        home, extra = cached_home, backend
+                    elif name == "maebench-torch":
+                        home, extra = f"{tmp}/torch-home{i}-{task}", ["--backend", "torch"]
+                    else:  # first-ever: nothing cached at all
+                        home, extra = f"{tmp}/first-home{i}-{task}", backend
+                    wall, peaks[task][name], result = maebench(f"{tmp}/r{i}-{task}-{name}", home,
+                                                               extra, task)
+                    walls[task][name].append(wall)
+                    scores[task][name].append(result["metrics"]["nDCG@10"])
+                    runtime = result["provenance"]["runtime"]
+                    ov = runtime.get("openvino") or {}
+                    conversion = (f", conversion {ov['conversion_seconds']:.1f}s"
+                                  if "conversion_seconds" in ov else "")
+                    calibration = ov.get("calibration")
+                    if calibration or runtime.get("backend_note"):
+                        choices.append({"task": task, "run": name, "round": i + 1,
+                                        "backend": runtime.get("backend"),
+                                        "calibration": calibration,
+                                        "note": runtime.get("backend_note")})
+                    if calibration:
+                        speeds = calibration["tokens_per_second"]
+                        conversion += (f", calibrated {speeds['openvino']:.0f} vs torch "
+                                       f"{speeds['torch']:.0f} tok/s")
+                    elif runtime.get("backend_note"):
+                        conversion += f", {runtime['backend_note']}"
+                    line += (f" {name} {wall:.1f}s [{runtime.get('backend')}{conversion}; phases "
+                             f"{result['provenance']['timings']}]")
+                wall_b, peaks[task]["beir"], out_b = timed(
+                    [sys.executable, "-c", BEIR_SCRIPT, folder, str(args.batch_size), args.dtype],
+                    env)
+                scores[task]["beir"].append(json.loads(out_b.splitlines()[-1])["ndcg@10"])
+                walls[task]["beir"].append(wall_b)
+                line += f"  beir {wall_b:.1f}s"
+                peers = [wall_b]
+                if not args.skip_mteb:
+                    wall_c, peaks[task]["mteb"], out_c = timed(
+                        [sys.executable, "-c", MTEB_SCRIPT, folder, MTEB_NAMES[task],
+                         str(args.batch_size), args.dtype], env)
+                    walls[task]["mteb"].append(wall_c)
+                    scores[task]["mteb"].append(json.loads(out_c.splitlines()[-1])["ndcg@10"])
+                    line += f"  mteb {wall_c:.1f}s"
+                    peers.append(wall_c)
+                for name in ours:
+                    ratios[task][name].append(walls[task][name][-1] / min(peers))
+                print(line + "  nDCG@10 " + ", ".join(
+                    f"{k} {v[-1]:.5f}" for k, v in scores[task].items()), flush=True)
+                print("  nDCG@10 exact: " + ", ".join(
+                    f"{k} {v[-1]!r}" for k, v in scores[task].items()), flush=True)
+                print("  load average now: " + " ".join(f"{x:.2f}" for x in os.getloadavg()),
+                      flush=True)
+    summary: dict = {"machine": machine, "machine_after": machine_line(), "tasks": {},
+                     "maebench_backend_choices": choices, "docs": args.docs,
+                     "dtype": args.dtype, "repeats": args.repeats}
+    print("machine at the end: " + describe_machine(summary["machine_after"]))
+    for task in tasks:
+        medians = {k: statistics.median(v) for k, v in walls[task].items() if v}
+        print(f"{task} median wall: " + ", ".join(f"{k} {v:.1f}s" for k, v in medians.items()))
+        task_ratios = {name: statistics.median(ratios[task][name]) for name in ours}
+        for name, ratio in task_ratios.items():
+            print(f"{task} ratio {name} / fastest peer (median of rounds): {ratio:.3f}")
+        print(f"{task} peak RSS (last round): " + ", ".join(
+            f"{k} {v:.0f} MiB" for k, v in peaks[task].items()))
+        summary["tasks"][task] = {"walls": walls[task], "medians": medians,
+                                  "ratios": task_ratios, "ndcg@10": scores[task],
+                                  "peak_rss_mib": peaks[task]}
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":
