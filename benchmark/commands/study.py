@@ -21,6 +21,8 @@ def register(app: typer.Typer) -> None:
         report_only: bool = typer.Option(False, "--report-only", help="write the report from the "
                                          "finished cells, run nothing"),
         max_cells: int | None = typer.Option(None, "--max-cells", min=1),
+        calibrate: bool = typer.Option(False, "--calibrate", help="run the spec's calibration "
+                                       "probes (train and held-out data only) and record them"),
         register: bool = typer.Option(False, "--register", help="record the design (hash) and "
                                       "stop: commit it before the study's first test number"),
         continue_past_gates: bool = typer.Option(False, "--continue-past-gates", help="spend the "
@@ -38,6 +40,13 @@ def register(app: typer.Typer) -> None:
         if only not in (None, "pretrain"):
             raise MaebenchError(f"--only '{only}': only 'pretrain' is supported")
         spec_obj = load_spec(spec, overrides, profile)
+        if calibrate:
+            from benchmark.studies.calibrate import calibrate as run_calibration
+
+            path = run_calibration(spec_obj, StudyOptions(data_dir=data_dir, device=device),
+                                   echo=typer.echo)
+            typer.echo(f"wrote {path}")
+            return
         if register:
             from benchmark.studies.registration import register as record
 

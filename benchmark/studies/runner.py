@@ -98,9 +98,9 @@ def forget_lost_weights(study: StudySpec, echo=print) -> None:
             echo(f"{name}: its weights are gone from this machine; redoing that step")
 
 
-def prepare_backbones(study: StudySpec, options: StudyOptions, echo=print) -> None:
-    """Stage -1 (a backbone from nothing), stage 0 (shared), and each arm's own pre-training
-    when the study pre-trains once per arm; each skipped when its card exists."""
+def prepare_backbone_only(study: StudySpec, options: StudyOptions, echo=print) -> None:
+    """Stage -1: the backbone built from nothing, when the spec says so (skipped when its card
+    exists); calibration starts from it too."""
     cards = study_models_dir(study)
     if study.backbone is not None and not (cards / f"{init_card_name(study)}.yaml").is_file():
         from benchmark.training.backbone import BackboneOptions, new_backbone
@@ -110,6 +110,13 @@ def prepare_backbones(study: StudySpec, options: StudyOptions, echo=print) -> No
                                      seed=spec.seed, min_frequency=spec.min_frequency,
                                      data_dir=options.data_dir, models_dir=cards, overwrite=True))
         echo(f"backbone {init_card_name(study)}: built")
+
+
+def prepare_backbones(study: StudySpec, options: StudyOptions, echo=print) -> None:
+    """Stage -1 (a backbone from nothing), stage 0 (shared), and each arm's own pre-training
+    when the study pre-trains once per arm; each skipped when its card exists."""
+    cards = study_models_dir(study)
+    prepare_backbone_only(study, options, echo)
     stage0 = stage0_card_name(study)
     if study.stage0 is not None and not (cards / f"{stage0}.yaml").is_file():
         spec0 = study.stage0

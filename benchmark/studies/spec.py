@@ -138,6 +138,18 @@ class GatesSpec(_Strict):
                                     "evaluation task held out as the fine-tuning gate's validation set")
 
 
+class CalibrationSpec(_Strict):
+    """The calibration run (`maebench study <spec> --calibrate`, studies.calibrate): short probes
+    on train and held-out data only, before the design's rates and budgets are fixed."""
+
+    stage0_learning_rates: tuple[float, ...] = Field(default=(5e-4, 1e-3, 2e-3), min_length=1)
+    stage0_tokens: int = Field(default=1_500_000, gt=0, le=MAX_BUDGET_TOKENS)
+    arm_learning_rates: tuple[float, ...] = Field(default=(2e-4, 1e-3), min_length=1)
+    arm_tokens: int = Field(default=250_000, gt=0, le=MAX_BUDGET_TOKENS)
+    finetune_learning_rates: tuple[float, ...] = Field(default=(1e-3, 3e-3), min_length=1)
+    evaluations: int = Field(default=6, ge=2, le=100)
+
+
 class Deviation(_Strict):
     """A change to the design after its registration, or a post-hoc decision, as the page lists it."""
 
@@ -197,6 +209,7 @@ class StudySpec(_Strict):
         "a deeper cutoff where the primary metric sits at its floor)")
     notes: str | None = None
     gates: GatesSpec = Field(default_factory=GatesSpec)
+    calibrate: CalibrationSpec = Field(default_factory=CalibrationSpec)
     deviations: tuple[Deviation, ...] = Field(
         default=(), description="declared changes after registration and post-hoc decisions (what, "
         "when, why); an undeclared change of the registered design is listed automatically")
@@ -494,7 +507,7 @@ class StudyOptions:
 # what the registration hashes: the design, without what is declared after it (deviations),
 # other scales (profiles: each has its own id and its own registration) and prose
 UNHASHED_FIELDS = {"deviations", "profiles", "notes", "description", "can_say", "cannot_say",
-                   "confounds", "calibration"}
+                   "confounds", "calibration", "calibrate"}
 
 
 def spec_digest(study: StudySpec) -> str:

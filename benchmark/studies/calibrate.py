@@ -1,0 +1,245 @@
+"""Calibration before spending (`maebench study <spec> --calibrate`).
+
+scratch-mae spent its budget at rates that moved nothing (stage 0 ended 0.47 nats below word
+frequencies, no arm's loss moved, fine-tuning stayed near chance). Calibration runs short probes
+on train and held-out data only (never a test number) and records, in
+results/studies/<id>/calibration.json, what the design needs:
+  - stage 0: each candidate rate for `calibrate.stage0_tokens` real tokens, its held-out MLM loss
+    at fixed steps against the gate's threshold, and the token budget a log-linear fit of that
+    curve projects for passing the gate;
+  - arms: each bottleneck objective continued from the best stage-0 probe at each candidate rate,
+    the fall of its own loss term on held-out spans (the arm gate's measure);
+  - fine-tuning: the study's recipe on the best stage-0 probe at each candidate rate, its final
+    loss against chance and its score against BM25 on validation train queries (the fine-tuning
+    gate's measures).
+Each probe is its own card (models/studies/<id>/), skipped when done, so a killed calibration
+resumes; the record is rewritten after every probe.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmark.studies.spec import (
+    StudyOptions,
+    StudySpec,
+    init_card_name,
+    study_card,
+    study_models_dir,
+    study_results_dir,
+)
+
+
+def calibration_path(study: StudySpec) -> Path:
+    return study_results_dir(study) / "calibration.json"
+
+
+def _rate(lr: float) -> str:
+    return f"lr{float(lr):.0e}".replace("+", "")
+
+
+def _read(study: StudySpec) -> dict[str, Any]:
+    from benchmark.core.files import read_regular_text
+    from benchmark.studies.spec import StudyError
+
+    path = calibration_path(study)
+    if not path.exists():
+        return {}
+    try:
+        found = json.loads(read_regular_text(path, 1 << 24, "a calibration record", error=StudyError))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StudyError(f"{path} is damaged ({exc}); remove it to calibrate again") from exc
+    return found if isinstance(found, dict) else {}
+
+
+def _write(study: StudySpec, record: dict[str, Any]) -> None:
+    from benchmark.core.files import atomic_write
+
+    path = calibration_path(study)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def _log(name: str) -> dict[str, Any]:
+    from benchmark.core.files import read_regular_text
+    from benchmark.core.paths import checkpoints_dir
+
+    for file in ("pretrain_log.json", "finetune_log.json"):
+        path = checkpoints_dir() / name / file
+        if path.is_file():
+            return json.loads(read_regular_text(path, 1 << 26, "a training log"))
+    return {}
+
+
+def projected_tokens(points: list[tuple[float, float]], threshold: float) -> float | None:
+    """Tokens at which a least-squares fit loss = a + b ln(tokens) over the second half of the
+    held-out curve reaches `threshold` (None when the curve does not fall). An extrapolation:
+    losses flatten with training, so it is a lower bound on the budget, not a promise."""
+    tail = [(t, y) for t, y in points if t > 0][len(points) // 2 - 1:] if len(points) > 2 else points
+    tail = [(math.log(t), y) for t, y in tail if t > 0]
+    if len(tail) < 2:
+        return None
+    mx = sum(x for x, _ in tail) / len(tail)
+    my = sum(y for _, y in tail) / len(tail)
+    sxx = sum((x - mx) ** 2 for x, _ in tail)
+    if sxx == 0:
+        return None
+    b = sum((x - mx) * (y - my) for x, y in tail) / sxx
+    if b >= 0:
+        return None
+    a = my - b * mx
+    exponent = (threshold - a) / b
+    return float(math.exp(exponent)) if exponent < 700 else float("inf")
+
+
+def _pretrain_probe(study: StudySpec, init, name: str, objective: str, corpus: str, tokens: int,
+                    overrides: dict[str, Any], options: StudyOptions) -> None:
+    from benchmark.training.pretrain import PretrainOptions, pretrain_card
+
+    if (study_models_dir(study) / f"{name}.yaml").is_file():
+        return
+    pretrain_card(init, PretrainOptions(
+        objective=objective, corpus=corpus, budget=f"{tokens} tokens", name=name,
+        seed=study.stage0.seed if study.stage0 else 0,
+        overrides={k: str(v) for k, v in overrides.items()}, data_dir=options.data_dir,
+        device=options.device, resume=True, models_dir=study_models_dir(study),
+        holdout=study.gates.heldout, evaluations=study.calibrate.evaluations))
+
+
+def calibrate(study: StudySpec, options: StudyOptions, echo=print) -> Path:
+    """Run every missing probe, then write the record with the choices it supports."""
+    from benchmark.catalog.registry import load_card
+    from benchmark.studies import gates
+    from benchmark.studies.runner import keep_curve, prepare_backbone_only
+
+    began = time.process_time()
+    prepare_backbone_only(study, options, echo)
+    spec = study.calibrate
+    record = _read(study)
+    record.update(study=study.id, method=__doc__.split("\n\n")[1].strip())
+    cards = study_models_dir(study)
+    gates._DATA_DIR[0] = options.data_dir
+
+    # -- stage 0 ------------------------------------------------------------------------------
+    spec0 = study.stage0
+    corpus = spec0.corpus or (study.backbone.corpus if study.backbone else study.corpus)
+    entropy = gates.stage0_entropy(study, heldout=True)
+    threshold = None if entropy is None else entropy["nats"] - study.gates.stage0_below_unigram
+    stage0 = record.setdefault("stage0", {})
+    for lr in spec.stage0_learning_rates:
+        name = f"{study.id}-cal-stage0-{_rate(lr)}"
+        if name in stage0:
+            continue
+        _pretrain_probe(study, study_card(study, init_card_name(study)), name, spec0.objective, corpus,
+                        spec.stage0_tokens, {**spec0.overrides, "learning_rate": lr}, options)
+        keep_curve(study, name)
+        card = load_card(cards / f"{name}.yaml").pretraining
+        log = _log(name)
+        per_step = card.tokens_seen / max(1, card.steps)
+        curve = [(round(e["step"] * per_step), e["terms"]["mlm"]) for e in log.get("heldout") or []]
+        final = (card.heldout_end or {}).get("mlm")
+        stage0[name] = {
+            "lr": lr, "tokens": card.tokens_seen, "steps": card.steps, "cpu_s": card.cpu_time_s,
+            "heldout_mlm": curve, "final_heldout_mlm": final, "threshold": threshold,
+            "unigram_entropy": None if entropy is None else entropy["nats"],
+            "passes": None if threshold is None or final is None else final <= threshold,
+            "projected_tokens_to_pass": None if threshold is None else projected_tokens(curve, threshold)}
+        _write(study, record)
+        echo(f"calibrate stage 0 lr {lr:g}: held-out MLM {final:.3f} after {card.tokens_seen:,} tokens "
+             f"(gate needs <= {threshold if threshold is None else round(threshold, 3)})")
+    best0 = min(stage0, key=lambda k: stage0[k]["final_heldout_mlm"]
+                if stage0[k]["final_heldout_mlm"] is not None else float("inf"))
+    record["chosen_stage0_lr"] = stage0[best0]["lr"]
+    record["stage0_probe"] = best0
+
+    # -- arms ---------------------------------------------------------------------------------
+    arms = record.setdefault("arms", {})
+    for arm in study.arms:
+        if arm.objective is None:
+            continue
+        term = "mlm" if arm.objective in gates.CONTROL_OBJECTIVES else gates.bottleneck_term(arm.objective)
+        for lr in spec.arm_learning_rates:
+            name = f"{study.id}-cal-{arm.name}-{_rate(lr)}"
+            if name in arms:
+                continue
+            _pretrain_probe(study, study_card(study, best0), name, arm.objective, study.corpus,
+                            spec.arm_tokens,
+                            {**study.pretrain_overrides, **arm.overrides, "learning_rate": lr}, options)
+            keep_curve(study, name)
+            card = load_card(cards / f"{name}.yaml").pretraining
+            start, end = card.heldout_start or {}, card.heldout_end or {}
+            fall = (start[term] - end[term]) if term in start and term in end else None
+            arms[name] = {"arm": arm.name, "objective": arm.objective, "lr": lr, "term": term,
+                          "start": start.get(term), "end": end.get(term), "fall": fall,
+                          "terms_start": start, "terms_end": end, "tokens": card.tokens_seen,
+                          "cpu_s": card.cpu_time_s,
+                          "passes": None if fall is None or arm.objective in gates.CONTROL_OBJECTIVES
+                          else fall >= study.gates.arm_drop}
+            _write(study, record)
+            echo(f"calibrate arm {arm.name} lr {lr:g}: {term} {start.get(term)} -> {end.get(term)}")
+    # one rate for every arm (equal terms): the one whose smallest bottleneck fall is largest
+    by_lr: dict[float, list[float]] = {}
+    for entry in arms.values():
+        if entry["objective"] not in gates.CONTROL_OBJECTIVES and entry["fall"] is not None:
+            by_lr.setdefault(entry["lr"], []).append(entry["fall"])
+    if by_lr:
+        record["chosen_arm_lr"] = max(by_lr, key=lambda lr: min(by_lr[lr]))
+        record["arm_lr_worst_fall"] = {str(k): min(v) for k, v in by_lr.items()}
+
+    # -- fine-tuning --------------------------------------------------------------------------
+    finetune = record.setdefault("finetune", {})
+    for lr in spec.finetune_learning_rates:
+        name = f"{study.id}-cal-ft-{_rate(lr)}"
+        if name in finetune:
+            continue
+        finetune[name] = _finetune_probe(study, best0, name, lr, options)
+        keep_curve(study, name)
+        _write(study, record)
+        echo(f"calibrate fine-tuning lr {lr:g}: {finetune[name]}")
+    record["cpu_s_this_run"] = round(time.process_time() - began, 1)
+    record["cpu_s_total"] = round(sum(float(e.get("cpu_s") or 0) for part in ("stage0", "arms", "finetune")
+                                      for e in record.get(part, {}).values()), 1)
+    _write(study, record)
+    return calibration_path(study)
+
+
+def _finetune_probe(study: StudySpec, backbone_name: str, name: str, lr: float,
+                    options: StudyOptions) -> dict[str, Any]:
+    from benchmark.catalog.registry import get_card, load_card
+    from benchmark.studies import gates
+    from benchmark.studies.pilot import score_on_queries
+    from benchmark.training.finetune import finetune_card
+
+    views = {}
+    for task in study.evaluate:
+        try:
+            views[task] = gates.validation_queries(study, task, options.data_dir)
+        except Exception:  # noqa: BLE001 - a task without train queries has no validation set
+            continue
+    held = views[study.finetune.task][1] if study.finetune.task in views else None
+    cards = study_models_dir(study)
+    began = time.process_time()
+    if not (cards / f"{name}.yaml").is_file():
+        overrides = {**{k: str(v) for k, v in study.finetune.overrides.items()}, "lr": str(lr)}
+        finetune_card(study_card(study, backbone_name), study.finetune.task, study.finetune.recipe,
+                      seed=study.seeds[0], name=name, overrides=overrides, data_dir=options.data_dir,
+                      device=options.device, models_dir=cards, progress=False, held_out=held)
+    tuned = load_card(cards / f"{name}.yaml")
+    record = tuned.finetuning.record
+    chance = gates._chance(record.resolved_recipe)
+    bm25 = gates._bm25_card(get_card)
+    scores = {}
+    for task, (data, queries) in views.items():
+        scores[task] = {"probe": score_on_queries(tuned, data, queries, study.metric, options),
+                        "bm25": score_on_queries(bm25, data, queries, study.metric, options),
+                        "queries": len(queries)}
+    shares = [s["probe"] / s["bm25"] for s in scores.values() if s["bm25"]]
+    return {"lr": lr, "final_loss": record.final_loss, "chance": chance,
+            "loss_share_of_chance": None if not chance or record.final_loss is None
+            else record.final_loss / chance, "validation": scores,
+            "bm25_share": min(shares) if shares else None, "steps": record.steps,
+            "cpu_s": round(time.process_time() - began, 1)}
