@@ -172,6 +172,55 @@ def test_a_fifo_as_a_model_file_or_a_stale_temporary_folder_does_not_block(card,
         _release(stale)
 
 
+@pytest.mark.parametrize("what", ["fifo-blob", "link-blob", "blobs-fifo", "blobs-link"])
+def test_openvino_s_blob_cache_never_blocks_or_leads_out(card, clean, home, tmp_path, what):
+    """OpenVINO itself opens `<hash>.blob` for reading: a FIFO there hung the run."""
+    blobs = home / "openvino" / "blobs"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    names = [p.name for p in blobs.iterdir()]
+    assert names
+    if what.startswith("blobs-"):
+        shutil.rmtree(blobs)
+        if what == "blobs-fifo":
+            os.mkfifo(blobs)
+        else:
+            blobs.symlink_to(outside, target_is_directory=True)
+    else:
+        for name in names:
+            (blobs / name).unlink()
+            if what == "fifo-blob":
+                os.mkfifo(blobs / name)
+            else:
+                (outside / name).write_bytes(b"not a blob")
+                (blobs / name).symlink_to(outside / name)
+    try:
+        retriever = _within(SECONDS, lambda: DenseRetriever(card.retriever, device="cpu"))
+        assert retriever.describe()["openvino"]["cache"] == "hit"
+        np.testing.assert_array_equal(retriever.encode_queries(TEXTS), clean["vectors"])
+        assert blobs.is_dir() and not blobs.is_symlink()
+        assert all(p.is_file() and not p.is_symlink() for p in blobs.iterdir())
+        assert [p.read_bytes() for p in outside.iterdir()] == (
+            [b"not a blob"] * len(names) if what == "link-blob" else [])
+    finally:
+        for name in names:
+            _release(blobs / name)
+
+
+@pytest.mark.parametrize("what", ["openvino", "models"])
+def test_a_fifo_in_place_of_the_cache_folders_is_replaced(card, clean, home, what):
+    folder = home / "openvino" if what == "openvino" else home / "openvino" / "models"
+    shutil.rmtree(folder)
+    os.mkfifo(folder)
+    try:
+        retriever = _within(SECONDS, lambda: DenseRetriever(card.retriever, device="cpu"))
+        assert retriever.describe()["openvino"]["cache"] == "converted"
+        np.testing.assert_array_equal(retriever.encode_queries(TEXTS), clean["vectors"])
+        assert folder.is_dir()
+    finally:
+        _release(folder)
+
+
 def test_an_entry_that_is_a_link_is_not_followed_and_its_target_is_left_alone(card, clean, home,
                                                                               tmp_path):
     entry = _entry(home)

@@ -281,6 +281,27 @@ def _threads() -> int:
     return max(1, torch.get_num_threads())
 
 
+def _blob_dir() -> Path:
+    """OpenVINO's compiled-blob cache, cleared of anything but regular files first: OpenVINO
+    opens `<hash>.blob` for reading without checking what it is, so a FIFO there would block
+    the run forever, and a link would be read (or written) outside the cache (issue 27). A
+    damaged regular blob is OpenVINO's to detect; it compiles again. One scandir, no opens."""
+    blobs = cache_root() / "blobs"
+    kind = _lstat_kind(blobs)
+    if kind not in ("dir", "missing"):
+        _remove_entry(blobs)
+    elif kind == "dir":
+        try:
+            with os.scandir(blobs) as entries:
+                strays = [Path(e.path) for e in entries if not e.is_file(follow_symlinks=False)]
+        except OSError:
+            strays = []
+        for stray in strays:
+            log.warning("removing %s from OpenVINO's blob cache: not a regular file", stray)
+            _remove_entry(stray)
+    return blobs
+
+
 def compile_model(xml: Path, threads: int | None = None):
     """Compile for the CPU in fp32, one single-threaded stream per core, with the blob cache;
     then read the precision back (a bf16 node anywhere is an error, never a silent result)."""
@@ -290,7 +311,7 @@ def compile_model(xml: Path, threads: int | None = None):
         "PERFORMANCE_HINT": "THROUGHPUT",
         "NUM_STREAMS": n,
         "INFERENCE_NUM_THREADS": n,
-        "CACHE_DIR": str(cache_root() / "blobs"),
+        "CACHE_DIR": str(_blob_dir()),
     }
     # compiled from the model object, not the path: OpenVINO's blob cache then hashes the
     # model's content, so a rebuilt model at the same path never imports a stale blob
@@ -708,11 +729,18 @@ def _load_converted(
         log.warning("cached OpenVINO model %s has no valid meta.json; converting it again", folder)
 
     reference = load_encoder(checkpoint, config, "cpu", role)
-    root.mkdir(parents=True, exist_ok=True)
-    _clean_stale(root)
     tmp = root / f".{digest[:32]}.{os.getpid()}.tmp"
-    _remove_entry(tmp)
-    tmp.mkdir()
+    try:
+        for folder_of_ours in (cache_root(), root):  # a FIFO, file or link in their place
+            if _lstat_kind(folder_of_ours) not in ("dir", "missing"):
+                _remove_entry(folder_of_ours)
+        root.mkdir(parents=True, exist_ok=True)
+        _clean_stale(root)
+        _remove_entry(tmp)
+        tmp.mkdir()
+    except OSError as exc:  # permissions, a read-only home: not a property of the model
+        reason = f"the conversion cache {root} is not usable ({exc.strerror or type(exc).__name__})"
+        return _fall_back(checkpoint, config, role, reason, strict, reference), None
     meta = {"digest": digest, "key": key, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     try:
         start = time.perf_counter()
