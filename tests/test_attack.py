@@ -782,8 +782,10 @@ def _recovered(case: dict, code: int, err: str) -> str | None:
         if code != 0:
             return f"no card drafted (exit {code}): {err.strip()[-300:]}"
         card = yaml.safe_load(Path(case["card"]).read_text())
-        keys = {"name", "display_name", "family", "description", "source", "retriever"}
-        if set(card) != keys or card["name"] != "drafted" or not {
+        # `parameters` is counted by card new from the config (issue 28): an int, nothing else
+        keys = {"name", "display_name", "family", "description", "source", "retriever", "parameters"}
+        if set(card) - {"parameters"} != keys - {"parameters"} or card["name"] != "drafted" or (
+                "parameters" in card and type(card["parameters"]) is not int) or not {
             "local_package", "license", "name"}.isdisjoint(card["retriever"]):
             return f"the drafted card holds keys nobody meant: {sorted(card)}"
     return None
