@@ -142,3 +142,27 @@ def test_the_gates_never_read_test_qrels(tmp_path, monkeypatch) -> None:
     assert len(held) >= 200 and held <= set(data.dataset.qrels)
     score = score_on_queries(get_card("bm25"), data, held, "nDCG@10", StudyOptions())
     assert 0 < score <= 1
+
+
+def test_calibration_records_each_probe_and_resumes(study_env, tmp_path) -> None:  # noqa: F811
+    """Calibration on a study from an init card: each arm x rate probe continues the init on
+    held-out-split documents and records its own term's fall, one rate is chosen for every arm,
+    and a second run redoes nothing."""
+    from benchmark.studies.calibrate import calibrate, calibration_path
+
+    spec = load_spec(str(write_spec(tmp_path, calibrate={
+        "arm_learning_rates": [1e-4, 1e-3], "arm_tokens": 256, "finetune_learning_rates": [1e-3],
+        "evaluations": 2})))
+    lines: list[str] = []
+    path = calibrate(spec, StudyOptions(), echo=lines.append)
+    record = json.loads(path.read_text())
+    assert path == calibration_path(spec)
+    probes = {e["arm"]: e for e in record["arms"].values() if e["lr"] == 1e-3}
+    assert set(probes) == {"mlm", "bow"} and probes["bow"]["term"] == "bow"
+    assert probes["bow"]["fall"] == pytest.approx(probes["bow"]["start"] - probes["bow"]["end"])
+    assert record["chosen_arm_lr"] in (1e-4, 1e-3) and len(record["arms"]) == 4
+    curves = tmp_path / "results" / "studies" / "tiny-study" / "curves"
+    assert len(list(curves.glob("tiny-study-cal-*.json"))) == 4
+    again: list[str] = []
+    calibrate(spec, StudyOptions(), echo=again.append)
+    assert not any(line.startswith("calibrate arm") for line in again)

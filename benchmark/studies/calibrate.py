@@ -126,6 +126,9 @@ def calibrate(study: StudySpec, options: StudyOptions, echo=print) -> Path:
 
     # -- stage 0 ------------------------------------------------------------------------------
     spec0 = study.stage0
+    if spec0 is None:  # a study that starts from an init card: the arms continue it directly
+        record["stage0_probe"] = init_card_name(study)
+        return _after_stage0(study, options, echo, record, init_card_name(study), began)
     corpus = spec0.corpus or (study.backbone.corpus if study.backbone else study.corpus)
     entropy = gates.stage0_entropy(study, heldout=True)
     threshold = None if entropy is None else entropy["nats"] - study.gates.stage0_below_unigram
@@ -155,6 +158,17 @@ def calibrate(study: StudySpec, options: StudyOptions, echo=print) -> Path:
                 if stage0[k]["final_heldout_mlm"] is not None else float("inf"))
     record["chosen_stage0_lr"] = stage0[best0]["lr"]
     record["stage0_probe"] = best0
+    return _after_stage0(study, options, echo, record, best0, began)
+
+
+def _after_stage0(study: StudySpec, options: StudyOptions, echo, record: dict[str, Any], best0: str,
+                  began: float) -> Path:
+    from benchmark.catalog.registry import load_card
+    from benchmark.studies import gates
+    from benchmark.studies.runner import keep_curve
+
+    spec = study.calibrate
+    cards = study_models_dir(study)
 
     # -- arms ---------------------------------------------------------------------------------
     arms = record.setdefault("arms", {})
@@ -229,7 +243,9 @@ def _finetune_probe(study: StudySpec, backbone_name: str, name: str, lr: float,
                       seed=study.seeds[0], name=name, overrides=overrides, data_dir=options.data_dir,
                       device=options.device, models_dir=cards, progress=False, held_out=held)
     tuned = load_card(cards / f"{name}.yaml")
-    record = tuned.finetuning.record
+    record = tuned.finetuning.record if tuned.finetuning else None
+    if record is None:
+        return {"lr": lr, "final_loss": None, "note": f"{name} has no fine-tuning record"}
     chance = gates._chance(record.resolved_recipe)
     bm25 = gates._bm25_card(get_card)
     scores = {}
