@@ -29,6 +29,17 @@ commit_finished() {
   done
 }
 
+# a study (not its calibration) records its design first, committed alone, so the git history
+# shows the registration before any test number
+case " $* " in
+  *" --calibrate "*|*" --report-only "*) ;;
+  *)
+    .venv/bin/maebench study "$spec" --register "$@" >>"$log" 2>&1 || exit $?
+    git add -A -- results/studies 2>/dev/null
+    git commit -q -m "study $(basename "$spec" .yaml): registration (the design's sha256) before its first test number" \
+      -- results/studies >>"$log" 2>&1 || true
+    ;;
+esac
 .venv/bin/maebench study "$spec" "$@" >>"$log" 2>&1 &
 pid=$!
 while kill -0 "$pid" 2>/dev/null; do
