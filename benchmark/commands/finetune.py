@@ -52,6 +52,9 @@ def register(app: typer.Typer) -> None:
 
         The budget options (--max-steps, --queries-per-step, --epochs, --warmup-steps) are
         --set overrides of the recipe, recorded in the card like any other."""
+        from benchmark.training.finetune import passive_thread_wait
+
+        passive_thread_wait()  # before anything imports torch (see there)
         from benchmark.training.recipes import available_recipes, load_recipe, parse_overrides
 
         if list_recipes:

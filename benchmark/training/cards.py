@@ -83,8 +83,10 @@ def display_name(backbone: ModelCard, recipe: Recipe, task: str, seed: int,
 
 def card_yaml(
     backbone: ModelCard, config: DenseConfig, recipe: Recipe, task: str, seed: int, name: str,
-    digest: str, record: dict, max_positions: int | None = None,
+    digest: str, record: dict, max_positions: int | None = None, notes: str | None = None,
 ) -> str:
+    """The new card's YAML (validated); `notes`: the training curve's summary (finetune.
+    curve_summary), since the record's schema has no field for it."""
     import yaml
 
     from benchmark.catalog.weights import SHA256_REVISION, home_checkpoint
@@ -122,10 +124,12 @@ def card_yaml(
                    if recipe.stages == 2 else "")
             ),
             "distillation": "none",
+            "notes": notes,
             "record": record,
         },
         "finetuned_from": backbone.name,
     }
+    card["finetuning"] = {k: v for k, v in card["finetuning"].items() if v is not None}
     card = {k: v for k, v in card.items() if v is not None}
     text = yaml.safe_dump(card, sort_keys=False, allow_unicode=True, width=100)
     try:
@@ -151,3 +155,27 @@ def publish(final: Path, weights_dir: Path, card_text: str, card_path: Path, wor
         final.rename(weights_dir)
     atomic_write(card_path, card_text.encode())
     shutil.rmtree(work, ignore_errors=True)
+
+
+def finetune_curve(card: ModelCard) -> dict | None:
+    """The training curve of a fine-tuned card, for plots (the study page): the finetune_log.json
+    beside its weights, as written by `maebench finetune` (benchmark.training.finetune.
+    build_training_log: `steps` [{stage, step, loss, lr}], `validation` [{stage, step,
+    validation_loss, validation_chance, validation_queries}], `chance_loss`,
+    `candidates_per_query`, `final_window_loss`, `final_window_share_of_chance`). None for a card
+    that was not fine-tuned here, or whose weights folder is not on this machine or has no log
+    (cards from before the log existed)."""
+    from benchmark.catalog.weights import resolve_checkpoint
+    from benchmark.core.errors import ModelLoadError
+    from benchmark.training.finetune import training_log
+
+    config = card.retriever
+    if card.finetuned_from is None or getattr(config, "kind", None) != "dense" or not config.has_checkpoint:
+        return None
+    try:  # no revision: the log is read, the weights are not loaded (their check is the loader's)
+        folder, origin = resolve_checkpoint(config.checkpoint, config.local_package, None)
+    except ModelLoadError:
+        return None
+    if origin == "hub":
+        return None
+    return training_log(Path(folder))

@@ -83,13 +83,15 @@ def finetune_card(
     command: str | None = None,
     progress: bool = True,
     held_out: frozenset[str] | None = None,
+    validate_every: int | None = None,
 ) -> Path:
     """Fine-tune `backbone` on `task`'s train split with `recipe` and write the new card;
     returns the card's path. The public entry point (also used by `maebench study`, whose
-    learning-rate pilot holds train queries out: `held_out`)."""
+    learning-rate pilot holds train queries out: `held_out`, which are then also the validation
+    set, evaluated every `validate_every` steps: see run_finetune)."""
     return run_finetune(
         backbone, task, recipe, seed, name, overrides, data_dir, device, overwrite, models_dir,
-        command=command, progress=progress, held_out=held_out,
+        command=command, progress=progress, held_out=held_out, validate_every=validate_every,
     ).card_path
 
 
@@ -109,14 +111,22 @@ def run_finetune(
     progress: bool = True,
     callbacks: list | None = None,
     held_out: frozenset[str] | None = None,
+    validate_every: int | None = None,
 ) -> FinetuneResult:
-    """finetune_card, returning everything (callbacks: extra trainer callbacks, for tests)."""
+    """finetune_card, returning everything (callbacks: extra trainer callbacks, for tests).
+
+    Every run stores its curve (loss and learning rate of every step, the held-out evaluations)
+    in `<weights>/finetune_log.json` (see training_log) and a summary in the card's notes.
+    `held_out` train queries (never test) are left out of training and are the validation set:
+    the contrastive loss on them (their positive, BM25 negatives, in-batch negatives, no dropout)
+    at step 0, every `validate_every` steps (default: the recipe's save_steps) and at the end."""
     from benchmark.catalog.tasks import get_task
     from benchmark.core.paths import checkpoints_dir
     from benchmark.core.paths import models_dir as default_models_dir
     from benchmark.core.provenance import hardware, now_utc
 
     started = time.monotonic()
+    passive_thread_wait()
     resolved = load_recipe(recipe, overrides)
     spec = get_task(task)
     name = name or default_name(backbone.name, spec.name, resolved.name, seed)
@@ -129,15 +139,21 @@ def run_finetune(
 
     source = _backbone_source(backbone, config)
     data = load_train_data(spec, data_dir)
+    full = data
     if held_out:
         data = hold_out(data, held_out)
+    if validate_every is not None and validate_every < 1:
+        raise FinetuneError(f"validate_every {validate_every}: give a number of steps >= 1")
     key = _run_key(backbone, spec.name, resolved, seed, data)
     _prepare_work_dir(work, key, overwrite)
 
     stage_stats: list[dict] = []
     bm25 = _bm25_negatives(data, resolved, work)
+    validation = _validation(full, held_out, resolved, config, work, seed,
+                             validate_every or resolved.save_steps)
     model, stats = _train_stage(
-        1, source, config, data, bm25, resolved, seed, work, device, progress, callbacks
+        1, source, config, data, bm25, resolved, seed, work, device, progress, callbacks,
+        validation,
     )
     stage_stats.append(stats)
     mined_digest = negatives_digest(bm25)
@@ -148,7 +164,9 @@ def run_finetune(
         mined_digest = negatives_digest({"stage1": bm25, "stage2": pools})
         # stage 2 restarts from the pre-trained weights, as CoT-MAE and coCondenser do
         model, stats = _train_stage(
-            2, source, config, data, pools, resolved, seed, work, device, progress, callbacks
+            2, source, config, data, pools, resolved, seed, work, device, progress, callbacks,
+            _validation(full, held_out, resolved, config, work, seed,
+                        validate_every or resolved.save_steps),
         )
         stage_stats.append(stats)
 
@@ -161,6 +179,7 @@ def run_finetune(
 
     digest = weights_sha256(final)
     steps = sum(s["steps"] for s in stage_stats)
+    training_log = build_training_log(name, resolved, stage_stats, len(held_out or ()))
     record = {
         "recipe": resolved.name,
         "resolved_recipe": resolved.values(),
@@ -191,10 +210,165 @@ def run_finetune(
         "finished_at": now_utc(),
         "command": command,
     }
+    from benchmark.core.files import atomic_write
+
+    # beside the weights, not part of their sha256 (weights_sha256 reads the tensor files only)
+    atomic_write(final / LOG_FILE, json.dumps(training_log, indent=1).encode())
     card_text = card_yaml(backbone, config, resolved, spec.name, seed, name, digest, record,
-                          max_positions(source))
+                          max_positions(source), notes=curve_summary(training_log))
     publish(final, weights_dir, card_text, card_path, work)
     return FinetuneResult(card_path, weights_dir, model, steps, record["final_loss"])
+
+
+# --- the training log: every step's loss and learning rate, held-out evaluations -------------
+
+LOG_FILE = "finetune_log.json"
+LOG_VERSION = 1
+FINAL_WINDOW = 10  # steps in the "final training loss" that the fine-tuning gate compares
+
+
+def chance_loss(recipe: Recipe) -> tuple[int, float]:
+    """(candidates per query, ln of it): the loss of a model that cannot tell its positive from
+    the other candidates (its group and every other query's group, on every device)."""
+    import math
+
+    candidates = recipe.queries_per_step * recipe.group_size
+    return candidates, math.log(candidates)
+
+
+def build_training_log(name: str, recipe: Recipe, stage_stats: list[dict], held_out: int) -> dict:
+    """What finetune_log.json holds: per step (stage, step, loss, lr), the validation entries,
+    chance = ln(candidates per query) and the mean loss of the last FINAL_WINDOW steps of the
+    last stage with its share of chance (the fine-tuning gate's "final training loss")."""
+    candidates, chance = chance_loss(recipe)
+    steps = [{"stage": i + 1, "step": e["step"], "loss": e["loss"], "lr": e["lr"]}
+             for i, stats in enumerate(stage_stats) for e in stats.get("curve", [])]
+    validation = [{"stage": i + 1, **{k: v for k, v in e.items() if k != "stage"}}
+                  for i, stats in enumerate(stage_stats) for e in stats.get("validation", [])]
+    last = [e["loss"] for e in stage_stats[-1].get("curve", [])][-FINAL_WINDOW:] if stage_stats else []
+    window = sum(last) / len(last) if last else None
+    return {
+        "version": LOG_VERSION,
+        "name": name,
+        "recipe": recipe.name,
+        "candidates_per_query": candidates,
+        "chance_loss": chance,
+        "final_window_steps": len(last),
+        "final_window_loss": window,
+        "final_window_share_of_chance": window / chance if window is not None else None,
+        "held_out_queries": held_out,
+        "steps": steps,
+        "validation": validation,
+    }
+
+
+def curve_summary(training_log: dict) -> str:
+    """One sentence for the card's notes (the card's record has no field for it)."""
+    steps = training_log["steps"]
+    if not steps:
+        return f"training log: {LOG_FILE} beside the weights (no step recorded)"
+    text = (f"training curve ({LOG_FILE} beside the weights): {len(steps)} steps, loss "
+            f"{steps[0]['loss']:.4f} -> {steps[-1]['loss']:.4f}; mean of the last "
+            f"{training_log['final_window_steps']} steps {training_log['final_window_loss']:.4f} = "
+            f"{training_log['final_window_share_of_chance']:.3f} of chance (ln "
+            f"{training_log['candidates_per_query']} = {training_log['chance_loss']:.4f})")
+    held = training_log["validation"]
+    if held:
+        text += (f"; held-out loss ({training_log['held_out_queries']} train queries) "
+                 f"{held[0]['validation_loss']:.4f} at step {held[0]['step']} -> "
+                 f"{held[-1]['validation_loss']:.4f} at step {held[-1]['step']}")
+    return text
+
+
+def _validation(full: TrainData, held_out: frozenset[str] | None, recipe: Recipe,
+                config: DenseConfig, work: Path, seed: int, every: int) -> list:
+    """The held-out evaluation callback (a list of zero or one), when train queries are held out."""
+    if not held_out:
+        return []
+    from dataclasses import replace
+
+    positives = {q: full.positives[q] for q in sorted(held_out) if q in full.positives}
+    if not positives:
+        return []
+    data = replace(full, positives=positives)
+    pools = _bm25_negatives(data, recipe, work, tag="validation-")
+    batch = min(recipe.queries_per_step, len(positives))
+    plan = plan_epochs(data, pools, recipe.group_size, 1, batch, seed)
+    return [HeldOutValidation(plan, data, recipe, config, batch, every)]
+
+
+def HeldOutValidation(plan: list[Example], data: TrainData, recipe: Recipe, config: DenseConfig,  # noqa: N802
+                      batch: int, every: int):
+    """Held-out contrastive loss (eval mode: no dropout, so no random numbers drawn and the
+    training's own stream is untouched) at step 0, every `every` steps and at the last step,
+    appended to the trainer's log_history (saved in every checkpoint, so a resumed run keeps
+    the entries before its checkpoint)."""
+    import math
+
+    from transformers import TrainerCallback
+
+    candidates = batch * recipe.group_size
+
+    class _Validation(TrainerCallback):
+        def __init__(self) -> None:
+            self.trainer = None
+            self.batches: list[list[dict]] = []
+
+        def bind(self, trainer) -> None:
+            self.trainer = trainer
+            dataset, cache = build_dataset(plan, data, recipe, config, trainer.model)
+            columns = dataset.column_names
+            for start in range(0, len(dataset), batch):
+                rows = dataset[start:start + batch]
+                self.batches.append([
+                    cache.preprocess(rows[col], task="query" if col == QUERY_COLUMN else "document")
+                    for col in columns])
+
+        def evaluate(self, state) -> None:
+            import torch
+
+            model = self.trainer.model
+            was_training = model.training
+            model.eval()
+            try:
+                with torch.no_grad():
+                    losses = [float(self.trainer.loss(_to_device(features, model.device), None))
+                              for features in self.batches]
+            finally:
+                model.train(was_training)
+            value = sum(losses) / len(losses)
+            state.log_history.append({"step": int(state.global_step), "validation_loss": value,
+                                      "validation_chance": math.log(candidates),
+                                      "validation_queries": len(plan)})
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.global_step == 0 and self.batches:
+                self.evaluate(state)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.batches and (state.global_step % every == 0 or state.global_step == state.max_steps):
+                self.evaluate(state)
+
+    return _Validation()
+
+
+def _to_device(features: list[dict], device) -> list[dict]:
+    return [{k: v.to(device) if hasattr(v, "to") else v for k, v in f.items()} for f in features]
+
+
+def training_log(weights_dir: Path) -> dict | None:
+    """The finetune_log.json of a fine-tuned weights folder (None when absent or unreadable)."""
+    from benchmark.core.errors import MaebenchError
+    from benchmark.core.paths import load_json_bounded
+
+    path = Path(weights_dir) / LOG_FILE
+    if not path.is_file():
+        return None
+    try:
+        found = load_json_bounded(path, 64 << 20, "fine-tuning log")
+    except MaebenchError:
+        return None
+    return found if isinstance(found, dict) and found.get("version") == LOG_VERSION else None
 
 
 def max_positions(source: str) -> int | None:
@@ -333,13 +507,13 @@ def _wait_for_state(state: Path, key: dict, timeout_s: float = 600.0) -> None:
 # --- negatives ------------------------------------------------------------------------------
 
 
-def _bm25_negatives(data: TrainData, recipe: Recipe, work: Path) -> dict[str, list[str]]:
+def _bm25_negatives(data: TrainData, recipe: Recipe, work: Path, tag: str = "") -> dict[str, list[str]]:
     """Stage-1 pools from the recipe's BM25 card, cached in the work folder (a resumed run
-    trains on exactly the same negatives)."""
+    trains on exactly the same negatives); `tag` names another cache (the validation set's)."""
     from benchmark.catalog.registry import get_card
     from benchmark.retrievers import build_retriever
 
-    cache = work / f"negatives-{recipe.negatives_card}-{recipe.negatives_depth}.json"
+    cache = work / f"negatives-{tag}{recipe.negatives_card}-{recipe.negatives_depth}.json"
     mined = load_negatives(cache, data)  # checked against the train data
     if mined is None:
         retriever = build_retriever(get_card(recipe.negatives_card))
@@ -394,9 +568,12 @@ def build_model(source: str, recipe: Recipe, device: str | None = None):
     return SentenceTransformer(modules=modules, device=device, similarity_fn_name=recipe.similarity)
 
 
-def build_loss(model, recipe: Recipe):
+def build_loss(model, recipe: Recipe, fast: bool = True):
     """Tevatron's contrastive loss: CE over [positives | negatives] of the whole batch (and of
-    every device with gather_across_devices), logits = similarity / temperature."""
+    every device with gather_across_devices), logits = similarity / temperature. `fast`: the
+    same loss with [CLS] vectors computed without the last layer's unused rows
+    (sampler.ClsMultipleNegativesRankingLoss; it falls back to sentence-transformers' own path
+    wherever that shortcut does not apply)."""
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
         MultipleNegativesRankingLoss,
@@ -411,6 +588,10 @@ def build_loss(model, recipe: Recipe):
     }
     if recipe.mini_batch_size:
         return CachedMultipleNegativesRankingLoss(model, mini_batch_size=recipe.mini_batch_size, **kwargs)
+    if fast:
+        from benchmark.training.sampler import ClsMultipleNegativesRankingLoss
+
+        return ClsMultipleNegativesRankingLoss(model, **kwargs)
     return MultipleNegativesRankingLoss(model, **kwargs)
 
 
@@ -418,10 +599,14 @@ def negative_columns(group_size: int) -> list[str]:
     return [f"negative_{i}" for i in range(1, group_size)]
 
 
-def build_dataset(plan: list[Example], data: TrainData, recipe: Recipe, config: DenseConfig):
-    """Rows hold integer ids (an MS MARCO plan would not fit in memory as text); a datasets
-    transform turns them into texts on access, formatted as the card will format them at
-    evaluation (prefixes, title mode)."""
+def build_dataset(plan: list[Example], data: TrainData, recipe: Recipe, config: DenseConfig,
+                  model=None):
+    """Rows hold integer ids (an MS MARCO plan would not fit in memory as text). With `model`,
+    every text the plan uses is tokenised once, here, into a sampler.TokenCache, and the rows
+    are row numbers into it (returns (dataset, cache); the trainer's collator pads cached ids);
+    without, a datasets transform turns the ids into texts on access (returns the dataset), the
+    path before the cache. Texts are formatted as the card will format them at evaluation
+    (prefixes, title mode)."""
     from datasets import Dataset as HFDataset
 
     from benchmark.retrievers.base import document_text
@@ -449,14 +634,41 @@ def build_dataset(plan: list[Example], data: TrainData, recipe: Recipe, config: 
                 out[col] = [passage_format(corpus[doc_ids[i]]) for i in values]
         return out
 
+    if model is not None:
+        return _cached_dataset(plan, columns, queries, doc_ids, corpus, passage_format, recipe, model)
     dataset = HFDataset.from_dict(columns)
     dataset.set_transform(to_text)
     return dataset
 
 
+def _cached_dataset(plan: list[Example], columns: dict[str, list[int]], queries: list[str],
+                    doc_ids: list[str], corpus, passage_format, recipe: Recipe, model):
+    """The plan's rows as row numbers into a TokenCache of only the texts the plan uses
+    (queries in plan order of first use, passages likewise), each tokenised once."""
+    from datasets import Dataset as HFDataset
+
+    from benchmark.training.sampler import TokenCache
+
+    used_queries = list(dict.fromkeys(columns[QUERY_COLUMN]))
+    used_docs = list(dict.fromkeys(i for col, values in columns.items() if col != QUERY_COLUMN
+                                   for i in values))
+    query_row = {q: r for r, q in enumerate(used_queries)}
+    doc_row = {d: r for r, d in enumerate(used_docs)}
+    cache = TokenCache(
+        model[0].tokenizer,
+        {"query": [queries[i] for i in used_queries],
+         "document": [passage_format(corpus[doc_ids[i]]) for i in used_docs]},
+        {"query": recipe.query_max_length, "document": recipe.passage_max_length},
+    )
+    rows = {col: [(query_row if col == QUERY_COLUMN else doc_row)[i] for i in values]
+            for col, values in columns.items()}
+    return HFDataset.from_dict(rows), cache
+
+
 def _train_stage(
     stage: int, source: str, config: DenseConfig, data: TrainData, pools: dict[str, list[str]],
     recipe: Recipe, seed: int, work: Path, device: str | None, progress: bool, callbacks: list | None,
+    validation: list | None = None,
 ):
     """Train one stage from `source`, resuming from the stage's last checkpoint when there is
     one; a finished stage (its `stage<N>-final` folder exists) is loaded, not retrained."""
@@ -470,12 +682,15 @@ def _train_stage(
 
     epochs = recipe.epochs if stage == 1 else recipe.stage2_epochs
     plan = plan_epochs(data, pools, recipe.group_size, epochs, recipe.queries_per_step, seed + stage - 1)
+    use_cores(device)
     model = build_model(source, recipe, _torch_device(device))
-    dataset = build_dataset(plan, data, recipe, config)
-    trainer = _trainer(model, dataset, recipe, seed, work / f"stage{stage}", device, progress, callbacks)
+    dataset, cache = build_dataset(plan, data, recipe, config, model)
+    trainer = _trainer(model, dataset, recipe, seed, work / f"stage{stage}", device, progress,
+                       [*(validation or []), *(callbacks or [])], cache)
     resume = _last_checkpoint(work / f"stage{stage}")
     if resume:
         log.warning("stage %d: resuming from %s", stage, resume)
+        trainer.curve = load_curve(resume)
     output = _train_with_oom_message(trainer, resume, recipe)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     stats = {
@@ -483,6 +698,8 @@ def _train_stage(
         "final_loss": float(losses[-1]) if losses else None,
         "mean_loss": float(output.training_loss) if output is not None else None,
         "resumed_from": resume.name if resume else None,
+        "curve": trainer.curve,
+        "validation": [e for e in trainer.state.log_history if "validation_loss" in e],
     }
     if _is_main_process():
         tmp = work / f"stage{stage}-final.tmp"
@@ -496,11 +713,12 @@ def _train_stage(
 
 
 def _trainer(model, dataset, recipe: Recipe, seed: int, output_dir: Path, device: str | None,
-             progress: bool, callbacks: list | None):
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+             progress: bool, callbacks: list | None, cache=None):
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.data_collator import SentenceTransformerDataCollator
 
     from benchmark.training.checkpoints import CommitCheckpoints
-    from benchmark.training.sampler import SequentialBatchSampler
+    from benchmark.training.sampler import FinetuneTrainer, SequentialBatchSampler
 
     world = _world_size()
     if recipe.queries_per_step % world:
@@ -538,11 +756,95 @@ def _trainer(model, dataset, recipe: Recipe, seed: int, output_dir: Path, device
         router_mapping={QUERY_COLUMN: "query", **documents},
         batch_sampler=SequentialBatchSampler,
     )
-    trainer = SentenceTransformerTrainer(
+    collator = None
+    if cache is not None:
+        collator = SentenceTransformerDataCollator(preprocess_fn=cache.preprocess,
+                                                   router_mapping=args.router_mapping)
+    # SaveCurve before CommitCheckpoints: the curve file is part of the committed checkpoint
+    save_curve = SaveCurve()
+    trainer = FinetuneTrainer(
         model=model, args=args, train_dataset=dataset, loss=build_loss(model, recipe),
-        callbacks=[ThroughputCallback(recipe.queries_per_step), CommitCheckpoints(), *(callbacks or [])],
+        data_collator=collator,
+        callbacks=[ThroughputCallback(recipe.queries_per_step), save_curve, CommitCheckpoints(),
+                   *(callbacks or [])],
     )
+    save_curve.trainer = trainer
+    for callback in callbacks or []:
+        if hasattr(callback, "bind"):
+            callback.bind(trainer)
     return trainer
+
+
+CURVE_FILE = "maebench-curve.json"
+
+
+def SaveCurve():  # noqa: N802 - a class built lazily (transformers)
+    """Writes the per-step curve so far into each checkpoint folder before it is committed, so
+    a resumed run's curve is the uninterrupted run's (load_curve reads it back)."""
+    from transformers import TrainerCallback
+
+    class _SaveCurve(TrainerCallback):
+        def on_save(self, args, state, control, model=None, **kwargs):
+            trainer = getattr(self, "trainer", None)
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if trainer is None or not folder.is_dir() or not state.is_world_process_zero:
+                return
+            curve = [e for e in trainer.curve if e["step"] <= state.global_step]
+            (folder / CURVE_FILE).write_text(json.dumps(curve), encoding="utf-8")
+
+    return _SaveCurve()
+
+
+def load_curve(checkpoint: Path) -> list[dict]:
+    """The curve a committed checkpoint carries (empty when it has none: a checkpoint saved by
+    an older maebench, whose resumed run then logs only the steps after it)."""
+    from benchmark.core.errors import MaebenchError
+    from benchmark.core.paths import load_json_bounded
+
+    path = checkpoint / CURVE_FILE
+    if not path.is_file():
+        return []
+    try:
+        entries = load_json_bounded(path, 64 << 20, "training curve")
+    except MaebenchError:
+        return []
+    if not isinstance(entries, list):
+        return []
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("step"), int)
+            and isinstance(e.get("loss"), (int, float)) and isinstance(e.get("lr"), (int, float))]
+
+
+def passive_thread_wait() -> bool:
+    """Let torch's OpenMP threads sleep, not spin, while they wait for work
+    (OMP_WAIT_POLICY=PASSIVE), unless the user chose a policy. Measured on the 2-core AMD EPYC
+    (AVX2) this project runs on, shared with other jobs (load 4-6), one fine-tuning step of the
+    study's cell: 12.8 CPU-s and 15-19 s wall with libgomp's default spinning against 5.6 CPU-s
+    and 8-9 s wall passive (1 thread: 5.3 CPU-s, 7-8 s). A spinning thread burns its core while
+    the other is descheduled or runs Python between kernels. libgomp reads the variable when
+    torch loads it, so this only takes effect before the first `import torch` of the process
+    (`maebench finetune` calls it first thing); returns whether it did."""
+    import sys
+
+    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ:
+        return False
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
+
+
+def use_cores(device: str | None) -> None:
+    """Torch's intra-op threads = the CPUs this process may run on (its affinity mask, which a
+    container or taskset narrows; os.cpu_count() would count the host's), unless the user set
+    OMP_NUM_THREADS. Both cores of a 2-core machine then share every matrix product."""
+    import torch
+
+    if (device or "cpu").startswith("cuda") or os.environ.get("OMP_NUM_THREADS"):
+        return
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    if cores >= 1 and torch.get_num_threads() != cores:
+        torch.set_num_threads(cores)
 
 
 def ThroughputCallback(queries_per_step: int):  # noqa: N802 - a class built lazily (transformers)
