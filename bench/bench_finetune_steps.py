@@ -26,6 +26,7 @@ import argparse
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -168,7 +169,8 @@ def child(args) -> None:
     data = load_train_data(get_task(args.task), args.data_dir)
     pools = new._bm25_negatives(data, recipe, work / "negatives")  # cached by the parent
     stage_dir = work / f"run-{args.child}-{args.round}"
-    stage_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(stage_dir, ignore_errors=True)  # a finished stage would be loaded, not trained
+    stage_dir.mkdir(parents=True)
     timer = Timer()
     start_cpu, start_wall = time.process_time(), time.perf_counter()
     module._train_stage(1, str(work / "backbone"), config, data, pools, recipe, 0, stage_dir, "cpu",

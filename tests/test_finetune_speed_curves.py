@@ -214,3 +214,30 @@ def test_cli_prints_one_error_line_for_a_loss_that_is_not_finite(env, tmp_path):
     assert "loss became nan at step 1; stopped, no card written" in errors[0], errors
     assert not (env["models"] / "exploded.yaml").exists()
     assert not (env["home"] / "checkpoints" / "exploded").exists()
+
+
+def test_a_validation_set_holds_train_queries_only(env, tmp_path):
+    import os
+
+    from benchmark.commands.finetune import read_query_ids
+    from benchmark.core.errors import MaebenchError
+    from benchmark.training.finetune import FinetuneError
+
+    with pytest.raises(FinetuneError, match="'t0'.* a validation set holds train queries only"):
+        _held_out(env, {"q6", "t0"})
+    ids = tmp_path / "ids.txt"
+    ids.write_text("# held out\nq6\n\nq7\n")
+    assert read_query_ids(ids) == frozenset({"q6", "q7"})
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(MaebenchError, match="not a regular file"):
+        read_query_ids(fifo)  # refused at once, never opened (would block)
+
+
+def _held_out(env, queries: set[str]):
+    from benchmark.catalog.registry import get_card
+    from benchmark.training.finetune import run_finetune
+
+    return run_finetune(get_card("tiny-backbone", env["models"]), "scifact", "standard-cpu", 0, "held",
+                        dict(test_finetune.TINY), env["data"], "cpu", models_dir=env["models"],
+                        progress=False, held_out=frozenset(queries))

@@ -45,6 +45,11 @@ def register(app: typer.Typer) -> None:
         device: str | None = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
         overwrite: bool = typer.Option(False, help="Replace an existing card/weights of that name."),
         list_recipes: bool = typer.Option(False, "--list-recipes", help="List the recipes and exit."),
+        validation_queries: Path | None = typer.Option(
+            None, help="File of train query ids (one a line) held out of training and evaluated "
+                       "as the validation set (never test queries)."),
+        validate_every: int | None = typer.Option(
+            None, min=1, help="Steps between held-out evaluations (default: the recipe's save_steps)."),
     ) -> None:
         """Fine-tune MODEL on TASK's train split with one recipe; weights go to
         $MAEBENCH_HOME/checkpoints/<name>, the card to models/<name>.yaml. Multi-GPU:
@@ -80,16 +85,37 @@ def register(app: typer.Typer) -> None:
                                         f"{key}={overrides[key]} disagree; give one")
                 overrides[key] = str(value)
         backbone = get_card(model)
+        held_out = read_query_ids(validation_queries) if validation_queries else None
         with quiet_library_bars():
             result = run_finetune(
                 backbone, task, recipe, seed, name, overrides, data_dir, device, overwrite,
                 command=shlex.join(["maebench", *sys.argv[1:]]),
-                callbacks=[TrainingProgress()],
+                callbacks=[TrainingProgress()], held_out=held_out, validate_every=validate_every,
             )
         if result.steps or result.final_loss is not None:
             loss = "" if result.final_loss is None else f"{result.final_loss:.4f}"
             typer.echo(f"{result.card_path}\tsteps {result.steps}\tfinal loss {loss}")
             typer.echo(f"weights: {result.weights_dir}", err=True)
+
+
+def read_query_ids(path: Path) -> frozenset[str]:
+    """Query ids, one a line (blank lines and `#` comments skipped), from a regular file read
+    bounded (a FIFO or a device is refused, never opened)."""
+    from benchmark.core.errors import MaebenchError
+
+    try:
+        if not path.is_file():
+            raise MaebenchError(f"--validation-queries {path}: not a regular file")
+        if path.stat().st_size > 64 << 20:
+            raise MaebenchError(f"--validation-queries {path}: larger than 64 MiB")
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MaebenchError(f"--validation-queries {path}: cannot read it ({exc})") from exc
+    ids = frozenset(line.strip() for line in text.splitlines()
+                    if line.strip() and not line.lstrip().startswith("#"))
+    if not ids:
+        raise MaebenchError(f"--validation-queries {path}: no query id in it")
+    return ids
 
 
 @contextlib.contextmanager

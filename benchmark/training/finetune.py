@@ -141,6 +141,11 @@ def run_finetune(
     data = load_train_data(spec, data_dir)
     full = data
     if held_out:
+        unknown = sorted(q for q in held_out if q not in full.dataset.qrels)
+        if unknown:  # a validation set is made of train queries, never test ones
+            raise FinetuneError(
+                f"{len(unknown)} held-out query ids are not queries of {spec.name}'s train split "
+                f"(e.g. '{unknown[0]}'); a validation set holds train queries only")
         data = hold_out(data, held_out)
     if validate_every is not None and validate_every < 1:
         raise FinetuneError(f"validate_every {validate_every}: give a number of steps >= 1")
