@@ -6,7 +6,6 @@ measured on documents never trained on and land in the card and the log."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,7 +97,8 @@ def test_packed_stream_fills_the_budget_with_real_tokens(tokenizer) -> None:
     first_epoch = len(stream._plan(0))
     seen = [id(p) for step in range(first_epoch) for p in stream.batch(step)]
     assert sorted(seen) == sorted(id(p) for p in pairs)
-    assert [id(p) for p in PackedPairStream(pairs, 8 * 32, seed=4).batch(0)] != [id(p) for p in stream.batch(0)]
+    other = PackedPairStream(pairs, 8 * 32, seed=4)
+    assert [id(p) for p in other.batch(0)] != [id(p) for p in stream.batch(0)]
 
 
 def test_heldout_documents_are_chosen_by_their_text() -> None:

@@ -317,8 +317,7 @@ def measure_validation(study: StudySpec, options) -> list[str]:
     queries out, and score it and BM25 on them for each evaluation task with a train split.
     Runs before any test number; its result is stored in gates.json."""
     from benchmark.catalog.registry import get_card
-    from benchmark.studies.pilot import score_on_queries
-    from benchmark.studies.runner import finetune_overrides
+    from benchmark.studies.pilot import finetune_overrides, score_on_queries
     from benchmark.training.finetune import finetune_card
 
     stored = (_read_gates_file(study) or {}).get("validation")

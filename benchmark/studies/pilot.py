@@ -267,3 +267,17 @@ def score_on_queries(card, data, queries: frozenset[str], metric: str, options: 
     ranked = canonicalize(retriever.retrieve(view, 100, PhaseTimer()), 100)
     result = evaluate(view.qrels, ranked, (metric,), data.task.relevance_threshold)
     return float(result.aggregates[metric])
+
+
+def finetune_overrides(study: StudySpec) -> dict[str, str]:
+    """The spec's fine-tuning overrides plus the learning rate its pilot chose (every cell's and
+    the fine-tuning gate's)."""
+    from benchmark.studies.spec import StudyError
+
+    overrides = {k: str(v) for k, v in study.finetune.overrides.items()}
+    if study.finetune.pilot is not None:
+        pilot = read_pilot(study)
+        if pilot is None:
+            raise StudyError(f"study '{study.id}': its learning-rate pilot has not run")
+        overrides["lr"] = str(pilot["chosen_lr"])
+    return overrides

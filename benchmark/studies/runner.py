@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmark.studies.claims import claim_weights
-from benchmark.studies.pilot import read_pilot, record_diagnostics, run_pilot, zero_shot
+from benchmark.studies.pilot import finetune_overrides, record_diagnostics, run_pilot, zero_shot
 from benchmark.studies.report import write_report
 from benchmark.studies.spec import (
     Cell,
@@ -173,17 +173,6 @@ def _pretrain_cell(cell: Cell, options: StudyOptions) -> None:
     init = study_card(study, stage0_card_name(study) or init_card_name(study))
     _pretrain(study, init, cell.pretrained, cell.arm.objective, study.corpus, study.budget,
               cell.pretrain_seed, {**study.pretrain_overrides, **cell.arm.overrides}, options)
-
-
-def finetune_overrides(study: StudySpec) -> dict[str, str]:
-    """The spec's fine-tuning overrides plus the learning rate its pilot chose."""
-    overrides = {k: str(v) for k, v in study.finetune.overrides.items()}
-    if study.finetune.pilot is not None:
-        pilot = read_pilot(study)
-        if pilot is None:
-            raise StudyError(f"study '{study.id}': its learning-rate pilot has not run")
-        overrides["lr"] = str(pilot["chosen_lr"])
-    return overrides
 
 
 def run_cell(cell: Cell, options: StudyOptions) -> list[str]:
