@@ -13,6 +13,7 @@ number to quote.
 
   HF_HUB_OFFLINE=1 python bench/bench_finetune_steps.py --data-dir ../shared/data/beir \\
       --task scifact --steps 12 --rounds 2
+  ... --old-threads passive   # both paths with the new thread policy: the code's own gain
 
 Prints, per run, steps per CPU-second of the training loop (after its first step, which pays
 one-off allocations; checkpoint saves included) and of the whole stage (model load, data
@@ -150,7 +151,7 @@ def Timer():  # noqa: N802 - a class built lazily (transformers)
 def child(args) -> None:
     """One timed stage in this process: `old` with 1d80994's code and the process defaults it
     ran with, `new` with today's, including its thread policy (set before torch is imported)."""
-    if args.child == "new":
+    if args.child == "new" or args.old_threads == "passive":
         from benchmark.training.finetune import passive_thread_wait
 
         passive_thread_wait()
@@ -204,6 +205,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="old/new pairs, order alternating")
     parser.add_argument("--old", default="1d80994", help="git revision of the old path")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir)")
+    parser.add_argument("--old-threads", choices=["default", "passive"], default="default",
+                        help="passive: the old path also gets the new OpenMP wait policy, which "
+                             "isolates the gain of the code itself")
     parser.add_argument("--child", choices=["old", "new"], help=argparse.SUPPRESS)
     parser.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -250,7 +254,7 @@ def main() -> None:
         for which in order:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--child", which, "--round", str(round_),
                    "--work", str(work), "--task", args.task, "--recipe", args.recipe,
-                   "--steps", str(args.steps), "--old", args.old]
+                   "--steps", str(args.steps), "--old", args.old, "--old-threads", args.old_threads]
             if args.data_dir:
                 cmd += ["--data-dir", str(args.data_dir)]
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
