@@ -10,6 +10,18 @@ Tevatron's loss: cross-entropy over [own positive, own negatives, every other qu
 with logits = similarity / temperature. fp16/bf16, multi-GPU (torchrun; in-batch negatives
 gathered across devices), checkpointing and resume come from the trainer.
 
+Speed (issue 26): every text is tokenised once before training (sampler.TokenCache; the
+collator pads cached ids), the loss computes [CLS] vectors with the last layer reduced to the
+[CLS] row and queries in length-sorted chunks (sampler.ClsMultipleNegativesRankingLoss: the same
+loss and gradients, a test compares them with sentence-transformers' own computation), torch
+uses every CPU of the process's affinity and OpenMP threads wait passive (passive_thread_wait).
+`python bench/bench_finetune_steps.py` times this against 1d80994.
+
+Record (issues 25, 27): each step's loss and learning rate, and held-out evaluations when train
+queries are held out, go to `<weights>/finetune_log.json` (build_training_log; read back with
+cards.finetune_curve) with chance = ln(candidates per query) and the final-window loss; a loss
+that is NaN or infinite stops the run at once with one line, and no card is written.
+
 Crash safety: everything in progress lives in `<checkpoints>/<name>.partial/`; the weights
 folder and the card appear (by rename) only after training finished, so a kill -9 at any point
 leaves no half card, and a re-run with the same settings resumes from the last checkpoint.
