@@ -141,12 +141,16 @@ def main() -> None:
     parser.add_argument("--objectives", default=",".join(SHAPES))
     parser.add_argument("--rounds", type=int, default=3, help="interleaved old/new rounds")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per round and path")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for both paths (default: torch's, one per core)")
     parser.add_argument("--backbone", type=Path, default=None,
                         help="a saved backbone folder to reuse (default: learnt here, ~40 s)")
     args = parser.parse_args()
 
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from benchmark.training.backbone import BackboneSize, build_backbone
     from benchmark.training.corpus import build_pairs, read_texts, resolve_corpus
 

@@ -42,6 +42,9 @@ def register(app: typer.Typer) -> None:
                                         "measurements after step 0"),
     ) -> None:
         """Pre-train with one MAE objective; writes weights under the maebench home and a card."""
+        from benchmark.training.finetune import passive_thread_wait
+
+        passive_thread_wait()  # training: OpenMP threads sleep, not spin (before torch loads)
         from benchmark.catalog.registry import get_card
         from benchmark.training.objectives import check_objective
         from benchmark.training.pretrain import PretrainOptions, pretrain_card

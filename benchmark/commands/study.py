@@ -30,6 +30,9 @@ def register(app: typer.Typer) -> None:
                                                  "report lists it as a deviation)"),
     ) -> None:
         """Run every missing cell (pretrain -> finetune -> run), then write the study report."""
+        from benchmark.training.finetune import passive_thread_wait
+
+        passive_thread_wait()  # training: OpenMP threads sleep, not spin (before torch loads)
         from benchmark.core.errors import MaebenchError
         from benchmark.studies.report import format_table, write_report
         from benchmark.studies.runner import run_study

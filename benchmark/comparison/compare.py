@@ -560,7 +560,7 @@ def _num_column(table, header: str, values: Sequence[str] = ()) -> None:
 
 def _render_compact(report: ComparisonReport, console) -> None:
     alpha = report.settings["alpha"]
-    family = f"{len(report.comparisons)} tests"  # the family's size; its notes line names it
+    family = str(len(report.comparisons))  # the family's size; its notes line names it
     title = f"{report.metric} ×100, " + (
         f"each model vs {report.baseline}" if report.baseline else "pairwise")
     rows = [
@@ -582,7 +582,7 @@ def _render_compact(report: ComparisonReport, console) -> None:
         _num_column(table, "A−B", columns[5])
         _num_column(table, "95% CI", columns[6])
         _num_column(table, "p Holm", columns[7])
-        _num_column(table, "Holm over", columns[8])
+        _num_column(table, "of", columns[8])  # "p Holm ... of N tests": narrow, names keep their width
         short = abbreviations([*columns[1], *columns[3]], name_w) or {}
         tasks = abbreviations(columns[0], task_w) or {}
         for row in rows:
@@ -654,7 +654,7 @@ def _render_compact(report: ComparisonReport, console) -> None:
         console.print("[dim]Names cut in the middle (…) to fit, never to the same text; "
                       "--wide or --format markdown print them in full.[/]")
     console.print(f"[dim]> / <: A significantly better / worse than B (Holm, α = {alpha}); "
-                  "Holm over: the size of the family each p Holm was corrected in; "
+                  "of: how many tests the family each p Holm was corrected in holds; "
                   "--wide for d, W/T/L, raw p and BH.[/]")
 
 
