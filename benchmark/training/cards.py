@@ -157,6 +157,25 @@ def publish(final: Path, weights_dir: Path, card_text: str, card_path: Path, wor
     shutil.rmtree(work, ignore_errors=True)
 
 
+LOG_FILE = "finetune_log.json"  # a fine-tuning's per-step curve, beside its weights
+LOG_VERSION = 1
+
+
+def training_log(weights_dir: Path) -> dict | None:
+    """The finetune_log.json of a fine-tuned weights folder (None when absent or unreadable)."""
+    from benchmark.core.errors import MaebenchError
+    from benchmark.core.paths import load_json_bounded
+
+    path = Path(weights_dir) / LOG_FILE
+    if not path.is_file():
+        return None
+    try:
+        found = load_json_bounded(path, 64 << 20, "fine-tuning log")
+    except MaebenchError:
+        return None
+    return found if isinstance(found, dict) and found.get("version") == LOG_VERSION else None
+
+
 def finetune_curve(card: ModelCard) -> dict | None:
     """The training curve of a fine-tuned card, for plots (the study page): the finetune_log.json
     beside its weights, as written by `maebench finetune` (benchmark.training.finetune.
@@ -167,7 +186,6 @@ def finetune_curve(card: ModelCard) -> dict | None:
     (cards from before the log existed)."""
     from benchmark.catalog.weights import resolve_checkpoint
     from benchmark.core.errors import ModelLoadError
-    from benchmark.training.finetune import training_log
 
     config = card.retriever
     if card.finetuned_from is None or getattr(config, "kind", None) != "dense" or not config.has_checkpoint:

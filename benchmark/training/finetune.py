@@ -40,7 +40,7 @@ from typing import Any
 
 from benchmark.catalog.registry import DenseConfig, ModelCard
 from benchmark.core.errors import MaebenchError, ModelLoadError
-from benchmark.training.cards import card_yaml, eval_config, publish
+from benchmark.training.cards import LOG_FILE, LOG_VERSION, card_yaml, eval_config, publish
 from benchmark.training.checkpoints import barrier, read_state_json
 from benchmark.training.negatives import (
     Example,
@@ -52,17 +52,13 @@ from benchmark.training.negatives import (
     plan_epochs,
     save_negatives,
 )
-from benchmark.training.recipes import Recipe, load_recipe
+from benchmark.training.recipes import FinetuneError, Recipe, load_recipe  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
 QUERY_COLUMN = "anchor"
 POSITIVE_COLUMN = "positive"
 STATE_FILE = "maebench-finetune.json"
-
-
-class FinetuneError(MaebenchError):
-    """The fine-tuning run cannot start or cannot finish (one line, naming the knob to turn)."""
 
 
 @dataclass
@@ -239,8 +235,6 @@ def run_finetune(
 
 # --- the training log: every step's loss and learning rate, held-out evaluations -------------
 
-LOG_FILE = "finetune_log.json"
-LOG_VERSION = 1
 FINAL_WINDOW = 10  # steps in the "final training loss" that the fine-tuning gate compares
 
 
@@ -371,21 +365,6 @@ def HeldOutValidation(plan: list[Example], data: TrainData, recipe: Recipe, conf
 
 def _to_device(features: list[dict], device) -> list[dict]:
     return [{k: v.to(device) if hasattr(v, "to") else v for k, v in f.items()} for f in features]
-
-
-def training_log(weights_dir: Path) -> dict | None:
-    """The finetune_log.json of a fine-tuned weights folder (None when absent or unreadable)."""
-    from benchmark.core.errors import MaebenchError
-    from benchmark.core.paths import load_json_bounded
-
-    path = Path(weights_dir) / LOG_FILE
-    if not path.is_file():
-        return None
-    try:
-        found = load_json_bounded(path, 64 << 20, "fine-tuning log")
-    except MaebenchError:
-        return None
-    return found if isinstance(found, dict) and found.get("version") == LOG_VERSION else None
 
 
 def max_positions(source: str) -> int | None:
@@ -815,7 +794,6 @@ def SaveCurve():  # noqa: N802 - a class built lazily (transformers)
 def load_curve(checkpoint: Path) -> list[dict]:
     """The curve a committed checkpoint carries (empty when it has none: a checkpoint saved by
     an older maebench, whose resumed run then logs only the steps after it)."""
-    from benchmark.core.errors import MaebenchError
     from benchmark.core.paths import load_json_bounded
 
     path = checkpoint / CURVE_FILE

@@ -25,6 +25,11 @@ OVERRIDE_SOURCE = "command line (--set)"
 _META = ("name", "description", "sources")
 
 
+class FinetuneError(MaebenchError):
+    """The fine-tuning run cannot start or cannot finish (one line, naming the knob to turn).
+    Here, below finetune and its sampler, so both raise it without importing each other."""
+
+
 class RecipeError(MaebenchError):
     """A recipe file or a --set override is missing, malformed or out of range."""
 

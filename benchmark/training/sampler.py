@@ -288,7 +288,7 @@ class FinetuneTrainer(SentenceTransformerTrainer):
             value = float(loss.detach())
             step = int(self.state.global_step) + 1
             if not math.isfinite(value):
-                from benchmark.training.finetune import FinetuneError
+                from benchmark.training.recipes import FinetuneError
 
                 raise FinetuneError(
                     f"the training loss became {value} at step {step}; stopped, no card written "
