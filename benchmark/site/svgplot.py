@@ -139,6 +139,37 @@ def _place_labels(
     return out
 
 
+def _axes(sx, sy, xticks: list[tuple[float, str]], yticks: list[tuple[float, str]], x_label: str,
+          y_label: str, ref_lines: tuple[RefLine, ...]) -> list[str]:
+    """Grid, tick labels, frame, axis titles and reference lines: what every plot here shares."""
+    plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
+    plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
+    bottom, right = HEIGHT - MARGIN_BOTTOM, WIDTH - MARGIN_RIGHT
+    out = []
+    for t, text in xticks:
+        x = sx(t)
+        out.append(f'<line class="grid" x1="{x:.1f}" y1="{MARGIN_TOP}" x2="{x:.1f}" y2="{bottom}"/>')
+        out.append(f'<text class="tick" x="{x:.1f}" y="{bottom + 18}" font-size="{FONT}" '
+                   f'text-anchor="middle">{escape(text)}</text>')
+    for t, text in yticks:
+        y = sy(t)
+        out.append(f'<line class="grid" x1="{MARGIN_LEFT}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}"/>')
+        out.append(f'<text class="tick" x="{MARGIN_LEFT - 6}" y="{y + 4:.1f}" font-size="{FONT}" '
+                   f'text-anchor="end">{escape(text)}</text>')
+    out.append(f'<rect class="frame" x="{MARGIN_LEFT}" y="{MARGIN_TOP}" width="{plot_w}" '
+               f'height="{plot_h}"/>')
+    out.append(f'<text class="axis" x="{MARGIN_LEFT + plot_w / 2:.1f}" y="{HEIGHT - 12}" '
+               f'font-size="{AXIS_FONT}" text-anchor="middle">{escape(x_label)}</text>')
+    out.append(f'<text class="axis" transform="translate(16 {MARGIN_TOP + plot_h / 2:.1f}) '
+               f'rotate(-90)" font-size="{AXIS_FONT}" text-anchor="middle">{escape(y_label)}</text>')
+    for ref in ref_lines:
+        y = sy(ref.y)
+        out.append(f'<line class="ref" x1="{MARGIN_LEFT}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}"/>')
+        out.append(f'<text class="ref-label" x="{right - 4}" y="{y - 4:.1f}" font-size="{FONT}" '
+                   f'text-anchor="end">{escape(ref.label)}</text>')
+    return out
+
+
 def scatter(
     points: list[Point],
     x_label: str,
@@ -190,30 +221,8 @@ def scatter(
     if title:
         out.append(f"<title>{escape(title)}</title>")
     bottom, right = HEIGHT - MARGIN_BOTTOM, WIDTH - MARGIN_RIGHT
-    for t in xticks:
-        x = sx(t)
-        out.append(f'<line class="grid" x1="{x:.1f}" y1="{MARGIN_TOP}" x2="{x:.1f}" y2="{bottom}"/>')
-        out.append(f'<text class="tick" x="{x:.1f}" y="{bottom + 18}" font-size="{FONT}" '
-                   'text-anchor="middle">'
-                   f"{escape(_fmt_tick(t, log_x, x_decimals))}</text>")
-    for t in yticks:
-        y = sy(t)
-        out.append(f'<line class="grid" x1="{MARGIN_LEFT}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}"/>')
-        out.append(f'<text class="tick" x="{MARGIN_LEFT - 6}" y="{y + 4:.1f}" font-size="{FONT}" '
-                   'text-anchor="end">'
-                   f"{escape(_fmt_tick(t, False, y_decimals))}</text>")
-    out.append(f'<rect class="frame" x="{MARGIN_LEFT}" y="{MARGIN_TOP}" width="{plot_w}" '
-               f'height="{plot_h}"/>')
-    out.append(f'<text class="axis" x="{MARGIN_LEFT + plot_w / 2:.1f}" y="{HEIGHT - 12}" '
-               f'font-size="{AXIS_FONT}" text-anchor="middle">{escape(x_label)}</text>')
-    out.append(f'<text class="axis" transform="translate(16 {MARGIN_TOP + plot_h / 2:.1f}) '
-               f'rotate(-90)" font-size="{AXIS_FONT}" text-anchor="middle">{escape(y_label)}</text>')
-    for ref in ref_lines:
-        y = sy(ref.y)
-        out.append(f'<line class="ref" x1="{MARGIN_LEFT}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}"/>')
-        out.append(f'<text class="ref-label" x="{right - 4}" y="{y - 4:.1f}" font-size="{FONT}" '
-                   'text-anchor="end">'
-                   f"{escape(ref.label)}</text>")
+    out += _axes(sx, sy, [(t, _fmt_tick(t, log_x, x_decimals)) for t in xticks],
+                 [(t, _fmt_tick(t, False, y_decimals)) for t in yticks], x_label, y_label, ref_lines)
     spots = [(sx(p.x), sy(p.y), p.label) for p in points]
     places = (_place_labels(spots, (MARGIN_LEFT + 2, MARGIN_TOP + 2, right - 2, bottom - 2))
               if len(points) <= MAX_LABELS else [None] * len(points))
@@ -270,7 +279,7 @@ def line_plot(series: dict[str, list[tuple[float, float]]], x_label: str, y_labe
     x_decimals, y_decimals = _decimals(xticks), _decimals(yticks)
     plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
     plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
-    bottom, right = HEIGHT - MARGIN_BOTTOM, WIDTH - MARGIN_RIGHT
+    right = WIDTH - MARGIN_RIGHT
 
     def sx(x: float) -> float:
         return MARGIN_LEFT + (x - x0) / (x1 - x0) * plot_w
@@ -283,24 +292,8 @@ def line_plot(series: dict[str, list[tuple[float, float]]], x_label: str, y_labe
            'xmlns="http://www.w3.org/2000/svg">']
     if title:
         out.append(f"<title>{escape(title)}</title>")
-    for t in xticks:
-        out.append(f'<line class="grid" x1="{sx(t):.1f}" y1="{MARGIN_TOP}" x2="{sx(t):.1f}" y2="{bottom}"/>')
-        out.append(f'<text class="tick" x="{sx(t):.1f}" y="{bottom + 18}" font-size="{FONT}" '
-                   f'text-anchor="middle">{escape(_fmt_tick(t, False, x_decimals))}</text>')
-    for t in yticks:
-        out.append(f'<line class="grid" x1="{MARGIN_LEFT}" y1="{sy(t):.1f}" x2="{right}" y2="{sy(t):.1f}"/>')
-        out.append(f'<text class="tick" x="{MARGIN_LEFT - 6}" y="{sy(t) + 4:.1f}" font-size="{FONT}" '
-                   f'text-anchor="end">{escape(_fmt_tick(t, False, y_decimals))}</text>')
-    out.append(f'<rect class="frame" x="{MARGIN_LEFT}" y="{MARGIN_TOP}" width="{plot_w}" height="{plot_h}"/>')
-    out.append(f'<text class="axis" x="{MARGIN_LEFT + plot_w / 2:.1f}" y="{HEIGHT - 12}" '
-               f'font-size="{AXIS_FONT}" text-anchor="middle">{escape(x_label)}</text>')
-    out.append(f'<text class="axis" transform="translate(16 {MARGIN_TOP + plot_h / 2:.1f}) '
-               f'rotate(-90)" font-size="{AXIS_FONT}" text-anchor="middle">{escape(y_label)}</text>')
-    for ref in ref_lines:
-        level = sy(ref.y)
-        out.append(f'<line class="ref" x1="{MARGIN_LEFT}" y1="{level:.1f}" x2="{right}" y2="{level:.1f}"/>')
-        out.append(f'<text class="ref-label" x="{right - 4}" y="{sy(ref.y) - 4:.1f}" font-size="{FONT}" '
-                   f'text-anchor="end">{escape(ref.label)}</text>')
+    out += _axes(sx, sy, [(t, _fmt_tick(t, False, x_decimals)) for t in xticks],
+                 [(t, _fmt_tick(t, False, y_decimals)) for t in yticks], x_label, y_label, ref_lines)
     for index, (name, pts) in enumerate(sorted(clean.items())):
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
         out.append(f'<polyline class="series s{index % 8}" fill="none" points="{path}">'

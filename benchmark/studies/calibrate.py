@@ -43,16 +43,12 @@ def _rate(lr: float) -> str:
 
 
 def _read(study: StudySpec) -> dict[str, Any]:
-    from benchmark.core.files import read_regular_text
-    from benchmark.studies.spec import StudyError
+    from benchmark.studies.stored import read_json_file
 
     path = calibration_path(study)
-    if not path.exists():
+    if not (path.exists() or path.is_symlink()):
         return {}
-    try:
-        found = json.loads(read_regular_text(path, 1 << 24, "a calibration record", error=StudyError))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise StudyError(f"{path} is damaged ({exc}); remove it to calibrate again") from exc
+    found = read_json_file(path, "a calibration record (remove it to calibrate again)")
     return found if isinstance(found, dict) else {}
 
 

@@ -421,17 +421,14 @@ def _registered(study: StudySpec) -> bool:
 
 
 def _read_gates_file(study: StudySpec) -> dict[str, Any] | None:
-    from benchmark.core.files import read_regular_text
+    """gates.json (studies.stored.read_json_file: a regular file, bounded, finite numbers); a
+    damaged one is one line naming it."""
+    from benchmark.studies.stored import read_json_file
 
     path = gates_path(study)
-    if not path.exists():
+    if not (path.exists() or path.is_symlink()):
         return None
-    from benchmark.studies.spec import StudyError
-
-    try:
-        value = json.loads(read_regular_text(path, 1 << 22, "a study's gates file", error=StudyError))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise StudyError(f"{path} is damaged ({exc}); remove it to measure the gates again") from exc
+    value = read_json_file(path, "a study's gates file (remove it to measure the gates again)")
     return value if isinstance(value, dict) else None
 
 

@@ -21,15 +21,12 @@ def registration_path(study: StudySpec) -> Path:
 
 
 def read_registration(study: StudySpec) -> dict[str, Any] | None:
-    from benchmark.core.files import read_regular_text
+    from benchmark.studies.stored import read_json_file
 
     path = registration_path(study)
-    if not path.exists():
+    if not (path.exists() or path.is_symlink()):
         return None
-    try:
-        value = json.loads(read_regular_text(path, 1 << 22, "a study registration", error=StudyError))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise StudyError(f"{path} is not a registration record ({exc})") from exc
+    value = read_json_file(path, "a study registration")
     if not isinstance(value, dict) or not isinstance(value.get("spec_sha256"), str) \
             or not isinstance(value.get("design"), dict):
         raise StudyError(f"{path} is not a registration record (spec_sha256 and design expected)")
