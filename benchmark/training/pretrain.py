@@ -266,7 +266,9 @@ class _Trainer:
             self.objective, optimizer, scheduler
         )
         world = max(1, self.accelerator.num_processes)
-        if stream_cls.__name__ == "PackedPairStream":  # a budget of positions per process
+        from benchmark.training.corpus import PackedPairStream
+
+        if issubclass(stream_cls, PackedPairStream):  # a budget of positions per process
             self.stream = stream_cls(pairs, recipe.batch_size * recipe.max_length // world, options.seed)
         else:
             self.stream = stream_cls(pairs, recipe.batch_size // 2 // world, options.seed)
@@ -330,6 +332,8 @@ class _Trainer:
         import numpy as np
         import torch
 
+        from benchmark.training.objectives import checked_corrupt, checked_forward
+
         if state.get("head_warmup_done", True):
             return
         unwrapped = self.accelerator.unwrap_model(self.model)
@@ -345,9 +349,9 @@ class _Trainer:
         try:
             for step in range(self.head_warmup):
                 rng = np.random.default_rng([self.options.seed, 13, step])
-                batch = unwrapped.corrupt(self.stream.batch(offset + step), rng)
+                batch = checked_corrupt(unwrapped, self.stream.batch(offset + step), rng)
                 batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
-                loss, _ = self.model(batch)
+                loss, _ = checked_forward(self.model, batch)  # a plug-in's bug or NaN: one line
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
@@ -383,7 +387,7 @@ class _Trainer:
         import torch
 
         from benchmark.training.corpus import PackedPairStream
-        from benchmark.training.objectives import checked_forward
+        from benchmark.training.objectives import checked_corrupt, checked_forward
 
         unwrapped = self.accelerator.unwrap_model(self.model)
         pairs = self.heldout[:HELDOUT_PAIRS]
@@ -395,17 +399,14 @@ class _Trainer:
         try:
             with torch.no_grad():
                 step = 0
-                seen = 0
-                while seen < len(pairs):
+                while weight < len(pairs):  # one pass: the stream's first epoch
                     chosen = stream.batch(step)
-                    batch = unwrapped.corrupt(chosen, np.random.default_rng([17, step]))
+                    batch = checked_corrupt(unwrapped, chosen, np.random.default_rng([17, step]))
                     batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
                     loss, parts = checked_forward(unwrapped, batch)
-                    n = len(chosen)
                     for key, value in {"loss": float(loss), **parts}.items():
-                        sums[key] = sums.get(key, 0.0) + value * n
-                    weight += n
-                    seen += n
+                        sums[key] = sums.get(key, 0.0) + value * len(chosen)
+                    weight += len(chosen)
                     step += 1
         finally:
             unwrapped.train(was_training)
