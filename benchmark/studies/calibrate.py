@@ -129,12 +129,16 @@ def calibrate(study: StudySpec, options: StudyOptions, echo=print) -> Path:
     entropy = gates.stage0_entropy(study, heldout=True)
     threshold = None if entropy is None else entropy["nats"] - study.gates.stage0_below_unigram
     stage0 = record.setdefault("stage0", {})
-    for lr in spec.stage0_learning_rates:
-        name = f"{study.id}-cal-stage0-{_rate(lr)}"
+    probes = [(f"{study.id}-cal-stage0-{_rate(lr)}", spec.stage0_tokens, lr, {}) for lr in
+              spec.stage0_learning_rates]
+    probes += [(f"{study.id}-cal-stage0-{extra.tag}-{_rate(lr)}", extra.tokens, lr, dict(extra.overrides))
+               for extra in spec.stage0_probes for lr in extra.learning_rates]
+    for name, tokens, lr, extra_overrides in probes:
         if name in stage0:
             continue
+        overrides = {**spec0.overrides, **extra_overrides, "learning_rate": lr}
         _pretrain_probe(study, study_card(study, init_card_name(study)), name, spec0.objective, corpus,
-                        spec.stage0_tokens, {**spec0.overrides, "learning_rate": lr}, options)
+                        tokens, overrides, options)
         keep_curve(study, name)
         card = load_card(cards / f"{name}.yaml").pretraining
         log = _log(name)
@@ -142,19 +146,29 @@ def calibrate(study: StudySpec, options: StudyOptions, echo=print) -> Path:
         curve = [(round(e["step"] * per_step), e["terms"]["mlm"]) for e in log.get("heldout") or []]
         final = (card.heldout_end or {}).get("mlm")
         stage0[name] = {
-            "lr": lr, "tokens": card.tokens_seen, "steps": card.steps, "cpu_s": card.cpu_time_s,
+            "lr": lr, "overrides": {k: v for k, v in overrides.items() if k != "learning_rate"},
+            "tokens": card.tokens_seen, "steps": card.steps, "cpu_s": card.cpu_time_s,
             "heldout_mlm": curve, "final_heldout_mlm": final, "threshold": threshold,
             "unigram_entropy": None if entropy is None else entropy["nats"],
             "passes": None if threshold is None or final is None else final <= threshold,
             "projected_tokens_to_pass": None if threshold is None else projected_tokens(curve, threshold)}
         _write(study, record)
-        echo(f"calibrate stage 0 lr {lr:g}: held-out MLM {final:.3f} after {card.tokens_seen:,} tokens "
+        probe = name.removeprefix(study.id + "-cal-stage0-")
+        echo(f"calibrate stage 0 {probe}: held-out MLM {final:.3f} after {card.tokens_seen:,} tokens "
              f"(gate needs <= {threshold if threshold is None else round(threshold, 3)})")
-    best0 = min(stage0, key=lambda k: stage0[k]["final_heldout_mlm"]
-                if stage0[k]["final_heldout_mlm"] is not None else float("inf"))
+    best0 = _best_stage0(stage0)
     record["chosen_stage0_lr"] = stage0[best0]["lr"]
     record["stage0_probe"] = best0
     return _after_stage0(study, options, echo, record, best0, began)
+
+
+def _best_stage0(stage0: dict[str, Any], untagged_of: str | None = None) -> str | None:
+    """The stage-0 probe with the lowest final held-out MLM loss (of the first round's, untagged
+    probes only, with `untagged_of`: the one the first round's arm probes continued)."""
+    names = [k for k in stage0 if untagged_of is None
+             or k.removeprefix(f"{untagged_of}-cal-stage0-").startswith("lr")]
+    finals = {k: stage0[k]["final_heldout_mlm"] for k in names}
+    return min(names, key=lambda k: finals[k] if finals[k] is not None else float("inf"), default=None)
 
 
 def _after_stage0(study: StudySpec, options: StudyOptions, echo, record: dict[str, Any], best0: str,
@@ -165,6 +179,14 @@ def _after_stage0(study: StudySpec, options: StudyOptions, echo, record: dict[st
 
     spec = study.calibrate
     cards = study_models_dir(study)
+    # probes after stage 0 are named after the stage-0 probe they continue, unless it is one of
+    # the first round's (their names predate the further probes and stay as committed)
+    tag = best0.removeprefix(f"{study.id}-cal-stage0-")
+    on = "" if tag.startswith("lr") else f"-on-{tag}"
+    first_round = _best_stage0(record.get("stage0", {}), untagged_of=study.id) or best0
+
+    def continues(entry: dict[str, Any]) -> bool:
+        return entry.get("from", first_round) == best0
 
     # -- arms ---------------------------------------------------------------------------------
     arms = record.setdefault("arms", {})
@@ -173,7 +195,7 @@ def _after_stage0(study: StudySpec, options: StudyOptions, echo, record: dict[st
             continue
         term = "mlm" if arm.objective in gates.CONTROL_OBJECTIVES else gates.bottleneck_term(arm.objective)
         for lr in spec.arm_learning_rates:
-            name = f"{study.id}-cal-{arm.name}-{_rate(lr)}"
+            name = f"{study.id}-cal-{arm.name}-{_rate(lr)}{on}"
             if name in arms:
                 continue
             _pretrain_probe(study, study_card(study, best0), name, arm.objective, study.corpus,
@@ -184,6 +206,7 @@ def _after_stage0(study: StudySpec, options: StudyOptions, echo, record: dict[st
             start, end = card.heldout_start or {}, card.heldout_end or {}
             fall = (start[term] - end[term]) if term in start and term in end else None
             arms[name] = {"arm": arm.name, "objective": arm.objective, "lr": lr, "term": term,
+                          "from": best0,
                           "start": start.get(term), "end": end.get(term), "fall": fall,
                           "terms_start": start, "terms_end": end, "tokens": card.tokens_seen,
                           "cpu_s": card.cpu_time_s,
@@ -194,7 +217,8 @@ def _after_stage0(study: StudySpec, options: StudyOptions, echo, record: dict[st
     # one rate for every arm (equal terms): the one whose smallest bottleneck fall is largest
     by_lr: dict[float, list[float]] = {}
     for entry in arms.values():
-        if entry["objective"] not in gates.CONTROL_OBJECTIVES and entry["fall"] is not None:
+        bottleneck = entry["objective"] not in gates.CONTROL_OBJECTIVES
+        if continues(entry) and bottleneck and entry["fall"] is not None:
             by_lr.setdefault(entry["lr"], []).append(entry["fall"])
     if by_lr:
         record["chosen_arm_lr"] = max(by_lr, key=lambda lr: min(by_lr[lr]))
@@ -203,10 +227,10 @@ def _after_stage0(study: StudySpec, options: StudyOptions, echo, record: dict[st
     # -- fine-tuning --------------------------------------------------------------------------
     finetune = record.setdefault("finetune", {})
     for lr in spec.finetune_learning_rates:
-        name = f"{study.id}-cal-ft-{_rate(lr)}"
+        name = f"{study.id}-cal-ft-{_rate(lr)}{on}"
         if name in finetune:
             continue
-        finetune[name] = _finetune_probe(study, best0, name, lr, options)
+        finetune[name] = {**_finetune_probe(study, best0, name, lr, options), "from": best0}
         keep_curve(study, name)
         _write(study, record)
         echo(f"calibrate fine-tuning lr {lr:g}: {finetune[name]}")

@@ -138,12 +138,25 @@ class GatesSpec(_Strict):
                                     "evaluation task held out as the fine-tuning gate's validation set")
 
 
+class Stage0Probe(_Strict):
+    """A further set of stage-0 probes with their own recipe settings (batch, schedule) and length,
+    for when the first probes leave the question open (scratch-mae-gated: 183 steps of 64x128
+    never left the unigram plateau, so the next probes ask whether more, smaller steps do)."""
+
+    tag: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]{0,15}$", description="in the probes' card names")
+    tokens: int = Field(gt=0, le=MAX_BUDGET_TOKENS)
+    learning_rates: tuple[float, ...] = Field(min_length=1)
+    overrides: dict[str, Scalar] = Field(default_factory=dict,
+                                         description="on top of stage 0's own overrides")
+
+
 class CalibrationSpec(_Strict):
     """The calibration run (`maebench study <spec> --calibrate`, studies.calibrate): short probes
     on train and held-out data only, before the design's rates and budgets are fixed."""
 
     stage0_learning_rates: tuple[float, ...] = Field(default=(5e-4, 1e-3, 2e-3), min_length=1)
     stage0_tokens: int = Field(default=1_500_000, gt=0, le=MAX_BUDGET_TOKENS)
+    stage0_probes: tuple[Stage0Probe, ...] = Field(default=(), description="further stage-0 probes")
     arm_learning_rates: tuple[float, ...] = Field(default=(2e-4, 1e-3), min_length=1)
     arm_tokens: int = Field(default=250_000, gt=0, le=MAX_BUDGET_TOKENS)
     finetune_learning_rates: tuple[float, ...] = Field(default=(1e-3, 3e-3), min_length=1)
