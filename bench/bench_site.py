@@ -26,7 +26,7 @@ from benchmark.catalog.tasks import Fingerprints
 from benchmark.comparison.compare import StatsOptions
 from benchmark.results.schema import ModelInfo, Provenance, Result, TaskInfo
 from benchmark.results.store import write_result
-from benchmark.site.leaderboard import SiteOptions, build_site
+from benchmark.site.build import SiteOptions, build_site
 
 FAMILIES = ("mae", "contrastive", "sparse", "supervised")
 CARD = """name: {name}

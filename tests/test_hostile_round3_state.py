@@ -175,7 +175,7 @@ def _report(spec) -> dict:
 
 def _site(env_dir: Path, results: Path):
     from benchmark.core.paths import site_dir
-    from benchmark.site.leaderboard import _environment
+    from benchmark.site.build import _environment
     from benchmark.site.study_pages import study_pages
 
     env = _environment(site_dir() / "templates")

@@ -263,7 +263,7 @@ def test_cli_list_and_run(workspace):
 
 
 def test_site_page_shows_badges(workspace, tmp_path):
-    leaderboard = pytest.importorskip("benchmark.site.leaderboard")
+    leaderboard = pytest.importorskip("benchmark.site.build")
     from benchmark.site.reproduction_page import register_site_page, site_page
 
     set_reported(workspace, 0.8358)

@@ -23,8 +23,8 @@ import pytest
 
 from benchmark.comparison.compare import StatsOptions
 from benchmark.results.store import write_result
-from benchmark.site import leaderboard
-from benchmark.site.leaderboard import SiteError, SiteOptions, build_site
+from benchmark.site import build
+from benchmark.site.build import SiteError, SiteOptions, build_site
 from tests.conftest import REPO
 from tests.test_compare import make_result, synthetic_results
 
@@ -33,7 +33,7 @@ EVIL = '<img src=x onerror="window.pwned=1"><b>Evil</b> & co'
 FAST = StatsOptions(n_perm=2000, n_boot=2000)
 
 
-def _build(results_dir: Path, out: Path, **kwargs) -> leaderboard.BuildReport:
+def _build(results_dir: Path, out: Path, **kwargs) -> build.BuildReport:
     return build_site(SiteOptions(results_dir=results_dir, out_dir=out, stats=FAST, **kwargs))
 
 
@@ -178,7 +178,7 @@ def test_reported_page_has_means_a_side_by_side_and_the_ms_marco_numbers(site_re
 
 def test_implausible_speeds_are_marked_and_explained(tmp_path):
     from benchmark.catalog.registry import load_cards
-    from benchmark.site.leaderboard import throughput, timing_flags
+    from benchmark.site.build import throughput, timing_flags
     from tests.test_compare import make_result
 
     cards, _ = load_cards()
@@ -227,7 +227,7 @@ def test_extra_pages_extension_point(site_results, tmp_path, monkeypatch):
         (out_dir / "extra.html").write_text(page)
         return [("Extra", "extra.html")]
 
-    monkeypatch.setattr(leaderboard, "EXTRA_PAGES", [extra])
+    monkeypatch.setattr(build, "EXTRA_PAGES", [extra])
     out = tmp_path / "site"
     _build(site_results, out)
     extra_page = (out / "extra.html").read_text()
@@ -442,7 +442,7 @@ def test_study_page_axes_from_zero_flagged_times_and_unwrapped_p_values(tmp_path
     out = tmp_path / "site"
     out.mkdir()
     (out / "static").mkdir()
-    env = leaderboard._environment(repo / "site" / "templates")
+    env = build._environment(repo / "site" / "templates")
     env.globals["nav"] = []
     study_pages(env, results, out)
     page = (out / "study-scifact-dapt.html").read_text()

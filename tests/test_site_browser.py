@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.comparison.compare import StatsOptions
-from benchmark.site.leaderboard import SiteOptions, build_site
+from benchmark.site.build import SiteOptions, build_site
 from tests.test_site import CHROMIUM, Browser
 
 REPO = Path(__file__).resolve().parents[1]

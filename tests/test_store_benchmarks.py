@@ -76,7 +76,7 @@ def test_config_differs_from_current_card():
 
 def test_one_page_per_benchmark(tmp_path):
     from benchmark.core.paths import site_dir
-    from benchmark.site.leaderboard import _environment
+    from benchmark.site.build import _environment
 
     env = _environment(site_dir() / "templates")
     env.globals["nav"] = []
@@ -94,7 +94,7 @@ def test_leaderboard_and_model_page_mark_a_result_whose_card_changed(tmp_path):
     """A hand-edited card (k1 changed) must not silently lend its name to the old numbers."""
     import shutil
 
-    from benchmark.site.leaderboard import SiteOptions, build_site
+    from benchmark.site.build import SiteOptions, build_site
     from tests.test_site import FAST
 
     if not (REPO / "results" / "bm25" / "scifact.json").is_file():
@@ -122,7 +122,7 @@ def test_an_approximate_result_is_labelled_wherever_its_score_is_shown(tmp_path)
     import shutil
 
     from benchmark.results.store import read_result, write_result
-    from benchmark.site.leaderboard import SiteOptions, build_site
+    from benchmark.site.build import SiteOptions, build_site
     from tests.test_site import FAST
 
     source = REPO / "results" / "all-minilm-l6-v2"

@@ -149,7 +149,7 @@ def test_study_runs_reuses_and_survives_a_crash(study_env, tmp_path, monkeypatch
 def test_study_page(tmp_path) -> None:
     """The site page of a study report: table, cells and the score-vs-cost plot."""
     from benchmark.core.paths import site_dir
-    from benchmark.site.leaderboard import _environment
+    from benchmark.site.build import _environment
     from benchmark.site.study_pages import study_pages
 
     spec = load_spec(str(write_spec(tmp_path)))

@@ -37,7 +37,7 @@ def test_a_planted_study_whose_stage0_gate_fails_is_uninformative_and_shows_no_c
     assert "uninformative" in first and "6.90 nats" in second and "5.50" in second
     assert " vs " not in table and "p_holm 0" not in table  # no contrast line anywhere
     # the page: the verdict first, the failed gate with its numbers, no contrast table
-    from benchmark.site.leaderboard import SiteOptions, build_site
+    from benchmark.site.build import SiteOptions, build_site
 
     report_file = tmp_path / "results" / "studies" / "tiny-study.json"
     report_file.write_text(json.dumps(report))

@@ -29,10 +29,10 @@ def register(app: typer.Typer) -> None:
         from benchmark.comparison.compare import StatsOptions
         from benchmark.core.paths import refuse_owned_output
         from benchmark.core.paths import results_dir as default_results_dir
-        from benchmark.site.leaderboard import SiteOptions, build_site
+        from benchmark.site.build import SiteOptions, build_site
 
         refuse_owned_output(out, also=(("results database", results_dir), ("models folder", models_dir)))
-        try:  # pages other modules add through leaderboard.EXTRA_PAGES
+        try:  # pages other modules add through build.EXTRA_PAGES
             from benchmark.site.reproduction_page import register_site_page
         except ImportError:
             pass

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from benchmark.core.errors import MaebenchError
 from benchmark.reproduction.reproduce import load_reports, load_specs
-from benchmark.site import leaderboard
+from benchmark.site import build
 
 
 def site_page(env, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
@@ -29,7 +29,7 @@ def site_page(env, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
 
 def register_site_page() -> bool:
     """Add the reproduction page to the leaderboard build (idempotent); False if no leaderboard."""
-    pages = getattr(leaderboard, "EXTRA_PAGES", None)
+    pages = getattr(build, "EXTRA_PAGES", None)
     if pages is None:
         return False
     if site_page not in pages:
