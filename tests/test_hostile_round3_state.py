@@ -175,10 +175,10 @@ def _report(spec) -> dict:
 
 def _site(env_dir: Path, results: Path):
     from benchmark.core.paths import site_dir
-    from benchmark.site.build import _environment
     from benchmark.site.study_pages import study_pages
+    from benchmark.site.templating import jinja_environment
 
-    env = _environment(site_dir() / "templates")
+    env = jinja_environment(site_dir() / "templates")
     env.globals["nav"] = []
     out = env_dir / "site"
     out.mkdir(exist_ok=True)

@@ -178,7 +178,7 @@ def test_reported_page_has_means_a_side_by_side_and_the_ms_marco_numbers(site_re
 
 def test_implausible_speeds_are_marked_and_explained(tmp_path):
     from benchmark.catalog.registry import load_cards
-    from benchmark.site.build import throughput, timing_flags
+    from benchmark.site.timing import throughput, timing_flags
     from tests.test_compare import make_result
 
     cards, _ = load_cards()
@@ -428,6 +428,7 @@ def test_study_page_axes_from_zero_flagged_times_and_unwrapped_p_values(tmp_path
     import json
 
     from benchmark.site.study_pages import study_pages, time_flags
+    from benchmark.site.templating import jinja_environment
 
     repo = REPO
     report_path = repo / "results" / "studies" / "scifact-dapt.json"
@@ -442,7 +443,7 @@ def test_study_page_axes_from_zero_flagged_times_and_unwrapped_p_values(tmp_path
     out = tmp_path / "site"
     out.mkdir()
     (out / "static").mkdir()
-    env = build._environment(repo / "site" / "templates")
+    env = jinja_environment(repo / "site" / "templates")
     env.globals["nav"] = []
     study_pages(env, results, out)
     page = (out / "study-scifact-dapt.html").read_text()

@@ -65,7 +65,7 @@ def _dense(name: str, task: str, seconds: float, weights: str = "sha256:" + "ab"
 
 
 def test_the_same_weights_timed_far_apart_are_marked_with_the_reason():
-    from benchmark.site.build import timing_flags
+    from benchmark.site.timing import timing_flags
 
     # 3.3 and 9.6 documents/s for one checkpoint on one task and machine (issue 28)
     a, b = _dense("all-minilm-l6-v2", "scifact", 100 / 3.3), _dense("my-encoder", "scifact", 100 / 9.6)

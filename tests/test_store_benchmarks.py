@@ -76,9 +76,9 @@ def test_config_differs_from_current_card():
 
 def test_one_page_per_benchmark(tmp_path):
     from benchmark.core.paths import site_dir
-    from benchmark.site.build import _environment
+    from benchmark.site.templating import jinja_environment
 
-    env = _environment(site_dir() / "templates")
+    env = jinja_environment(site_dir() / "templates")
     env.globals["nav"] = []
     env.globals["cards"] = {"bm25": get_card("bm25")}
     nav = site_pages(env, REPO / "results", tmp_path)

@@ -149,8 +149,8 @@ def test_study_runs_reuses_and_survives_a_crash(study_env, tmp_path, monkeypatch
 def test_study_page(tmp_path) -> None:
     """The site page of a study report: table, cells and the score-vs-cost plot."""
     from benchmark.core.paths import site_dir
-    from benchmark.site.build import _environment
     from benchmark.site.study_pages import study_pages
+    from benchmark.site.templating import jinja_environment
 
     spec = load_spec(str(write_spec(tmp_path)))
     arm = {"objective": None, "cells": [{"seed": 0, "card": "c0", "pretrain_tokens": 0,
@@ -167,7 +167,7 @@ def test_study_page(tmp_path) -> None:
     results = tmp_path / "res"
     (results / "studies").mkdir(parents=True)
     (results / "studies" / "tiny-study.json").write_text(json.dumps(report))
-    env = _environment(site_dir() / "templates")
+    env = jinja_environment(site_dir() / "templates")
     env.globals["nav"] = []
     out = tmp_path / "site"
     out.mkdir()
