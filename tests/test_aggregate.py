@@ -63,9 +63,10 @@ def test_stored_subtasks_are_reused_only_with_the_same_configuration(forum_tasks
 
 
 def test_same_config_fills_defaults_of_fields_added_later():
-    from benchmark.pipeline.runner import model_info, same_config
+    from benchmark.results.identity import same_config
+    from benchmark.results.schema import ModelInfo
 
-    current = model_info(get_card("bm25")).config
+    current = ModelInfo.from_card(get_card("bm25")).config
     older = {k: v for k, v in current.items() if k != "implementation"}  # defaulted field
     assert same_config(older, current)
     assert not same_config({**current, "k1": 0.9}, current)

@@ -310,15 +310,15 @@ def _stored_differs(path: Path, card, spec=None, data_dir: Path | None = None) -
     the model configuration, the catalog's evaluation settings of the task, and (when the
     data is here) the dataset fingerprints. The parts are EvalKey's (benchmark.results.identity)."""
     from benchmark.core.errors import MaebenchError
-    from benchmark.pipeline.runner import model_info
     from benchmark.results.identity import same_config
+    from benchmark.results.schema import ModelInfo
     from benchmark.results.store import read_result
 
     try:
         stored = read_result(path)
     except MaebenchError as exc:
         return f"cannot be read ({exc})"
-    if not same_config(stored.model.config, model_info(card).config):
+    if not same_config(stored.model.config, ModelInfo.from_card(card).config):
         return "was computed with another configuration of the model"
     if spec is None:
         return None

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from benchmark.catalog.benchmarks import Benchmark
 from benchmark.comparison.compare import comparable_groups, competition_ranks
-from benchmark.pipeline.runner import model_info
 from benchmark.results.identity import EvalKey, config_hash
+from benchmark.results.schema import ModelInfo
 
 
 @dataclass
@@ -73,4 +73,4 @@ def config_differs(result, card) -> bool:
     (or the card is gone): its number no longer describes what the registry calls that model."""
     if card is None:
         return True
-    return EvalKey.of(result).config != config_hash(model_info(card).config)
+    return EvalKey.of(result).config != config_hash(ModelInfo.from_card(card).config)

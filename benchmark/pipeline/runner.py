@@ -52,27 +52,6 @@ class RunOptions:
     store: StoreOptions | None = None
 
 
-def model_info(card: ModelCard) -> ModelInfo:
-    config = card.retriever
-    checkpoint = getattr(config, "checkpoint", None) or getattr(config, "query_checkpoint", None)
-    return ModelInfo(
-        name=card.name,
-        display_name=card.display_name,
-        family=card.family,
-        kind=config.kind,
-        checkpoint=checkpoint,
-        revision=getattr(config, "revision", None),
-        config=config.model_dump(mode="json"),
-    )
-
-
-def same_config(stored: dict, current: dict) -> bool:
-    """Equal after filling the current schema's defaults in (the EvalKey's config part)."""
-    from benchmark.results.identity import same_config as _same
-
-    return _same(stored, current)
-
-
 def _provenance(timer: PhaseTimer, runtime: dict, command: str | None) -> Provenance:
     from benchmark.core.provenance import provenance_fields
 
@@ -120,7 +99,7 @@ def _evaluate_and_store(card: ModelCard, task: TaskSpec, options: RunOptions, ta
         )
     run_bytes = encode_run(ranked, options.store_depth)
     result = Result(
-        model=model_info(card),
+        model=ModelInfo.from_card(card),
         task=_task_info(
             task,
             fingerprints=dataset.fingerprints,
@@ -188,7 +167,9 @@ def _run_aggregate(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path
     _free_target(card, task, options)
     parts: list[Result] = []
     timer = PhaseTimer()
-    expected_config = model_info(card).config
+    from benchmark.results.identity import same_config
+
+    expected_config = ModelInfo.from_card(card).config
     for name in task.subtasks:
         path = result_path(options.results_dir, card.name, name)
         if path.exists() and not options.overwrite:
@@ -208,7 +189,7 @@ def _run_aggregate(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path
         for m in parts[0].per_query
     }
     result = Result(
-        model=model_info(card),
+        model=ModelInfo.from_card(card),
         task=_task_info(
             task,
             fingerprints=_combined_fingerprints(parts),

@@ -281,8 +281,8 @@ def _data_fingerprints(task, data_dir: Path | None):
 def _stored_if_reusable(card, task, results_dir: Path, data_dir: Path | None):
     """(result, None) when a stored result matches the card's config and our data; else
     (None, why-not)."""
-    from benchmark.pipeline.runner import model_info
     from benchmark.results.identity import EvalKey, config_hash
+    from benchmark.results.schema import ModelInfo
     from benchmark.results.store import read_result, result_path
 
     path = result_path(results_dir, card.name, task.name)
@@ -290,7 +290,7 @@ def _stored_if_reusable(card, task, results_dir: Path, data_dir: Path | None):
         return None, None
     stored = read_result(path)
     key = EvalKey.of(stored)
-    if key.config != config_hash(model_info(card).config):
+    if key.config != config_hash(ModelInfo.from_card(card).config):
         return None, (
             f"stored {path} was computed with another configuration of {card.name}; "
             "re-run with --overwrite"

@@ -9,7 +9,7 @@ benchmark.results.runfiles), the one owner of the results/ tree.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -17,6 +17,9 @@ from benchmark.catalog.tasks import Fingerprints
 from benchmark.core.errors import ResultError
 from benchmark.core.validation import validate
 from benchmark.results.identity import EvalKey
+
+if TYPE_CHECKING:
+    from benchmark.catalog.registry import ModelCard
 
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._\-]{0,79}$")
@@ -34,6 +37,24 @@ class ModelInfo(_Strict):
     checkpoint: str | None = None
     revision: str | None = None
     config: dict[str, Any]
+
+    @classmethod
+    def from_card(cls, card: ModelCard) -> ModelInfo:
+        """What a result records of the card it was computed with. The config is the card's
+        retriever section as stored, so EvalKey's config part compares a stored result with
+        the current card (benchmark.results.identity.same_config)."""
+        config = card.retriever
+        checkpoint = (getattr(config, "checkpoint", None)
+                      or getattr(config, "query_checkpoint", None))
+        return cls(
+            name=card.name,
+            display_name=card.display_name,
+            family=card.family,
+            kind=config.kind,
+            checkpoint=checkpoint,
+            revision=getattr(config, "revision", None),
+            config=config.model_dump(mode="json"),
+        )
 
 
 class TaskInfo(_Strict):

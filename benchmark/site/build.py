@@ -111,9 +111,9 @@ def _model_rows(cards: dict[str, Any], results_by_model: dict[str, list[Result]]
 
 def _card_info(card: Any):
     """A card as the ModelInfo a result would record (for models without results)."""
-    from benchmark.pipeline.runner import model_info
+    from benchmark.results.schema import ModelInfo
 
-    return model_info(card)
+    return ModelInfo.from_card(card)
 
 
 def build_site(options: SiteOptions) -> BuildReport:

@@ -38,7 +38,8 @@ def _card_text(model: str, results: list, models_dir: Path) -> tuple[ModelCard |
 def write_bundle(model: str, tasks: list[str] | None, results_dir: Path, models_dir: Path,
                  out: Path) -> list[Path]:
     """Copy `model`'s card and results (all its tasks, or `tasks`) into the new folder `out`."""
-    from benchmark.pipeline.runner import model_info, same_config
+    from benchmark.results.identity import same_config
+    from benchmark.results.schema import ModelInfo
 
     names = tasks or stored_tasks(results_dir, model)
     if not names:
@@ -49,7 +50,7 @@ def write_bundle(model: str, tasks: list[str] | None, results_dir: Path, models_
         raise MaebenchError(f"no result {missing[0]}")
     results = [read_result(p) for p in paths]
     card, text = _card_text(model, results, models_dir)
-    config = model_info(card).config
+    config = ModelInfo.from_card(card).config
     for path, result in zip(paths, results, strict=True):
         if result.run is None:
             raise MaebenchError(f"{path} has no run file (an aggregate); bundle its subtasks")

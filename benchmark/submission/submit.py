@@ -30,7 +30,7 @@ from benchmark.catalog.registry import ModelCard, parse_card
 from benchmark.catalog.tasks import TaskSpec
 from benchmark.core.errors import MaebenchError
 from benchmark.results.runfiles import decode_run, sha256_bytes
-from benchmark.results.schema import NAME_RE, Result, parse_result
+from benchmark.results.schema import NAME_RE, ModelInfo, Result, parse_result
 from benchmark.results.store import (
     RESERVED_DIRS,
     dump_result,
@@ -228,9 +228,9 @@ def _close(a: float, b: float) -> bool:
 
 def _check_identity(origin: str, result: Result, card: ModelCard, task_name: str) -> None:
     from benchmark.catalog.tasks import get_task
-    from benchmark.pipeline.runner import model_info, same_config
+    from benchmark.results.identity import same_config
 
-    expected = model_info(card)
+    expected = ModelInfo.from_card(card)
     differing = [
         k for k in ("name", "display_name", "family", "kind", "checkpoint", "revision")
         if getattr(result.model, k) != getattr(expected, k)
@@ -599,10 +599,10 @@ def _identical_stored(target: Path, item: CheckedResult) -> bool:
 def _refuse_stale_results(results_dir: Path, card: ModelCard, resubmitted: set[str]) -> None:
     """A replaced card must not leave results of its model computed with the old configuration:
     the leaderboard would average two different models under one name."""
-    from benchmark.pipeline.runner import model_info, same_config
+    from benchmark.results.identity import same_config
     from benchmark.results.store import read_result
 
-    config = model_info(card).config
+    config = ModelInfo.from_card(card).config
     for task in stored_tasks(results_dir, card.name):
         if task in resubmitted:
             continue
