@@ -49,17 +49,28 @@ def run(
     store the result in the results store and return it, as `maebench run` does.
 
     Data comes from `data_dir` (a folder of BEIR datasets), else $MAEBENCH_DATA_DIR, else the
-    cache. An existing result is never replaced unless `overwrite`: read it with load_results."""
+    cache. A stored result that may stand in for this run (the same card configuration, task
+    settings and data: benchmark.results.reuse) is returned without running, as `maebench run`
+    skips it; one that may not is an error saying why, unless `overwrite` replaces it."""
     from benchmark.catalog.registry import get_card
     from benchmark.catalog.tasks import get_task
+    from benchmark.core.errors import ResultError
     from benchmark.pipeline.runner import RunOptions, run_task
+    from benchmark.results.reuse import stored_stand_in
     from benchmark.results.store import read_result
 
     card = get_card(model) if isinstance(model, str) else model
     spec = get_task(task) if isinstance(task, str) else task
-    options = RunOptions(results_dir=_results_dir(results_dir),
-                         data_dir=Path(data_dir) if data_dir is not None else None,
-                         overwrite=overwrite, device=device)
+    root = _results_dir(results_dir)
+    data = Path(data_dir) if data_dir is not None else None
+    if not overwrite:
+        stored = stored_stand_in(root, card, spec, data)
+        if stored is not None and stored.stands_in:
+            return stored.result
+        if stored is not None:
+            raise ResultError(f"{stored.path} exists but {stored.why_not}; "
+                              "overwrite=True replaces it")
+    options = RunOptions(results_dir=root, data_dir=data, overwrite=overwrite, device=device)
     return read_result(run_task(card, spec, options))
 
 

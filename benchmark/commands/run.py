@@ -222,16 +222,17 @@ def _run_one(card, spec, options, record: dict, console, alone: bool = False) ->
     from benchmark.core.errors import MaebenchError
     from benchmark.core.progress import phase_spinner
     from benchmark.pipeline.runner import run_task
-    from benchmark.results.store import read_result, result_path
+    from benchmark.results.reuse import stored_stand_in
+    from benchmark.results.store import read_result
 
-    target = result_path(options.results_dir, card.name, spec.name)
-    if target.exists() and not options.overwrite:
-        reason = _stored_differs(target, card, spec, options.data_dir)
-        if reason is None:
+    stored = (None if options.overwrite
+              else stored_stand_in(options.results_dir, card, spec, options.data_dir))
+    if stored is not None:
+        if stored.stands_in:
             console.print(f"[dim]skip {card.name} on {spec.name}: already stored for the same "
-                          f"evaluation ({target}); --overwrite redoes it[/]")
+                          f"evaluation ({stored.path}); --overwrite redoes it[/]")
             return None
-        why = f"{target} exists but {reason}; --overwrite replaces it"
+        why = f"{stored.path} exists but {stored.why_not}; --overwrite replaces it"
         if not alone:
             console.print(f"[red]not run[/] {card.name} on {spec.name}: {escape(why)}",
                           highlight=False)
@@ -304,36 +305,3 @@ def cpu_cost_note(card, spec, device: str | None, backend: str = "auto") -> str 
             "its vectors are already in the embedding store; Ctrl-C stops it, finished shards "
             "are kept and the same command resumes")
 
-
-def _stored_differs(path: Path, card, spec=None, data_dir: Path | None = None) -> str | None:
-    """Why the stored result is not the evaluation this run would make (None: the same one):
-    the model configuration, the catalog's evaluation settings of the task, and (when the
-    data is here) the dataset fingerprints. The parts are EvalKey's (benchmark.results.identity)."""
-    from benchmark.core.errors import MaebenchError
-    from benchmark.results.identity import same_config
-    from benchmark.results.schema import ModelInfo
-    from benchmark.results.store import read_result
-
-    try:
-        stored = read_result(path)
-    except MaebenchError as exc:
-        return f"cannot be read ({exc})"
-    if not same_config(stored.model.config, ModelInfo.from_card(card).config):
-        return "was computed with another configuration of the model"
-    if spec is None:
-        return None
-    task = stored.task
-    if (task.split, sorted(task.quirks), task.relevance_threshold) != (
-            spec.split, sorted(spec.quirks), spec.relevance_threshold):
-        return "was evaluated with other task settings (split, quirks or relevance threshold)"
-    if spec.is_aggregate or task.fingerprints is None:
-        return None
-    try:
-        from benchmark.reproduction.reproduce import _data_fingerprints
-
-        current = _data_fingerprints(spec, data_dir)
-    except (MaebenchError, ImportError, OSError, TypeError, ValueError):
-        return None  # the data is not here: nothing more to compare without it
-    if current != task.fingerprints:
-        return "was computed on different data (dataset fingerprints differ)"
-    return None

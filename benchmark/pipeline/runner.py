@@ -163,23 +163,25 @@ def _combined_fingerprints(parts: list[Result]) -> Fingerprints | None:
 
 
 def _run_aggregate(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
-    """Run (or reuse) each subtask, then store their unweighted mean (BEIR's CQADupStack)."""
+    """Run (or reuse) each subtask, then store their unweighted mean (BEIR's CQADupStack).
+    A stored subtask is reused when it may stand in for its run (benchmark.results.reuse, as
+    `maebench run` decides), else refused unless overwriting."""
+    from benchmark.results.reuse import stored_stand_in
+
     _free_target(card, task, options)
     parts: list[Result] = []
     timer = PhaseTimer()
-    from benchmark.results.identity import same_config
-
-    expected_config = ModelInfo.from_card(card).config
     for name in task.subtasks:
-        path = result_path(options.results_dir, card.name, name)
-        if path.exists() and not options.overwrite:
-            stored = read_result(path)
-            if not same_config(stored.model.config, expected_config):
-                raise ResultError(f"{path} was computed with another configuration of {card.name}")
-            log.info("reusing %s", path)
+        subtask = get_task(name)
+        stored = (None if options.overwrite
+                  else stored_stand_in(options.results_dir, card, subtask, options.data_dir))
+        if stored is None:
+            parts.append(read_result(run_task(card, subtask, options)))
+        elif stored.why_not is not None:
+            raise ResultError(f"{stored.path} {stored.why_not}; --overwrite replaces it")
         else:
-            stored = read_result(run_task(card, get_task(name), options))
-        parts.append(stored)
+            log.info("reusing %s", stored.path)
+            parts.append(stored.result)
         for phase, seconds in parts[-1].provenance.timings.items():
             timer.seconds[phase] = timer.seconds.get(phase, 0.0) + seconds
     metrics = {m: sum(p.metrics[m] for p in parts) / len(parts) for m in parts[0].metrics}

@@ -2,10 +2,11 @@
 
 A reproduction spec (results/reproductions/specs/<id>.yaml) names reported cells (a file under
 results/reported/, a registry model, a catalog task, a metric) and the tolerance per metric and
-model kind. `reproduce` reuses a stored result when it was computed with the card's current
-configuration on the same data (dataset fingerprints), runs what is missing through the normal
-pipeline, and never turns a failure into a pass: a cell whose model or data cannot be loaded
-here is NOT RUN, with the one-line reason and the command that would reproduce it.
+model kind. `reproduce` reuses a stored result when it may stand in for a fresh run (the
+card's current configuration, the task's settings, the same data: benchmark.results.reuse, as
+`maebench run` decides), runs what is missing through the normal pipeline, and never turns a
+failure into a pass: a cell whose model or data cannot be loaded here is NOT RUN, with the
+one-line reason and the command that would reproduce it.
 
 Why absolute tolerances: published numbers are rounded (3 decimals in papers, 5 in MTEB), and
 the legitimate noise sources (fp32 vs fp16, CPU vs GPU kernels, library versions) move dense
@@ -263,53 +264,6 @@ def run_command(model: str, task: str, data_dir: Path | None) -> str:
     return shlex.join(parts).replace("'<BEIR dir>'", "<BEIR dir>")
 
 
-def _data_fingerprints(task, data_dir: Path | None):
-    """Fingerprints of the data a fresh run would use (file hashes only, no parsing)."""
-    from benchmark.catalog.tasks import Fingerprints
-    from benchmark.core.files import sha256_file
-    from benchmark.datasets.beir import resolve_folder
-
-    folder = resolve_folder(task, data_dir, download=False)
-    files = {
-        "corpus": folder / "corpus.jsonl",
-        "queries": folder / "queries.jsonl",
-        "qrels": folder / "qrels" / f"{task.split}.tsv",
-    }
-    return Fingerprints(**{k: sha256_file(p) for k, p in files.items() if p.is_file()})
-
-
-def _stored_if_reusable(card, task, results_dir: Path, data_dir: Path | None):
-    """(result, None) when a stored result matches the card's config and our data; else
-    (None, why-not)."""
-    from benchmark.results.identity import EvalKey, config_hash
-    from benchmark.results.schema import ModelInfo
-    from benchmark.results.store import read_result, result_path
-
-    path = result_path(results_dir, card.name, task.name)
-    if not path.exists():
-        return None, None
-    stored = read_result(path)
-    key = EvalKey.of(stored)
-    if key.config != config_hash(ModelInfo.from_card(card).config):
-        return None, (
-            f"stored {path} was computed with another configuration of {card.name}; "
-            "re-run with --overwrite"
-        )
-    if (key.split, key.quirks, key.relevance_threshold) != (
-        task.split, tuple(sorted(task.quirks)), task.relevance_threshold
-    ):
-        return None, f"stored {path} was evaluated differently (split, quirks or threshold differ)"
-    if task.is_aggregate:
-        return stored, None
-    try:
-        current = _data_fingerprints(task, data_dir)
-    except (MaebenchError, TypeError, ValueError):
-        current = task.fingerprints  # data not available here: the catalog's, where known
-    if current is not None and stored.task.fingerprints != current:
-        return None, f"stored {path} was computed on different data (fingerprints differ)"
-    return stored, None
-
-
 def _cannot_run(card, task, data_dir: Path | None) -> str | None:
     """Why a fresh run of (card, task) cannot start here, found before starting it: the data is
     not under the data dir (or, without one, not in the cache: then the run may download it), or
@@ -358,6 +312,7 @@ def _reproduce_pair(
     from benchmark.catalog.registry import get_card
     from benchmark.catalog.tasks import get_task
     from benchmark.pipeline.runner import RunOptions, run_task
+    from benchmark.results.reuse import stored_stand_in
     from benchmark.results.store import read_result
 
     try:
@@ -365,16 +320,11 @@ def _reproduce_pair(
         task = get_task(task_name)
     except MaebenchError as exc:
         return None, str(exc), False, None
-    try:
-        stored, why_not = _stored_if_reusable(card, task, results_dir, data_dir)
-    except MaebenchError as exc:
-        return None, str(exc), False, None
+    stored = stored_stand_in(results_dir, card, task, data_dir)
+    if stored is not None and stored.stands_in:
+        return stored.result, None, True, str(stored.path)
     if stored is not None:
-        from benchmark.results.store import result_path
-
-        return stored, None, True, str(result_path(results_dir, card.name, task.name))
-    if why_not is not None:
-        return None, why_not, False, None
+        return None, f"stored {stored.path} {stored.why_not}; re-run with --overwrite", False, None
     if no_run:
         return None, "no stored result (--no-run)", False, None
     why_not = _cannot_run(card, task, data_dir)
