@@ -11,14 +11,8 @@ from typer.testing import CliRunner
 
 from benchmark.catalog.tasks import Fingerprints
 from benchmark.cli import app
-from benchmark.comparison.compare import (
-    StatsOptions,
-    build_report,
-    load_table,
-    to_json,
-    to_latex,
-    to_markdown,
-)
+from benchmark.comparison.compare import StatsOptions, build_report, load_table
+from benchmark.comparison.report import to_json, to_latex, to_markdown
 from benchmark.evaluation.significance import IncomparableResultsError
 from benchmark.results.schema import ModelInfo, Provenance, Result, TaskInfo
 from benchmark.results.store import write_result

@@ -8,7 +8,8 @@ import io
 import numpy as np
 from rich.console import Console
 
-from benchmark.comparison.compare import StatsOptions, build_report, load_table, render_rich
+from benchmark.comparison.compare import StatsOptions, build_report, load_table
+from benchmark.comparison.console import render_rich
 from benchmark.results.store import write_result
 from tests.test_compare import make_result
 
@@ -61,7 +62,7 @@ def test_models_keep_the_given_order_and_baseline_mode(results_dir):
 def test_long_names_that_differ_at_the_end_never_print_the_same(results_dir):
     """Two fine-tuned seeds share 40 characters: cut names must still tell them apart, in the
     pairwise rows and in the rank table (issue 20 item 2)."""
-    from benchmark.comparison.compare import abbreviations
+    from benchmark.comparison.console import abbreviations
 
     seeds = [f"all-minilm-l6-v2-ft-scifact-standard-cpu-with-a-longer-tail-s{i}" for i in (0, 1)]
     rng = np.random.default_rng(1)

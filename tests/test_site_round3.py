@@ -133,12 +133,8 @@ def test_study_index_lines_are_distinct():
 
 
 def test_compare_names_the_holm_family_on_every_line(results_dir):
-    from benchmark.comparison.compare import (
-        StatsOptions,
-        build_report,
-        load_table,
-        to_markdown,
-    )
+    from benchmark.comparison.compare import StatsOptions, build_report, load_table
+    from benchmark.comparison.report import to_markdown
     from tests.test_compare import synthetic_results
 
     synthetic_results(results_dir)

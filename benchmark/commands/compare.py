@@ -43,7 +43,8 @@ def register(app: typer.Typer) -> None:
         --task T: every model on T.  --models A,B: those models on all tasks they share."""
         from rich.console import Console
 
-        from benchmark.comparison.compare import FORMATS, SUFFIXES, StatsOptions, build_report, load_table
+        from benchmark.comparison.compare import StatsOptions, build_report, load_table
+        from benchmark.comparison.report import FORMATS, SUFFIXES
         from benchmark.core.errors import MaebenchError
         from benchmark.core.paths import results_dir as default_results_dir
 
@@ -64,7 +65,7 @@ def register(app: typer.Typer) -> None:
         if fmt is not None and out is None:
             typer.echo(FORMATS[fmt](report), nl=False)
             return
-        from benchmark.comparison.compare import render_rich
+        from benchmark.comparison.console import render_rich
 
         console = Console()
         if not console.is_terminal:  # a pipe: the layout's own width (compact fits 100)
