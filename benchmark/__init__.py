@@ -1,13 +1,18 @@
 """maebench: reproducible benchmark and leaderboard for MAE-pretrained dense retrievers.
 
-The public API, for a notebook or a script: a few verbs over the layers below (see README,
-"Layout" and "Using it from Python"). Each verb imports its layer when it is called, so
-`import benchmark` stays instant and loads no torch, transformers or ranx.
+The public API, for a notebook or a script (see README, "Layout" and "Using it from Python"):
+five verbs over the layers below, the lookups that name what they take (a model card, a task, a
+declared benchmark, as mteb's get_model_meta / get_task / get_benchmark), and the types they
+accept and return. Each verb and lookup imports its layer when it is called, and each type when
+it is first named (`benchmark.Result`), so `import benchmark` stays instant and loads no torch,
+transformers, numpy or ranx.
 
     import benchmark
     result = benchmark.run("bm25", "tiny")                 # card + task -> stored Result
     report = benchmark.compare(["bm25", "all-minilm-l6-v2"], tasks=["tiny"])
+    print(report)                                          # its Markdown tables
     scores = benchmark.evaluate(qrels, run).aggregates    # any run, any qrels
+    benchmark.get_task("scifact").fingerprints            # what the catalog declares
 """
 
 from __future__ import annotations
@@ -19,21 +24,87 @@ from typing import TYPE_CHECKING, Any
 from benchmark.core.provenance import VERSION
 
 if TYPE_CHECKING:
+    from benchmark.catalog.benchmarks import Benchmark
     from benchmark.catalog.registry import ModelCard
     from benchmark.catalog.tasks import TaskSpec
-    from benchmark.comparison.compare import ComparisonReport
+    from benchmark.comparison.compare import StatsOptions
+    from benchmark.comparison.report import ComparisonReport
     from benchmark.evaluation.metrics import Evaluation
-    from benchmark.reproduction.reproduce import Report
+    from benchmark.reproduction.reproduce import Report as ReproductionReport
     from benchmark.results.schema import Result
 
 __version__ = VERSION
-__all__ = ["compare", "evaluate", "load_results", "reproduce", "run"]
+
+VERBS = ("run", "evaluate", "compare", "load_results", "reproduce")
+LOOKUPS = ("get_card", "get_task", "get_benchmark")
+# type -> (module, name there): imported on first use (PEP 562), so naming one costs nothing
+# until it is used
+TYPES = {
+    "ModelCard": ("benchmark.catalog.registry", "ModelCard"),
+    "TaskSpec": ("benchmark.catalog.tasks", "TaskSpec"),
+    "Benchmark": ("benchmark.catalog.benchmarks", "Benchmark"),
+    "Result": ("benchmark.results.schema", "Result"),
+    "Evaluation": ("benchmark.evaluation.metrics", "Evaluation"),
+    "StatsOptions": ("benchmark.comparison.compare", "StatsOptions"),
+    "ComparisonReport": ("benchmark.comparison.report", "ComparisonReport"),
+    "ReproductionReport": ("benchmark.reproduction.reproduce", "Report"),
+}
+__all__ = [  # spelled out for readers and linters; tests/test_public_api.py checks it is the above
+    "run", "evaluate", "compare", "load_results", "reproduce",
+    "get_card", "get_task", "get_benchmark",
+    "ModelCard", "TaskSpec", "Benchmark", "Result", "Evaluation", "StatsOptions",
+    "ComparisonReport", "ReproductionReport",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in TYPES:
+        from importlib import import_module
+
+        module, attr = TYPES[name]
+        value = getattr(import_module(module), attr)
+        globals()[name] = value  # once: later lookups do not come back here
+        return value
+    raise AttributeError(f"module 'benchmark' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *TYPES})
 
 
 def _results_dir(results_dir: str | Path | None) -> Path:
     from benchmark.core.paths import results_dir as default_results_dir
 
     return Path(results_dir) if results_dir is not None else default_results_dir()
+
+
+# --------------------------------------------------------------------------- lookups
+
+
+def get_card(name: str, *, models_dir: str | Path | None = None) -> ModelCard:
+    """The model card of this registry name (models/<name>.yaml, or a study's cell), as `run`
+    takes it; an unknown name is an error naming the closest ones."""
+    from benchmark.catalog.registry import get_card as registry_card
+
+    return registry_card(name, Path(models_dir) if models_dir is not None else None)
+
+
+def get_task(name: str) -> TaskSpec:
+    """The catalog task of this name: split, quirks, relevance threshold, metrics, and the
+    dataset fingerprints it declares (benchmark/data/tasks.yaml)."""
+    from benchmark.catalog.tasks import get_task as catalog_task
+
+    return catalog_task(name)
+
+
+def get_benchmark(benchmark_id: str) -> Benchmark:
+    """A declared benchmark (benchmark/data/benchmarks.yaml): its tasks, each with its metric."""
+    from benchmark.catalog.benchmarks import get_benchmark as declared_benchmark
+
+    return declared_benchmark(benchmark_id)
+
+
+# --------------------------------------------------------------------------- verbs
 
 
 def run(
@@ -52,8 +123,6 @@ def run(
     cache. A stored result that may stand in for this run (the same card configuration, task
     settings and data: benchmark.results.reuse) is returned without running, as `maebench run`
     skips it; one that may not is an error saying why, unless `overwrite` replaces it."""
-    from benchmark.catalog.registry import get_card
-    from benchmark.catalog.tasks import get_task
     from benchmark.core.errors import ResultError
     from benchmark.pipeline.runner import RunOptions, run_task
     from benchmark.results.reuse import stored_stand_in
@@ -112,7 +181,8 @@ def compare(
     """Paired significance tests between stored results, as `maebench compare`: every pair of
     `models` (default: all) on `tasks` (default: those the models share), corrected together,
     or each model against `baseline` only. `stats` sets StatsOptions (metric, n_perm, n_boot,
-    seed, alpha). Print it with benchmark.comparison.compare.to_markdown(report)."""
+    seed, alpha). `print(report)` shows its Markdown tables (`report.to_markdown()`); its
+    `comparisons` and `summary` hold the numbers, `as_dict()` the JSON `--format json` writes."""
     from benchmark.comparison.compare import StatsOptions, build_report, load_table
 
     table = load_table(_results_dir(results_dir))
@@ -126,10 +196,11 @@ def reproduce(
     results_dir: str | Path | None = None,
     data_dir: str | Path | None = None,
     no_run: bool = False,
-) -> Report:
+) -> ReproductionReport:
     """Re-run a paper's table (a spec under results/reproductions/specs/) and judge every cell
     OK / OKish / FAIL / NOT RUN against its published number; `no_run` only compares what is
-    stored. The report is returned, not written (`maebench reproduce` writes it)."""
+    stored. The report is returned, not written (`maebench reproduce` writes it); `print` it
+    for the table `maebench reproduce` prints."""
     from benchmark.reproduction.reproduce import get_spec
     from benchmark.reproduction.reproduce import reproduce as reproduce_spec
 

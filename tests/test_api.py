@@ -20,7 +20,7 @@ VERBS = ("run", "evaluate", "compare", "load_results", "reproduce")
 
 
 def test_the_api_is_the_verbs_each_callable_documented_and_in_the_readme():
-    assert sorted(benchmark.__all__) == sorted(VERBS)
+    assert benchmark.__all__[:len(VERBS)] == list(VERBS)  # then the lookups and types
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     for name in VERBS:
         verb = getattr(benchmark, name)

@@ -223,6 +223,10 @@ class Report:
             out[cell.status] += 1
         return out
 
+    def __str__(self) -> str:
+        """The table `maebench reproduce` prints (format_table)."""
+        return "\n".join(format_table(self))
+
     def as_dict(self) -> dict:
         return {
             "schema_version": 1, "id": self.id, "title": self.title, "created_at": self.created_at,
