@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from benchmark.core.errors import MaebenchError
-from benchmark.submission.submit import Limits, SubmissionError, leaderboard_rows, submit
+from benchmark.submission.reading import Limits, SubmissionError
+from benchmark.submission.review import leaderboard_rows
+from benchmark.submission.submit import submit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -530,7 +532,8 @@ def test_submitted_metrics_are_the_tasks_own_set():
     exactly what `maebench run` computes for the task, not one fixed list."""
     from benchmark.catalog.tasks import get_task
     from benchmark.results.store import read_result
-    from benchmark.submission.submit import SubmissionError, _check_metric_names
+    from benchmark.submission.checks import _check_metric_names
+    from benchmark.submission.reading import SubmissionError
     from tests.conftest import REPO
 
     stored = REPO / "results" / "bm25" / "scifact.json"

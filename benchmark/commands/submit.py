@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         from benchmark.core.errors import MaebenchError
         from benchmark.core.paths import models_dir as default_models_dir
         from benchmark.core.paths import results_dir as default_results_dir
-        from benchmark.submission.submit import (
+        from benchmark.submission.review import (
             aggregate_diff,
             failure_markdown,
             leaderboard_rows,
