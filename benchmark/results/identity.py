@@ -4,7 +4,8 @@ Two results may be compared (compare, the site, submit's leaderboard rows) when 
 parts are equal: task, split, quirks, relevance threshold, subtasks, dataset fingerprints and
 the set of judged queries. A stored result may stand in for a fresh run (the runner's skip and
 aggregate reuse, reproduce, submit's stale-card check, the site's "config differs from the
-current card" mark) only when the whole key is equal, the model's configuration included.
+current card" mark) only when the whole key is equal, the model's configuration included
+(before a run, benchmark.results.reuse compares the parts known without running it).
 
 Before this module, compare, submit, reproduce and the runner each had their own check, and
 they had drifted apart (submit ignored the query set, reproduce ignored the quirks).
