@@ -139,8 +139,8 @@ def main() -> None:
     from benchmark.catalog.weights import resolve_checkpoint
     from benchmark.core.errors import MaebenchError
     from benchmark.core.provenance import cpu_isa, cpu_model, isa_caps
+    from benchmark.retrievers.backends.dispatch import load_encoder
     from benchmark.retrievers.dense import DenseRetriever
-    from benchmark.retrievers.encoder_loader import load_encoder
 
     card = get_card("all-minilm-l6-v2")
     cfg = card.retriever

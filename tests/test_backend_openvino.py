@@ -16,8 +16,8 @@ from benchmark.core.errors import MaebenchError
 from benchmark.core.paths import EMBEDDED_DATA_DIR
 from benchmark.datasets.beir import load_corpus
 from benchmark.embeddings.key import StoreKey
-from benchmark.retrievers import openvino_backend
-from benchmark.retrievers.backend import choose_backend
+from benchmark.retrievers.backends import measurement, openvino_backend, openvino_export
+from benchmark.retrievers.backends.policy import choose_backend
 from benchmark.retrievers.dense import DenseRetriever
 from benchmark.retrievers.options import StoreOptions
 from tests import checkpoints
@@ -26,7 +26,7 @@ from tests.test_encoders import TEXTS, make_card
 pytest.importorskip("openvino")
 
 OPENVINO = StoreOptions(backend="openvino")
-_REAL_MEASURE = openvino_backend.measure_backends  # before any test pins it
+_REAL_MEASURE = measurement.measure_backends  # before any test pins it
 TORCH = StoreOptions(backend="torch")
 
 
@@ -49,7 +49,7 @@ def home(tmp_path, monkeypatch):
     tests below set their own speeds, and one measures for real)."""
     monkeypatch.setenv("MAEBENCH_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("MAEBENCH_BACKEND", raising=False)
-    monkeypatch.setattr(openvino_backend, "measure_backends", _measured(2000.0, 1000.0))
+    monkeypatch.setattr(measurement, "measure_backends", _measured(2000.0, 1000.0))
     return tmp_path / "home"
 
 
@@ -105,7 +105,7 @@ def test_every_encoder_kind_converts_with_fp32_parity(kinds, kind, home):
     got = np.concatenate([ov.encode_queries(TEXTS), ov.encode_passages(docs)])
     want = np.concatenate([ref.encode_queries(TEXTS), ref.encode_passages(docs)])
     assert got.dtype == np.float32 and got.shape == want.shape
-    assert np.abs(_normalised(got) - _normalised(want)).max() <= openvino_backend.PARITY_TOLERANCE
+    assert np.abs(_normalised(got) - _normalised(want)).max() <= openvino_export.PARITY_TOLERANCE
     info = ov.describe()
     assert info["backend"] == "openvino" and "backend_note" not in info
     details = info["openvino"]
@@ -114,7 +114,7 @@ def test_every_encoder_kind_converts_with_fp32_parity(kinds, kind, home):
         assert not {"bf16", "f16"} & set(facts["node_precisions"])
         assert "f32" in facts["node_precisions"]
         assert facts["parity"]["passed"]
-        assert facts["parity"]["max_abs_diff_normalised"] <= openvino_backend.PARITY_TOLERANCE
+        assert facts["parity"]["max_abs_diff_normalised"] <= openvino_export.PARITY_TOLERANCE
         assert facts["cache"] == "converted" and facts["conversion_seconds"] > 0
 
 
@@ -140,7 +140,7 @@ def test_a_cached_model_is_reused_without_converting(kinds, home, monkeypatch):
     def no_conversion(*args, **kwargs):
         raise AssertionError("converted again although the cache holds the model")
 
-    monkeypatch.setattr(openvino_backend, "convert", no_conversion)
+    monkeypatch.setattr(openvino_export, "convert", no_conversion)
     again = DenseRetriever(card.retriever, device="cpu", name="a")
     assert again.describe()["openvino"]["cache"] == "hit"
     assert "conversion_seconds" not in again.describe()["openvino"]
@@ -176,7 +176,7 @@ def test_a_failed_conversion_falls_back_to_torch_once_and_says_why(kinds, home, 
     def broken(encoder, xml):
         raise RuntimeError("Cannot convert aten::made_up_op\nsecond line of detail")
 
-    monkeypatch.setattr(openvino_backend, "convert", broken)
+    monkeypatch.setattr(openvino_export, "convert", broken)
     with caplog.at_level(logging.WARNING):
         fallen = DenseRetriever(card.retriever, device="cpu", name="tiny")
     info = fallen.describe()
@@ -187,7 +187,7 @@ def test_a_failed_conversion_falls_back_to_torch_once_and_says_why(kinds, home, 
     torch_vectors = DenseRetriever(card.retriever, device="cpu", store=TORCH).encode_queries(TEXTS)
     np.testing.assert_array_equal(fallen.encode_queries(TEXTS), torch_vectors)
     # the reason is cached with the converter's version: the next run goes straight to torch
-    monkeypatch.setattr(openvino_backend, "convert", lambda *a: pytest.fail("converted again"))
+    monkeypatch.setattr(openvino_export, "convert", lambda *a: pytest.fail("converted again"))
     lazy = DenseRetriever(card.retriever, device="cpu", lazy=True)
     assert lazy.backend_of("passage") == "torch"
     assert "made_up_op" in lazy.describe()["backend_note"]
@@ -197,7 +197,7 @@ def test_a_failed_conversion_falls_back_to_torch_once_and_says_why(kinds, home, 
 
 
 def test_failed_parity_falls_back_to_torch(kinds, home, monkeypatch):
-    monkeypatch.setattr(openvino_backend, "PARITY_TOLERANCE", 0.0)  # nothing is that exact
+    monkeypatch.setattr(openvino_export, "PARITY_TOLERANCE", 0.0)  # nothing is that exact
     retriever = DenseRetriever(kinds["shared-cls"].retriever, device="cpu")
     assert retriever.describe()["backend"] == "torch"
     assert retriever.describe()["backend_note"].startswith("parity check failed (max abs diff")
@@ -270,7 +270,7 @@ def test_a_fallback_rekeys_the_store_entry_before_writing(kinds, home, tmp_path,
     from benchmark.pipeline.runner import RunOptions, run_task
     from benchmark.results.store import read_result
 
-    monkeypatch.setattr(openvino_backend, "convert",
+    monkeypatch.setattr(openvino_export, "convert",
                         lambda *a: (_ for _ in ()).throw(RuntimeError("unsupported op")))
     card = kinds["shared-cls"]
     store = StoreOptions(root=tmp_path / "store")
@@ -286,14 +286,14 @@ def test_a_fallback_rekeys_the_store_entry_before_writing(kinds, home, tmp_path,
 
 def test_openvino_batches_like_the_torch_path(kinds, home, monkeypatch):
     """Capped, length-sorted batches; vectors back in the caller's order, whatever the cap."""
-    from benchmark.retrievers import encoders
+    from benchmark.retrievers.backends import torch_backend
 
     encoder = DenseRetriever(kinds["shared-cls"].retriever, device="cpu",
                              store=OPENVINO).passage_encoder
-    assert encoder.backend == "openvino" and encoder.batch_size(64) == encoders.CPU_BATCH_CAP
+    assert encoder.backend == "openvino" and encoder.batch_size(64) == torch_backend.CPU_BATCH_CAP
     texts = [f"passage number {i} " * (i % 7 + 1) for i in range(40)]
     capped = encoder.encode(texts, 32, 64)
-    monkeypatch.setattr(encoders, "CPU_BATCH_CAP", 64)
+    monkeypatch.setattr(torch_backend, "CPU_BATCH_CAP", 64)
     whole = encoder.encode(texts, 32, 64)
     np.testing.assert_allclose(capped, whole, atol=1e-5)
     single = np.stack([encoder.embed_batch([t], 32)[0] for t in texts[:5]])
@@ -340,7 +340,7 @@ def test_auto_uses_torch_where_torch_measures_faster_and_says_so_with_the_number
     from benchmark.pipeline.runner import RunOptions, run_task
     from benchmark.results.store import read_result
 
-    monkeypatch.setattr(openvino_backend, "measure_backends", _measured(1000.0, 1500.0))
+    monkeypatch.setattr(measurement, "measure_backends", _measured(1000.0, 1500.0))
     card = kinds["shared-cls"]
     store = StoreOptions(root=tmp_path / "store")
     with caplog.at_level(logging.WARNING):
@@ -355,9 +355,9 @@ def test_auto_uses_torch_where_torch_measures_faster_and_says_so_with_the_number
     assert result.provenance.hardware["cpu_isa"] == cpu_isa()
     assert "encoding with torch, not OpenVINO: torch measured faster" in caplog.text
     torch_vectors = DenseRetriever(card.retriever, device="cpu", store=TORCH).encode_queries(TEXTS)
-    monkeypatch.setattr(openvino_backend, "measure_backends",
+    monkeypatch.setattr(measurement, "measure_backends",
                         lambda *a, **k: pytest.fail("measured again"))
-    monkeypatch.setattr(openvino_backend, "convert", lambda *a: pytest.fail("converted again"))
+    monkeypatch.setattr(openvino_export, "convert", lambda *a: pytest.fail("converted again"))
     lazy = DenseRetriever(card.retriever, device="cpu", lazy=True)
     assert lazy.backend_of("passage") == "torch" and lazy.describe()["backend_note"] == note
     np.testing.assert_array_equal(lazy.encode_queries(TEXTS), torch_vectors)
@@ -401,9 +401,9 @@ def test_the_calibration_is_keyed_by_machine_threads_and_isa_caps(kinds, home, m
 def test_a_real_measurement_encodes_the_sample_with_both_backends(kinds, home, monkeypatch):
     """Unpinned: the sample is real text truncated at the card's max length, both backends
     encode it after a warm-up, and the faster one is what the file and the retriever say."""
-    monkeypatch.setattr(openvino_backend, "measure_backends", _REAL_MEASURE)
+    monkeypatch.setattr(measurement, "measure_backends", _REAL_MEASURE)
     card = kinds["shared-cls"]
-    texts = openvino_backend.calibration_sample(card.retriever, "passage", 8)
+    texts = measurement.calibration_sample(card.retriever, "passage", 8)
     assert len(set(texts)) == 8
     retriever = DenseRetriever(card.retriever, device="cpu")
     info = retriever.describe()

@@ -283,14 +283,14 @@ def test_build_retriever_refuses_unreleased_weights():
 def test_cpu_caps_the_batch_size_and_records_it(tiny_bert_dir, monkeypatch):
     """The card's batch size is for accelerators; on CPU the encoder caps it (CPU_BATCH_CAP),
     really batches at the capped size, and the result's runtime block says which it used."""
-    from benchmark.retrievers import encoders
+    from benchmark.retrievers.backends import torch_backend
 
     retriever = DenseRetriever(make_card(tiny_bert_dir, batch_size=64).retriever, device="cpu",
                                store=TORCH)  # the torch path's batches (openvino: its own test)
     encoder = retriever.passage_encoder
-    assert encoder.batch_size(64) == encoders.CPU_BATCH_CAP < 64
+    assert encoder.batch_size(64) == torch_backend.CPU_BATCH_CAP < 64
     assert encoder.batch_size(4) == 4
-    assert retriever.describe()["batch_size"] == encoders.CPU_BATCH_CAP
+    assert retriever.describe()["batch_size"] == torch_backend.CPU_BATCH_CAP
     encoder.device = "cuda:0"  # the policy only; nothing runs on it
     assert encoder.batch_size(64) == 64
     encoder.device = "cpu"
@@ -300,8 +300,8 @@ def test_cpu_caps_the_batch_size_and_records_it(tiny_bert_dir, monkeypatch):
     monkeypatch.setattr(encoder, "embed_batch", lambda b, m: seen.append(len(b)) or real(b, m))
     texts = [f"passage number {i} " * (i % 7 + 1) for i in range(40)]
     capped = encoder.encode(texts, 32, 64)
-    assert max(seen) == encoders.CPU_BATCH_CAP and sum(seen) == 40
-    monkeypatch.setattr(encoders, "CPU_BATCH_CAP", 64)
+    assert max(seen) == torch_backend.CPU_BATCH_CAP and sum(seen) == 40
+    monkeypatch.setattr(torch_backend, "CPU_BATCH_CAP", 64)
     whole = encoder.encode(texts, 32, 64)
     np.testing.assert_allclose(capped, whole, atol=1e-5)
 

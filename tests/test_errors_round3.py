@@ -125,8 +125,8 @@ def test_an_openvino_conversion_prints_no_transformers_loss_line(tiny_bert_dir, 
     pytest.importorskip("openvino")
     import transformers
 
-    from benchmark.retrievers import openvino_backend
-    from benchmark.retrievers.encoders import HFEncoder
+    from benchmark.retrievers.backends import openvino_export
+    from benchmark.retrievers.backends.torch_backend import HFEncoder
     from tests.test_store_cli import _card
 
     # the line comes from transformers' `loss_function` (logged once per process): show that
@@ -141,6 +141,6 @@ def test_an_openvino_conversion_prints_no_transformers_loss_line(tiny_bert_dir, 
     caplog.clear()
     logging.Logger.warning_once.cache_clear()
     with caplog.at_level(logging.WARNING):
-        openvino_backend.convert(encoder, tmp_path / "model.xml")
+        openvino_export.convert(encoder, tmp_path / "model.xml")
     assert (tmp_path / "model.xml").is_file()
     assert "loss_type" not in caplog.text

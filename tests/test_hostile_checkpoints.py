@@ -165,7 +165,7 @@ def _with_dense(st_dir: Path, config: dict, weights: str) -> Path:
 @pytest.mark.parametrize("case", ["pickle", "no-in-features", "bool-size", "wrong-shape"])
 def test_dense_heads_that_cannot_load_are_one_line_errors(st_dir, case):
     from benchmark.catalog.registry import DenseConfig
-    from benchmark.retrievers.encoders import load_head
+    from benchmark.retrievers.backends.torch_backend import load_head
 
     config = {"in_features": 32, "out_features": 8}
     if case == "no-in-features":
@@ -189,7 +189,7 @@ def test_dense_heads_that_cannot_load_are_one_line_errors(st_dir, case):
 
 def test_a_pickled_model_is_refused_in_one_line(st_dir):
     from benchmark.catalog.cardfree import card_free
-    from benchmark.retrievers.encoders import HFEncoder
+    from benchmark.retrievers.backends.torch_backend import HFEncoder
 
     (st_dir / "model.safetensors").unlink()
     (st_dir / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload()))

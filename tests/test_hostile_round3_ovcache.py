@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.retrievers import backend as policy
-from benchmark.retrievers import openvino_backend
+from benchmark.retrievers.backends import calibration, measurement, openvino_cache
 from benchmark.retrievers.dense import DenseRetriever
 from tests import checkpoints
 from tests.test_encoders import TEXTS, make_card
@@ -54,7 +53,7 @@ def clean(tmp_path_factory, card):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MAEBENCH_HOME", str(base / "home"))
         mp.delenv("MAEBENCH_BACKEND", raising=False)
-        mp.setattr(openvino_backend, "measure_backends", _openvino_faster)
+        mp.setattr(measurement, "measure_backends", _openvino_faster)
         retriever = DenseRetriever(card.retriever, device="cpu")
         assert retriever.describe()["backend"] == "openvino"
         vectors = retriever.encode_queries(TEXTS)
@@ -80,7 +79,7 @@ def home(tmp_path, monkeypatch, clean):
     shutil.copytree(clean["home"], target, symlinks=True)
     monkeypatch.setenv("MAEBENCH_HOME", str(target))
     monkeypatch.delenv("MAEBENCH_BACKEND", raising=False)
-    monkeypatch.setattr(openvino_backend, "measure_backends", _openvino_faster)
+    monkeypatch.setattr(measurement, "measure_backends", _openvino_faster)
     return target
 
 
@@ -140,7 +139,7 @@ def test_a_fifo_as_meta_json_is_refused_at_once_and_the_entry_rebuilt(card, clea
     os.mkfifo(meta)
     try:
         # the cheap look-up every default run makes before loading anything
-        assert _within(5, lambda: openvino_backend.recorded_failure(
+        assert _within(5, lambda: openvino_cache.recorded_failure(
             next(iter(DenseRetriever(card.retriever, device="cpu", lazy=True)._weights.values())),
             card.retriever, "passage")) is None
         _rebuilt_and_equal(card, clean)
@@ -242,8 +241,8 @@ def _lookups_refuse(card, entry: Path, digest: str) -> None:
     """The entry reads as absent (so it is rebuilt), at once and without an exception, both
     where a run looks it up before loading anything and where the backend loads it."""
     weights = DenseRetriever(card.retriever, device="cpu", lazy=True)._weights["passage"]
-    assert _within(5, lambda: openvino_backend._read_meta(entry, digest)) is None
-    assert _within(5, lambda: openvino_backend.recorded_failure(
+    assert _within(5, lambda: openvino_cache.read_meta(entry, digest)) is None
+    assert _within(5, lambda: openvino_cache.recorded_failure(
         weights, card.retriever, "passage")) is None
 
 
@@ -259,8 +258,8 @@ def test_a_link_inside_an_entry_is_refused_and_not_followed(card, home, tmp_path
     if what == "meta.json":
         _lookups_refuse(card, entry, digest)
     else:
-        meta = openvino_backend._read_meta(entry, digest)
-        assert openvino_backend._damage(entry, meta) == "model.xml is not a regular file"
+        meta = openvino_cache.read_meta(entry, digest)
+        assert openvino_cache.damage(entry, meta) == "model.xml is not a regular file"
     assert target.read_bytes() == before
 
 
@@ -350,7 +349,7 @@ def _measured_again(card, monkeypatch) -> bool:
         calls.append(1)
         return _openvino_faster()
 
-    monkeypatch.setattr(openvino_backend, "measure_backends", counting)
+    monkeypatch.setattr(measurement, "measure_backends", counting)
     retriever = _within(SECONDS, lambda: DenseRetriever(card.retriever, device="cpu"))
     facts = retriever.describe()["openvino"]
     assert facts["cache"] == "hit" and facts["calibration"]["choice"] == "openvino"
@@ -379,7 +378,7 @@ def test_a_damaged_calibration_is_measured_again(card, home, monkeypatch, tmp_pa
     elif damage == "not-json":
         path.write_text("{")
     elif damage == "huge":
-        path.write_text(" " * (policy.CALIBRATION_LIMIT + 1) + json.dumps(record))
+        path.write_text(" " * (calibration.CALIBRATION_LIMIT + 1) + json.dumps(record))
     else:
         if damage == "choice-list":
             record["choice"] = ["openvino"]
@@ -396,7 +395,7 @@ def test_a_damaged_calibration_is_measured_again(card, home, monkeypatch, tmp_pa
         path.write_text(json.dumps(record))
     try:
         assert _measured_again(card, monkeypatch)
-        assert policy.read_calibration(json.loads(_calibration(home).read_text())["key"])
+        assert calibration.read_calibration(json.loads(_calibration(home).read_text())["key"])
         if damage == "link":
             assert json.loads((tmp_path / "target.json").read_text()) == record  # untouched
     finally:

@@ -281,7 +281,7 @@ def cpu_cost_note(card, spec, device: str | None, backend: str = "auto") -> str 
     if not pick_device(device).startswith("cpu"):
         return None
     from benchmark.core.errors import MaebenchError
-    from benchmark.retrievers.backend import choose_backend
+    from benchmark.retrievers.backends.policy import choose_backend
 
     tokens = card.retriever.passage_max_length
     params = card.parameters

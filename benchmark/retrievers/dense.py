@@ -1,14 +1,14 @@
 """Dense bi-encoders on torch + transformers: formatting, encoding through the embedding store,
 search over the store.
 
-The inference backend (benchmark.retrievers.backend) is chosen per role before any key is
+The inference backend (benchmark.retrievers.backends) is chosen per role before any key is
 made: `auto` means OpenVINO on CPU where the card converts with parity, torch otherwise. The
 backend is part of the store key (its vectors differ from torch's at ~1e-7) and recorded in the
 result's provenance, but not in the evaluation identity. When a conversion falls back to torch
 the entry is re-keyed before anything is encoded, so torch vectors never sit under an OpenVINO key.
 
 The card decides how texts are formatted (prefixes, title mode) and which encoder kind embeds
-them (benchmark.retrievers.encoders). Vectors go through the embedding store
+them (benchmark.retrievers.backends.torch_backend). Vectors go through the embedding store
 (benchmark.embeddings): each corpus shard is loaded from the store when its key matches, else
 encoded and committed, then searched, so peak memory is one shard plus the running top-k and a
 second run with the same key never loads the model. A shard being encoded is checkpointed in
@@ -42,7 +42,12 @@ from benchmark.datasets.beir import Dataset
 from benchmark.datasets.records import Document
 from benchmark.embeddings.key import StoreKey, folder_digest, texts_fingerprint
 from benchmark.embeddings.sources import GRANULE, CorpusSource, corpus_source
-from benchmark.retrievers.backend import BackendChoice, check_backend, choose_backend, is_cpu
+from benchmark.retrievers.backends.policy import (
+    BackendChoice,
+    check_backend,
+    choose_for_role,
+    is_cpu,
+)
 from benchmark.retrievers.base import Run, document_text
 from benchmark.retrievers.options import StoreOptions, shard_rows
 from benchmark.retrievers.search import StreamingTopK, approximate_search
@@ -164,15 +169,9 @@ class DenseRetriever:
         """The backend policy's answer for this role, without loading or converting anything
         (a conversion that failed before on this converter is known from its cached reason)."""
         if role not in self._choices:
-            choice = choose_backend(self.store.backend, self._device, self.config.dtype,
-                                    self.store.engine)
-            if choice.name == "openvino" and choice.requested == "auto":
-                from benchmark.retrievers.openvino_backend import recorded_failure
-
-                reason = recorded_failure(self._weights[role], self.config, role)
-                if reason:
-                    choice = BackendChoice("torch", reason, choice.requested)
-            self._choices[role] = choice
+            self._choices[role] = choose_for_role(
+                self.store.backend, self._device, self.config, self.store.engine,
+                self._weights[role], role)
         return self._choices[role]
 
     def backend_of(self, role: str) -> str:
@@ -189,7 +188,7 @@ class DenseRetriever:
         return choice.reason if choice.name == "torch" and choice.requested == "auto" else None
 
     def _encoder(self, role: str):
-        from benchmark.retrievers.encoder_loader import load_encoder
+        from benchmark.retrievers.backends.dispatch import load_encoder
 
         if role not in self._encoders:
             same = self._checkpoints["query"] == self._checkpoints["passage"]
@@ -466,7 +465,7 @@ class DenseRetriever:
         neighbour, whose vectors are dropped), so the vectors equal an uninterrupted encode's."""
         from tqdm.auto import tqdm
 
-        from benchmark.retrievers.encoders import length_order
+        from benchmark.retrievers.backends.torch_backend import length_order
 
         encoder = self._encoder_for(entry.key)
         cfg = self.config

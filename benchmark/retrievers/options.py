@@ -35,7 +35,7 @@ class StoreOptions:
 
 
 def _default_backend() -> str:
-    from benchmark.retrievers.backend import default_backend
+    from benchmark.retrievers.backends.policy import default_backend
 
     return default_backend()
 
@@ -65,7 +65,7 @@ def store_options(
     ray_workers: int | None, max_memory: str, search: str, backend: str | None = None,
 ) -> StoreOptions:
     """The `maebench run` flags, checked (one-line errors) into StoreOptions."""
-    from benchmark.retrievers.backend import check_backend, default_backend
+    from benchmark.retrievers.backends.policy import check_backend, default_backend
 
     backend = check_backend(backend or default_backend(),
                             "--backend" if backend else "MAEBENCH_BACKEND")

@@ -1,4 +1,4 @@
-"""Turning texts into vectors, one class per encoder kind a card can name.
+"""The torch backend: turning texts into vectors, one class per encoder kind a card can name.
 
 Every kind shares the same loop (length-sorted batches, pooling, optional head, optional L2
 normalisation, fp32 output in the caller's order); the kinds differ only in which transformers
@@ -10,9 +10,10 @@ class loads the weights and in how the token states become one vector:
 - t5: T5EncoderModel (GTR): the encoder stack only, mean pooling.
 - dupmae: AutoModelForMaskedLM; [CLS] vector ++ sparse vocabulary vector (see DupMaeEncoder).
 
-These classes are the torch backend. encoder_loader.load_encoder(..., backend="openvino") hands the same
-torch code to benchmark.retrievers.openvino_backend, which converts it (forward pass, pooling,
-head, normalisation) into one OpenVINO model, checks parity and may fall back to torch.
+This module knows nothing of OpenVINO. The OpenVINO backend (.openvino_backend) subclasses
+HFEncoder for its batching and ordering, and converts this same torch code (forward pass,
+pooling, head, normalisation) into one OpenVINO model (.openvino_export); which of the two runs
+is chosen by .policy and loaded by .dispatch.
 """
 
 from __future__ import annotations
@@ -48,13 +49,24 @@ CPU_BATCH_CAP = 16
 _ST_HEAD_TYPES = {"Dense": "dense", "LayerNorm": "layernorm"}
 
 
+def torch_threads() -> int:
+    """torch's intra-op thread count (the user's setting, e.g. OMP_NUM_THREADS): both backends
+    run one single-threaded batch per thread, so it is also how many batches run at once."""
+    import torch
+
+    return max(1, torch.get_num_threads())
+
+
 def torch_dtype(name: str):
     import torch
 
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
 
 
-def _model_class(config: DenseConfig, model_type: str, role: Role):
+def transformers_class(config: DenseConfig, model_type: str, role: Role):
+    """The transformers class that loads this encoder's weights (see the module docstring for
+    why DPR is chosen by role). Public: the OpenVINO backend names the same class for a cached
+    model whose weights it never loads."""
     import transformers
 
     if config.encoder == "t5":
@@ -201,7 +213,7 @@ class HFEncoder:
         revision = config.revision if self.origin == "hub" else None
         try:
             model_type = AutoConfig.from_pretrained(source, revision=revision).model_type
-            self.model_class = _model_class(config, model_type, role)
+            self.model_class = transformers_class(config, model_type, role)
             self.tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
             self.model = _load_quietly(self.model_class, source, revision, torch_dtype(config.dtype),
                                        checkpoint)
@@ -229,7 +241,9 @@ class HFEncoder:
         """The transformers config (layers, widths), whichever backend runs the model."""
         return self.model.config
 
-    def _forward(self, inputs):
+    def forward(self, inputs):
+        """The transformer on tokenised inputs (DupMAE asks for its hidden states too). Public:
+        the OpenVINO export traces exactly this call."""
         return self.model(**inputs)
 
     def pool(self, outputs, attention_mask):
@@ -244,7 +258,9 @@ class HFEncoder:
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / torch.clamp(mask.sum(dim=1), min=1e-9)
 
-    def _tokenize(self, batch: list[EncoderInput], max_length: int, tensors: str = "pt"):
+    def tokenize(self, batch: list[EncoderInput], max_length: int, tensors: str = "pt"):
+        """The card's tokenisation of one batch ((title, text) pairs truncated longest first).
+        Public: the OpenVINO backend feeds its graph, and the measurement counts tokens, with it."""
         if batch and isinstance(batch[0], tuple):
             titles = [t for t, _ in batch]
             texts = [x for _, x in batch]
@@ -260,8 +276,8 @@ class HFEncoder:
         """One batch -> fp32 tensor (pooling, head, normalisation)."""
         import torch
 
-        inputs = self._tokenize(batch, max_length).to(self.device)
-        outputs = self._forward(inputs)
+        inputs = self.tokenize(batch, max_length).to(self.device)
+        outputs = self.forward(inputs)
         pooled = self.pool(outputs, inputs["attention_mask"]).float()
         for layer in self.head:
             pooled = layer(pooled.to(next(layer.module.parameters()).dtype)).float()
@@ -354,7 +370,7 @@ class DupMaeEncoder(HFEncoder):
     scaled by `dupmae_sparse_weight`, so one dot product = dense dot + weight^2 * sparse dot.
     """
 
-    def _forward(self, inputs):
+    def forward(self, inputs):
         return self.model(**inputs, output_hidden_states=True)
 
     def pool(self, outputs, attention_mask):
@@ -371,7 +387,7 @@ class DupMaeEncoder(HFEncoder):
 
 
 def load_torch_encoder(checkpoint: str, config: DenseConfig, device: str, role: Role) -> HFEncoder:
-    """The torch encoder of one role (benchmark.retrievers.encoder_loader picks the backend)."""
+    """The torch encoder of one role (benchmark.retrievers.backends.dispatch picks the backend)."""
     cls = DupMaeEncoder if config.encoder == "dupmae" else HFEncoder
     return cls(checkpoint, config, device, role)
 

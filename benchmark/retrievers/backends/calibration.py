@@ -1,123 +1,29 @@
-"""Which inference backend computes a dense card's vectors: torch, or OpenVINO on CPU.
+"""The measured choice between torch and OpenVINO, kept on disk: one small file per model,
+machine and version set, so later runs read the answer instead of measuring again.
 
-A cold dense run is almost all corpus encoding, and both backends run the same fp32 forward
-pass, with vectors that agree to ~1e-7 (issue 18). Which one is faster depends on the CPU: on
-the AMD EPYC Zen 4 (AVX-512) it was built on OpenVINO took half torch's time, on an AVX2-only
-EPYC 0.86x (issue 26), and other CPUs (AMX servers, ARM, laptops) differ again. So `auto`, the
-default, does not assume: where OpenVINO may hold the same numbers it is measured against torch
-on this CPU, once per model, machine and version set (the calibration cache below), and the
-faster one is used. Torch everywhere else, saying why in one line:
+The first `auto` run of a card on a machine encodes a fixed calibration sample (real passages
+of the embedded tiny task, every one truncated at the card's max length: the length most of a
+real corpus's tokens are encoded at) with both exact backends, after a warm-up
+(benchmark.retrievers.backends.measurement), and keeps the measured tokens per second in
+$MAEBENCH_HOME/openvino/calibration/<key>.json. The key names what decides the speeds: the
+converted model's identity (weights, encoder settings, openvino, torch and transformers
+versions), the CPU model and ISA flags (with any ISA caps set in the environment), the CPUs this
+process may use and the thread settings, the max length and batch size, and the sample's
+format. Later runs read the choice from that file (one small file, no torch import), so a warm
+run served from the store stays cheap and keeps its store key.
 
-- on a GPU torch stays (its fp16/bf16 path is the fast one there);
-- only fp32 cards: OpenVINO's bf16 is not torch's bf16, so parity could not be checked;
-- only the local engine: Ray actors may sit on GPU nodes the driver cannot see when it keys the
-  store, so they always run torch;
-- a card whose conversion already failed its parity check on this converter stays on torch;
-- a card for which torch measured faster on this CPU stays on torch (the numbers are the reason).
-
-This module decides without importing torch or openvino (a warm run served from the embedding
-store must not pay for either); benchmark.retrievers.openvino_backend converts, checks parity,
-measures and may still fall back to torch, which the retriever then records. `--backend
-torch|openvino` (or $MAEBENCH_BACKEND) skips the measurement and forces one.
+Its own module, below both the policy and the OpenVINO cache: the policy reads a stored
+choice without loading anything, the measurement writes one.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-from dataclasses import dataclass
-from importlib import metadata
+from typing import TYPE_CHECKING
 
-from benchmark.core.errors import MaebenchError
-
-BACKENDS = ("auto", "torch", "openvino")
-ENV_VAR = "MAEBENCH_BACKEND"
-
-
-def default_backend() -> str:
-    """$MAEBENCH_BACKEND (so `finetune`, `study` and the mteb adapter follow it too), else auto."""
-    return os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
-
-
-def check_backend(name: str, what: str = "--backend") -> str:
-    if name not in BACKENDS:
-        raise MaebenchError(f"{what} must be one of {', '.join(BACKENDS)} (got '{name}')")
-    return name
-
-
-@dataclass(frozen=True)
-class BackendChoice:
-    """The backend to use, and why not OpenVINO when `auto` chose torch (None otherwise)."""
-
-    name: str
-    reason: str | None = None
-    requested: str = "auto"
-
-
-def openvino_available() -> bool:
-    return importlib.util.find_spec("openvino") is not None
-
-
-def openvino_version() -> str | None:
-    try:
-        return metadata.version("openvino")
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def is_cpu(device: str | None) -> bool:
-    """Whether `device` (None: the default pick) is the CPU. For None, a CPU-only torch wheel
-    answers from its version string without importing torch (~2 s a warm run need not pay)."""
-    import sys
-
-    if device is not None:
-        return str(device).startswith("cpu")
-    if "torch" not in sys.modules:
-        try:
-            if "+cpu" in metadata.version("torch"):
-                return True
-        except metadata.PackageNotFoundError:
-            return True
-    from benchmark.core.devices import pick_device
-
-    return pick_device(None).startswith("cpu")
-
-
-def choose_backend(requested: str, device: str | None, dtype: str, engine: str = "local") -> BackendChoice:
-    """The policy above (a conversion that failed before is the caller's to look up). An explicit
-    `openvino` that cannot be honoured is an error, never a silent torch run."""
-    check_backend(requested, f"{ENV_VAR} / --backend")
-    if requested == "torch":
-        return BackendChoice("torch", None, requested)
-    problems = []
-    if not is_cpu(device):
-        problems.append("the device is a GPU, where torch's fp16/bf16 path is the fast one")
-    if dtype != "float32":
-        problems.append(f"the forward pass is {dtype}; OpenVINO is used for fp32 only (parity)")
-    if engine != "local":
-        problems.append(f"--engine {engine} encodes with torch")
-    if not openvino_available():
-        problems.append("openvino is not installed (pip install openvino)")
-    if requested == "openvino":
-        if problems:
-            raise MaebenchError(f"--backend openvino cannot run here: {problems[0]}")
-        return BackendChoice("openvino", None, requested)
-    if problems:
-        return BackendChoice("torch", problems[0], requested)
-    return BackendChoice("openvino", None, requested)
-
-
-# -- choice by measurement -------------------------------------------------------------------
-#
-# The first `auto` run of a card on a machine encodes a fixed calibration sample (real passages
-# of the embedded tiny task, every one truncated at the card's max length: the length most of a
-# real corpus's tokens are encoded at) with both exact backends, after a warm-up, and keeps the
-# measured tokens per second in $MAEBENCH_HOME/openvino/calibration/<key>.json. The key names
-# what decides the speeds: the converted model's identity (weights, encoder settings, openvino,
-# torch and transformers versions), the CPU model and ISA flags (with any ISA caps set in the
-# environment), the CPUs this process may use and the thread settings, the max length and batch
-# size, and the sample's format. Later runs read the choice from that file (one small file, no
-# torch import), so a warm run served from the store stays cheap and keeps its store key.
+if TYPE_CHECKING:
+    from benchmark.catalog.registry import DenseConfig
+    from benchmark.retrievers.backends.torch_backend import Role
 
 CALIBRATION_FORMAT = 1  # bump when the sample or the measurement changes
 CALIBRATION_LIMIT = 64 * 1024  # bytes: a calibration file is ~1 KB; anything larger is not ours
@@ -299,3 +205,22 @@ def calibration_reason(record: dict) -> str:
             f"{machine['cpus']} CPUs: {speeds['torch']:.0f} against OpenVINO's "
             f"{speeds['openvino']:.0f} tokens/s at {record['key']['max_length']} tokens, load "
             f"average {record['load_average'][0] if record['load_average'] else 'unknown'})")
+
+
+def calibration_shape(config: DenseConfig, role: Role) -> tuple[int, int]:
+    """(max length, batch size) the calibration runs at: the passage side's for a shared
+    encoder (the corpus is where the time goes), the role's own for separate encoders; the
+    CPU batch as HFEncoder.batch_size caps it. Public: the measurement runs at this shape and
+    the OpenVINO cache looks a stored choice up by it."""
+    from benchmark.retrievers.backends.torch_backend import CPU_BATCH_CAP
+
+    max_length = (config.query_max_length if config.encoder == "separate" and role == "query"
+                  else config.passage_max_length)
+    return max_length, max(1, min(config.batch_size, CPU_BATCH_CAP))
+
+
+def stored_calibration(digest: str, config: DenseConfig, role: Role) -> dict | None:
+    """The stored measurement of the converted model `digest` for this card and role, if any
+    (the OpenVINO cache's recorded_failure asks it, so `auto` knows torch won without measuring)."""
+    return read_calibration(calibration_key(digest, *calibration_shape(config, role)))
+

@@ -1,14 +1,14 @@
-"""The encoder of one role on the backend the policy chose (benchmark.retrievers.backend).
+"""The encoder of one role on the backend the policy chose (.policy): the one place that loads it.
 
-Above both backends: the torch classes (benchmark.retrievers.encoders) know nothing of
-OpenVINO, and the OpenVINO backend (benchmark.retrievers.openvino_backend) converts those
-classes and falls back to them, so the choice between the two is made here, once.
+Above both backends: the torch classes (.torch_backend) know nothing of OpenVINO, and the
+OpenVINO backend (.openvino_backend) converts those classes and falls back to them, so the
+choice between the two is acted on here, once.
 """
 
 from __future__ import annotations
 
 from benchmark.catalog.registry import DenseConfig
-from benchmark.retrievers.encoders import HFEncoder, Role, load_torch_encoder
+from benchmark.retrievers.backends.torch_backend import HFEncoder, Role, load_torch_encoder
 
 
 def load_encoder(
@@ -21,7 +21,7 @@ def load_encoder(
     backend_info["fallback"] says why. `strict` (an explicit --backend openvino, or a bench
     timing OpenVINO itself) skips the measurement and makes any fallback an error."""
     if backend == "openvino":
-        from benchmark.retrievers.openvino_backend import load_openvino_encoder
+        from benchmark.retrievers.backends.openvino_backend import load_openvino_encoder
 
         if weights is None:
             raise ValueError("the openvino backend needs the weights identity for its cache key")
