@@ -175,6 +175,7 @@ def _report(spec) -> dict:
 
 def _site(env_dir: Path, results: Path):
     from benchmark.core.paths import site_dir
+    from benchmark.site.output import write_files
     from benchmark.site.study_pages import study_pages
     from benchmark.site.templating import jinja_environment
 
@@ -182,7 +183,9 @@ def _site(env_dir: Path, results: Path):
     env.globals["nav"] = []
     out = env_dir / "site"
     out.mkdir(exist_ok=True)
-    return study_pages(env, results, out)
+    pages = study_pages(results)
+    write_files(pages.render(env), out)
+    return list(pages.nav)
 
 
 @pytest.mark.parametrize("damage", [

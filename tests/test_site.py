@@ -218,18 +218,27 @@ def test_plot_axes_never_run_below_a_floor():
     assert ">62.5<" in halves  # a 2.5 step keeps its decimal (it printed 62)
 
 
-def test_extra_pages_extension_point(site_results, tmp_path, monkeypatch):
-    def extra(env, results_dir, out_dir):
+def test_plugin_pages_extension_point(site_results, tmp_path, monkeypatch):
+    from benchmark.site import pages
+
+    renders = []
+
+    def render(env):
+        renders.append(env.globals["nav"][-1])
         page = env.from_string(
             '{% extends "base.html" %}{% block content %}<p id="extra">{{ note }}</p>'
             "{% endblock %}"
         ).render(root="", title="Extra", note="<i>hi</i>")
-        (out_dir / "extra.html").write_text(page)
-        return [("Extra", "extra.html")]
+        return {"extra.html": page}
 
-    monkeypatch.setattr(build, "EXTRA_PAGES", [extra])
+    def extra(results_dir):
+        return pages.Pages(nav=(("Extra", "extra.html"),), render=render)
+
+    monkeypatch.setattr(pages, "PLUGIN_PAGES", [extra])
     out = tmp_path / "site"
-    _build(site_results, out)
+    report = _build(site_results, out)
+    # rendered once, with the complete navigation; after the site's own pages; in the report
+    assert renders == [{"label": "Extra", "href": "extra.html"}] and "extra.html" in report.pages
     extra_page = (out / "extra.html").read_text()
     assert '<p id="extra">&lt;i&gt;hi&lt;/i&gt;</p>' in extra_page
     assert 'href="extra.html">Extra</a>' in extra_page  # the extra page's own nav is complete
@@ -427,6 +436,7 @@ def test_study_page_axes_from_zero_flagged_times_and_unwrapped_p_values(tmp_path
     marked, and p-values sit in cells that do not wrap ("1e-" / "04")."""
     import json
 
+    from benchmark.site.output import write_files
     from benchmark.site.study_pages import study_pages, time_flags
     from benchmark.site.templating import jinja_environment
 
@@ -445,7 +455,7 @@ def test_study_page_axes_from_zero_flagged_times_and_unwrapped_p_values(tmp_path
     (out / "static").mkdir()
     env = jinja_environment(repo / "site" / "templates")
     env.globals["nav"] = []
-    study_pages(env, results, out)
+    write_files(study_pages(results).render(env), out)
     page = (out / "study-scifact-dapt.html").read_text()
     ticks = re.findall(r'class="tick"[^>]*>([^<]+)<', page)
     assert ticks and not any(t.startswith("-") for t in ticks)

@@ -41,7 +41,6 @@ def site(tmp_path_factory) -> Path:
     from benchmark.catalog.tasks import get_task
     from benchmark.pipeline.runner import RunOptions, run_task
     from benchmark.results.store import read_result, write_result
-    from benchmark.site.reproduction_page import register_site_page
 
     root = tmp_path_factory.mktemp("browser-site")
     results = root / "results"
@@ -57,7 +56,6 @@ def site(tmp_path_factory) -> Path:
         twin.model.name, twin.model.display_name = "bm25-copy", "BM25 (copy)"
         write_result(results, twin, (results / "bm25" / f"{task}.run.gz").read_bytes())
     data = REPO.parent / "shared" / "data" / "beir"
-    register_site_page()  # the Reproductions page, as `maebench site` adds it
     build_site(SiteOptions(results_dir=results, out_dir=root / "site", stats=FAST,
                            data_dir=data if data.is_dir() else None))
     return root / "site"

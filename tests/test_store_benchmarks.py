@@ -9,7 +9,7 @@ from benchmark.catalog.benchmarks import Benchmark, BenchmarkError, load_benchma
 from benchmark.catalog.registry import get_card
 from benchmark.comparison.compare import load_table
 from benchmark.comparison.standings import config_differs, standings
-from benchmark.site.benchmark_pages import site_pages
+from benchmark.site.benchmark_pages import benchmark_pages
 from tests.conftest import REPO
 
 
@@ -76,13 +76,15 @@ def test_config_differs_from_current_card():
 
 def test_one_page_per_benchmark(tmp_path):
     from benchmark.core.paths import site_dir
+    from benchmark.site.output import write_files
     from benchmark.site.templating import jinja_environment
 
     env = jinja_environment(site_dir() / "templates")
     env.globals["nav"] = []
     env.globals["cards"] = {"bm25": get_card("bm25")}
-    nav = site_pages(env, REPO / "results", tmp_path)
-    assert nav == [("Benchmarks", "benchmarks.html")]
+    pages = benchmark_pages(REPO / "results")
+    assert pages.nav == (("Benchmarks", "benchmarks.html"),)
+    write_files(pages.render(env), tmp_path)
     for bench in load_benchmarks():
         page = (tmp_path / f"benchmark-{bench.id}.html").read_text()
         assert bench.title in page

@@ -149,6 +149,7 @@ def test_study_runs_reuses_and_survives_a_crash(study_env, tmp_path, monkeypatch
 def test_study_page(tmp_path) -> None:
     """The site page of a study report: table, cells and the score-vs-cost plot."""
     from benchmark.core.paths import site_dir
+    from benchmark.site.output import write_files
     from benchmark.site.study_pages import study_pages
     from benchmark.site.templating import jinja_environment
 
@@ -171,7 +172,9 @@ def test_study_page(tmp_path) -> None:
     env.globals["nav"] = []
     out = tmp_path / "site"
     out.mkdir()
-    assert study_pages(env, results, out) == [("Studies", "studies.html")]
+    pages = study_pages(results)
+    assert pages.nav == (("Studies", "studies.html"),)
+    write_files(pages.render(env), out)
     page = (out / "study-tiny-study.html").read_text()
     assert "<svg" in page and "+5.00" in page and "Incomplete" in page and "bow s0" in page
     assert 'href="study-tiny-study.html"' in (out / "studies.html").read_text()

@@ -32,12 +32,6 @@ def register(app: typer.Typer) -> None:
         from benchmark.site.build import SiteOptions, build_site
 
         refuse_owned_output(out, also=(("results database", results_dir), ("models folder", models_dir)))
-        try:  # pages other modules add through build.EXTRA_PAGES
-            from benchmark.site.reproduction_page import register_site_page
-        except ImportError:
-            pass
-        else:
-            register_site_page()
         from benchmark.core.errors import MaebenchError
         from benchmark.evaluation.metrics import STANDARD_METRICS
         from benchmark.results.store import stored_models

@@ -1,25 +1,22 @@
 """The static leaderboard site: results/ (+ results/reported/) -> HTML pages under site/_build/.
 
+build_site loads the results, cards and reported numbers once, computes every task's comparison
+family and the plots, and renders the leaderboard's own pages (Leaderboard, Tasks, Models,
+Reported, Method; one page per task, per-query view and model) with the pages listed in
+benchmark.site.pages, each once, with one navigation; then it writes them all.
+
 Measured numbers come only from result files; numbers reported in papers come only from
 results/reported/ and are shown in their own, labelled tables, never mixed into a measured one.
 Every page is rendered by Jinja2 with autoescaping (a model name is text, never markup), links
 are relative (the site opens from disk), nothing is loaded from the network, and iteration is
 sorted everywhere, so the same results give the same bytes.
-
-Extension point: append to EXTRA_PAGES a callable (env, results_dir, out_dir) -> [(nav label,
-relative href)]; it is called during the build (after the static assets are copied, before the
-core pages are rendered) and its entries are added to the navigation of every page. When any
-extra page exists, every callable is called a second time with the complete navigation in
-env.globals["nav"], so it must be idempotent (rewrite the same files). Its templates should
-extend "base.html" (block `content`; variables `root` ("" for top-level pages) and `title`).
 """
-
 from __future__ import annotations
 
 import json
 import logging
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,39 +32,20 @@ from benchmark.comparison.compare import (
 )
 from benchmark.core.paths import site_dir
 from benchmark.results.schema import Result
+from benchmark.site.benchmark_pages import benchmark_pages
 from benchmark.site.options import BuildReport, SiteError, SiteOptions
-from benchmark.site.output import copy_static, prepare_out
+from benchmark.site.output import copy_static, prepare_out, write_files
+from benchmark.site.pages import PageBuilder, Pages, render_pages, with_plugins
 from benchmark.site.plots import size_plot, task_plot
 from benchmark.site.queries import per_query_data, per_query_rows
 from benchmark.site.reported import reported_numbers, reported_tables
+from benchmark.site.reproduction_page import reproduction_page
+from benchmark.site.study_pages import study_pages
 from benchmark.site.templating import jinja_environment
 from benchmark.site.timing import hardware_label, hardware_summary, throughput, timing_flags
-from benchmark.site.views import FAMILY_ORDER, family_class, metric_order, task_views
+from benchmark.site.views import FAMILY_ORDER, TaskView, family_class, metric_order, task_views
 
 log = logging.getLogger(__name__)
-
-ExtraPage = Callable[[jinja2.Environment, Path, Path], list[tuple[str, str]]]
-EXTRA_PAGES: list[ExtraPage] = []
-
-
-def _study_pages(env: jinja2.Environment, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
-    """`maebench study` reports (results/studies/*.json) -> one page per study."""
-    from benchmark.site.study_pages import study_pages
-
-    return study_pages(env, results_dir, out_dir)
-
-
-EXTRA_PAGES.append(_study_pages)
-
-
-def _benchmark_pages(env: jinja2.Environment, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
-    """Declared benchmarks (benchmark/site/benchmark_pages.py): one page each, ranked on full coverage."""
-    from benchmark.site.benchmark_pages import site_pages
-
-    return site_pages(env, results_dir, out_dir)
-
-
-EXTRA_PAGES.append(_benchmark_pages)
 
 CORE_NAV = (
     ("Leaderboard", "index.html"),
@@ -76,6 +54,10 @@ CORE_NAV = (
     ("Reported", "reported.html"),
     ("Method", "method.html"),
 )
+
+# The site's pages after the leaderboard's own (CORE_NAV), in navigation order: every build has
+# them, from Python as from `maebench site`. Plug-ins append to pages.PLUGIN_PAGES instead.
+SITE_PAGES: tuple[PageBuilder, ...] = (study_pages, benchmark_pages, reproduction_page)
 
 
 def _load_cards(models_dir: Path | None) -> dict[str, Any]:
@@ -116,22 +98,66 @@ def _card_info(card: Any):
     return ModelInfo.from_card(card)
 
 
-def build_site(options: SiteOptions) -> BuildReport:
-    timings: dict[str, float] = {}
-    cpu_timings: dict[str, float] = {}
-    clock, cpu_clock = time.perf_counter(), time.process_time()
+@dataclass
+class _Board:
+    """What the leaderboard's own pages show, loaded and computed once per build."""
 
-    def lap(name: str) -> None:
-        nonlocal clock, cpu_clock
+    table: ResultTable
+    cards: dict[str, Any]
+    reported: list[Any]
+    tasks: list[str]  # the tasks of the leaderboard's means
+    left_out: list[str]  # tasks with results but no page of their own (CQADupStack's forums)
+    all_views: list[TaskView]
+    views: list[TaskView]  # the leaderboard's tasks
+    side_views: list[TaskView]  # tasks outside the means, with a page of their own
+    summary: list[Any]
+    flags: dict[tuple[str, str], str]  # (model, task) -> why its speed is implausible
+    params_plot: Markup
+    n_sized: int  # models on the size plot
+
+
+class _Laps:
+    """Wall and CPU seconds per build phase, for BuildReport."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._clock, self._cpu_clock = time.perf_counter(), time.process_time()
+
+    def __call__(self, name: str) -> None:
         now, cpu_now = time.perf_counter(), time.process_time()
-        timings[name] = round(now - clock, 3)
-        cpu_timings[name] = round(cpu_now - cpu_clock, 3)
-        clock, cpu_clock = now, cpu_now
+        self.wall[name] = round(now - self._clock, 3)
+        self.cpu[name] = round(cpu_now - self._cpu_clock, 3)
+        self._clock, self._cpu_clock = now, cpu_now
 
+
+def build_site(options: SiteOptions) -> BuildReport:
+    """Build the whole site into options.out_dir (replacing a previous build, never another
+    folder): the leaderboard's own pages and benchmark.site.pages', the same from Python as
+    from `maebench site`."""
+    lap = _Laps()
     templates = options.templates_dir or site_dir() / "templates"
     static = options.static_dir or site_dir() / "static"
     if not (templates / "base.html").is_file():
         raise SiteError(f"templates not found in {templates} (base.html missing)")
+    board = _board(options, lap)
+
+    prepare_out(options.out_dir)
+    copy_static(static, options.out_dir)
+    env = jinja_environment(templates)
+    env.globals["cards"] = board.cards  # other pages mark results whose config differs from the card
+    sections = [_leaderboard_pages(board, options),
+                *(builder(options.results_dir) for builder in with_plugins(SITE_PAGES))]
+    files = render_pages(sections, env)
+    write_files(files, options.out_dir)
+    lap("render")
+    n_results = sum(len(results) for results in board.table.values())
+    return BuildReport(options.out_dir, sorted(files), lap.wall, n_results, lap.cpu)
+
+
+def _board(options: SiteOptions, lap: _Laps) -> _Board:
+    """Load (results, cards, reported numbers), statistics (one comparison family per task, the
+    summary) and plots: the three timed phases before rendering."""
     metric = options.stats.metric
     table = load_table(options.results_dir)
     cards = _load_cards(options.models_dir)
@@ -158,22 +184,24 @@ def build_site(options: SiteOptions) -> BuildReport:
     if n_sized < 2:  # one point (or a reference line alone) says nothing about size
         params_plot = Markup("")
     lap("plots")
+    return _Board(table, cards, reported, tasks, left_out, all_views, views, side_views, summary,
+                  flags, params_plot, n_sized)
 
-    prepare_out(options.out_dir)
-    copy_static(static, options.out_dir)
-    env = jinja_environment(templates)
-    nav = [{"label": label, "href": href} for label, href in CORE_NAV]
-    env.globals["nav"] = nav
-    env.globals["cards"] = cards  # extra pages mark results whose config differs from the card
-    extra_nav = []
-    for extra in EXTRA_PAGES:
-        extra_nav += [{"label": label, "href": href}
-                      for label, href in extra(env, options.results_dir, options.out_dir)]
-    nav.extend(extra_nav)
-    if extra_nav:  # once more, so that extra pages link to each other too (same files rewritten)
-        for extra in EXTRA_PAGES:
-            extra(env, options.results_dir, options.out_dir)
 
+def _leaderboard_pages(board: _Board, options: SiteOptions) -> Pages:
+    """The leaderboard's own pages: first in the navigation, rendered like every other."""
+
+    def render(env: jinja2.Environment) -> dict[str, str]:
+        return _render_leaderboard(env, board, options)
+
+    return Pages(nav=CORE_NAV, render=render)
+
+
+def _render_leaderboard(env: jinja2.Environment, board: _Board, options: SiteOptions
+                        ) -> dict[str, str]:
+    metric = options.stats.metric
+    table, cards, reported, summary = board.table, board.cards, board.reported, board.summary
+    views, side_views, all_views = board.views, board.side_views, board.all_views
     results_by_model: dict[str, list[Result]] = {}
     for t in sorted(table):
         for name, r in table[t].items():
@@ -201,16 +229,16 @@ def build_site(options: SiteOptions) -> BuildReport:
     common["model_pages"] = sorted(set(results_by_model) | set(cards))
     common["task_pages"] = sorted(view_by_task)
     common["metric_order"] = metric_order
-    common["timing_flags"] = flags
+    common["timing_flags"] = board.flags
     common["hardware_summary"] = hardware_summary
     pages: dict[str, str] = {}
     pages["index.html"] = env.get_template("index.html").render(
         root="", title="Leaderboard", summary=summary, views=views, families=families,
-        left_out=left_out, side_views=side_views, params_plot=params_plot,
-        n_reported=len(reported), n_sized=n_sized,
+        left_out=board.left_out, side_views=side_views, params_plot=board.params_plot,
+        n_reported=len(reported), n_sized=board.n_sized,
         n_incomplete=sum(not s.complete for s in summary), **common)
     pages["tasks.html"] = env.get_template("tasks.html").render(
-        root="", title="Tasks", views=views, side_views=side_views, left_out=left_out,
+        root="", title="Tasks", views=views, side_views=side_views, left_out=board.left_out,
         table=table, catalog=_catalog_rows(table), **common)
     pages["models.html"] = env.get_template("models.html").render(
         root="", title="Models", summary=summary, results_by_model=results_by_model,
@@ -225,7 +253,7 @@ def build_site(options: SiteOptions) -> BuildReport:
     for view in all_views:
         pages[f"tasks/{view.name}.html"] = task_tpl.render(
             root="../", title=view.display_name, view=view,
-            on_board=view.name in tasks, **common)
+            on_board=view.name in board.tasks, **common)
         if view.query_pair is not None:
             data = per_query_data(view, options)
             pages[f"queries/{view.name}.html"] = query_tpl.render(
@@ -244,12 +272,7 @@ def build_site(options: SiteOptions) -> BuildReport:
             reported=[r for r in reported if r.cell.model == name],
             throughput=throughput, hardware_label=hardware_label, task_kind=task_kind,
             **common)
-    for rel, html in sorted(pages.items()):
-        path = options.out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(html, encoding="utf-8")
-    lap("render")
-    return BuildReport(options.out_dir, sorted(pages), timings, len(all_results), cpu_timings)
+    return pages
 
 
 def _config_differs(cards: dict[str, Any], results_by_model: dict[str, list[Result]]

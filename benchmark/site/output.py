@@ -31,3 +31,11 @@ def copy_static(static: Path, out_dir: Path) -> None:
         for path in sorted(static.iterdir()):
             if path.is_file():
                 shutil.copyfile(path, target / path.name)
+
+
+def write_files(files: dict[str, str], out_dir: Path) -> None:
+    """Every rendered page under `out_dir` (UTF-8, folders made), in sorted order."""
+    for rel, html in sorted(files.items()):
+        path = out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(html, encoding="utf-8")

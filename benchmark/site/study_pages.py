@@ -1,14 +1,16 @@
 """Site pages for studies (results/studies/<id>.json): one page per study with its table and a
-plot of score against pre-training cost, plus an index. Registered in the leaderboard's
-EXTRA_PAGES hook, so the core site code knows nothing about studies."""
+plot of score against pre-training cost, plus an index. Listed in benchmark.site.pages, so the
+core site code knows nothing about studies."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import jinja2
 from markupsafe import Markup
 
 from benchmark.results.store import studies_dir
+from benchmark.site.pages import Pages
 
 # a cell whose fine-tuning or evaluation has not finished yet has no such costs
 CELL_DEFAULTS = {"pretrain_steps": None, "pretrain_tokens": None, "pretrain_wall_s": None,
@@ -185,23 +187,34 @@ def _load_report(path: Path) -> dict:
     return report
 
 
-def study_pages(env, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
+def study_pages(results_dir: Path) -> Pages:
+    """The Studies entry and its pages, or nothing without a stored report. Every report is read
+    and checked here, before anything is rendered: a damaged one is one line, never a page."""
     folder = studies_dir(results_dir)
     paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
     if not paths:
-        return []
+        return Pages()
+    reports = [_load_report(path) for path in paths]
+
+    def render(env: jinja2.Environment) -> dict[str, str]:
+        return _render(env, results_dir, reports)
+
+    return Pages(nav=(("Studies", "studies.html"),), render=render)
+
+
+def _render(env: jinja2.Environment, results_dir: Path, reports: list[dict]) -> dict[str, str]:
+    from benchmark.studies.gates import describe
+    from benchmark.studies.report import verdict_line
+
+    files: dict[str, str] = {}
     studies = []
-    for path in paths:
-        report = _load_report(path)
+    for report in reports:
         rows = _rows(report)
         sid = report["study"]["id"]
         href = f"study-{sid}.html"
         flags = time_flags(report)
-        from benchmark.studies.gates import describe
-        from benchmark.studies.report import verdict_line
-
         references = reference_scores(results_dir, report)
-        html = env.get_template("study.html").render(
+        files[href] = env.get_template("study.html").render(
             root="", title=f"Study {sid}", report=report, rows=rows,
             plot=_plot(report, rows, flags, references), time_flags=flags,
             time_axis=_time_axis(rows)[0], references=references,
@@ -211,9 +224,8 @@ def study_pages(env, results_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
             cells=[{**CELL_DEFAULTS, **c, "arm": name}
                    for name, arm in report["arms"].items() for c in arm["cells"]],
         )
-        (out_dir / href).write_text(html, encoding="utf-8")
         studies.append({"id": sid, "href": href, "description": index_description(report),
                         "complete": report["complete"]})
-    index = env.get_template("study.html").render(root="", title="Studies", studies=studies, report=None)
-    (out_dir / "studies.html").write_text(index, encoding="utf-8")
-    return [("Studies", "studies.html")]
+    files["studies.html"] = env.get_template("study.html").render(
+        root="", title="Studies", studies=studies, report=None)
+    return files
