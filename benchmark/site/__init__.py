@@ -1,10 +1,18 @@
-"""The static leaderboard: pages built from the results store (build), inline SVG plots
-(svgplot), and the pages other layers contribute (benchmarks, reproductions, studies).
+"""The static leaderboard site, one module per job:
 
-`from benchmark.site import build_site, SiteOptions` is the entry point. The names are loaded on
-first use: importing a page module or svgplot must not load Jinja2 and the statistics.
+- build: build_site (load, statistics, plots, then every page rendered once and written), the
+  leaderboard's own pages, and SITE_PAGES, the one list of the pages after them;
+- pages: what a page builder returns (Pages), one navigation for all, the plug-in hook;
+- study_pages, benchmark_pages, reproduction_page: the pages other layers contribute;
+- views (task views and their comparison family), timing (indexing speeds and whether they are
+  plausible), reported (papers' numbers), plots and svgplot, queries (per-query page data);
+- templating (the Jinja2 environment), output (the output folder), options (what a build
+  takes and returns).
+
+`from benchmark.site import build_site, SiteOptions` is the entry point, the same build as
+`maebench site`. The names are loaded on first use, so importing one module of the package (svgplot
+for a plot, a page module in a test) does not run the build's imports.
 """
-
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
