@@ -61,6 +61,7 @@ SITE_PAGES: tuple[PageBuilder, ...] = (study_pages, benchmark_pages, reproductio
 
 
 def _load_cards(models_dir: Path | None) -> dict[str, Any]:
+    """The model cards by name ({} without a models folder), for sizes and config marks."""
     from benchmark.catalog.registry import load_cards
     from benchmark.core.paths import models_dir as default_models_dir
 
@@ -133,8 +134,8 @@ class _Laps:
 
 def build_site(options: SiteOptions) -> BuildReport:
     """Build the whole site into options.out_dir (replacing a previous build, never another
-    folder): the leaderboard's own pages and benchmark.site.pages', the same from Python as
-    from `maebench site`."""
+    folder): the leaderboard's own pages, then SITE_PAGES and the plug-ins' pages; the same
+    from Python as from `maebench site`."""
     lap = _Laps()
     templates = options.templates_dir or site_dir() / "templates"
     static = options.static_dir or site_dir() / "static"
