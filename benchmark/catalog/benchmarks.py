@@ -13,11 +13,11 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from benchmark.core.errors import MaebenchError
 from benchmark.core.paths import EMBEDDED_DATA_DIR
-from benchmark.core.validation import validate_yaml
+from benchmark.core.validation import Strict, validate_yaml
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._\-]{0,79}$"
 
@@ -26,16 +26,12 @@ class BenchmarkError(MaebenchError):
     """benchmarks.yaml is malformed or names an unknown task or metric."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BenchmarkTask(_Strict):
+class BenchmarkTask(Strict):
     task: str = Field(pattern=ID_PATTERN)
     metric: str | None = None  # the benchmark's main metric unless set (MS MARCO dev: MRR@10)
 
 
-class Benchmark(_Strict):
+class Benchmark(Strict):
     id: str = Field(pattern=ID_PATTERN)
     title: str
     description: str
@@ -68,7 +64,7 @@ class Benchmark(_Strict):
         raise KeyError(task)
 
 
-class BenchmarkFile(_Strict):
+class BenchmarkFile(Strict):
     benchmarks: list[Benchmark] = Field(min_length=1)
 
 

@@ -11,20 +11,16 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from benchmark.core.errors import RegistryError
 from benchmark.core.paths import is_name, models_dir
-from benchmark.core.validation import read_yaml_text, validate_yaml
+from benchmark.core.validation import Strict, read_yaml_text, validate_yaml
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._\-]{0,79}$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Paper(_Strict):
+class Paper(Strict):
     title: str
     arxiv: str | None = None
     year: int | None = None
@@ -32,7 +28,7 @@ class Paper(_Strict):
     url: str | None = None
 
 
-class Pretraining(_Strict):
+class Pretraining(Strict):
     """How an MAE-style (or other) encoder was pre-trained, as its paper states it (shown on the
     site). None means "not stated / not applicable", never a guess."""
 
@@ -72,7 +68,7 @@ class Pretraining(_Strict):
     heldout_end: dict[str, float] | None = Field(default=None, description="the same after the last step")
 
 
-class Finetuning(_Strict):
+class Finetuning(Strict):
     """How the checkpoint was fine-tuned for retrieval; `stage: none` marks a pre-trained-only
     checkpoint (evaluated zero-shot as is, which is not how its paper used it)."""
 
@@ -86,7 +82,7 @@ class Finetuning(_Strict):
     )
 
 
-class TrainDataRecord(_Strict):
+class TrainDataRecord(Strict):
     """The labelled data a `maebench finetune` run saw (sha256 of the raw files, as results)."""
 
     task: str
@@ -100,7 +96,7 @@ class TrainDataRecord(_Strict):
     held_out_queries: int = Field(default=0, ge=0, description="train queries held out (a study's pilot)")
 
 
-class FinetuneRecord(_Strict):
+class FinetuneRecord(Strict):
     """Everything `maebench finetune` knows about one run: enough to repeat it and to tell two
     fine-tuned cards apart (recipe as resolved after --set overrides, seed, data, outcome)."""
 
@@ -124,7 +120,7 @@ class FinetuneRecord(_Strict):
     command: str | None = None
 
 
-class Bm25Config(_Strict):
+class Bm25Config(Strict):
     """A BM25 configuration; each field changes scores by points, so all are recorded."""
 
     kind: Literal["bm25"]
@@ -145,7 +141,7 @@ HeadLayer = Literal["dense", "layernorm"]
 ModelDtype = Literal["float32", "float16", "bfloat16"]
 
 
-class DenseConfig(_Strict):
+class DenseConfig(Strict):
     """A bi-encoder: which weights, how texts are formatted, pooled and compared.
 
     encoder: `shared` one transformer for queries and passages (AutoModel); `separate` two
@@ -218,7 +214,7 @@ class DenseConfig(_Strict):
 RetrieverConfig = Annotated[Bm25Config | DenseConfig, Field(discriminator="kind")]
 
 
-class ModelCard(_Strict):
+class ModelCard(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     display_name: str
     family: Literal["mae", "contrastive", "sparse", "supervised"]

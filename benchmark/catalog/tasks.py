@@ -10,11 +10,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from benchmark.core.errors import MaebenchError
 from benchmark.core.paths import EMBEDDED_DATA_DIR
-from benchmark.core.validation import validate_yaml
+from benchmark.core.validation import Strict, validate_yaml
 
 QUIRKS: dict[str, str] = {
     "drop_identical_ids": "documents whose id equals the query id are removed from the ranking "
@@ -46,22 +46,18 @@ Quirk = Literal[
 MAIN_METRIC = "nDCG@10"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MtebRef(_Strict):
+class MtebRef(Strict):
     name: str
     dataset: str
     revision: str
 
 
-class BeirStats(_Strict):
+class BeirStats(Strict):
     n_docs: int
     n_queries: int
 
 
-class Fingerprints(_Strict):
+class Fingerprints(Strict):
     """sha256 of the raw bytes of corpus.jsonl, queries.jsonl and qrels/<split>.tsv."""
 
     corpus: str
@@ -69,7 +65,7 @@ class Fingerprints(_Strict):
     qrels: str
 
 
-class TrecFiles(_Strict):
+class TrecFiles(Strict):
     """Queries (`qid<TAB>text`) and qrels (`qid Q0 docid grade`) in TREC formats, as paths
     relative to the data dir or, failing that, to its parent (so `--data-dir shared/data/beir`
     finds `shared/data/msmarco-passage/...`)."""
@@ -78,7 +74,7 @@ class TrecFiles(_Strict):
     qrels: str
 
 
-class TaskSpec(_Strict):
+class TaskSpec(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]*$")
     display_name: str
     domain: str
@@ -135,7 +131,7 @@ class TaskSpec(_Strict):
         return EMBEDDED_DATA_DIR / self.name if "embedded" in self.quirks else None
 
 
-class Catalog(_Strict):
+class Catalog(Strict):
     schema_version: Literal[1]
     beir_url: str
     tasks: tuple[TaskSpec, ...]

@@ -10,11 +10,36 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from benchmark.core.errors import MaebenchError
 
 Model = TypeVar("Model", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """The base of what is declared in a file (cards, tasks, benchmarks, reported scores,
+    reproduction specs): a key the schema does not name is an error rather than dropped (a
+    misspelt field would otherwise leave its default in force, unsaid), and a loaded object is
+    frozen, so what was validated is what runs (and it can be hashed and shared)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StrictFinite(Strict):
+    """Strict, and no inf or NaN anywhere: a study spec takes numbers from `--set` overrides,
+    where `scale=inf` reached int(round(inf)) deep in the runner. Only there, because elsewhere
+    refusing them would change what files load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class StrictRecord(BaseModel):
+    """Strict about keys but not frozen: a stored result (benchmark.results.schema) has never
+    been frozen, and loaded results are amended in place (the site's tests plant runtimes,
+    metrics and per-query scores into them), so freezing it would be a change of behaviour."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def first_error(exc: ValidationError) -> str:

@@ -26,11 +26,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from benchmark.core.errors import MaebenchError
 from benchmark.core.paths import results_dir as default_results_dir
-from benchmark.core.validation import read_yaml_text, validate_yaml
+from benchmark.core.validation import Strict, read_yaml_text, validate_yaml
 from benchmark.results.store import reproductions_dir
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._\-]{0,79}$"
@@ -51,11 +51,7 @@ class ReproduceError(MaebenchError):
     """A reproduction spec is malformed or refers to reported cells that do not exist."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class KnownDifference(_Strict):
+class KnownDifference(Strict):
     """An explained gap between our setup and the paper's (another BM25 analyzer, a corpus
     without titles): cells beyond the default tolerance but within `bound` are OKish with this
     reason; beyond it they FAIL. It never changes what OK means."""
@@ -75,7 +71,7 @@ class KnownDifference(_Strict):
         return self
 
 
-class SpecCell(_Strict):
+class SpecCell(Strict):
     """One cell to re-run; model / reported / system default to the spec's."""
 
     task: str = Field(pattern=ID_PATTERN)
@@ -85,7 +81,7 @@ class SpecCell(_Strict):
     system: str | None = None
 
 
-class Spec(_Strict):
+class Spec(Strict):
     id: str = Field(pattern=ID_PATTERN)
     title: str
     description: str | None = None

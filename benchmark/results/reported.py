@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from benchmark.core.errors import MaebenchError
-from benchmark.core.validation import validate_yaml
+from benchmark.core.validation import Strict, validate_yaml
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._\-]{0,79}$"
 MAX_FILE_BYTES = 2 << 20  # a paper's tables are a few KB; anything bigger is a mistake
@@ -36,11 +36,7 @@ class ReportedError(MaebenchError):
     """A results/reported/ file is unreadable or does not match the schema."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Source(_Strict):
+class Source(Strict):
     """Where a file's numbers come from; say which version of the paper where it matters."""
 
     kind: SourceKind
@@ -58,7 +54,7 @@ class Source(_Strict):
     notes: str | None = None
 
 
-class CellOrigin(_Strict):
+class CellOrigin(Strict):
     """Per-cell location inside a results repository (one JSON file per dataset in MTEB)."""
 
     path: str
@@ -67,7 +63,7 @@ class CellOrigin(_Strict):
     dataset_revision: str | None = None
 
 
-class Cell(_Strict):
+class Cell(Strict):
     model: str = Field(pattern=NAME_PATTERN, description="registry card name (models/<model>.yaml)")
     system: str = Field(description="the row label the source uses for this system")
     checkpoint: str | None = None
@@ -88,7 +84,7 @@ class Cell(_Strict):
         return value
 
 
-class ReportedFile(_Strict):
+class ReportedFile(Strict):
     source: Source
     cells: list[Cell] = Field(min_length=1)
 

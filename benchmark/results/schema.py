@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from benchmark.catalog.tasks import Fingerprints
 from benchmark.core.errors import ResultError
-from benchmark.core.validation import validate
+from benchmark.core.validation import StrictRecord, validate
 from benchmark.results.identity import EvalKey
 
 if TYPE_CHECKING:
@@ -25,11 +25,7 @@ SCHEMA_VERSION = 1
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._\-]{0,79}$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelInfo(_Strict):
+class ModelInfo(StrictRecord):
     name: str = Field(pattern=NAME_RE.pattern)
     display_name: str
     family: str
@@ -57,7 +53,7 @@ class ModelInfo(_Strict):
         )
 
 
-class TaskInfo(_Strict):
+class TaskInfo(StrictRecord):
     name: str = Field(pattern=NAME_RE.pattern)
     split: str
     quirks: list[str]
@@ -69,14 +65,14 @@ class TaskInfo(_Strict):
     warnings: list[str] = []
 
 
-class RunInfo(_Strict):
+class RunInfo(StrictRecord):
     file: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     depth: int = Field(gt=0)
     format: Literal["trec.gz"] = "trec.gz"
 
 
-class Provenance(_Strict):
+class Provenance(StrictRecord):
     maebench: str
     maebench_commit: str | None = None  # git commit of the checkout ("+dirty"), None from a wheel
     versions: dict[str, str | None]
@@ -90,7 +86,7 @@ class Provenance(_Strict):
     command: str | None = None
 
 
-class Result(_Strict):
+class Result(StrictRecord):
     schema_version: Literal[1] = SCHEMA_VERSION
     model: ModelInfo
     task: TaskInfo

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from benchmark.core.errors import MaebenchError
 from benchmark.core.paths import EMBEDDED_DATA_DIR, models_dir
+from benchmark.core.validation import StrictFinite
 from benchmark.results.store import studies_dir
 from benchmark.training.backbone import BackboneSize
 
@@ -49,18 +50,13 @@ class StudyError(MaebenchError):
     """A study spec is malformed or names something unknown."""
 
 
-class _Strict(BaseModel):
-    # finite numbers only: `--set scale=inf` reached int(round(inf)) deep in the runner
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
 # bounds that keep every product of budgets and scales a finite float (a 400-digit budget_tokens
 # overflowed float()); the runner's steps are bounded again by pretrain_recipe.MAX_STEPS
 MAX_BUDGET_TOKENS = 10**15
 MAX_SCALE = 10**6
 
 
-class Arm(_Strict):
+class Arm(StrictFinite):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]{0,20}$")
     objective: str | None = Field(description="a pre-training objective, or null: no pre-training "
                                   "of its own (fine-tunes the stage-0 weights, or the init)")
@@ -68,7 +64,7 @@ class Arm(_Strict):
                                          description="this arm's pre-training recipe settings")
 
 
-class BackboneSpec(_Strict):
+class BackboneSpec(StrictFinite):
     """A backbone built from nothing as the study's first step (`maebench backbone new`); the
     size defaults are the command's (training.backbone.BackboneSize)."""
 
@@ -87,7 +83,7 @@ class BackboneSpec(_Strict):
                             max_positions=self.max_positions, vocab_size=self.vocab_size)
 
 
-class Stage0Spec(_Strict):
+class Stage0Spec(StrictFinite):
     """One shared pre-training every arm continues from (head included)."""
 
     objective: str = "mlm"
@@ -97,7 +93,7 @@ class Stage0Spec(_Strict):
     seed: int = Field(default=0, ge=0, lt=2**32)
 
 
-class PilotSpec(_Strict):
+class PilotSpec(StrictFinite):
     """The fine-tuning learning rate, chosen before any test number exists: each candidate
     fine-tunes one arm's backbone on the train split minus a held-out share of its queries, and
     the best score on those held-out train queries wins (ties: the smaller rate)."""
@@ -108,14 +104,14 @@ class PilotSpec(_Strict):
     seed: int = Field(default=0, ge=0, lt=2**32)
 
 
-class FinetuneSpec(_Strict):
+class FinetuneSpec(StrictFinite):
     task: str
     recipe: str
     overrides: dict[str, Scalar] = Field(default_factory=dict)
     pilot: PilotSpec | None = None
 
 
-class GatesSpec(_Strict):
+class GatesSpec(StrictFinite):
     """Manipulation checks (studies.gates), each judged on data the test set never touches before
     any test number of the study is computed. A failed gate makes the study uninformative: its
     contrasts are not findings. The defaults are the floor; a spec may only tighten them."""
@@ -138,7 +134,7 @@ class GatesSpec(_Strict):
                                     "evaluation task held out as the fine-tuning gate's validation set")
 
 
-class Stage0Probe(_Strict):
+class Stage0Probe(StrictFinite):
     """A further set of stage-0 probes with their own recipe settings (batch, schedule) and length,
     for when the first probes leave the question open (scratch-mae-gated: 183 steps of 64x128
     never left the unigram plateau, so the next probes ask whether more, smaller steps do)."""
@@ -150,7 +146,7 @@ class Stage0Probe(_Strict):
                                          description="on top of stage 0's own overrides")
 
 
-class CalibrationSpec(_Strict):
+class CalibrationSpec(StrictFinite):
     """The calibration run (`maebench study <spec> --calibrate`, studies.calibrate): short probes
     on train and held-out data only, before the design's rates and budgets are fixed."""
 
@@ -163,7 +159,7 @@ class CalibrationSpec(_Strict):
     evaluations: int = Field(default=6, ge=2, le=100)
 
 
-class Deviation(_Strict):
+class Deviation(StrictFinite):
     """A change to the design after its registration, or a post-hoc decision, as the page lists it."""
 
     what: str
@@ -171,7 +167,7 @@ class Deviation(_Strict):
     why: str
 
 
-class StudySpec(_Strict):
+class StudySpec(StrictFinite):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]{0,30}$")
     description: str
     question: str | None = Field(default=None, description="what the study asks (site page)")
