@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from benchmark.commands import options
+
 
 def _names(value: str | None) -> list[str] | None:
     if value is None:
@@ -29,10 +31,10 @@ def register(app: typer.Typer) -> None:
             None, "--format", help="json, markdown or latex (default: from --out's suffix)."
         ),
         out: Path | None = typer.Option(None, help="Write the comparison to this file."),
-        permutations: int = typer.Option(10_000, min=10_000, help="Sign flips per test."),
-        bootstrap: int = typer.Option(10_000, min=1000, help="Bootstrap resamples per CI."),
-        seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed of the permutations and resamples."),
-        alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="Significance level (Holm)."),
+        permutations: options.Permutations = options.PERMUTATIONS,
+        bootstrap: options.Bootstrap = options.BOOTSTRAP,
+        seed: options.Seed = options.SEED,
+        alpha: options.Alpha = options.ALPHA,
         baseline: str | None = typer.Option(
             None, help="Compare every model with this one only (one-vs-all)."
         ),

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from benchmark.commands import options
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -16,10 +18,10 @@ def register(app: typer.Typer) -> None:
         baseline: str = typer.Option("bm25", help="Model the significance markers compare to."),
         metric: str = typer.Option("nDCG@10", help="Leaderboard metric (needs per-query scores)."),
         top_n: int = typer.Option(40, min=2, help="Models in each task's pairwise matrix."),
-        permutations: int = typer.Option(10_000, min=10_000, help="Sign flips per test."),
-        bootstrap: int = typer.Option(10_000, min=1000, help="Bootstrap resamples."),
-        seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed of the permutations and resamples."),
-        alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="Significance level (Holm)."),
+        permutations: options.Permutations = options.PERMUTATIONS,
+        bootstrap: options.Bootstrap = options.BOOTSTRAP,
+        seed: options.Seed = options.SEED,
+        alpha: options.Alpha = options.ALPHA,
         data_dir: Path | None = typer.Option(
             None, help="BEIR datasets, for query texts and judgements on per-query pages; "
             "env MAEBENCH_DATA_DIR."
