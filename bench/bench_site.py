@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmark.catalog.tasks import Fingerprints
 from benchmark.comparison.compare import StatsOptions
+from benchmark.results.result_store import write_result
 from benchmark.results.schema import ModelInfo, Provenance, Result, TaskInfo
-from benchmark.results.store import write_result
 from benchmark.site.build import SiteOptions, build_site
 
 FAMILIES = ("mae", "contrastive", "sparse", "supervised")

@@ -125,8 +125,8 @@ def run(
     skips it; one that may not is an error saying why, unless `overwrite` replaces it."""
     from benchmark.core.errors import ResultError
     from benchmark.pipeline.runner import RunOptions, run_task
+    from benchmark.results.result_store import read_result
     from benchmark.results.reuse import stored_stand_in
-    from benchmark.results.store import read_result
 
     card = get_card(model) if isinstance(model, str) else model
     spec = get_task(task) if isinstance(task, str) else task
@@ -163,7 +163,7 @@ def load_results(
     results_dir: str | Path | None = None, *, model: str | None = None, task: str | None = None,
 ) -> list[Result]:
     """The stored results (each read and hash-checked), optionally of one model and/or task."""
-    from benchmark.results.store import iter_results
+    from benchmark.results.result_store import iter_results
 
     return [result for _, result in iter_results(_results_dir(results_dir))
             if (model is None or result.model.name == model)

@@ -34,23 +34,25 @@ def _inject(fault: str | None, stack: contextlib.ExitStack) -> None:
         stack.enter_context(
             mock.patch("benchmark.submission.submit.validate_bundle", _raise(KeyboardInterrupt())))
     elif fault == "interrupt-commit":
-        stack.enter_context(mock.patch("benchmark.results.store._step", _raise(KeyboardInterrupt())))
+        stack.enter_context(mock.patch("benchmark.results.result_store._step", _raise(KeyboardInterrupt())))
     elif fault == "interrupt-site":
-        stack.enter_context(mock.patch("benchmark.results.store.iter_results", _raise(KeyboardInterrupt())))
+        stack.enter_context(mock.patch("benchmark.results.result_store.iter_results",
+                                       _raise(KeyboardInterrupt())))
         stack.enter_context(
             mock.patch("benchmark.comparison.compare.iter_results", _raise(KeyboardInterrupt())))
     elif fault == "enospc":
         stack.enter_context(mock.patch(
-            "benchmark.results.store.os.fsync", _raise(OSError(errno.ENOSPC, "No space left on device"))
+            "benchmark.results.result_store.os.fsync",
+            _raise(OSError(errno.ENOSPC, "No space left on device"))
         ))
     elif fault == "eio-read":
         stack.enter_context(mock.patch(
-            "benchmark.results.store._sha256_file", _raise(OSError(errno.EIO, "Input/output error"))
+            "benchmark.results.result_store._sha256_file", _raise(OSError(errno.EIO, "Input/output error"))
         ))
     elif fault == "claim-held":  # another process is computing (bm25, tiny) right now
         from pathlib import Path
 
-        from benchmark.results.store import ResultStore
+        from benchmark.results.result_store import ResultStore
 
         store = ResultStore(Path(os.environ["MAEBENCH_RESULTS_DIR"]))
         stack.enter_context(store.claim("bm25", "tiny", overwrite=True))

@@ -12,7 +12,7 @@ from benchmark.catalog.tasks import TaskSpec
 from benchmark.core.errors import ResultError
 from benchmark.core.paths import EMBEDDED_DATA_DIR
 from benchmark.pipeline.runner import RunOptions, run_task
-from benchmark.results.store import read_result
+from benchmark.results.result_store import read_result
 
 
 @pytest.fixture

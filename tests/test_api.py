@@ -13,7 +13,7 @@ import pytest
 import benchmark
 from benchmark.catalog.tasks import get_task
 from benchmark.datasets.beir import load_dataset
-from benchmark.results.store import read_run, result_path
+from benchmark.results.result_store import read_run, result_path
 from tests.conftest import REPO
 
 VERBS = ("run", "evaluate", "compare", "load_results", "reproduce")

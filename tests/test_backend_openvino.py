@@ -239,7 +239,7 @@ def test_a_run_records_its_backend_outside_the_evaluation_identity(kinds, home, 
     from benchmark.catalog.tasks import get_task
     from benchmark.pipeline.runner import RunOptions, run_task
     from benchmark.results.identity import EvalKey
-    from benchmark.results.store import read_result
+    from benchmark.results.result_store import read_result
 
     card = kinds["shared-cls"]
     results = {}
@@ -268,7 +268,7 @@ def test_a_fallback_rekeys_the_store_entry_before_writing(kinds, home, tmp_path,
     entry, never under the OpenVINO key."""
     from benchmark.catalog.tasks import get_task
     from benchmark.pipeline.runner import RunOptions, run_task
-    from benchmark.results.store import read_result
+    from benchmark.results.result_store import read_result
 
     monkeypatch.setattr(openvino_export, "convert",
                         lambda *a: (_ for _ in ()).throw(RuntimeError("unsupported op")))
@@ -338,7 +338,7 @@ def test_auto_uses_torch_where_torch_measures_faster_and_says_so_with_the_number
     from benchmark.catalog.tasks import get_task
     from benchmark.core.provenance import cpu_isa, cpu_model
     from benchmark.pipeline.runner import RunOptions, run_task
-    from benchmark.results.store import read_result
+    from benchmark.results.result_store import read_result
 
     monkeypatch.setattr(measurement, "measure_backends", _measured(1000.0, 1500.0))
     card = kinds["shared-cls"]

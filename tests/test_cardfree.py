@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from benchmark.cli import app
 from benchmark.core.errors import MaebenchError
-from benchmark.results.store import read_result
+from benchmark.results.result_store import read_result
 
 REPO = Path(__file__).resolve().parents[1]
 

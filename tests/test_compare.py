@@ -14,8 +14,8 @@ from benchmark.cli import app
 from benchmark.comparison.compare import StatsOptions, build_report, load_table
 from benchmark.comparison.report import to_json, to_latex, to_markdown
 from benchmark.evaluation.significance import IncomparableResultsError
+from benchmark.results.result_store import write_result
 from benchmark.results.schema import ModelInfo, Provenance, Result, TaskInfo
-from benchmark.results.store import write_result
 
 FAST = StatsOptions(n_perm=2000, n_boot=2000)
 FP = Fingerprints(corpus="a" * 64, queries="b" * 64, qrels="c" * 64)

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from benchmark.comparison.compare import StatsOptions, build_report, load_table
 from benchmark.comparison.console import render_rich
-from benchmark.results.store import write_result
+from benchmark.results.result_store import write_result
 from tests.test_compare import make_result
 
 FAST = StatsOptions(n_perm=2000, n_boot=2000)

@@ -12,8 +12,8 @@ import pytest
 from benchmark.core.errors import DataError
 from benchmark.datasets.beir import load_corpus
 from benchmark.datasets.stream import GRANULE, scan_corpus
+from benchmark.embeddings.embedding_store import EmbeddingStore, StoreError
 from benchmark.embeddings.key import StoreKey, folder_digest, texts_fingerprint
-from benchmark.embeddings.store import EmbeddingStore, StoreError
 from benchmark.retrievers.options import parse_size, shard_rows
 
 BASE = dict(
@@ -83,7 +83,7 @@ def test_crash_in_each_write_step_loses_at_most_that_shard(tmp_path, monkeypatch
     store, key = EmbeddingStore(tmp_path), StoreKey(**BASE)
     _fill(store, key, range(1))  # shard 0 committed before the crash
 
-    import benchmark.embeddings.store as store_module
+    import benchmark.embeddings.embedding_store as store_module
 
     real_replace, real_open = os.replace, Path.open
     calls = {"n": 0}

@@ -65,7 +65,7 @@ def clean(tmp_path_factory, card):
 
 def _run_file(path: Path) -> str:
     """The stored result's run (top-k per query) digest: equal digests, equal run files."""
-    from benchmark.results.store import read_result
+    from benchmark.results.result_store import read_result
 
     result = read_result(path)
     assert result.run is not None

@@ -20,8 +20,8 @@ from benchmark.core.paths import (
     load_json_bounded,
     read_bounded,
 )
+from benchmark.embeddings.embedding_store import EmbeddingStore, StoreError
 from benchmark.embeddings.key import StoreKey
-from benchmark.embeddings.store import EmbeddingStore, StoreError
 
 # --------------------------------------------------------------------------- the helpers
 
@@ -235,7 +235,7 @@ def test_store_rm_takes_entry_ids_only(tmp_path):
 
 
 def _journal_case(tmp_path, journal: str | bytes, txn_name: str = "txn-evil"):
-    from benchmark.results.store import ResultStore
+    from benchmark.results.result_store import ResultStore
 
     results = tmp_path / "results"
     txn = results / ".maebench" / txn_name
@@ -288,7 +288,7 @@ def test_a_journal_it_did_not_write_is_quarantined_not_applied(tmp_path, journal
 
 
 def test_a_symlinked_transaction_folder_is_never_followed(tmp_path):
-    from benchmark.results.store import ResultStore
+    from benchmark.results.result_store import ResultStore
 
     results = tmp_path / "results"
     (results / ".maebench").mkdir(parents=True)
@@ -306,7 +306,7 @@ def test_a_symlinked_transaction_folder_is_never_followed(tmp_path):
 def test_a_genuine_journal_still_rolls_forward(tmp_path):
     """A version-2 journal the store wrote, left by a kill after the commit point, and a
     version-1 one (absolute paths) from an older maebench: both are applied."""
-    from benchmark.results.store import ResultStore
+    from benchmark.results.result_store import ResultStore
 
     for version in (1, 2):
         results = tmp_path / f"results{version}"
@@ -328,7 +328,7 @@ def test_a_genuine_journal_still_rolls_forward(tmp_path):
 
 def test_claim_locks_never_follow_a_symlink(tmp_path):
     from benchmark.core.errors import ResultError
-    from benchmark.results.store import ResultStore
+    from benchmark.results.result_store import ResultStore
 
     results = tmp_path / "results"
     claims = results / ".maebench" / "claims"

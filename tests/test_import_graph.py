@@ -36,7 +36,7 @@ LAYERS = (
     "datasets",      # BEIR folders, streamed corpora, TREC files, downloads
     "embeddings",    # the embedding store: keys, shards, corpus sources
     "retrievers",    # BM25, dense (encoders, backends, engines, search), the mteb adapter
-    "results",       # the results store: schema, identity, store, run files, reported, MTEB files
+    "results",       # the results store: schema, identity, result_store, run files, reported, MTEB files
     "pipeline",      # card + task -> stored result
     "comparison",    # paired tests between stored results, benchmark standings
     "submission",    # bundles out and in
@@ -224,29 +224,29 @@ CLEAN = {
     "catalog/__init__.py": "",
     "catalog/tasks.py": "from benchmark.core.errors import MaebenchError\n",
     "results/__init__.py": "",
-    "results/store.py": "from ..catalog import tasks\n",
+    "results/result_store.py": "from ..catalog import tasks\n",
 }
 
 
 def test_a_clean_tree_passes(tmp_path: Path):
     graph = import_graph(_tree(tmp_path, CLEAN))
-    assert graph["benchmark.results.store"] == {"benchmark.catalog.tasks"}  # relative, submodule
+    assert graph["benchmark.results.result_store"] == {"benchmark.catalog.tasks"}  # relative, submodule
     assert find_cycles(graph) == [] and upward_imports(graph) == []
 
 
 @pytest.mark.parametrize("planted", [
-    "import benchmark.results.store\n",  # top level
-    "def later():\n    from benchmark.results.store import x\n",  # lazy, inside a function
-    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from benchmark.results import store\n",
-    "import importlib\nSTORE = importlib.import_module('benchmark.results.store')\n",
+    "import benchmark.results.result_store\n",  # top level
+    "def later():\n    from benchmark.results.result_store import x\n",  # lazy, inside a function
+    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from benchmark.results import result_store\n",
+    "import importlib\nSTORE = importlib.import_module('benchmark.results.result_store')\n",
 ])
 def test_a_planted_cycle_and_upward_import_are_found(tmp_path: Path, planted: str):
     files = {**CLEAN, "catalog/tasks.py": CLEAN["catalog/tasks.py"] + planted}
     graph = import_graph(_tree(tmp_path, files))
-    assert find_cycles(graph) == [["benchmark.catalog.tasks", "benchmark.results.store",
+    assert find_cycles(graph) == [["benchmark.catalog.tasks", "benchmark.results.result_store",
                                    "benchmark.catalog.tasks"]]
     assert upward_imports(graph, ("core", "catalog", "results", "")) == [
-        "benchmark.catalog.tasks -> benchmark.results.store (catalog is below results)"]
+        "benchmark.catalog.tasks -> benchmark.results.result_store (catalog is below results)"]
 
 
 def test_a_cycle_inside_one_layer_is_found(tmp_path: Path):

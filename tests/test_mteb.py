@@ -11,7 +11,7 @@ from benchmark.catalog.registry import get_card
 from benchmark.catalog.tasks import get_task
 from benchmark.datasets.beir import load_dataset
 from benchmark.pipeline.runner import RunOptions, run_task
-from benchmark.results.store import read_result
+from benchmark.results.result_store import read_result
 from benchmark.retrievers.mteb_adapter import MaebenchEncoder, MaebenchSearch
 from tests.conftest import REPO
 from tests.test_encoders import make_card

@@ -14,8 +14,8 @@ from benchmark.catalog.registry import get_card
 from benchmark.catalog.tasks import get_task
 from benchmark.core.errors import ResultError
 from benchmark.pipeline.runner import RunOptions, run_task
+from benchmark.results.result_store import read_result, read_run, run_path
 from benchmark.results.runfiles import decode_run
-from benchmark.results.store import read_result, read_run, run_path
 from tests.conftest import REPO, shared_dataset
 
 STANDARD = {"nDCG@10", "MRR@10", "R@100", "R@1000", "MAP@100"}

@@ -206,7 +206,7 @@ def test_reproduce_tiny_ok_then_reuse_then_fail(workspace):
     assert path == workspace / "reproductions" / "tiny-paper.json"
     [stored] = load_reports(workspace)
     assert stored["counts"] == {"OK": 1, "OKish": 0, "FAIL": 1 - 1, "NOT RUN": 1}
-    from benchmark.results.store import iter_results
+    from benchmark.results.result_store import iter_results
 
     assert [p.parent.name for p, _ in iter_results(workspace)] == ["bm25"]  # report not a result
 

@@ -10,9 +10,9 @@ from benchmark.catalog.registry import get_card
 from benchmark.catalog.tasks import get_task
 from benchmark.core.errors import ResultError
 from benchmark.pipeline.runner import RunOptions, run_task
+from benchmark.results.result_store import iter_results, read_result, result_path
 from benchmark.results.runfiles import decode_run, encode_run
 from benchmark.results.schema import parse_result
-from benchmark.results.store import iter_results, read_result, result_path
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from benchmark.catalog.tasks import get_task
 from benchmark.pipeline.runner import RunOptions, run_task
-from benchmark.results.store import read_result, run_path
+from benchmark.results.result_store import read_result, run_path
 from benchmark.retrievers.backends.torch_backend import HFEncoder
 from benchmark.retrievers.options import StoreOptions
 from tests.test_store_cli import _card as _base_card

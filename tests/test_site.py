@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from benchmark.comparison.compare import StatsOptions
-from benchmark.results.store import write_result
+from benchmark.results.result_store import write_result
 from benchmark.site import build
 from benchmark.site.build import SiteError, SiteOptions, build_site
 from tests.conftest import REPO
@@ -167,7 +167,7 @@ def test_reported_page_has_means_a_side_by_side_and_the_ms_marco_numbers(site_re
     assert "marco-only" not in matrix.split("Not in this table")[0]  # no row of dots
     assert "<code>marco-only</code>" in matrix  # named, with where its numbers are
     versus = page.split('id="versus"')[1].split('id="in-domain"')[0]
-    from benchmark.results.store import read_result
+    from benchmark.results.result_store import read_result
 
     measured = read_result(site_results / "bm25" / "scifact.json").metrics["nDCG@10"]
     assert "43.22" in versus and f"{measured * 100:.2f}" in versus

@@ -40,7 +40,7 @@ def site(tmp_path_factory) -> Path:
     from benchmark.catalog.registry import get_card
     from benchmark.catalog.tasks import get_task
     from benchmark.pipeline.runner import RunOptions, run_task
-    from benchmark.results.store import read_result, write_result
+    from benchmark.results.result_store import read_result, write_result
 
     root = tmp_path_factory.mktemp("browser-site")
     results = root / "results"

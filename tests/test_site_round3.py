@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.results.store import read_result, write_result
+from benchmark.results.result_store import read_result, write_result
 from tests.conftest import REPO
 from tests.test_compare import make_result
 from tests.test_site import CHROMIUM, Browser, _build

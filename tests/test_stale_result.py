@@ -26,7 +26,7 @@ from benchmark.core.errors import MaebenchError, ResultError
 from benchmark.core.paths import EMBEDDED_DATA_DIR
 from benchmark.pipeline.runner import RunOptions, run_task
 from benchmark.reproduction.reproduce import get_spec, reproduce
-from benchmark.results.store import read_result
+from benchmark.results.result_store import read_result
 
 REPORTED = """
 source: {kind: paper, title: "A mini paper", arxiv: "0000.00000", arxiv_version: v1, table: "Table 1"}

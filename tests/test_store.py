@@ -19,7 +19,7 @@ from benchmark.catalog.tasks import get_task
 from benchmark.core.errors import ResultError
 from benchmark.pipeline.runner import RunOptions, run_task
 from benchmark.results.identity import EvalKey
-from benchmark.results.store import META, ResultStore, read_result, run_path
+from benchmark.results.result_store import META, ResultStore, read_result, run_path
 from tests.conftest import REPO
 
 
@@ -95,8 +95,8 @@ CRASHER = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    import benchmark.results.store as store
-    from benchmark.results.store import read_result, run_path
+    import benchmark.results.result_store as store
+    from benchmark.results.result_store import read_result, run_path
     target, step, path = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     def die(name):
         if name == step:

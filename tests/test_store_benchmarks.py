@@ -123,7 +123,7 @@ def test_an_approximate_result_is_labelled_wherever_its_score_is_shown(tmp_path)
     """Issue 10: the site never ranks an approximate (ANN) result among exact ones unlabelled."""
     import shutil
 
-    from benchmark.results.store import read_result, write_result
+    from benchmark.results.result_store import read_result, write_result
     from benchmark.site.build import SiteOptions, build_site
     from tests.test_site import FAST
 

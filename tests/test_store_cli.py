@@ -12,7 +12,7 @@ from benchmark.catalog.tasks import get_task
 from benchmark.cli import app
 from benchmark.core.errors import MaebenchError
 from benchmark.pipeline.runner import RunOptions, run_task
-from benchmark.results.store import read_result, run_path
+from benchmark.results.result_store import read_result, run_path
 from benchmark.retrievers.options import StoreOptions
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.evaluation.metrics import Metric, canonical_ranking
+from benchmark.results.result_store import iter_results
 from benchmark.results.runfiles import decode_run, encode_run
-from benchmark.results.store import iter_results
 from tests.conftest import BEIR_DIR, REPO
 
 RESULTS = Path(os.environ.get("MAEBENCH_CHECK_RESULTS", REPO / "results"))
@@ -37,7 +37,7 @@ def test_committed_run_file_rescored_by_pytrec_eval_equals_its_json(path: Path):
     pytrec_eval = pytest.importorskip("pytrec_eval")
     from benchmark.catalog.tasks import get_task
     from benchmark.datasets.beir import load_qrels
-    from benchmark.results.store import read_result, read_run
+    from benchmark.results.result_store import read_result, read_run
 
     result = read_result(path)
     task = get_task(result.task.name)

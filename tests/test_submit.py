@@ -111,7 +111,7 @@ def test_submit_adds_result_run_and_card(env):
     assert (models / "bm25.yaml").read_text() == (bundle / "bm25.yaml").read_text()
     assert not [p for p in results.iterdir() if p.name.startswith(".submit-")]
     assert not [p for p in models.iterdir() if p.name.startswith(".submit-")]
-    from benchmark.results.store import iter_results
+    from benchmark.results.result_store import iter_results
 
     [(path, stored)] = iter_results(results)
     assert stored.metrics == sub.results[0].result.metrics
@@ -391,10 +391,10 @@ def test_failure_during_commit_leaves_everything_unchanged(env, monkeypatch):
             raise OSError(28, "No space left on device")
         return real_fsync(fd)
 
-    monkeypatch.setattr("benchmark.results.store.os.fsync", flaky)
+    monkeypatch.setattr("benchmark.results.result_store.os.fsync", flaky)
     with pytest.raises(MaebenchError, match="no space left on device"):
         submit(bundle, results, models, replace=True)
-    monkeypatch.setattr("benchmark.results.store.os.fsync", real_fsync)
+    monkeypatch.setattr("benchmark.results.result_store.os.fsync", real_fsync)
     assert tree_hash(results, models) == before
     assert not list((results / ".maebench").glob("txn-*"))
 
@@ -531,7 +531,7 @@ def test_submitted_metrics_are_the_tasks_own_set():
     """MS MARCO results carry R@50 beside the standard metrics (issue 10); submit must expect
     exactly what `maebench run` computes for the task, not one fixed list."""
     from benchmark.catalog.tasks import get_task
-    from benchmark.results.store import read_result
+    from benchmark.results.result_store import read_result
     from benchmark.submission.checks import _check_metric_names
     from benchmark.submission.reading import SubmissionError
     from tests.conftest import REPO

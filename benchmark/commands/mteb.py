@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         from benchmark.core.paths import refuse_owned_output
         from benchmark.core.paths import results_dir as default_results_dir
         from benchmark.results.mteb_files import export_results
-        from benchmark.results.store import iter_results
+        from benchmark.results.result_store import iter_results
 
         refuse_owned_output(out, also=(("results database", results_dir),))
         wanted = {m.strip() for m in model.split(",")} if model else None
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         source = {"kind": "results-repo", "title": title, "repo": repo, "path": folder,
                   "commit": commit, "path_prefix": prefix}
         text = build(files, card.name, checkpoint, source)
-        from benchmark.results.store import reported_dir
+        from benchmark.results.result_store import reported_dir
 
         target = reported_dir(results_dir) / f"{name}.yaml"
         if target.exists() and not overwrite:

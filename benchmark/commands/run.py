@@ -222,8 +222,8 @@ def _run_one(card, spec, options, record: dict, console, alone: bool = False) ->
     from benchmark.core.errors import MaebenchError
     from benchmark.core.progress import phase_spinner
     from benchmark.pipeline.runner import run_task
+    from benchmark.results.result_store import read_result
     from benchmark.results.reuse import stored_stand_in
-    from benchmark.results.store import read_result
 
     stored = (None if options.overwrite
               else stored_stand_in(options.results_dir, card, spec, options.data_dir))

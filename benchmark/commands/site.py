@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         refuse_owned_output(out, also=(("results database", results_dir), ("models folder", models_dir)))
         from benchmark.core.errors import MaebenchError
         from benchmark.evaluation.metrics import STANDARD_METRICS
-        from benchmark.results.store import stored_models
+        from benchmark.results.result_store import stored_models
 
         if metric not in STANDARD_METRICS:
             raise MaebenchError(f"unknown metric '{metric}' (known: {', '.join(STANDARD_METRICS)})")

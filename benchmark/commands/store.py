@@ -25,7 +25,7 @@ def _cell(value: object, width: int = 20) -> str:
 
 def _store(root: Path | None):
     from benchmark.core.paths import embeddings_dir
-    from benchmark.embeddings.store import EmbeddingStore
+    from benchmark.embeddings.embedding_store import EmbeddingStore
 
     return EmbeddingStore(root or embeddings_dir())
 

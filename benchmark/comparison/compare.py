@@ -29,8 +29,8 @@ from benchmark.evaluation.significance import (
     permutations_for,
     rank_intervals,
 )
+from benchmark.results.result_store import iter_results
 from benchmark.results.schema import Result
-from benchmark.results.store import iter_results
 
 # task -> model -> result
 ResultTable = dict[str, dict[str, Result]]

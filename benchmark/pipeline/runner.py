@@ -25,9 +25,9 @@ from benchmark.evaluation.metrics import (
     evaluate,
     warm_up_in_background,
 )
+from benchmark.results.result_store import read_result, result_path, run_path, write_result
 from benchmark.results.runfiles import encode_run, sha256_bytes
 from benchmark.results.schema import ModelInfo, Provenance, Result, RunInfo, TaskInfo
-from benchmark.results.store import read_result, result_path, run_path, write_result
 from benchmark.retrievers.options import StoreOptions
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def _evaluate_and_store(card: ModelCard, task: TaskSpec, options: RunOptions, ta
 def _free_target(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
     """The result's path, refused before any work when it exists and overwriting was not asked,
     or when results/ cannot be written (a file in the way, read-only, full)."""
-    from benchmark.results.store import ResultStore
+    from benchmark.results.result_store import ResultStore
 
     ResultStore(options.results_dir).check_writable()
     target = result_path(options.results_dir, card.name, task.name)
@@ -134,8 +134,8 @@ def _free_target(card: ModelCard, task: TaskSpec, options: RunOptions) -> Path:
 @contextlib.contextmanager
 def _claimed(card: ModelCard, task: TaskSpec, options: RunOptions):
     """_free_target, then hold (model, task) until the result is stored: a second concurrent
-    run of the same result is refused at once (benchmark.results.store.ResultStore.claim)."""
-    from benchmark.results.store import ResultStore
+    run of the same result is refused at once (benchmark.results.result_store.ResultStore.claim)."""
+    from benchmark.results.result_store import ResultStore
 
     _free_target(card, task, options)
     with ResultStore(options.results_dir).claim(card.name, task.name, options.overwrite) as target:

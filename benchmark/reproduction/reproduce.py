@@ -31,7 +31,7 @@ from pydantic import Field, model_validator
 from benchmark.core.errors import MaebenchError
 from benchmark.core.paths import results_dir as default_results_dir
 from benchmark.core.validation import Strict, read_yaml_text, validate_yaml
-from benchmark.results.store import reproductions_dir
+from benchmark.results.result_store import reproductions_dir
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._\-]{0,79}$"
 Kind = Literal["bm25", "dense"]
@@ -312,8 +312,8 @@ def _reproduce_pair(
     from benchmark.catalog.registry import get_card
     from benchmark.catalog.tasks import get_task
     from benchmark.pipeline.runner import RunOptions, run_task
+    from benchmark.results.result_store import read_result
     from benchmark.results.reuse import stored_stand_in
-    from benchmark.results.store import read_result
 
     try:
         card = get_card(model)

@@ -137,7 +137,7 @@ def load_reported_file(path: Path) -> ReportedFile:
 
 def load_reported(results_dir: Path | None = None) -> list[ReportedScore]:
     """Every published number under <results_dir>/reported/*.yaml; [] when the folder is absent."""
-    from benchmark.results.store import reported_dir
+    from benchmark.results.result_store import reported_dir
 
     folder = reported_dir(results_dir)
     if not folder.is_dir():

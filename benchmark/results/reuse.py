@@ -54,7 +54,7 @@ def stored_stand_in(
     the stored result stands. An aggregate compares no data of its own: its subtasks are
     checked here one by one as the aggregate reuses or runs them.
     """
-    from benchmark.results.store import read_result, result_path
+    from benchmark.results.result_store import read_result, result_path
 
     path = result_path(results_dir, card.name, task.name)
     if not path.exists():

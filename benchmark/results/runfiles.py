@@ -2,7 +2,7 @@
 
 `results/<model>/<task>.run.gz` holds the top `run.depth` documents per query as TREC lines,
 gzip with mtime 0, so identical runs give identical bytes and the result JSON can name the
-file's sha256. The results store (benchmark.results.store) writes and reads these files; this
+file's sha256. The results store (benchmark.results.result_store) writes and reads these files; this
 module is their format, and the limits a run file from outside (a submission) is read under.
 """
 

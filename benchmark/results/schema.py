@@ -2,7 +2,7 @@
 
 This module only describes and validates (pydantic models, bounds on untrusted numbers and
 nesting, the recorded EvalKey). Where results live on disk, how they are written and read back
-and how their run files are encoded belong to the results store (benchmark.results.store and
+and how their run files are encoded belong to the results store (benchmark.results.result_store and
 benchmark.results.runfiles), the one owner of the results/ tree.
 """
 

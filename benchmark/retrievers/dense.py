@@ -334,7 +334,7 @@ class DenseRetriever:
         )
 
     def _store(self):
-        from benchmark.embeddings.store import EmbeddingStore
+        from benchmark.embeddings.embedding_store import EmbeddingStore
 
         return EmbeddingStore(self.store.store_root())
 

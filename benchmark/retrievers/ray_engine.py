@@ -25,8 +25,8 @@ from benchmark.datasets.stream import StreamedCorpus, read_documents
 
 if TYPE_CHECKING:
     from benchmark.catalog.registry import DenseConfig
+    from benchmark.embeddings.embedding_store import Entry
     from benchmark.embeddings.sources import CorpusSource
-    from benchmark.embeddings.store import Entry
     from benchmark.retrievers.options import StoreOptions
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ def _dataset_for(task: str, options: SiteOptions):
 def per_query_data(view: TaskView, options: SiteOptions) -> dict:
     """Per-query scores of every model, and (where the data is here) each query's text, each
     model's top 10 from its stored run and the judged relevance of those documents."""
-    from benchmark.results.store import read_run, result_path
+    from benchmark.results.result_store import read_run, result_path
 
     scores = view.scores
     qids = sorted(view.results[0].per_query[scores.metric])

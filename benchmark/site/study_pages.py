@@ -9,7 +9,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from benchmark.results.store import studies_dir
+from benchmark.results.result_store import studies_dir
 from benchmark.site.pages import Pages
 
 # a cell whose fine-tuning or evaluation has not finished yet has no such costs

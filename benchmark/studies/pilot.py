@@ -125,7 +125,7 @@ def diagnose(study: StudySpec, card, options: StudyOptions) -> dict[str, Any]:
     """Collapse diagnostics of one backbone on the first evaluation task: raw cosine, centred
     dimensions and spread of the vectors of a seeded document sample, and the top-10 overlap of
     its own run (studies.collapse)."""
-    from benchmark.results.store import read_result, read_run, result_path
+    from benchmark.results.result_store import read_result, read_run, result_path
     from benchmark.retrievers import build_retriever
     from benchmark.studies.collapse import collapse_diagnostics
 

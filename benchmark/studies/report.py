@@ -38,7 +38,7 @@ N_BOOT = 10_000
 
 
 def _read_result(study: StudySpec, card: str, task: str):
-    from benchmark.results.store import result_path
+    from benchmark.results.result_store import result_path
 
     path = result_path(study_results_dir(study), card, task)
     if not path.is_file():
@@ -52,7 +52,7 @@ def _read_result_file(path: Path, mtime_ns: int, size: int):
     """A report reads each result for the arm table, the missing cells, every exploratory metric
     and the zero-shot contrasts: parse it once per file state (the key changes when the file
     does, so a long-running study never sees a stale result)."""
-    from benchmark.results.store import read_result
+    from benchmark.results.result_store import read_result
 
     return read_result(path)
 
@@ -93,7 +93,7 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 
 def _run_overlap(study: StudySpec, card: str, task: str) -> float | None:
     """Top-10 overlap between the queries of a stored run (a query-independent ranking)."""
-    from benchmark.results.store import read_run, result_path
+    from benchmark.results.result_store import read_run, result_path
     from benchmark.studies.collapse import top_k_overlap
 
     result = _read_result(study, card, task)

@@ -79,7 +79,7 @@ def forget_lost_weights(study: StudySpec, echo=print) -> None:
     """Cards whose weights are gone are dropped while some cell still needs them, so their step
     runs again: a backbone, stage 0 and each arm's pre-training are seeded (the same weights
     come back), and a fine-tuned cell without its result is simply redone."""
-    from benchmark.results.store import result_path
+    from benchmark.results.result_store import result_path
     from benchmark.studies.spec import study_results_dir
 
     def finished(name: str) -> bool:

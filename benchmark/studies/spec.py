@@ -26,7 +26,7 @@ from pydantic import BeforeValidator, Field, model_validator
 from benchmark.core.errors import MaebenchError
 from benchmark.core.paths import EMBEDDED_DATA_DIR, models_dir
 from benchmark.core.validation import StrictFinite
-from benchmark.results.store import studies_dir
+from benchmark.results.result_store import studies_dir
 from benchmark.training.backbone import BackboneSize
 
 _DEFAULT_SIZE = BackboneSize()
@@ -549,7 +549,7 @@ def evaluate_card(study: StudySpec, card, options: StudyOptions) -> list[str]:
     """Run `card` on the study's evaluation tasks that it has no result for yet."""
     from benchmark.catalog.tasks import get_task
     from benchmark.pipeline.runner import RunOptions, run_task
-    from benchmark.results.store import result_path
+    from benchmark.results.result_store import result_path
 
     done = []
     for task in study.evaluate:

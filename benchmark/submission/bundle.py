@@ -15,7 +15,7 @@ import yaml
 
 from benchmark.catalog.registry import ModelCard, get_card
 from benchmark.core.errors import MaebenchError
-from benchmark.results.store import read_result, result_path, run_path, stored_tasks
+from benchmark.results.result_store import read_result, result_path, run_path, stored_tasks
 
 
 def _card_text(model: str, results: list, models_dir: Path) -> tuple[ModelCard | None, str]:

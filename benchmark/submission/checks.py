@@ -18,9 +18,9 @@ from pathlib import Path
 from benchmark.catalog.registry import ModelCard
 from benchmark.catalog.tasks import TaskSpec
 from benchmark.core.errors import MaebenchError
+from benchmark.results.result_store import dump_result
 from benchmark.results.runfiles import decode_run, sha256_bytes
 from benchmark.results.schema import ModelInfo, Result
-from benchmark.results.store import dump_result
 from benchmark.submission.reading import Limits, SubmissionError, read_bounded, read_bundle_result
 
 TOLERANCE = 1e-6

@@ -28,7 +28,7 @@ def leaderboard_rows(
 
     The new results take the place of any stored result of the same model; other models count
     only when evaluated on the same data (fingerprints) and queries."""
-    from benchmark.results.store import iter_results
+    from benchmark.results.result_store import iter_results
 
     try:
         from benchmark.evaluation.significance import paired_test

@@ -17,8 +17,7 @@ from pathlib import Path
 
 from benchmark.catalog.registry import ModelCard
 from benchmark.core.errors import MaebenchError
-from benchmark.results.schema import NAME_RE, ModelInfo
-from benchmark.results.store import (
+from benchmark.results.result_store import (
     RESERVED_DIRS,
     dump_result,
     result_path,
@@ -26,6 +25,7 @@ from benchmark.results.store import (
     stored_runs,
     stored_tasks,
 )
+from benchmark.results.schema import NAME_RE, ModelInfo
 from benchmark.submission.checks import CheckedResult, check_result
 from benchmark.submission.reading import Limits, SubmissionError, list_bundle, read_bundle_card
 
@@ -104,7 +104,7 @@ def validate_bundle(
                 raise SubmissionError(
                     f"{target} already exists; pass --replace to overwrite it"
                 )
-            from benchmark.results.store import read_result
+            from benchmark.results.result_store import read_result
 
             try:
                 item.previous = read_result(target)
@@ -198,7 +198,7 @@ def _identical_run(item: CheckedResult, results_dir: Path, model: str) -> str | 
 def _identical_stored(target: Path, item: CheckedResult) -> bool:
     """The stored result and run file are exactly the bundle's (e.g. `submit --check` in the
     clone that produced them): accepted as they are, nothing to replace."""
-    from benchmark.results.store import read_result, run_path
+    from benchmark.results.result_store import read_result, run_path
 
     try:
         stored = read_result(target)
@@ -212,7 +212,7 @@ def _refuse_stale_results(results_dir: Path, card: ModelCard, resubmitted: set[s
     """A replaced card must not leave results of its model computed with the old configuration:
     the leaderboard would average two different models under one name."""
     from benchmark.results.identity import same_config
-    from benchmark.results.store import read_result
+    from benchmark.results.result_store import read_result
 
     config = ModelInfo.from_card(card).config
     for task in stored_tasks(results_dir, card.name):
@@ -233,7 +233,7 @@ def _refuse_stale_results(results_dir: Path, card: ModelCard, resubmitted: set[s
 def commit(sub: Submission, results_dir: Path, models_dir: Path) -> list[Path]:
     """Everything in one ResultStore transaction (results/ and the card in models/): a crash
     or a kill at any point leaves the old or the new state, never part of the bundle."""
-    from benchmark.results.store import ResultStore
+    from benchmark.results.result_store import ResultStore
 
     store = ResultStore(results_dir, models_dir)
     files: list[tuple[Path, bytes]] = []

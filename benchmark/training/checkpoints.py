@@ -5,7 +5,7 @@ weights, optimizer, scheduler, RNG state, trainer_state.json; accelerate's save_
 `pretrain`), so a kill -9 during a save leaves a folder with a missing or 0-byte file, and
 resuming from it crashed every later run (JSONDecodeError on trainer_state.json).
 
-A save is therefore committed the way the stores commit (benchmark.results.store, benchmark.embeddings
+A save is therefore committed the way the stores commit (benchmark.results.result_store, benchmark.embeddings
 .store): every file of the folder is fsynced, then a commit record naming each file with its
 size and sha256 is written to a temporary file, fsynced and renamed to COMMIT_FILE, and the
 folder is fsynced: that rename is the commit point. The trainers keep their own folder names
