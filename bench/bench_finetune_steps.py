@@ -174,8 +174,10 @@ def child(args) -> None:
     stage_dir.mkdir(parents=True)
     timer = Timer()
     start_cpu, start_wall = time.process_time(), time.perf_counter()
-    module._train_stage(1, str(work / "backbone"), config, data, pools, recipe, 0, stage_dir, "cpu",
-                        False, [timer])
+    # today's loop lives in benchmark.training.finetune_trainer (re-exported as train_stage)
+    train_stage = module._train_stage if args.child == "old" else module.train_stage
+    train_stage(1, str(work / "backbone"), config, data, pools, recipe, 0, stage_dir, "cpu",
+                False, [timer])
     import torch
 
     print(json.dumps({

@@ -82,18 +82,34 @@ class Finetuning(Strict):
     )
 
 
+class PairsRecord(Strict):
+    """Title -> text pairs of task corpora (training.title_pairs): what a run trained on when it
+    read no queries and no qrels."""
+
+    source: Literal["titles"]
+    corpora: dict[str, str] = Field(description="task -> sha256 of its corpus.jsonl")
+    pairs: int = Field(ge=0, description="pairs trained on")
+    held_out: int = Field(ge=0, description="pairs held out (seeded) for the held-out loss")
+    skipped: dict[str, int] = Field(description="documents that gave no pair, by reason")
+    pairs_sha256: str = Field(description="sha256 of the trained pairs' ids, sorted")
+    held_out_sha256: str = Field(description="sha256 of the held-out pairs' ids, sorted")
+
+
 class TrainDataRecord(Strict):
-    """The labelled data a `maebench finetune` run saw (sha256 of the raw files, as results)."""
+    """The labelled data a `maebench finetune` run saw (sha256 of the raw files, as results).
+    A title -> text pairs run read no queries or qrels: those two are null and `pairs` says
+    what it read."""
 
     task: str
     split: str
     corpus_sha256: str
-    queries_sha256: str
-    qrels_sha256: str
+    queries_sha256: str | None
+    qrels_sha256: str | None
     negatives_sha256: str = Field(description="sha256 of the mined negatives (JSON, sorted keys)")
     n_queries: int = Field(ge=0)
     n_pairs: int = Field(ge=0)
     held_out_queries: int = Field(default=0, ge=0, description="train queries held out (a study's pilot)")
+    pairs: PairsRecord | None = None
 
 
 class FinetuneRecord(Strict):

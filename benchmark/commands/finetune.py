@@ -19,7 +19,10 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def finetune(
         model: str | None = typer.Option(None, "--model", "-m", help="Backbone card (dense, shared)."),
-        task: str | None = typer.Option(None, "--task", "-t", help="Task with a train split."),
+        task: str | None = typer.Option(
+            None, "--task", "-t", help="Task with a train split, or titles:<task>[,<task>...]: the "
+            "title -> text pairs of those tasks' corpora (no queries, no qrels; e.g. --task "
+            "titles:scifact,nfcorpus --recipe scratch-titles)."),
         recipe: str = typer.Option("standard", help="Recipe name (see --list-recipes)."),
         seed: int = typer.Option(0, min=0, max=2**32 - 1,
                                  help="Seed for negatives sampling, data order and initialisation."),
@@ -51,7 +54,7 @@ def register(app: typer.Typer) -> None:
         validate_every: int | None = typer.Option(
             None, min=1, help="Steps between held-out evaluations (default: the recipe's save_steps)."),
     ) -> None:
-        """Fine-tune MODEL on TASK's train split with one recipe; weights go to
+        """Fine-tune MODEL on TASK's train split (or on title -> text pairs) with one recipe; weights go to
         $MAEBENCH_HOME/checkpoints/<name>, the card to models/<name>.yaml. Multi-GPU:
         `torchrun --nproc_per_node N -m benchmark.cli finetune ...`. A re-run resumes.
 

@@ -105,10 +105,68 @@ class PilotSpec(StrictFinite):
 
 
 class FinetuneSpec(StrictFinite):
+    """What every cell fine-tunes on, with one recipe: a task's train queries and qrels (`task:
+    scifact`), or the title -> text pairs of task corpora with no query or qrels read (`source:
+    titles, corpus: scifact,nfcorpus`; training.title_pairs), which is stored as the task
+    `titles:nfcorpus,scifact`, the name `maebench finetune --task` takes. Normalised so: the
+    runner, the gates and calibration pass `task` on unchanged, and a spec in the `task` form
+    hashes (spec_digest) as it did before the pairs existed."""
+
     task: str
     recipe: str
     overrides: dict[str, Scalar] = Field(default_factory=dict)
     pilot: PilotSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _source(cls, raw: Any) -> Any:
+        from benchmark.training.title_pairs import PREFIX, pairs_task
+
+        if not isinstance(raw, dict):
+            return raw
+        task = raw.get("task")
+        if isinstance(task, str) and task.startswith(f"{PREFIX}:") and "source" not in raw:
+            try:  # titles:scifact,nfcorpus is titles:nfcorpus,scifact (one study, one hash)
+                return {**raw, "task": pairs_task(task.split(":", 1)[1])}
+            except MaebenchError:
+                return raw  # check_spec names it as an unknown task
+        if "source" not in raw and "corpus" not in raw:
+            return raw
+        raw = dict(raw)
+        source, corpus = raw.pop("source", None), raw.pop("corpus", None)
+        if "task" in raw:
+            raise ValueError("give task (train queries and qrels) or source and corpus (pairs), not both")
+        if source != PREFIX:
+            raise ValueError(f"source {source!r}: the one pairs source is '{PREFIX}' (corpus: task names)")
+        names = corpus.split(",") if isinstance(corpus, str) else corpus
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not any(
+                n.strip() for n in names):
+            raise ValueError(f"source {PREFIX} needs corpus: task names, e.g. scifact,nfcorpus")
+        raw["task"] = pairs_task(corpus)
+        return raw
+
+    @model_validator(mode="after")
+    def _pilot_reads_queries(self) -> FinetuneSpec:
+        if self.pilot is not None and self.pairs_corpora:
+            raise ValueError("a pilot holds out train queries of the fine-tuning task; the titles source "
+                             "reads none: choose the rate by calibration (calibrate.finetune_learning_rates)")
+        return self
+
+    @property
+    def pairs_corpora(self) -> tuple[str, ...]:
+        """The corpora of a `titles:` source (empty for a task)."""
+        from benchmark.training.title_pairs import parse_source
+
+        try:
+            source = parse_source(self.task)
+        except MaebenchError:
+            return ()
+        return source.corpora if source else ()
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The catalog tasks it reads: the task, or the corpora of its pairs."""
+        return self.pairs_corpora or (self.task,)
 
 
 class GatesSpec(StrictFinite):
@@ -375,7 +433,7 @@ def check_spec(study: StudySpec, origin: str) -> None:
     from benchmark.training.recipes import available_recipes
 
     tasks = {t.name for t in all_tasks()}
-    for task in (study.finetune.task, *study.evaluate):
+    for task in (*study.finetune.tasks, *study.evaluate):
         if task not in tasks:
             raise StudyError(f"{origin}: unknown task '{task}' (known: {', '.join(sorted(tasks))})")
     if study.finetune.recipe not in available_recipes():
@@ -426,7 +484,11 @@ def check_numbers(study: StudySpec, origin: str) -> None:
                 resolve_steps(budget, apply_overrides(load_recipe(objective), text(overrides)))
             except MaebenchError as exc:
                 raise MaebenchError(f"{where}: {exc}") from None
-        finetune_recipe(study.finetune.recipe, text(study.finetune.overrides))
+        resolved = finetune_recipe(study.finetune.recipe, text(study.finetune.overrides))
+        if study.finetune.pairs_corpora:  # title pairs: in-batch negatives only, one stage
+            from benchmark.training.title_pairs import check_recipe, parse_source
+
+            check_recipe(parse_source(study.finetune.task), resolved)
         for rate in study.finetune.pilot.learning_rates if study.finetune.pilot else ():
             try:  # each candidate is a fine-tuning with lr set to it
                 finetune_recipe(study.finetune.recipe, {**text(study.finetune.overrides), "lr": str(rate)})

@@ -9,6 +9,7 @@ Weights, then card, each appear by rename: a kill never leaves a half card in mo
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.catalog.registry import DenseConfig, ModelCard, parse_card
@@ -81,26 +82,40 @@ def display_name(backbone: ModelCard, recipe: Recipe, task: str, seed: int,
     return f"{backbone.display_name} + {recipe.name}{changed} ({task}, seed {seed})"
 
 
+@dataclass(frozen=True)
+class DataText:
+    """How a card describes training data that is not a task's train split (title -> text
+    pairs, training.title_pairs), and the task whose evaluation lengths apply (`eval_task`)."""
+
+    trained_on: str
+    data: str
+    negatives: str
+    eval_task: str | None
+
+
 def card_yaml(
     backbone: ModelCard, config: DenseConfig, recipe: Recipe, task: str, seed: int, name: str,
     digest: str, record: dict, max_positions: int | None = None, notes: str | None = None,
+    described: DataText | None = None,
 ) -> str:
-    """The new card's YAML (validated); `notes`: the training curve's summary (finetune.
-    curve_summary), since the record's schema has no field for it."""
+    """The new card's YAML (validated); `notes`: the training curve's summary (finetune_log.
+    curve_summary), since the record's schema has no field for it; `described`: the words for
+    data other than `task`'s train split."""
     import yaml
 
     from benchmark.catalog.weights import SHA256_REVISION, home_checkpoint
 
     retriever = eval_config(config, recipe, home_checkpoint(f"checkpoints/{name}"), SHA256_REVISION + digest,
-                            task, max_positions)
+                            described.eval_task if described else task, max_positions)
     query_len, passage_len = retriever.query_max_length, retriever.passage_max_length
     card = {
         "name": name,
         "display_name": display_name(backbone, recipe, task, seed, record.get("overrides")),
         "family": backbone.family,
         "description": (
-            f"{backbone.display_name} fine-tuned by maebench with the '{recipe.name}' recipe on the "
-            f"{task} train split (seed {seed}); evaluated with {recipe.pooling} pooling, "
+            f"{backbone.display_name} fine-tuned by maebench with the '{recipe.name}' recipe on "
+            f"{described.trained_on if described else f'the {task} train split'} (seed {seed}); "
+            f"evaluated with {recipe.pooling} pooling, "
             f"{recipe.similarity} similarity, query {query_len} / passage {passage_len} tokens."
         ),
         "source": (
@@ -116,8 +131,9 @@ def card_yaml(
         "pretraining": backbone.pretraining.model_dump(mode="json") if backbone.pretraining else None,
         "finetuning": {
             "stage": "fine-tuned",
-            "data": f"{task} train split ({record['train_data']['n_queries']} queries)",
-            "negatives": (
+            "data": described.data if described else
+            f"{task} train split ({record['train_data']['n_queries']} queries)",
+            "negatives": described.negatives if described else (
                 f"{recipe.negatives_card} top-{recipe.negatives_depth} over the {task} corpus, judged "
                 "positives removed, sampled with the seed, plus in-batch"
                 + (f"; stage 2: mined by the stage-1 model to depth {recipe.stage2_mining_depth}"
@@ -178,12 +194,13 @@ def training_log(weights_dir: Path) -> dict | None:
 
 def finetune_curve(card: ModelCard) -> dict | None:
     """The training curve of a fine-tuned card, for plots (the study page): the finetune_log.json
-    beside its weights, as written by `maebench finetune` (benchmark.training.finetune.
+    beside its weights, as written by `maebench finetune` (benchmark.training.finetune_log.
     build_training_log: `steps` [{stage, step, loss, lr}], `validation` [{stage, step,
-    validation_loss, validation_chance, validation_queries}], `chance_loss`,
-    `candidates_per_query`, `final_window_loss`, `final_window_share_of_chance`). None for a card
-    that was not fine-tuned here, or whose weights folder is not on this machine or has no log
-    (cards from before the log existed)."""
+    validation_loss, validation_chance, validation_queries}, plus validation_accuracy and
+    validation_candidates for title -> text pairs, whose log also says `held_out_kind`],
+    `chance_loss`, `candidates_per_query`, `final_window_loss`, `final_window_share_of_chance`).
+    None for a card that was not fine-tuned here, or whose weights folder is not on this machine
+    or has no log (cards from before the log existed)."""
     from benchmark.catalog.weights import resolve_checkpoint
     from benchmark.core.errors import ModelLoadError
 

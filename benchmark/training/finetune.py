@@ -1,8 +1,16 @@
 """`maebench finetune`: one fine-tuning protocol (a recipe) applied to any dense backbone card.
 
-backbone card + task's train split + recipe + seed -> weights under $MAEBENCH_HOME/checkpoints/
-<name> (a plain Hugging Face folder, also loadable by sentence-transformers) -> a new card in
-models/ that `maebench run` evaluates like any other, with `finetuned_from` and a full record.
+backbone card + training data + recipe + seed -> weights under $MAEBENCH_HOME/checkpoints/<name>
+(a plain Hugging Face folder, also loadable by sentence-transformers) -> a new card in models/
+that `maebench run` evaluates like any other, with `finetuned_from` and a full record. The
+training data is a task's train split (queries, qrels, BM25 hard negatives), or, named
+`titles:<task>,<task>`, the title -> text pairs of those tasks' corpora with in-batch negatives
+only and no query or qrels file read (training.title_pairs; issue 25).
+
+This module decides what a run trains on and records it; the jobs live beside it:
+finetune_trainer (model, loss, dataset, the sentence-transformers trainer, one stage),
+finetune_log (the per-step curve and held-out evaluations), negatives (train split, mined
+negatives, the epoch plan), title_pairs (the pairs source), cards (the card and its publication).
 
 Training is sentence-transformers' SentenceTransformerTrainer (on the transformers Trainer):
 MultipleNegativesRankingLoss with hard-negative columns (or its GradCache variant), which is
@@ -10,17 +18,10 @@ Tevatron's loss: cross-entropy over [own positive, own negatives, every other qu
 with logits = similarity / temperature. fp16/bf16, multi-GPU (torchrun; in-batch negatives
 gathered across devices), checkpointing and resume come from the trainer.
 
-Speed (issue 26): every text is tokenised once before training (sampler.TokenCache; the
-collator pads cached ids), the loss computes [CLS] vectors with the last layer reduced to the
-[CLS] row and queries in length-sorted chunks (sampler.ClsMultipleNegativesRankingLoss: the same
-loss and gradients, a test compares them with sentence-transformers' own computation), torch
-uses every CPU of the process's affinity and OpenMP threads wait passive (passive_thread_wait).
-`python bench/bench_finetune_steps.py` times this against 1d80994.
-
 Record (issues 25, 27): each step's loss and learning rate, and held-out evaluations when train
-queries are held out, go to `<weights>/finetune_log.json` (build_training_log; read back with
-cards.finetune_curve) with chance = ln(candidates per query) and the final-window loss; a loss
-that is NaN or infinite stops the run at once with one line, and no card is written.
+queries (or pairs) are held out, go to `<weights>/finetune_log.json` with chance = ln(candidates
+per query) and the final-window loss; a loss that is NaN or infinite stops the run at once with
+one line, and no card is written.
 
 Crash safety: everything in progress lives in `<checkpoints>/<name>.partial/`; the weights
 folder and the card appear (by rename) only after training finished, so a kill -9 at any point
@@ -34,16 +35,25 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from benchmark.catalog.registry import DenseConfig, ModelCard
-from benchmark.core.errors import MaebenchError, ModelLoadError
-from benchmark.training.cards import LOG_FILE, LOG_VERSION, card_yaml, eval_config, publish
-from benchmark.training.checkpoints import barrier, read_state_json
+from benchmark.training.cards import LOG_FILE, DataText, card_yaml, eval_config, publish
+from benchmark.training.checkpoints import read_state_json
+from benchmark.training.finetune_log import HeldOutValidation, build_training_log, curve_summary
+from benchmark.training.finetune_trainer import (  # noqa: F401 - public names kept here
+    build_loss,
+    build_model,
+    is_main_process,
+    library_versions,
+    max_positions,
+    passive_thread_wait,
+    train_stage,
+    world_size,
+)
 from benchmark.training.negatives import (
-    Example,
     TrainData,
     load_negatives,
     load_train_data,
@@ -53,11 +63,16 @@ from benchmark.training.negatives import (
     save_negatives,
 )
 from benchmark.training.recipes import FinetuneError, Recipe, load_recipe  # noqa: F401 - re-exported
+from benchmark.training.title_pairs import (
+    HELDOUT_SEED,
+    TitlePairs,
+    check_recipe,
+    load_title_pairs,
+    parse_source,
+)
 
 log = logging.getLogger(__name__)
 
-QUERY_COLUMN = "anchor"
-POSITIVE_COLUMN = "positive"
 STATE_FILE = "maebench-finetune.json"
 
 
@@ -93,14 +108,62 @@ def finetune_card(
     held_out: frozenset[str] | None = None,
     validate_every: int | None = None,
 ) -> Path:
-    """Fine-tune `backbone` on `task`'s train split with `recipe` and write the new card;
-    returns the card's path. The public entry point (also used by `maebench study`, whose
-    learning-rate pilot holds train queries out: `held_out`, which are then also the validation
-    set, evaluated every `validate_every` steps: see run_finetune)."""
+    """Fine-tune `backbone` on `task`'s train split (or, for `titles:<tasks>`, on their title ->
+    text pairs) with `recipe` and write the new card; returns the card's path. The public entry
+    point (also used by `maebench study`, whose learning-rate pilot holds train queries out:
+    `held_out`, which are then also the validation set, evaluated every `validate_every` steps:
+    see run_finetune)."""
     return run_finetune(
         backbone, task, recipe, seed, name, overrides, data_dir, device, overwrite, models_dir,
         command=command, progress=progress, held_out=held_out, validate_every=validate_every,
     ).card_path
+
+
+@dataclass
+class Source:
+    """What a run trains on: a task's train split, or title -> text pairs (`pairs`)."""
+
+    task: str  # as the card records it: the task's name, or titles:<tasks>
+    label: str  # in default card names
+    data: TrainData  # trained on
+    full: TrainData  # with the held-out rows: the validation set is drawn from it
+    held_out: frozenset[str]
+    pairs: TitlePairs | None = None
+
+
+def training_source(task: str, recipe: Recipe, data_dir: Path | None,
+                    held_out: frozenset[str] | None) -> Source:
+    """The data of `task`, checked before any work: a task's train split without the `held_out`
+    queries (train queries only), or the pairs of a `titles:` source, which hold out their own
+    seeded slice and take in-batch negatives only (group_size 1, one stage)."""
+    from benchmark.catalog.tasks import get_task
+
+    pairs_source = parse_source(task)
+    if pairs_source is None:
+        spec = get_task(task)
+        full = load_train_data(spec, data_dir)
+        if not held_out:
+            return Source(spec.name, spec.name, full, full, frozenset())
+        unknown = sorted(q for q in held_out if q not in full.dataset.qrels)
+        if unknown:  # a validation set is made of train queries, never test ones
+            raise FinetuneError(
+                f"{len(unknown)} held-out query ids are not queries of {spec.name}'s train split "
+                f"(e.g. '{unknown[0]}'); a validation set holds train queries only")
+        return Source(spec.name, spec.name, hold_out(full, held_out), full, frozenset(held_out))
+    if held_out:
+        raise FinetuneError(f"{pairs_source.task} reads no queries: it holds out its own seeded "
+                            "slice of pairs, so no validation queries can be given")
+    check_recipe(pairs_source, recipe)
+    pairs = load_title_pairs(pairs_source, data_dir)
+    source = Source(pairs_source.task, pairs_source.label, pairs.train_data(), pairs.full,
+                    pairs.held_out_ids, pairs)
+    per_epoch = len(source.data.positives) // recipe.queries_per_step
+    if recipe.max_steps and per_epoch * recipe.epochs < recipe.max_steps:
+        raise FinetuneError(
+            f"{pairs_source.task}: {len(source.data.positives)} pairs give {per_epoch} steps of "
+            f"{recipe.queries_per_step} per epoch, {per_epoch * recipe.epochs} in {recipe.epochs} "
+            f"epochs, fewer than max_steps {recipe.max_steps}; raise --set epochs")
+    return source
 
 
 def run_finetune(
@@ -124,11 +187,11 @@ def run_finetune(
     """finetune_card, returning everything (callbacks: extra trainer callbacks, for tests).
 
     Every run stores its curve (loss and learning rate of every step, the held-out evaluations)
-    in `<weights>/finetune_log.json` (see training_log) and a summary in the card's notes.
+    in `<weights>/finetune_log.json` (see finetune_log) and a summary in the card's notes.
     `held_out` train queries (never test) are left out of training and are the validation set:
     the contrastive loss on them (their positive, BM25 negatives, in-batch negatives, no dropout)
-    at step 0, every `validate_every` steps (default: the recipe's save_steps) and at the end."""
-    from benchmark.catalog.tasks import get_task
+    at step 0, every `validate_every` steps (default: the recipe's save_steps) and at the end.
+    A `titles:` source validates on its own held-out pairs (loss and top-1 accuracy)."""
     from benchmark.core.paths import checkpoints_dir
     from benchmark.core.paths import models_dir as default_models_dir
     from benchmark.core.provenance import hardware, now_utc
@@ -136,8 +199,14 @@ def run_finetune(
     started = time.monotonic()
     passive_thread_wait()
     resolved = load_recipe(recipe, overrides)
-    spec = get_task(task)
-    name = name or default_name(backbone.name, spec.name, resolved.name, seed)
+    pairs_source = parse_source(task)
+    if pairs_source is None:
+        from benchmark.catalog.tasks import get_task
+
+        label = get_task(task).name
+    else:
+        label = pairs_source.label
+    name = name or default_name(backbone.name, label, resolved.name, seed)
     config = _check_backbone(backbone, resolved)
     cards = models_dir or default_models_dir()
     card_path = cards / f"{name}.yaml"
@@ -145,28 +214,20 @@ def run_finetune(
     work = checkpoints_dir() / f"{name}.partial"
     _check_name(name, card_path, weights_dir, work, overwrite)
 
-    source = _backbone_source(backbone, config)
-    data = load_train_data(spec, data_dir)
-    full = data
-    if held_out:
-        unknown = sorted(q for q in held_out if q not in full.dataset.qrels)
-        if unknown:  # a validation set is made of train queries, never test ones
-            raise FinetuneError(
-                f"{len(unknown)} held-out query ids are not queries of {spec.name}'s train split "
-                f"(e.g. '{unknown[0]}'); a validation set holds train queries only")
-        data = hold_out(data, held_out)
+    source_dir = _backbone_source(backbone, config)
     if validate_every is not None and validate_every < 1:
         raise FinetuneError(f"validate_every {validate_every}: give a number of steps >= 1")
-    key = _run_key(backbone, spec.name, resolved, seed, data)
+    source = training_source(task, resolved, data_dir, held_out)
+    data = source.data
+    key = _run_key(backbone, source.task, resolved, seed, data)
     _prepare_work_dir(work, key, overwrite)
 
     stage_stats: list[dict] = []
-    bm25 = _bm25_negatives(data, resolved, work)
-    validation = _validation(full, held_out, resolved, config, work, seed,
-                             validate_every or resolved.save_steps)
-    model, stats = _train_stage(
-        1, source, config, data, bm25, resolved, seed, work, device, progress, callbacks,
-        validation,
+    bm25 = {} if source.pairs else _bm25_negatives(data, resolved, work)
+    every = validate_every or resolved.save_steps
+    model, stats = train_stage(
+        1, source_dir, config, data, bm25, resolved, seed, work, device, progress, callbacks,
+        _validation(source, resolved, config, work, seed, every),
     )
     stage_stats.append(stats)
     mined_digest = negatives_digest(bm25)
@@ -176,14 +237,13 @@ def run_finetune(
                  for q in data.query_ids}
         mined_digest = negatives_digest({"stage1": bm25, "stage2": pools})
         # stage 2 restarts from the pre-trained weights, as CoT-MAE and coCondenser do
-        model, stats = _train_stage(
-            2, source, config, data, pools, resolved, seed, work, device, progress, callbacks,
-            _validation(full, held_out, resolved, config, work, seed,
-                        validate_every or resolved.save_steps),
+        model, stats = train_stage(
+            2, source_dir, config, data, pools, resolved, seed, work, device, progress, callbacks,
+            _validation(source, resolved, config, work, seed, every),
         )
         stage_stats.append(stats)
 
-    if not _is_main_process():
+    if not is_main_process():
         return FinetuneResult(card_path, weights_dir, model, 0, None)
     final = work / "final"
     shutil.rmtree(final, ignore_errors=True)
@@ -192,7 +252,8 @@ def run_finetune(
 
     digest = weights_sha256(final)
     steps = sum(s["steps"] for s in stage_stats)
-    training_log = build_training_log(name, resolved, stage_stats, len(held_out or ()))
+    training_log = build_training_log(name, resolved, stage_stats, len(source.held_out),
+                                      "title -> text pairs" if source.pairs else None)
     record = {
         "recipe": resolved.name,
         "resolved_recipe": resolved.values(),
@@ -200,25 +261,15 @@ def run_finetune(
         "seed": seed,
         "backbone_checkpoint": config.checkpoint,
         "backbone_revision": config.revision,
-        "train_data": {
-            "task": spec.name,
-            "split": data.dataset.task.split,
-            "corpus_sha256": data.dataset.fingerprints.corpus,
-            "queries_sha256": data.dataset.fingerprints.queries,
-            "qrels_sha256": data.dataset.fingerprints.qrels,
-            "negatives_sha256": mined_digest,
-            "n_queries": len(data.positives),
-            "n_pairs": sum(len(p) for p in data.positives.values()),
-            "held_out_queries": len(held_out or ()),
-        },
+        "train_data": _train_data_record(source, mined_digest),
         "stages": resolved.stages,
         "steps": steps,
         "final_loss": stage_stats[-1]["final_loss"],
         "mean_loss": stage_stats[-1]["mean_loss"],
         "weights_sha256": digest,
-        "libraries": _library_versions(),
+        "libraries": library_versions(),
         "hardware": hardware(),
-        "devices": _world_size(),
+        "devices": world_size(),
         "wall_time_s": round(time.monotonic() - started, 1),
         "finished_at": now_utc(),
         "command": command,
@@ -227,151 +278,63 @@ def run_finetune(
 
     # beside the weights, not part of their sha256 (weights_sha256 reads the tensor files only)
     atomic_write(final / LOG_FILE, json.dumps(training_log, indent=1).encode())
-    card_text = card_yaml(backbone, config, resolved, spec.name, seed, name, digest, record,
-                          max_positions(source), notes=curve_summary(training_log))
+    card_text = card_yaml(backbone, config, resolved, source.task, seed, name, digest, record,
+                          max_positions(source_dir), notes=curve_summary(training_log),
+                          described=_described(source))
     publish(final, weights_dir, card_text, card_path, work)
     return FinetuneResult(card_path, weights_dir, model, steps, record["final_loss"])
 
 
-# --- the training log: every step's loss and learning rate, held-out evaluations -------------
-
-FINAL_WINDOW = 10  # steps in the "final training loss" that the fine-tuning gate compares
-
-
-def chance_loss(recipe: Recipe) -> tuple[int, float]:
-    """(candidates per query, ln of it): the loss of a model that cannot tell its positive from
-    the other candidates (its group and every other query's group, on every device)."""
-    import math
-
-    candidates = recipe.queries_per_step * recipe.group_size
-    return candidates, math.log(candidates)
-
-
-def build_training_log(name: str, recipe: Recipe, stage_stats: list[dict], held_out: int) -> dict:
-    """What finetune_log.json holds: per step (stage, step, loss, lr), the validation entries,
-    chance = ln(candidates per query) and the mean loss of the last FINAL_WINDOW steps of the
-    last stage with its share of chance (the fine-tuning gate's "final training loss")."""
-    candidates, chance = chance_loss(recipe)
-    steps = [{"stage": i + 1, "step": e["step"], "loss": e["loss"], "lr": e["lr"]}
-             for i, stats in enumerate(stage_stats) for e in stats.get("curve", [])]
-    validation = [{"stage": i + 1, **{k: v for k, v in e.items() if k != "stage"}}
-                  for i, stats in enumerate(stage_stats) for e in stats.get("validation", [])]
-    last = [e["loss"] for e in stage_stats[-1].get("curve", [])][-FINAL_WINDOW:] if stage_stats else []
-    window = sum(last) / len(last) if last else None
+def _train_data_record(source: Source, mined_digest: str) -> dict:
+    """The card's record of the training data (catalog.registry.TrainDataRecord)."""
+    if source.pairs is not None:
+        return source.pairs.record()
+    data = source.data
     return {
-        "version": LOG_VERSION,
-        "name": name,
-        "recipe": recipe.name,
-        "candidates_per_query": candidates,
-        "chance_loss": chance,
-        "final_window_steps": len(last),
-        "final_window_loss": window,
-        "final_window_share_of_chance": window / chance if window is not None else None,
-        "held_out_queries": held_out,
-        "steps": steps,
-        "validation": validation,
+        "task": source.task,
+        "split": data.dataset.task.split,
+        "corpus_sha256": data.dataset.fingerprints.corpus,
+        "queries_sha256": data.dataset.fingerprints.queries,
+        "qrels_sha256": data.dataset.fingerprints.qrels,
+        "negatives_sha256": mined_digest,
+        "n_queries": len(data.positives),
+        "n_pairs": sum(len(p) for p in data.positives.values()),
+        "held_out_queries": len(source.held_out),
     }
 
 
-def curve_summary(training_log: dict) -> str:
-    """One sentence for the card's notes (the card's record has no field for it)."""
-    steps = training_log["steps"]
-    if not steps:
-        return f"training log: {LOG_FILE} beside the weights (no step recorded)"
-    text = (f"training curve ({LOG_FILE} beside the weights): {len(steps)} steps, loss "
-            f"{steps[0]['loss']:.4f} -> {steps[-1]['loss']:.4f}; mean of the last "
-            f"{training_log['final_window_steps']} steps {training_log['final_window_loss']:.4f} = "
-            f"{training_log['final_window_share_of_chance']:.3f} of chance (ln "
-            f"{training_log['candidates_per_query']} = {training_log['chance_loss']:.4f})")
-    held = training_log["validation"]
-    if held:
-        text += (f"; held-out loss ({training_log['held_out_queries']} train queries) "
-                 f"{held[0]['validation_loss']:.4f} at step {held[0]['step']} -> "
-                 f"{held[-1]['validation_loss']:.4f} at step {held[-1]['step']}")
-    return text
+def _described(source: Source) -> DataText | None:
+    """How the card describes a pairs source (None: a task's train split, cards' own words)."""
+    if source.pairs is None:
+        return None
+    pairs = source.pairs
+    corpora = ", ".join(sorted(pairs.corpora))
+    return DataText(
+        trained_on=f"title -> text pairs of the {corpora} corpora (no queries, no qrels)",
+        data=(f"title -> text pairs of the {corpora} corpora: {len(pairs.train)} pairs trained on, "
+              f"{len(pairs.held_out)} held out (seeded), skipped {pairs.skipped}"),
+        negatives="in-batch only: the other pairs' texts of the step",
+        eval_task=sorted(pairs.corpora)[0],
+    )
 
 
-def _validation(full: TrainData, held_out: frozenset[str] | None, recipe: Recipe,
-                config: DenseConfig, work: Path, seed: int, every: int) -> list:
-    """The held-out evaluation callback (a list of zero or one), when train queries are held out."""
-    if not held_out:
+def _validation(source: Source, recipe: Recipe, config: DenseConfig, work: Path, seed: int,
+                every: int) -> list:
+    """The held-out evaluation callback (a list of zero or one), when rows are held out: train
+    queries with BM25 negatives, or pairs (in-batch only, in batches fixed by HELDOUT_SEED so
+    every seed of a study is validated alike, with top-1 accuracy beside the loss)."""
+    if not source.held_out:
         return []
-    from dataclasses import replace
-
-    positives = {q: full.positives[q] for q in sorted(held_out) if q in full.positives}
+    positives = {q: source.full.positives[q] for q in sorted(source.held_out)
+                 if q in source.full.positives}
     if not positives:
         return []
-    data = replace(full, positives=positives)
-    pools = _bm25_negatives(data, recipe, work, tag="validation-")
+    data = replace(source.full, positives=positives)
+    pairs = source.pairs is not None
+    pools = {} if pairs else _bm25_negatives(data, recipe, work, tag="validation-")
     batch = min(recipe.queries_per_step, len(positives))
-    plan = plan_epochs(data, pools, recipe.group_size, 1, batch, seed)
-    return [HeldOutValidation(plan, data, recipe, config, batch, every)]
-
-
-def HeldOutValidation(plan: list[Example], data: TrainData, recipe: Recipe, config: DenseConfig,  # noqa: N802
-                      batch: int, every: int):
-    """Held-out contrastive loss (eval mode: no dropout, so no random numbers drawn and the
-    training's own stream is untouched) at step 0, every `every` steps and at the last step,
-    appended to the trainer's log_history (saved in every checkpoint, so a resumed run keeps
-    the entries before its checkpoint)."""
-    import math
-
-    from transformers import TrainerCallback
-
-    candidates = batch * recipe.group_size
-
-    class _Validation(TrainerCallback):
-        def __init__(self) -> None:
-            self.trainer = None
-            self.batches: list[list[dict]] = []
-
-        def bind(self, trainer) -> None:
-            self.trainer = trainer
-            dataset, cache = build_dataset(plan, data, recipe, config, trainer.model)
-            columns = dataset.column_names
-            for start in range(0, len(dataset), batch):
-                rows = dataset[start:start + batch]
-                self.batches.append([
-                    cache.preprocess(rows[col], task="query" if col == QUERY_COLUMN else "document")
-                    for col in columns])
-
-        def evaluate(self, state) -> None:
-            import torch
-
-            model = self.trainer.model
-            was_training = model.training
-            model.eval()
-            try:
-                with torch.no_grad():
-                    losses = [float(self.trainer.loss(_to_device(features, model.device), None))
-                              for features in self.batches]
-            finally:
-                model.train(was_training)
-            value = sum(losses) / len(losses)
-            state.log_history.append({"step": int(state.global_step), "validation_loss": value,
-                                      "validation_chance": math.log(candidates),
-                                      "validation_queries": len(plan)})
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            if state.global_step == 0 and self.batches:
-                self.evaluate(state)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if self.batches and (state.global_step % every == 0 or state.global_step == state.max_steps):
-                self.evaluate(state)
-
-    return _Validation()
-
-
-def _to_device(features: list[dict], device) -> list[dict]:
-    return [{k: v.to(device) if hasattr(v, "to") else v for k, v in f.items()} for f in features]
-
-
-def max_positions(source: str) -> int | None:
-    """The checkpoint's position embeddings (None when its config does not say)."""
-    from transformers import AutoConfig
-
-    return getattr(AutoConfig.from_pretrained(source), "max_position_embeddings", None)
+    plan = plan_epochs(data, pools, recipe.group_size, 1, batch, HELDOUT_SEED if pairs else seed)
+    return [HeldOutValidation(plan, data, recipe, config, batch, every, accuracy=pairs)]
 
 
 def sha256_of_lines(values: list[str]) -> str:
@@ -458,13 +421,13 @@ def _run_key(backbone: ModelCard, task: str, recipe: Recipe, seed: int, data: Tr
         "seed": seed,
         "qrels_sha256": data.dataset.fingerprints.qrels,
         "corpus_sha256": data.dataset.fingerprints.corpus,
-        "world_size": _world_size(),
+        "world_size": world_size(),
     }
 
 
 def _prepare_work_dir(work: Path, key: dict, overwrite: bool) -> None:
     state = work / STATE_FILE
-    if not _is_main_process():
+    if not is_main_process():
         _wait_for_state(state, key)  # torch.distributed is not up yet: rank 0 decides, others wait
         return
     if work.exists():
@@ -514,7 +477,7 @@ def _bm25_negatives(data: TrainData, recipe: Recipe, work: Path, tag: str = "") 
     if mined is None:
         retriever = build_retriever(get_card(recipe.negatives_card))
         mined = mine_negatives(retriever, data, recipe.negatives_depth)
-        if _is_main_process():
+        if is_main_process():
             save_negatives(cache, mined)
     return mined
 
@@ -535,393 +498,10 @@ def _stage2_negatives(
     stage1_config = eval_config(config, recipe, str(stage1), None, data.task.name, max_positions(str(stage1)))
     retriever = DenseRetriever(stage1_config, device=device, name=f"{name} (stage 1)")
     mined = mine_negatives(retriever, data, recipe.stage2_mining_depth)
-    if _is_main_process():
+    if is_main_process():
         save_negatives(cache, mined)
     return mined
 
 
 def _union(first: list[str], second: list[str]) -> list[str]:
     return list(dict.fromkeys([*first, *second]))
-
-
-# --- training -------------------------------------------------------------------------------
-
-
-def build_model(source: str, recipe: Recipe, device: str | None = None):
-    """A sentence-transformers model over the backbone: Transformer (query/passage lengths by
-    task) + pooling (+ L2 normalisation for cosine). It encodes exactly as the new card will."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-
-    transformer = Transformer(
-        source, query_length=recipe.query_max_length, document_length=recipe.passage_max_length
-    )
-    modules = [transformer, Pooling(transformer.get_embedding_dimension(), recipe.pooling)]
-    if recipe.similarity == "cosine":
-        modules.append(Normalize())
-    # the saved config_sentence_transformers.json then states the card's similarity (its default,
-    # cosine, would contradict a dot-product card)
-    return SentenceTransformer(modules=modules, device=device, similarity_fn_name=recipe.similarity)
-
-
-def build_loss(model, recipe: Recipe, fast: bool = True):
-    """Tevatron's contrastive loss: CE over [positives | negatives] of the whole batch (and of
-    every device with gather_across_devices), logits = similarity / temperature. `fast`: the
-    same loss with [CLS] vectors computed without the last layer's unused rows
-    (sampler.ClsMultipleNegativesRankingLoss; it falls back to sentence-transformers' own path
-    wherever that shortcut does not apply)."""
-    from sentence_transformers.sentence_transformer.losses import (
-        CachedMultipleNegativesRankingLoss,
-        MultipleNegativesRankingLoss,
-    )
-    from sentence_transformers.util import cos_sim, dot_score
-
-    similarity = cos_sim if recipe.similarity == "cosine" else dot_score
-    kwargs = {
-        "scale": 1.0 / recipe.temperature,
-        "similarity_fct": similarity,
-        "gather_across_devices": recipe.gather_across_devices and _world_size() > 1,
-    }
-    if recipe.mini_batch_size:
-        return CachedMultipleNegativesRankingLoss(model, mini_batch_size=recipe.mini_batch_size, **kwargs)
-    if fast:
-        from benchmark.training.sampler import ClsMultipleNegativesRankingLoss
-
-        return ClsMultipleNegativesRankingLoss(model, **kwargs)
-    return MultipleNegativesRankingLoss(model, **kwargs)
-
-
-def negative_columns(group_size: int) -> list[str]:
-    return [f"negative_{i}" for i in range(1, group_size)]
-
-
-def build_dataset(plan: list[Example], data: TrainData, recipe: Recipe, config: DenseConfig,
-                  model=None):
-    """Rows hold integer ids (an MS MARCO plan would not fit in memory as text). With `model`,
-    every text the plan uses is tokenised once, here, into a sampler.TokenCache, and the rows
-    are row numbers into it (returns (dataset, cache); the trainer's collator pads cached ids);
-    without, a datasets transform turns the ids into texts on access (returns the dataset), the
-    path before the cache. Texts are formatted as the card will format them at evaluation
-    (prefixes, title mode)."""
-    from datasets import Dataset as HFDataset
-
-    from benchmark.retrievers.base import document_text
-
-    def passage_format(doc) -> str:
-        return config.passage_prefix + document_text(doc, config.title, config.title_separator)
-
-    doc_ids = list(data.dataset.corpus)
-    doc_index = {d: i for i, d in enumerate(doc_ids)}
-    query_ids = data.query_ids
-    query_index = {q: i for i, q in enumerate(query_ids)}
-    columns: dict[str, list[int]] = {
-        QUERY_COLUMN: [query_index[e.query_id] for e in plan],
-        POSITIVE_COLUMN: [doc_index[e.positive] for e in plan],
-    }
-    for i, col in enumerate(negative_columns(recipe.group_size)):
-        columns[col] = [doc_index[e.negatives[i]] for e in plan]
-    queries = [config.query_prefix + data.dataset.queries[q] for q in query_ids]
-    corpus = data.dataset.corpus
-
-    def to_text(batch: dict[str, list[int]]) -> dict[str, list[str]]:
-        out = {QUERY_COLUMN: [queries[i] for i in batch[QUERY_COLUMN]]}
-        for col, values in batch.items():
-            if col != QUERY_COLUMN:
-                out[col] = [passage_format(corpus[doc_ids[i]]) for i in values]
-        return out
-
-    if model is not None:
-        return _cached_dataset(plan, columns, queries, doc_ids, corpus, passage_format, recipe, model)
-    dataset = HFDataset.from_dict(columns)
-    dataset.set_transform(to_text)
-    return dataset
-
-
-def _cached_dataset(plan: list[Example], columns: dict[str, list[int]], queries: list[str],
-                    doc_ids: list[str], corpus, passage_format, recipe: Recipe, model):
-    """The plan's rows as row numbers into a TokenCache of only the texts the plan uses
-    (queries in plan order of first use, passages likewise), each tokenised once."""
-    from datasets import Dataset as HFDataset
-
-    from benchmark.training.sampler import TokenCache
-
-    used_queries = list(dict.fromkeys(columns[QUERY_COLUMN]))
-    used_docs = list(dict.fromkeys(i for col, values in columns.items() if col != QUERY_COLUMN
-                                   for i in values))
-    query_row = {q: r for r, q in enumerate(used_queries)}
-    doc_row = {d: r for r, d in enumerate(used_docs)}
-    cache = TokenCache(
-        model[0].tokenizer,
-        {"query": [queries[i] for i in used_queries],
-         "document": [passage_format(corpus[doc_ids[i]]) for i in used_docs]},
-        {"query": recipe.query_max_length, "document": recipe.passage_max_length},
-    )
-    rows = {col: [(query_row if col == QUERY_COLUMN else doc_row)[i] for i in values]
-            for col, values in columns.items()}
-    return HFDataset.from_dict(rows), cache
-
-
-def _train_stage(
-    stage: int, source: str, config: DenseConfig, data: TrainData, pools: dict[str, list[str]],
-    recipe: Recipe, seed: int, work: Path, device: str | None, progress: bool, callbacks: list | None,
-    validation: list | None = None,
-):
-    """Train one stage from `source`, resuming from the stage's last checkpoint when there is
-    one; a finished stage (its `stage<N>-final` folder exists) is loaded, not retrained."""
-    from sentence_transformers import SentenceTransformer
-
-    final = work / f"stage{stage}-final"
-    stats_file = final / "maebench-stage.json"
-    if stats_file.is_file():
-        log.warning("stage %d already finished in %s", stage, final)
-        return SentenceTransformer(str(final), device=device), json.loads(stats_file.read_text())
-
-    epochs = recipe.epochs if stage == 1 else recipe.stage2_epochs
-    plan = plan_epochs(data, pools, recipe.group_size, epochs, recipe.queries_per_step, seed + stage - 1)
-    use_cores(device)
-    model = build_model(source, recipe, _torch_device(device))
-    dataset, cache = build_dataset(plan, data, recipe, config, model)
-    trainer = _trainer(model, dataset, recipe, seed, work / f"stage{stage}", device, progress,
-                       [*(validation or []), *(callbacks or [])], cache)
-    resume = _last_checkpoint(work / f"stage{stage}")
-    if resume:
-        log.warning("stage %d: resuming from %s", stage, resume)
-        trainer.curve = load_curve(resume)
-    output = _train_with_oom_message(trainer, resume, recipe)
-    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-    stats = {
-        "steps": int(trainer.state.global_step),
-        "final_loss": float(losses[-1]) if losses else None,
-        "mean_loss": float(output.training_loss) if output is not None else None,
-        "resumed_from": resume.name if resume else None,
-        "curve": trainer.curve,
-        "validation": [e for e in trainer.state.log_history if "validation_loss" in e],
-    }
-    if _is_main_process():
-        tmp = work / f"stage{stage}-final.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save(str(tmp), create_model_card=False)
-        (tmp / "maebench-stage.json").write_text(json.dumps(stats))
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-    barrier()
-    return model, stats
-
-
-def _trainer(model, dataset, recipe: Recipe, seed: int, output_dir: Path, device: str | None,
-             progress: bool, callbacks: list | None, cache=None):
-    from sentence_transformers import SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.data_collator import SentenceTransformerDataCollator
-
-    from benchmark.training.checkpoints import CommitCheckpoints
-    from benchmark.training.sampler import FinetuneTrainer, SequentialBatchSampler
-
-    world = _world_size()
-    if recipe.queries_per_step % world:
-        raise FinetuneError(
-            f"queries_per_step {recipe.queries_per_step} does not divide over {world} processes; "
-            "set --set queries_per_step to a multiple of the process count"
-        )
-
-    documents = {col: "document" for col in [POSITIVE_COLUMN, *negative_columns(recipe.group_size)]}
-    use_cpu = (device or "").startswith("cpu") or not _cuda_available()
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=recipe.queries_per_step // world,
-        num_train_epochs=1,  # the dataset already holds every epoch
-        max_steps=recipe.max_steps or -1,
-        learning_rate=recipe.lr,
-        lr_scheduler_type=recipe.lr_scheduler,
-        lr_scheduler_kwargs={"min_lr_rate": recipe.min_lr_ratio}
-        if recipe.lr_scheduler == "cosine_with_min_lr" else {},
-        warmup_steps=recipe.warmup_steps if recipe.warmup_steps else recipe.warmup_ratio,
-        weight_decay=recipe.weight_decay,
-        max_grad_norm=recipe.max_grad_norm,
-        fp16=recipe.precision == "fp16",
-        bf16=recipe.precision == "bf16",
-        seed=seed,
-        data_seed=seed,
-        save_strategy="steps",
-        save_steps=recipe.save_steps,
-        save_total_limit=recipe.save_total_limit,
-        logging_steps=recipe.logging_steps,
-        report_to="none",
-        disable_tqdm=not progress,
-        use_cpu=use_cpu,
-        dataloader_drop_last=False,
-        router_mapping={QUERY_COLUMN: "query", **documents},
-        batch_sampler=SequentialBatchSampler,
-    )
-    collator = None
-    if cache is not None:
-        collator = SentenceTransformerDataCollator(preprocess_fn=cache.preprocess,
-                                                   router_mapping=args.router_mapping)
-    # SaveCurve before CommitCheckpoints: the curve file is part of the committed checkpoint
-    save_curve = SaveCurve()
-    trainer = FinetuneTrainer(
-        model=model, args=args, train_dataset=dataset, loss=build_loss(model, recipe),
-        data_collator=collator,
-        callbacks=[ThroughputCallback(recipe.queries_per_step), save_curve, CommitCheckpoints(),
-                   *(callbacks or [])],
-    )
-    save_curve.trainer = trainer
-    for callback in callbacks or []:
-        if hasattr(callback, "bind"):
-            callback.bind(trainer)
-    return trainer
-
-
-CURVE_FILE = "maebench-curve.json"
-
-
-def SaveCurve():  # noqa: N802 - a class built lazily (transformers)
-    """Writes the per-step curve so far into each checkpoint folder before it is committed, so
-    a resumed run's curve is the uninterrupted run's (load_curve reads it back)."""
-    from transformers import TrainerCallback
-
-    class _SaveCurve(TrainerCallback):
-        def on_save(self, args, state, control, model=None, **kwargs):
-            trainer = getattr(self, "trainer", None)
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if trainer is None or not folder.is_dir() or not state.is_world_process_zero:
-                return
-            curve = [e for e in trainer.curve if e["step"] <= state.global_step]
-            (folder / CURVE_FILE).write_text(json.dumps(curve), encoding="utf-8")
-
-    return _SaveCurve()
-
-
-def load_curve(checkpoint: Path) -> list[dict]:
-    """The curve a committed checkpoint carries (empty when it has none: a checkpoint saved by
-    an older maebench, whose resumed run then logs only the steps after it)."""
-    from benchmark.core.paths import load_json_bounded
-
-    path = checkpoint / CURVE_FILE
-    if not path.is_file():
-        return []
-    try:
-        entries = load_json_bounded(path, 64 << 20, "training curve")
-    except MaebenchError:
-        return []
-    if not isinstance(entries, list):
-        return []
-    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("step"), int)
-            and isinstance(e.get("loss"), (int, float)) and isinstance(e.get("lr"), (int, float))]
-
-
-def passive_thread_wait() -> bool:
-    """Let torch's OpenMP threads sleep, not spin, while they wait for work
-    (OMP_WAIT_POLICY=PASSIVE), unless the user chose a policy. Measured on the 2-core AMD EPYC
-    (AVX2) this project runs on, shared with other jobs (load 4-6), one fine-tuning step of the
-    study's cell: 12.8 CPU-s and 15-19 s wall with libgomp's default spinning against 5.6 CPU-s
-    and 8-9 s wall passive (1 thread: 5.3 CPU-s, 7-8 s). A spinning thread burns its core while
-    the other is descheduled or runs Python between kernels. libgomp reads the variable when
-    torch loads it, so this only takes effect before the first `import torch` of the process
-    (`maebench finetune` calls it first thing); returns whether it did."""
-    import sys
-
-    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ:
-        return False
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    return True
-
-
-def use_cores(device: str | None) -> None:
-    """Torch's intra-op threads = the CPUs this process may run on (its affinity mask, which a
-    container or taskset narrows; os.cpu_count() would count the host's), unless the user set
-    OMP_NUM_THREADS. Both cores of a 2-core machine then share every matrix product."""
-    import torch
-
-    if (device or "cpu").startswith("cuda") or os.environ.get("OMP_NUM_THREADS"):
-        return
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    if cores >= 1 and torch.get_num_threads() != cores:
-        torch.set_num_threads(cores)
-
-
-def ThroughputCallback(queries_per_step: int):  # noqa: N802 - a class built lazily (transformers)
-    """Adds queries/s to the logged values, which the trainer's progress bar prints."""
-    from transformers import TrainerCallback
-
-    class _Throughput(TrainerCallback):
-        def __init__(self) -> None:
-            self.start: float | None = None
-            self.start_step = 0
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.start, self.start_step = time.monotonic(), state.global_step
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs is not None and self.start is not None and "loss" in logs:
-                elapsed = max(time.monotonic() - self.start, 1e-9)
-                done = (state.global_step - self.start_step) * queries_per_step
-                logs["queries_per_s"] = round(done / elapsed, 2)
-
-    return _Throughput()
-
-
-def _train_with_oom_message(trainer, resume: Path | None, recipe: Recipe):
-    import torch
-
-    try:
-        return trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
-        text = str(exc)
-        if not isinstance(exc, (torch.OutOfMemoryError, MemoryError)) and not (
-            "out of memory" in text.lower() or "can't allocate memory" in text.lower()
-        ):
-            raise
-        texts = recipe.queries_per_step * recipe.group_size
-        raise FinetuneError(
-            f"out of memory with {recipe.queries_per_step} queries x {recipe.group_size} passages per step "
-            f"({texts} texts in one forward pass); turn on GradCache with --set mini_batch_size=32 (same "
-            "loss, bounded memory), or lower --set group_size / passage_max_length / queries_per_step; "
-            "a re-run resumes from the last checkpoint"
-        ) from exc
-
-
-def _last_checkpoint(output_dir: Path) -> Path | None:
-    """The newest committed checkpoint (benchmark.training.checkpoints): one a kill -9 tore
-    during its save is removed, and training resumes from the one before."""
-    from benchmark.training.checkpoints import newest_committed
-
-    found = newest_committed(output_dir, "checkpoint")
-    return found[0] if found else None
-
-
-# --- environment ----------------------------------------------------------------------------
-
-
-def _library_versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    versions: dict[str, str | None] = {}
-    for package in ("torch", "transformers", "sentence-transformers", "accelerate", "datasets", "bm25s"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
-def _world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _torch_device(device: str | None) -> str | None:
-    if device and device.startswith("cuda") and not _cuda_available():
-        raise ModelLoadError(f"--device {device}: CUDA is not available here")
-    return device
