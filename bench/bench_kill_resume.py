@@ -52,19 +52,10 @@ PRETRAIN_STEPS = 16
 
 def make_workspace(root: Path) -> dict:
     """A tiny BERT, a synthetic BEIR folder named scifact (train + test), a models folder."""
-    from tests.checkpoints import tiny_bert
-    from tests.test_finetune import TEST, TRAIN, _corpus, backbone_card, write_beir
+    from tests.helpers.scifact import make_workspace as scifact_workspace
 
-    root.mkdir(parents=True, exist_ok=True)
-    data = write_beir(root / "data")
-    texts = [d["title"] + " " + d["text"] for d in _corpus().values()]
-    texts += [t for t, _ in {**TRAIN, **TEST}.values()]
-    ckpt = tiny_bert(root / "bert", texts, initializer_range=0.5)
-    models = root / "models"
-    models.mkdir()
-    (models / "tiny-backbone.yaml").write_text(backbone_card(str(ckpt)))
-    shutil.copy(REPO / "models" / "bm25.yaml", models / "bm25.yaml")
-    return {"root": root, "data": data, "models": models}
+    workspace = scifact_workspace(root)
+    return {"root": root, "data": workspace["data"], "models": workspace["models"]}
 
 
 def study_spec(ws: dict) -> Path:

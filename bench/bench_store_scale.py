@@ -82,7 +82,7 @@ def passage_manifest(home: Path) -> dict | None:
 
 
 def tiny_encoder(folder: Path) -> Path:
-    from tests.checkpoints import tiny_bert
+    from tests.helpers.checkpoints import tiny_bert
 
     if not (folder / "config.json").is_file():
         tiny_bert(folder, [" ".join(VOCAB)], hidden=32)

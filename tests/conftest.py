@@ -1,13 +1,13 @@
-"""Shared fixtures: where ../shared is, temporary results folders, tiny checkpoints."""
+"""Shared fixtures: temporary results folders, tiny checkpoints, the made-up scifact workspace
+and the study environment. Helpers that are not fixtures live in tests/helpers/."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
 
 # Tests never write into the user's maebench home (embedding store, checkpoints): one scratch
 # home per test session, inherited by the CLI subprocesses the tests start.
@@ -21,16 +21,6 @@ if "MAEBENCH_TEST_KEEP_HOME" not in os.environ:
 # torch, 71 s with auto on the shared 2-core machine). The OpenVINO backend has its own tests
 # (tests/test_backend_openvino.py), which clear this variable or name the backend they test.
 os.environ.setdefault("MAEBENCH_BACKEND", "torch")
-SHARED = Path(os.environ.get("MAEBENCH_SHARED", REPO.parent / "shared"))
-BEIR_DIR = SHARED / "data" / "beir"
-
-
-def shared_dataset(name: str) -> Path:
-    """The folder of a real BEIR dataset in ../shared, or skip the test with a message."""
-    folder = BEIR_DIR / name
-    if not (folder / "corpus.jsonl").is_file():
-        pytest.skip(f"../shared data not found at {folder}; integration test skipped")
-    return folder
 
 
 @pytest.fixture
@@ -52,7 +42,7 @@ def tiny_texts() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory, tiny_texts) -> Path:
-    from tests.checkpoints import tiny_bert
+    from tests.helpers.checkpoints import tiny_bert
 
     return tiny_bert(tmp_path_factory.mktemp("tiny-bert"), tiny_texts)
 
@@ -67,3 +57,47 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def scifact_setup(tmp_path_factory) -> dict[str, Path]:
+    """The made-up scifact data dir, a models dir (tiny-backbone + bm25 cards) and the tiny BERT
+    (tests/helpers/scifact.py), built once; tests take `scifact_env`, which copies the models."""
+    from tests.helpers.scifact import make_workspace
+
+    return make_workspace(tmp_path_factory.mktemp("ft"))
+
+
+@pytest.fixture
+def scifact_env(scifact_setup, tmp_path, monkeypatch) -> dict[str, Path]:
+    """A fresh MAEBENCH_HOME and models folder per test (cards of earlier tests do not leak)."""
+    models = tmp_path / "models"
+    shutil.copytree(scifact_setup["models"], models)
+    monkeypatch.setenv("MAEBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MAEBENCH_MODELS_DIR", str(models))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return {**scifact_setup, "models": models, "home": tmp_path / "home"}
+
+
+@pytest.fixture
+def study_env(tmp_path, monkeypatch, tiny_bert_dir):
+    """Models and results folders for `maebench study` on the tiny task, with fine-tuning
+    replaced by a copy of the backbone card; returns the names fine-tuning was called with."""
+    from benchmark.training.pretrain import write_card
+    from tests.helpers.cards import tiny_card
+
+    models = tmp_path / "models"
+    write_card(tiny_card(tiny_bert_dir), models, overwrite=False)
+    monkeypatch.setenv("MAEBENCH_MODELS_DIR", str(models))
+    monkeypatch.setenv("MAEBENCH_RESULTS_DIR", str(tmp_path / "results"))
+    calls = []
+
+    def fake_finetune(backbone, task, recipe, seed=0, name=None, models_dir=None, **_):
+        calls.append(name)
+        card = backbone.model_copy(update={"name": name, "pretraining": backbone.pretraining})
+        return write_card(card, models_dir, overwrite=False)
+
+    import benchmark.training.finetune as finetune
+
+    monkeypatch.setattr(finetune, "finetune_card", fake_finetune)
+    return calls

@@ -14,7 +14,7 @@ import benchmark
 from benchmark.catalog.tasks import get_task
 from benchmark.datasets.beir import load_dataset
 from benchmark.results.result_store import read_run, result_path
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 VERBS = ("run", "evaluate", "compare", "load_results", "reproduce")
 

@@ -116,8 +116,7 @@ def workspace(tmp_path_factory) -> dict:
 def _dense_workspace(root: Path) -> dict:
     """A tiny sentence-transformers checkpoint, and a clean card-free run of it on `tiny`
     (its run file, and the embedding store it filled: the pristine store cases damage)."""
-    from tests.checkpoints import tiny_bert
-    from tests.test_hostile_checkpoints import make_st
+    from tests.helpers.checkpoints import make_st, tiny_bert
 
     tiny = REPO / "benchmark" / "data" / "tiny"
     texts = [json.loads(line)["text"] for line in (tiny / "corpus.jsonl").read_text().splitlines()]

@@ -18,7 +18,7 @@ from benchmark.training.backbone import (
     vocabulary_sha256,
 )
 from benchmark.training.pretrain import PretrainOptions, load_init_parts, pretrain_card
-from tests.test_objectives import tiny_card
+from tests.helpers.cards import tiny_card
 
 TINY_CORPUS = str(EMBEDDED_DATA_DIR / "tiny" / "corpus.jsonl")
 SMALL = BackboneSize(layers=2, hidden=32, heads=2, ffn=64, max_positions=64, vocab_size=300)

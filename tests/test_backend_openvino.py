@@ -20,8 +20,9 @@ from benchmark.retrievers.backends import measurement, openvino_backend, openvin
 from benchmark.retrievers.backends.policy import choose_backend
 from benchmark.retrievers.dense import DenseRetriever
 from benchmark.retrievers.options import StoreOptions
-from tests import checkpoints
-from tests.test_encoders import TEXTS, make_card
+from tests.helpers import checkpoints
+from tests.helpers.cards import make_card
+from tests.helpers.checkpoints import TEXTS
 
 pytest.importorskip("openvino")
 

@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from benchmark.cli import app
-from tests.test_finetune import backbone_card, write_beir
+from tests.helpers.cards import backbone_card
+from tests.helpers.scifact import write_beir
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from benchmark.comparison.compare import StatsOptions, build_report, load_table
 from benchmark.comparison.console import render_rich
 from benchmark.results.result_store import write_result
-from tests.test_compare import make_result
+from tests.helpers.results import make_result
 
 FAST = StatsOptions(n_perm=2000, n_boot=2000)
 LONG = ("retromae-msmarco-distill-with-a-long-name", "cocondenser-marco-retriever-long-name",

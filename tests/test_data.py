@@ -11,7 +11,7 @@ from benchmark.catalog.tasks import get_task
 from benchmark.core.errors import DataError
 from benchmark.core.files import sha256_file
 from benchmark.datasets.beir import load_beir_folder, load_dataset
-from tests.conftest import shared_dataset
+from tests.helpers.paths import shared_dataset
 
 
 def write_folder(root: Path, corpus=None, queries=None, qrels=None) -> Path:

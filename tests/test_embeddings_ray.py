@@ -10,7 +10,7 @@ from benchmark.catalog.tasks import get_task
 from benchmark.pipeline.runner import RunOptions, run_task
 from benchmark.results.result_store import read_result, run_path
 from benchmark.retrievers.options import StoreOptions
-from tests.test_store_cli import _card
+from tests.helpers.cards import dense_card as _card
 
 ray = pytest.importorskip("ray", reason="ray not installed: pip install 'maebench[ray]' to run")
 pytest.importorskip("ray.data", reason="ray[data] not installed: pip install 'maebench[ray]'")
@@ -18,7 +18,7 @@ pytest.importorskip("ray.data", reason="ray[data] not installed: pip install 'ma
 
 @pytest.fixture
 def spread_bert(tmp_path_factory, tiny_texts):
-    from tests.checkpoints import tiny_bert
+    from tests.helpers.checkpoints import tiny_bert
 
     return tiny_bert(tmp_path_factory.mktemp("spread"), tiny_texts, initializer_range=1.0)
 

@@ -20,25 +20,11 @@ from benchmark.datasets.records import Document
 from benchmark.retrievers import build_retriever
 from benchmark.retrievers.dense import DenseRetriever
 from benchmark.retrievers.options import StoreOptions
-from tests import checkpoints
+from tests.helpers import checkpoints
+from tests.helpers.cards import make_card
+from tests.helpers.checkpoints import TEXTS
 
-TEXTS = ["what makes stars twinkle", "why do planets twinkle less than stars in the night sky"]
 TORCH = StoreOptions(backend="torch")  # tests of the torch encoder's own CPU path
-
-
-def make_card(checkpoint: Path | None = None, **retriever) -> ModelCard:
-    """A dense card pointing at a local tiny checkpoint; `retriever` overrides any field."""
-    config = {
-        "kind": "dense", "encoder": "shared", "checkpoint": str(checkpoint), "pooling": "cls",
-        "normalize": False, "similarity": "dot", "query_prefix": "", "passage_prefix": "",
-        "query_max_length": 64, "passage_max_length": 128, "title": "prepend", "batch_size": 4,
-    }
-    config.update(retriever)
-    if config["encoder"] == "separate":
-        config.pop("checkpoint")
-    raw = {"name": "tiny-test", "display_name": "tiny", "family": "contrastive",
-           "description": "test card", "source": "tests", "retriever": config}
-    return parse_card(yaml.safe_dump(raw), "test card")
 
 
 def tokens(model_dir: Path, texts: list[str], max_length: int = 64):

@@ -127,7 +127,7 @@ def test_an_openvino_conversion_prints_no_transformers_loss_line(tiny_bert_dir, 
 
     from benchmark.retrievers.backends import openvino_export
     from benchmark.retrievers.backends.torch_backend import HFEncoder
-    from tests.test_store_cli import _card
+    from tests.helpers.cards import dense_card as _card
 
     # the line comes from transformers' `loss_function` (logged once per process): show that
     # reading it logs, then that a conversion, which reads every attribute, does not

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from benchmark.evaluation.metrics import Metric, canonical_ranking, canonicalize, drop_identical_ids, evaluate
+from tests.helpers.results import random_qrels_and_run
 
 PYTREC_MEASURES = {
     "nDCG@10": "ndcg_cut_10",
     "R@100": "recall_100",
     "MAP@100": "map_cut_100",
 }
-
-
-def random_qrels_and_run(seed: int, n_queries: int = 40, n_docs: int = 300):
-    """Runs with heavy ties (scores from a handful of values) and graded qrels."""
-    rng = np.random.default_rng(seed)
-    docs = [f"d{i:03d}" for i in range(n_docs)]
-    qrels, run = {}, {}
-    for q in range(n_queries):
-        qid = f"q{q}"
-        judged = rng.choice(n_docs, size=rng.integers(1, 12), replace=False)
-        qrels[qid] = {docs[i]: int(rng.integers(0, 3)) for i in judged}
-        retrieved = rng.choice(n_docs, size=rng.integers(20, 150), replace=False)
-        run[qid] = {docs[i]: float(rng.integers(0, 6)) / 2 for i in retrieved}
-    return qrels, run
 
 
 def pytrec(qrels, run, measures, relevance_level=1):

@@ -6,126 +6,20 @@ split for training); its files are synthetic, so nothing here needs ../shared.
 
 from __future__ import annotations
 
-import json
 import shutil
-from pathlib import Path
 
 import pytest
 
 from benchmark.core.errors import MaebenchError, ModelLoadError
-
-TOPICS = ["apple", "river", "engine", "violin", "glacier", "tomato", "rocket", "castle", "falcon", "copper"]
-WORDS = ["red", "fast", "old", "green", "small", "loud", "cold", "bright"]
-
-
-def _corpus() -> dict[str, dict]:
-    docs = {}
-    for i, topic in enumerate(TOPICS):
-        for j in range(3):
-            extra = " ".join(WORDS[(i + j + k) % len(WORDS)] for k in range(4))
-            doc_id = f"d{i}-{j}"
-            docs[doc_id] = {"_id": doc_id, "title": f"{topic} note", "text": f"the {topic} is {extra}"}
-    return docs
-
-
-TRAIN = {  # query id -> (text, positives); q0 has two positives
-    "q0": ("which apple is red", ["d0-0", "d0-1"]),
-    "q1": ("river cold", ["d1-0"]),
-    "q2": ("engine fast loud", ["d2-1"]),
-    "q3": ("violin old", ["d3-2"]),
-    "q4": ("glacier small cold", ["d4-0"]),
-    "q5": ("tomato green", ["d5-1"]),
-    "q6": ("rocket bright fast", ["d6-0"]),
-    "q7": ("castle old", ["d7-2"]),
-}
-TEST = {"t0": ("falcon fast", ["d8-0"]), "t1": ("copper bright", ["d9-1"])}
-
-
-def write_beir(root: Path, train: dict = TRAIN, test: dict = TEST, with_train: bool = True) -> Path:
-    folder = root / "scifact"
-    (folder / "qrels").mkdir(parents=True)
-    with (folder / "corpus.jsonl").open("w") as out:
-        for doc in _corpus().values():
-            out.write(json.dumps(doc) + "\n")
-    with (folder / "queries.jsonl").open("w") as out:
-        for qid, (text, _) in {**train, **test}.items():
-            out.write(json.dumps({"_id": qid, "text": text}) + "\n")
-    splits = {"test": test, "train": train} if with_train else {"test": test}
-    for split, queries in splits.items():
-        rows = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t1" for q, (_, ds) in queries.items() for d in ds]
-        (folder / "qrels" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
-    return root
-
-
-def backbone_card(checkpoint: str, name: str = "tiny-backbone") -> str:
-    return f"""name: {name}
-display_name: Tiny backbone
-family: mae
-description: a 2-layer random BERT for tests
-source: tests/checkpoints.py
-pretraining:
-  objective: none (random weights)
-retriever:
-  kind: dense
-  encoder: shared
-  checkpoint: {checkpoint}
-  pooling: mean
-  normalize: false
-  similarity: dot
-  query_prefix: ''
-  passage_prefix: ''
-  query_max_length: 64
-  passage_max_length: 64
-  title: prepend
-  dtype: float32
-  batch_size: 8
-finetuning:
-  stage: none
-"""
-
-
-# a tiny budget: 8 train queries, 2 per step, group 2, 4 steps, a checkpoint every 2 steps
-TINY = {"queries_per_step": "2", "group_size": "2", "query_max_length": "16", "passage_max_length": "32",
-        "max_steps": "4", "save_steps": "2", "negatives_depth": "5", "lr": "1e-3"}
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """A data dir, a models dir (backbone + bm25 cards) and a tiny BERT checkpoint."""
-    from tests.checkpoints import tiny_bert
-
-    root = tmp_path_factory.mktemp("ft")
-    data = write_beir(root / "data")
-    texts = [d["title"] + " " + d["text"] for d in _corpus().values()]
-    texts += [t for t, _ in {**TRAIN, **TEST}.values()]
-    ckpt = tiny_bert(root / "bert", texts, initializer_range=0.5)
-    models = root / "models"
-    models.mkdir()
-    (models / "tiny-backbone.yaml").write_text(backbone_card(str(ckpt)))
-    shutil.copy(Path(__file__).resolve().parents[1] / "models" / "bm25.yaml", models / "bm25.yaml")
-    return {"data": data, "models": models, "ckpt": ckpt, "root": root}
+from tests.helpers.cards import backbone_card
+from tests.helpers.scifact import TEST, TINY, TRAIN, write_beir
+from tests.helpers.scifact import finetune as _finetune
 
 
 @pytest.fixture
-def env(setup, tmp_path, monkeypatch):
-    """A fresh MAEBENCH_HOME and models folder per test (cards of earlier tests do not leak)."""
-    models = tmp_path / "models"
-    shutil.copytree(setup["models"], models)
-    monkeypatch.setenv("MAEBENCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MAEBENCH_MODELS_DIR", str(models))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return {**setup, "models": models, "home": tmp_path / "home"}
-
-
-def _finetune(env, name="tiny-ft", seed=0, overrides=None, callbacks=None, data_dir=None):
-    from benchmark.catalog.registry import get_card
-    from benchmark.training.finetune import run_finetune
-
-    return run_finetune(
-        get_card("tiny-backbone", env["models"]), "scifact", "standard-cpu", seed, name,
-        {**TINY, **(overrides or {})}, data_dir or env["data"], "cpu", models_dir=env["models"],
-        progress=False, callbacks=callbacks,
-    )
+def env(scifact_env):
+    """The made-up scifact folder, models and tiny BERT (tests/conftest.py)."""
+    return scifact_env
 
 
 def test_negatives_never_include_a_judged_positive(env):

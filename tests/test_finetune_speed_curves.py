@@ -8,11 +8,15 @@ import math
 
 import pytest
 
-from tests import test_finetune
+from tests.helpers.scifact import TINY
+from tests.helpers.scifact import finetune as _finetune
 
-_finetune = test_finetune._finetune
-setup = test_finetune.setup  # the made-up scifact folder, models and tiny BERT (fixtures)
-env = test_finetune.env
+
+@pytest.fixture
+def env(scifact_env):
+    """The made-up scifact folder, models and tiny BERT (tests/conftest.py)."""
+    return scifact_env
+
 
 QUERIES = ["which apple is red", "river cold", "engine fast loud", "violin old", "glacier small cold",
            "tomato green", "rocket bright fast", "castle old", "falcon fast", "copper bright"]
@@ -190,7 +194,7 @@ def test_cli_prints_one_error_line_for_a_loss_that_is_not_finite(env, tmp_path):
     import torch
     from transformers import AutoModel
 
-    from tests.test_finetune import backbone_card
+    from tests.helpers.cards import backbone_card
 
     broken = tmp_path / "nan-bert"
     shutil.copytree(env["ckpt"], broken)
@@ -239,5 +243,5 @@ def _held_out(env, queries: set[str]):
     from benchmark.training.finetune import run_finetune
 
     return run_finetune(get_card("tiny-backbone", env["models"]), "scifact", "standard-cpu", 0, "held",
-                        dict(test_finetune.TINY), env["data"], "cpu", models_dir=env["models"],
+                        dict(TINY), env["data"], "cpu", models_dir=env["models"],
                         progress=False, held_out=frozenset(queries))

@@ -15,24 +15,7 @@ import pytest
 import yaml
 
 from benchmark.core.errors import MaebenchError, ModelLoadError
-
-MODULES = [
-    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-]
-
-
-def make_st(folder: Path) -> Path:
-    """A tiny BERT in sentence-transformers layout (mean pooling, normalised, cosine)."""
-    (folder / "modules.json").write_text(json.dumps(MODULES))
-    (folder / "1_Pooling").mkdir(exist_ok=True)
-    (folder / "1_Pooling" / "config.json").write_text(
-        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
-    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64}))
-    (folder / "config_sentence_transformers.json").write_text(
-        json.dumps({"prompts": {}, "similarity_fn_name": "cosine"}))
-    return folder
+from tests.helpers.checkpoints import ST_MODULES, make_st
 
 
 @pytest.fixture
@@ -149,7 +132,7 @@ def _raises(function) -> str | None:
 def _with_dense(st_dir: Path, config: dict, weights: str) -> Path:
     import torch
 
-    modules = [*MODULES[:2], {"idx": 3, "name": "3", "path": "2_Dense",
+    modules = [*ST_MODULES[:2], {"idx": 3, "name": "3", "path": "2_Dense",
                               "type": "sentence_transformers.models.Dense"}]
     (st_dir / "modules.json").write_text(json.dumps(modules))
     (st_dir / "2_Dense").mkdir()

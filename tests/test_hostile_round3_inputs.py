@@ -426,7 +426,7 @@ def test_pretrain_with_a_misbehaving_plugin_ends_in_one_line_and_no_card(tiny_be
     """The adapters as the pre-training loop uses them: a plug-in whose forward raises, returns a
     float or a NaN loss stops `maebench pretrain` with one line naming it; no card, no weights."""
     from benchmark.training.pretrain import write_card
-    from tests.test_objectives import tiny_card
+    from tests.helpers.cards import tiny_card
 
     models, home = tmp_path / "models", tmp_path / "home"
     write_card(tiny_card(tiny_bert_dir), models, overwrite=False)

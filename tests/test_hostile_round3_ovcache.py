@@ -21,8 +21,9 @@ import pytest
 
 from benchmark.retrievers.backends import calibration, measurement, openvino_cache
 from benchmark.retrievers.dense import DenseRetriever
-from tests import checkpoints
-from tests.test_encoders import TEXTS, make_card
+from tests.helpers import checkpoints
+from tests.helpers.cards import make_card
+from tests.helpers.checkpoints import TEXTS
 
 pytest.importorskip("openvino")
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from benchmark.core.errors import MaebenchError
-from tests.test_study import SPEC, write_spec
+from tests.helpers.study import SPEC, write_spec
 
 PILOT = {"arm": "mlm", "learning_rates": [0.001, 0.003], "holdout": 0.25}
 ROOT = Path(__file__).resolve().parents[1]
@@ -240,7 +240,7 @@ def test_a_study_card_whose_finetuning_is_a_list_is_one_line(tmp_path, monkeypat
     from benchmark.studies.report import _cost
     from benchmark.studies.spec import cells, load_spec, study_models_dir
     from benchmark.training.pretrain import write_card
-    from tests.test_objectives import tiny_card
+    from tests.helpers.cards import tiny_card
 
     monkeypatch.setenv("MAEBENCH_MODELS_DIR", str(tmp_path / "models"))
     study = load_spec(str(write_spec(tmp_path)))
@@ -300,8 +300,8 @@ def test_a_staging_folder_linking_out_is_never_pruned_or_followed(tiny_bert_dir,
     (no --resume) removed the folders it found there as torn states."""
     import benchmark.training.pretrain as pretrain
     from benchmark.core.paths import checkpoints_dir
-    from tests.test_objectives import tiny_card
-    from tests.test_pretrain import options
+    from tests.helpers.cards import tiny_card
+    from tests.helpers.training import options
 
     monkeypatch.setenv("MAEBENCH_HOME", str(tmp_path / "home"))
     outside = tmp_path / "precious"
@@ -367,8 +367,8 @@ def test_a_swallowed_rng_state_refusal_is_an_error(tiny_bert_dir, tmp_path, monk
     import benchmark.training.pretrain as pretrain
     from benchmark.core.paths import checkpoints_dir
     from benchmark.training.checkpoints import COMMIT_FILE, commit_checkpoint
-    from tests.test_objectives import tiny_card
-    from tests.test_pretrain import die_after_a_save, options
+    from tests.helpers.cards import tiny_card
+    from tests.helpers.training import die_after_a_save, options
 
     monkeypatch.setenv("MAEBENCH_HOME", str(tmp_path / "home"))
     init = tiny_card(tiny_bert_dir)

@@ -13,8 +13,8 @@ from benchmark.datasets.beir import load_dataset
 from benchmark.pipeline.runner import RunOptions, run_task
 from benchmark.results.result_store import read_result
 from benchmark.retrievers.mteb_adapter import MaebenchEncoder, MaebenchSearch
-from tests.conftest import REPO
-from tests.test_encoders import make_card
+from tests.helpers.cards import make_card
+from tests.helpers.paths import REPO
 
 pytest.importorskip("mteb")
 
@@ -65,7 +65,7 @@ def our_ndcg10(card, tmp_path: Path) -> float:
 @pytest.fixture(scope="module")
 def spread_bert_dir(tmp_path_factory, tiny_texts) -> Path:
     """A tiny BERT whose vectors depend on the words (distinct scores: no tie-order noise)."""
-    from tests.checkpoints import tiny_bert
+    from tests.helpers.checkpoints import tiny_bert
 
     return tiny_bert(tmp_path_factory.mktemp("spread"), tiny_texts, seed=5, initializer_range=0.5)
 

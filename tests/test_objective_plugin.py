@@ -19,7 +19,7 @@ from benchmark.core.errors import MaebenchError
 from benchmark.core.paths import EMBEDDED_DATA_DIR
 from benchmark.training.objectives import check_objective, objective_class
 from benchmark.training.pretrain_recipe import load_recipe
-from tests.test_objectives import tiny_card
+from tests.helpers.cards import tiny_card
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CORPUS = str(EMBEDDED_DATA_DIR / "tiny" / "corpus.jsonl")
@@ -192,7 +192,7 @@ def test_entry_point(tmp_path, monkeypatch) -> None:
 
 def test_study_arms_accept_plugins(tmp_path) -> None:
     from benchmark.studies.spec import load_spec
-    from tests.test_study import write_spec
+    from tests.helpers.study import write_spec
 
     plugin = write_plugin(tmp_path / "plugins", readme_example())
     arms = [{"name": "base", "objective": None}, {"name": "mine", "objective": f"{plugin}:ClsBow"}]

@@ -3,28 +3,16 @@ may see (perturbation tests), the loss falling, and seeded reproducibility."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-from benchmark.catalog.registry import ModelCard
 from benchmark.core.paths import EMBEDDED_DATA_DIR
 from benchmark.training.corpus import Span, build_pairs, read_texts, resolve_corpus
 from benchmark.training.masking import extend_mask, replace_masked, whole_word_mask, word_groups
+from tests.helpers.training import OBJECTIVES, build
 
 TINY_CORPUS = EMBEDDED_DATA_DIR / "tiny" / "corpus.jsonl"
-OBJECTIVES = ["mlm", "condenser", "cocondenser", "retromae", "dupmae", "cotmae", "bowpred"]
-
-
-def tiny_card(folder: Path, name: str = "tiny-init") -> ModelCard:
-    return ModelCard.model_validate({
-        "name": name, "display_name": name, "family": "contrastive", "description": "tiny",
-        "source": "tests", "retriever": {
-            "kind": "dense", "encoder": "shared", "checkpoint": str(folder), "pooling": "cls",
-            "normalize": False, "similarity": "dot", "query_prefix": "", "passage_prefix": "",
-            "query_max_length": 64, "passage_max_length": 64, "title": "prepend"}})
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -45,17 +33,6 @@ def tiny_pairs(tiny_bert_dir):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
     return build_pairs(read_texts(resolve_corpus(str(TINY_CORPUS))), tokenizer, 32)
-
-
-def build(name: str, folder: Path, seed: int = 0, **params):
-    from benchmark.training.objectives import objective_class
-    from benchmark.training.pretrain import load_init
-    from benchmark.training.pretrain_recipe import apply_overrides, load_recipe
-
-    torch.manual_seed(seed)
-    encoder, head, tokenizer, _ = load_init(tiny_card(folder))
-    recipe = apply_overrides(load_recipe(name), {k: str(v) for k, v in params.items()})
-    return objective_class(name)(encoder, head, tokenizer, recipe.model_dump())
 
 
 # ---------------------------------------------------------------------------- masking
@@ -337,7 +314,7 @@ def test_simlm_without_generator_is_one_line_error(tiny_bert_dir, monkeypatch) -
 
 
 def test_simlm_with_a_generator(tiny_bert_dir, tiny_pairs, tiny_texts, tmp_path) -> None:
-    from tests.checkpoints import tiny_bert_mlm
+    from tests.helpers.checkpoints import tiny_bert_mlm
 
     generator = tiny_bert_mlm(tmp_path / "gen", tiny_texts, seed=3)
     objective = build("simlm", tiny_bert_dir, generator=str(generator)).eval()

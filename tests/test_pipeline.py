@@ -16,7 +16,7 @@ from benchmark.core.errors import ResultError
 from benchmark.pipeline.runner import RunOptions, run_task
 from benchmark.results.result_store import read_result, read_run, run_path
 from benchmark.results.runfiles import decode_run
-from tests.conftest import REPO, shared_dataset
+from tests.helpers.paths import REPO, shared_dataset
 
 STANDARD = {"nDCG@10", "MRR@10", "R@100", "R@1000", "MAP@100"}
 

@@ -20,7 +20,7 @@ from benchmark.training.corpus import (
     resolve_corpus,
     split_heldout,
 )
-from tests.test_objectives import OBJECTIVES, build
+from tests.helpers.training import OBJECTIVES, build
 
 TINY_CORPUS = EMBEDDED_DATA_DIR / "tiny" / "corpus.jsonl"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -114,7 +114,7 @@ def test_packing_leaves_under_5_percent_padding_on_the_study_corpus(tokenizer) -
     """The acceptance figure on the real SciFact corpus at the arms' shape (128 tokens, 64 x 128
     positions a step) with the tiny tokenizer: at most 5% of positions are padding, against the
     old batches' share measured on the same spans."""
-    from tests.conftest import shared_dataset
+    from tests.helpers.paths import shared_dataset
 
     folder = shared_dataset("scifact")
     texts = read_texts(resolve_corpus(str(folder / "corpus.jsonl")))[:1500]
@@ -135,7 +135,7 @@ def test_pretrain_records_heldout_terms_and_curves(tiny_bert_dir, tmp_path) -> N
     from benchmark.catalog.registry import load_card
     from benchmark.core.paths import checkpoints_dir
     from benchmark.training.pretrain import PretrainOptions, pretrain_card
-    from tests.test_objectives import tiny_card
+    from tests.helpers.cards import tiny_card
 
     texts = read_texts(resolve_corpus(str(TINY_CORPUS)))
     corpus = tmp_path / "corpus.jsonl"

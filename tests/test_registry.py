@@ -15,8 +15,8 @@ import yaml
 from benchmark.catalog.registry import load_registry, parse_card
 from benchmark.core.errors import RegistryError
 from benchmark.retrievers.dense import DenseRetriever
-from tests import checkpoints
-from tests.conftest import REPO
+from tests.helpers import checkpoints
+from tests.helpers.paths import REPO
 
 EXPECTED = {
     "bm25", "bm25-multifield", "all-minilm-l6-v2", "retromae", "retromae-msmarco",

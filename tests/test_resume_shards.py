@@ -18,7 +18,7 @@ from benchmark.pipeline.runner import RunOptions, run_task
 from benchmark.results.result_store import read_result, run_path
 from benchmark.retrievers.backends.torch_backend import HFEncoder
 from benchmark.retrievers.options import StoreOptions
-from tests.test_store_cli import _card as _base_card
+from tests.helpers.cards import dense_card as _base_card
 
 N_DOCS = 80  # the embedded tiny corpus
 REAL_ENCODE = HFEncoder.encode
@@ -26,7 +26,7 @@ REAL_ENCODE = HFEncoder.encode
 
 @pytest.fixture(scope="module")
 def spread_bert(tmp_path_factory, tiny_texts):
-    from tests.checkpoints import tiny_bert
+    from tests.helpers.checkpoints import tiny_bert
 
     return tiny_bert(tmp_path_factory.mktemp("spread"), tiny_texts, initializer_range=1.0)
 

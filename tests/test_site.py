@@ -7,34 +7,21 @@ network port, so it is as robust as launching the browser itself.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import fcntl
 import json
-import os
 import re
-import select
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from benchmark.comparison.compare import StatsOptions
 from benchmark.results.result_store import write_result
-from benchmark.site import build
-from benchmark.site.build import SiteError, SiteOptions, build_site
-from tests.conftest import REPO
-from tests.test_compare import make_result, synthetic_results
+from benchmark.site.build import SiteError
+from tests.helpers.browser import CHROMIUM, Browser
+from tests.helpers.paths import REPO
+from tests.helpers.results import make_result, synthetic_results
+from tests.helpers.site import build as _build
 
-CHROMIUM = Path("/usr/bin/chromium")
 EVIL = '<img src=x onerror="window.pwned=1"><b>Evil</b> & co'
-FAST = StatsOptions(n_perm=2000, n_boot=2000)
-
-
-def _build(results_dir: Path, out: Path, **kwargs) -> build.BuildReport:
-    return build_site(SiteOptions(results_dir=results_dir, out_dir=out, stats=FAST, **kwargs))
 
 
 @pytest.fixture
@@ -179,7 +166,7 @@ def test_reported_page_has_means_a_side_by_side_and_the_ms_marco_numbers(site_re
 def test_implausible_speeds_are_marked_and_explained(tmp_path):
     from benchmark.catalog.registry import load_cards
     from benchmark.site.timing import throughput, timing_flags
-    from tests.test_compare import make_result
+    from tests.helpers.results import make_result
 
     cards, _ = load_cards()
     results = []
@@ -249,128 +236,6 @@ def test_plugin_pages_extension_point(site_results, tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- real browser
 
 
-class Browser:
-    """Headless Chromium driven over the DevTools protocol on fds 3/4 (NUL-separated JSON)."""
-
-    def __init__(self, user_data_dir: Path, width: int = 1280, height: int = 900) -> None:
-        self._user_data_dir = user_data_dir
-        self._size = (width, height)
-        self._stderr_path = user_data_dir.with_name(user_data_dir.name + "-stderr.log")
-        # The first launch on a fresh machine builds fontconfig's cache and can take far longer
-        # than 30 s (CI once timed out on its first DevTools call); handshake with a generous
-        # deadline and relaunch once before calling the browser broken.
-        for attempt in (1, 2):
-            self._launch()
-            try:
-                self.send("Browser.getVersion", timeout=120.0)
-                return
-            except (TimeoutError, RuntimeError) as error:
-                self.close()
-                if attempt == 2:
-                    raise RuntimeError(f"headless Chromium did not answer: {error}; its stderr "
-                                       f"ends:\n{self.stderr_tail()}") from error
-
-    def _launch(self) -> None:
-        to_chrome_r, self._to_chrome = os.pipe()
-        self._from_chrome, from_chrome_w = os.pipe()
-
-        def child_fds() -> None:  # runs in the child before exec
-            a = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 10)
-            b = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 10)
-            os.dup2(a, 3)
-            os.dup2(b, 4)
-
-        width, height = self._size
-        with self._stderr_path.open("ab") as stderr:
-            self.proc = subprocess.Popen(
-                [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-extensions",
-                 "--disable-crash-reporter", "--hide-scrollbars",
-                 f"--user-data-dir={self._user_data_dir}", f"--window-size={width},{height}",
-                 "--remote-debugging-pipe", "about:blank"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                preexec_fn=child_fds, close_fds=False,
-            )
-        os.close(to_chrome_r)
-        os.close(from_chrome_w)
-        self._buffer = b""
-        self._next_id = 0
-        self.session: str | None = None
-
-    def stderr_tail(self, lines: int = 20) -> str:
-        """The end of what Chromium printed, for failure messages."""
-        if not self._stderr_path.is_file():
-            return "(nothing)"
-        return "\n".join(self._stderr_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def send(self, method: str, params: dict | None = None, timeout: float = 30.0) -> dict:
-        self._next_id += 1
-        message = {"id": self._next_id, "method": method, "params": params or {}}
-        if self.session and not method.startswith(("Target.", "Browser.")):
-            message["sessionId"] = self.session
-        os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\0" in self._buffer:
-                raw, self._buffer = self._buffer.split(b"\0", 1)
-                reply = json.loads(raw)
-                if reply.get("id") == self._next_id:
-                    if "error" in reply:
-                        raise RuntimeError(f"{method}: {reply['error']}")
-                    return reply["result"]
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._from_chrome], [], [], left)[0]:
-                raise TimeoutError(f"no reply to {method}")
-            chunk = os.read(self._from_chrome, 1 << 20)
-            if not chunk:
-                raise RuntimeError("chromium closed the DevTools pipe")
-            self._buffer += chunk
-
-    def open(self, url: str) -> None:
-        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self.session = self.send("Target.attachToTarget",
-                                 {"targetId": target, "flatten": True})["sessionId"]
-        self.send("Page.enable")
-        self.send("Page.navigate", {"url": url})
-        for _ in range(200):
-            if self.eval("document.readyState") == "complete":
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"{url} did not finish loading")
-
-    def eval(self, expression: str):
-        reply = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
-        if "exceptionDetails" in reply:
-            raise RuntimeError(f"{expression}: {reply['exceptionDetails']}")
-        return reply["result"].get("value")
-
-    def click(self, selector: str) -> None:
-        """A real mouse click at the centre of the element (not a synthetic el.click())."""
-        box = self.eval(
-            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
-            "e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
-            "return [r.left + r.width / 2, r.top + r.height / 2]; })()"
-        )
-        for kind in ("mousePressed", "mouseReleased"):
-            self.send("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1],
-                                                   "button": "left", "clickCount": 1})
-
-    def screenshot(self, path: Path) -> None:
-        data = self.send("Page.captureScreenshot", {"format": "png"})["data"]
-        path.write_bytes(base64.b64decode(data))
-
-    def close(self) -> None:
-        with contextlib.suppress(RuntimeError, TimeoutError, OSError):
-            self.send("Browser.close", timeout=5)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self._to_chrome)
-        os.close(self._from_chrome)
-
 
 ROW_ORDER = "[...document.querySelectorAll('#leaderboard tbody tr')].map(r => r.dataset.model)"
 VISIBLE_ROWS = ("[...document.querySelectorAll('#leaderboard tbody tr')]"
@@ -434,7 +299,6 @@ def test_study_page_axes_from_zero_flagged_times_and_unwrapped_p_values(tmp_path
     """Issue 20 items 5 and 8 on the committed scifact-dapt report: the plot's axes start at 0
     (they ran to -200 s and -20), an arm whose seeds took 29 s and 1,016 s for the same work is
     marked, and p-values sit in cells that do not wrap ("1e-" / "04")."""
-    import json
 
     from benchmark.site.output import write_files
     from benchmark.site.study_pages import study_pages, time_flags

@@ -18,7 +18,7 @@ import pytest
 
 from benchmark.comparison.compare import StatsOptions
 from benchmark.site.build import SiteOptions, build_site
-from tests.test_site import CHROMIUM, Browser
+from tests.helpers.browser import CHROMIUM, Browser
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = StatsOptions(n_perm=2000, n_boot=2000)

@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 
 from benchmark.results.result_store import read_result, write_result
-from tests.conftest import REPO
-from tests.test_compare import make_result
-from tests.test_site import CHROMIUM, Browser, _build
+from tests.helpers.browser import CHROMIUM, Browser
+from tests.helpers.paths import REPO
+from tests.helpers.results import make_result
+from tests.helpers.site import build as _build
 
 
 @pytest.fixture
 def site_results(results_dir: Path) -> Path:
     """The synthetic results of tests/test_compare.py (bm25, strong, ... on scifact, nfcorpus)."""
-    from tests.test_compare import synthetic_results
+    from tests.helpers.results import synthetic_results
 
     synthetic_results(results_dir)
     return results_dir
@@ -135,7 +136,7 @@ def test_study_index_lines_are_distinct():
 def test_compare_names_the_holm_family_on_every_line(results_dir):
     from benchmark.comparison.compare import StatsOptions, build_report, load_table
     from benchmark.comparison.report import to_markdown
-    from tests.test_compare import synthetic_results
+    from tests.helpers.results import synthetic_results
 
     synthetic_results(results_dir)
     table = load_table(results_dir)

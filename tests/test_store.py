@@ -20,7 +20,7 @@ from benchmark.core.errors import ResultError
 from benchmark.pipeline.runner import RunOptions, run_task
 from benchmark.results.identity import EvalKey
 from benchmark.results.result_store import META, ResultStore, read_result, run_path
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 
 @pytest.fixture

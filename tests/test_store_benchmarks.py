@@ -10,7 +10,7 @@ from benchmark.catalog.registry import get_card
 from benchmark.comparison.compare import load_table
 from benchmark.comparison.standings import config_differs, standings
 from benchmark.site.benchmark_pages import benchmark_pages
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 
 def test_declared_benchmarks_and_their_sizes():
@@ -97,7 +97,7 @@ def test_leaderboard_and_model_page_mark_a_result_whose_card_changed(tmp_path):
     import shutil
 
     from benchmark.site.build import SiteOptions, build_site
-    from tests.test_site import FAST
+    from tests.helpers.results import FAST
 
     if not (REPO / "results" / "bm25" / "scifact.json").is_file():
         pytest.skip("committed bm25/scifact result not found")
@@ -125,7 +125,7 @@ def test_an_approximate_result_is_labelled_wherever_its_score_is_shown(tmp_path)
 
     from benchmark.results.result_store import read_result, write_result
     from benchmark.site.build import SiteOptions, build_site
-    from tests.test_site import FAST
+    from tests.helpers.results import FAST
 
     source = REPO / "results" / "all-minilm-l6-v2"
     if not (source / "scifact.json").is_file():

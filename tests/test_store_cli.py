@@ -7,30 +7,18 @@ import gzip
 import pytest
 from typer.testing import CliRunner
 
-from benchmark.catalog.registry import parse_card
 from benchmark.catalog.tasks import get_task
 from benchmark.cli import app
 from benchmark.core.errors import MaebenchError
 from benchmark.pipeline.runner import RunOptions, run_task
 from benchmark.results.result_store import read_result, run_path
 from benchmark.retrievers.options import StoreOptions
-
-
-def _card(checkpoint):
-    import yaml
-
-    raw = {"name": "tiny-dense", "display_name": "t", "family": "supervised", "description": "d",
-           "source": "s", "weights": "public",
-           "retriever": {"kind": "dense", "encoder": "shared", "checkpoint": str(checkpoint),
-                         "pooling": "mean", "normalize": True, "similarity": "cosine",
-                         "query_prefix": "", "passage_prefix": "", "query_max_length": 32,
-                         "passage_max_length": 64, "title": "prepend"}}
-    return parse_card(yaml.safe_dump(raw), "tiny-dense")
+from tests.helpers.cards import dense_card as _card
 
 
 @pytest.fixture
 def spread_bert(tmp_path_factory, tiny_texts):
-    from tests.checkpoints import tiny_bert
+    from tests.helpers.checkpoints import tiny_bert
 
     return tiny_bert(tmp_path_factory.mktemp("spread"), tiny_texts, initializer_range=1.0)
 

@@ -16,7 +16,7 @@ import pytest
 from benchmark.evaluation.metrics import Metric, canonical_ranking
 from benchmark.results.result_store import iter_results
 from benchmark.results.runfiles import decode_run, encode_run
-from tests.conftest import BEIR_DIR, REPO
+from tests.helpers.paths import BEIR_DIR, REPO
 
 RESULTS = Path(os.environ.get("MAEBENCH_CHECK_RESULTS", REPO / "results"))
 PYTREC = {"nDCG": "ndcg_cut_{k}", "R": "recall_{k}", "MAP": "map_cut_{k}", "MRR": "recip_rank"}

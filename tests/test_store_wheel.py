@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 
 def _run(argv: list, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

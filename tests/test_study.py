@@ -7,53 +7,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
 from benchmark.core.errors import MaebenchError
 from benchmark.studies.runner import run_study
 from benchmark.studies.spec import StudyOptions, cells, load_spec, report_path
-from tests.test_objectives import tiny_card
-
-SPEC = {
-    "id": "tiny-study", "description": "test", "init": "tiny-init",
-    "corpus": "tiny", "budget_tokens": 512, "pretrain_overrides": {"batch_size": 4, "max_length": 32},
-    "arms": [{"name": "base", "objective": None}, {"name": "mlm", "objective": "mlm"},
-             {"name": "bow", "objective": "bowpred"}],
-    "seeds": [0, 1], "finetune": {"task": "tiny", "recipe": "standard-cpu"},
-    "evaluate": ["tiny"], "baseline_arm": "base",
-    # random tiny models: their [CLS] vectors are near-identical; collapse has its own tests
-    "collapse_cosine": 1.0, "collapse_overlap": 1.0,
-}
-
-
-def write_spec(tmp_path: Path, **changes) -> Path:
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump({**SPEC, **changes}))
-    return path
-
-
-@pytest.fixture
-def study_env(tmp_path, monkeypatch, tiny_bert_dir):
-    from benchmark.training.pretrain import write_card
-
-    models = tmp_path / "models"
-    write_card(tiny_card(tiny_bert_dir), models, overwrite=False)
-    monkeypatch.setenv("MAEBENCH_MODELS_DIR", str(models))
-    monkeypatch.setenv("MAEBENCH_RESULTS_DIR", str(tmp_path / "results"))
-    calls = []
-
-    def fake_finetune(backbone, task, recipe, seed=0, name=None, models_dir=None, **_):
-        calls.append(name)
-        card = backbone.model_copy(update={"name": name, "pretraining": backbone.pretraining})
-        return write_card(card, models_dir, overwrite=False)
-
-    import benchmark.training.finetune as finetune
-
-    monkeypatch.setattr(finetune, "finetune_card", fake_finetune)
-    return calls
+from tests.helpers.cards import tiny_card
+from tests.helpers.study import write_spec
 
 
 def test_spec_errors(tmp_path) -> None:

@@ -13,7 +13,7 @@ from benchmark.studies.registration import register, registration_status
 from benchmark.studies.report import build_report, format_table
 from benchmark.studies.runner import run_study
 from benchmark.studies.spec import StudyError, StudyOptions, load_spec
-from tests.test_study import study_env, write_spec  # noqa: F401 - the fixture
+from tests.helpers.study import write_spec
 
 FAILED_STAGE0 = {"gate": "stage 0 learnt more than word frequencies", "subject": "planted-stage0",
                  "measure": "MLM loss (nats)", "value": 6.9, "threshold": 5.5, "passed": False,
@@ -21,7 +21,7 @@ FAILED_STAGE0 = {"gate": "stage 0 learnt more than word frequencies", "subject":
 
 
 def test_a_planted_study_whose_stage0_gate_fails_is_uninformative_and_shows_no_contrast(
-        study_env, tmp_path, monkeypatch) -> None:  # noqa: F811
+        study_env, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(gates, "judge_arms", lambda study: [])  # only the planted gate decides
     spec = load_spec(str(write_spec(tmp_path)))
     path = run_study(spec, StudyOptions())
@@ -73,7 +73,7 @@ def test_stage0_gate_judges_held_out_loss_against_the_unigram_entropy(tmp_path, 
     assert legacy["passed"] is False and "kept no held-out documents" in legacy["data"]
 
 
-def test_the_runner_stops_at_a_failed_gate_before_the_next_stage(study_env, tmp_path, monkeypatch) -> None:  # noqa: F811
+def test_the_runner_stops_at_a_failed_gate_before_the_next_stage(study_env, tmp_path, monkeypatch) -> None:
     failed = {"gate": "the arm's own loss moved", "subject": "bow", "objective": "bowpred",
               "term": "bow", "measure": "fall", "value": 0.01, "start": 7.0, "end": 6.99,
               "threshold": 0.3, "passed": False}
@@ -108,7 +108,7 @@ def test_a_design_changed_after_registration_is_a_deviation(tmp_path, monkeypatc
     assert len(listed) == 1 and "seeds" in listed[0]["what"] and not listed[0]["declared"]
 
 
-def test_every_cell_result_carries_the_spec_hash(study_env, tmp_path) -> None:  # noqa: F811
+def test_every_cell_result_carries_the_spec_hash(study_env, tmp_path) -> None:
     from benchmark.studies.spec import spec_digest, study_results_dir
 
     spec = load_spec(str(write_spec(tmp_path)))
@@ -124,7 +124,7 @@ def test_the_gates_never_read_test_qrels(tmp_path, monkeypatch) -> None:
     fails on any test split file lets the gate's scoring finish."""
     from benchmark.catalog.registry import get_card
     from benchmark.studies.pilot import score_on_queries
-    from tests.conftest import shared_dataset
+    from tests.helpers.paths import shared_dataset
 
     folder = shared_dataset("scifact")
     import benchmark.datasets.beir as beir
@@ -144,7 +144,7 @@ def test_the_gates_never_read_test_qrels(tmp_path, monkeypatch) -> None:
     assert 0 < score <= 1
 
 
-def test_calibration_records_each_probe_and_resumes(study_env, tmp_path) -> None:  # noqa: F811
+def test_calibration_records_each_probe_and_resumes(study_env, tmp_path) -> None:
     """Calibration on a study from an init card: each arm x rate probe continues the init on
     held-out-split documents and records its own term's fall, one rate is chosen for every arm,
     and a second run redoes nothing."""

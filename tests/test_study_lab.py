@@ -11,9 +11,13 @@ import json
 import pytest
 import yaml
 
-from tests.test_finetune import env, setup  # noqa: F401 - the made-up scifact folder and models
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture
+def env(scifact_env):
+    """The made-up scifact folder and models (tests/conftest.py)."""
+    return scifact_env
 
 FINETUNE = {"queries_per_step": 2, "group_size": 2, "query_max_length": 16, "passage_max_length": 32,
             "max_steps": 2, "save_steps": 2, "negatives_depth": 5}
@@ -39,7 +43,7 @@ SPEC = {
 }
 
 
-def test_the_lab_study_end_to_end(env, tmp_path, monkeypatch) -> None:  # noqa: F811
+def test_the_lab_study_end_to_end(env, tmp_path, monkeypatch) -> None:
     from benchmark.catalog.registry import load_card
     from benchmark.core.paths import EMBEDDED_DATA_DIR
     from benchmark.studies.report import format_table

@@ -534,7 +534,7 @@ def test_submitted_metrics_are_the_tasks_own_set():
     from benchmark.results.result_store import read_result
     from benchmark.submission.checks import _check_metric_names
     from benchmark.submission.reading import SubmissionError
-    from tests.conftest import REPO
+    from tests.helpers.paths import REPO
 
     stored = REPO / "results" / "bm25" / "scifact.json"
     if not stored.is_file():

@@ -102,17 +102,10 @@ def test_finetune_resumes_past_a_checkpoint_torn_during_its_save(tmp_path, monke
 
     from benchmark.catalog.registry import get_card, load_card
     from benchmark.training.finetune import run_finetune
-    from tests.checkpoints import tiny_bert
-    from tests.test_finetune import TEST, TINY, TRAIN, _corpus, backbone_card, write_beir
+    from tests.helpers.scifact import TINY, make_workspace
 
-    data = write_beir(tmp_path / "data")
-    texts = [d["title"] + " " + d["text"] for d in _corpus().values()]
-    texts += [t for t, _ in {**TRAIN, **TEST}.values()]
-    ckpt = tiny_bert(tmp_path / "bert", texts, initializer_range=0.5)
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "tiny-backbone.yaml").write_text(backbone_card(str(ckpt)))
-    (models / "bm25.yaml").write_text((Path(__file__).parents[1] / "models" / "bm25.yaml").read_text())
+    workspace = make_workspace(tmp_path)
+    data, models = workspace["data"], workspace["models"]
     monkeypatch.setenv("MAEBENCH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MAEBENCH_MODELS_DIR", str(models))
     overrides = {**TINY, "save_steps": "1"}
@@ -147,8 +140,8 @@ def test_pretrain_resume_skips_a_torn_last_state(tiny_bert_dir, tmp_path, monkey
     from benchmark.catalog.registry import load_card
     from benchmark.core.errors import MaebenchError
     from benchmark.core.paths import checkpoints_dir
-    from tests.test_objectives import tiny_card
-    from tests.test_pretrain import options
+    from tests.helpers.cards import tiny_card
+    from tests.helpers.training import options
 
     monkeypatch.setenv("MAEBENCH_HOME", str(tmp_path / "home"))
     init = tiny_card(tiny_bert_dir)
@@ -214,8 +207,8 @@ def test_a_pickle_in_a_saved_training_state_is_one_error_line(tiny_bert_dir, tmp
     from benchmark import cli
     from benchmark.core.paths import checkpoints_dir
     from benchmark.training.pretrain import write_card
-    from tests.test_objectives import tiny_card
-    from tests.test_pretrain import die_after_a_save, options
+    from tests.helpers.cards import tiny_card
+    from tests.helpers.training import die_after_a_save, options
 
     monkeypatch.setenv("MAEBENCH_HOME", str(tmp_path / "home"))
     models = tmp_path / "models"

@@ -12,7 +12,7 @@ from benchmark.catalog.tasks import get_task
 from benchmark.core.errors import DataError
 from benchmark.datasets.beir import load_beir_folder
 from benchmark.evaluation.metrics import evaluate
-from tests.conftest import SHARED
+from tests.helpers.paths import SHARED
 
 MSMARCO_PASSAGE = SHARED / "data" / "msmarco-passage"
 DL = {"trec-dl-2019": (43, 9260), "trec-dl-2020": (54, 11386)}
@@ -113,7 +113,7 @@ def test_per_query_kernels_equal_ranx_evaluate(threshold):
     from ranx import evaluate as ranx_evaluate
 
     from benchmark.evaluation.metrics import Metric, canonicalize
-    from tests.test_evaluate import random_qrels_and_run
+    from tests.helpers.results import random_qrels_and_run
 
     qrels, run = random_qrels_and_run(7)
     metrics = ("nDCG@10", "MRR@10", "R@50", "R@100", "MAP@100", "P@5")

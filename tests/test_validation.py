@@ -9,7 +9,7 @@ import pytest
 
 from benchmark.catalog.registry import parse_card
 from benchmark.core.errors import RegistryError
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 
 def test_deeply_nested_yaml_is_refused_in_process():

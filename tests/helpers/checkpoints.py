@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# two texts to encode, the second longer (a batch of both is padded)
+TEXTS = ["what makes stars twinkle", "why do planets twinkle less than stars in the night sky"]
 
 
 def word_vocab(texts: list[str], extra: int = 0) -> list[str]:
@@ -140,4 +142,25 @@ def add_st_head(folder: Path, layers: list[str], dim: int, out_dim: int | None =
         modules.append({"idx": idx, "name": str(idx), "path": path,
                         "type": f"sentence_transformers.models.{kind}"})
     (folder / "modules.json").write_text(json.dumps(modules))
+    return folder
+
+
+ST_MODULES = [
+    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+]
+
+
+def make_st(folder: Path) -> Path:
+    """A tiny BERT in sentence-transformers layout (mean pooling, normalised, cosine)."""
+    import json
+
+    (folder / "modules.json").write_text(json.dumps(ST_MODULES))
+    (folder / "1_Pooling").mkdir(exist_ok=True)
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64}))
+    (folder / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": {}, "similarity_fn_name": "cosine"}))
     return folder
