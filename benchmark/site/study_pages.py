@@ -203,6 +203,7 @@ def study_pages(results_dir: Path) -> Pages:
 
 
 def _render(env: jinja2.Environment, results_dir: Path, reports: list[dict]) -> dict[str, str]:
+    from benchmark.studies.calibrate import calibration_lines
     from benchmark.studies.gates import describe
     from benchmark.studies.report import verdict_line
 
@@ -219,6 +220,8 @@ def _render(env: jinja2.Environment, results_dir: Path, reports: list[dict]) -> 
             plot=_plot(report, rows, flags, references), time_flags=flags,
             time_axis=_time_axis(rows)[0], references=references,
             verdict=verdict_line(report), gate_lines=[describe(g) for g in report.get("gates") or []],
+            calibration_lines=(calibration_lines(report["calibration"]) if report.get("calibration")
+                               else []),
             curves=curve_plots(results_dir, report),
             pilot_edge=_pilot_edge(report.get("pilot")),
             cells=[{**CELL_DEFAULTS, **c, "arm": name}

@@ -159,7 +159,55 @@ def calibrate(study: StudySpec, options: StudyOptions, echo=print) -> Path:
     best0 = _best_stage0(stage0)
     record["chosen_stage0_lr"] = stage0[best0]["lr"]
     record["stage0_probe"] = best0
+    record["stage0_projection"] = most_hopeful_projection(study, stage0, entropy)
+    _write(study, record)
     return _after_stage0(study, options, echo, record, best0, began)
+
+
+def stage0_projection(name: str, probe: dict[str, Any], entropy: dict[str, Any] | None,
+                      cpu_hours_budget: float) -> dict[str, Any]:
+    """What the best stage-0 probe's curve says about the gate: the tokens its log-linear fit
+    needs to reach the threshold, what they cost at the probe's own tokens per CPU-second, how
+    many passes over the training corpus that is, and whether it fits the declared CPU-hours.
+    A log-linear fit of a falling, flattening curve is optimistic (losses flatten faster), and
+    passes beyond a few over a small corpus learn less per token, so 'beyond' is firm and
+    'within' is a hope that the study's own stage-0 gate then checks."""
+    tokens = probe.get("projected_tokens_to_pass")
+    speed = probe["tokens"] / probe["cpu_s"] if probe.get("cpu_s") else None
+    corpus_tokens = (entropy or {}).get("tokens")
+    hours = None if tokens is None or not speed else tokens / speed / 3600
+    passed = bool(probe.get("passes"))
+    return {
+        "probe": name, "final_heldout_mlm": probe.get("final_heldout_mlm"),
+        "threshold": probe.get("threshold"), "probe_tokens": probe["tokens"],
+        "projected_tokens": tokens, "tokens_per_cpu_s": None if speed is None else round(speed, 1),
+        "projected_cpu_hours": None if hours is None else round(hours, 2),
+        "corpus_tokens": corpus_tokens,
+        "projected_epochs": None if tokens is None or not corpus_tokens else round(tokens / corpus_tokens, 1),
+        "cpu_hours_budget": cpu_hours_budget,
+        "within_budget": True if passed else (None if hours is None and tokens is None
+                                              else hours is not None and hours <= cpu_hours_budget),
+    }
+
+
+def most_hopeful_projection(study: StudySpec, stage0: dict[str, Any],
+                            entropy: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The projection of the stage-0 probe that needs the fewest CPU-hours to pass the gate (not
+    the one with the lowest loss: a shorter probe at another rate may fall faster), so that
+    'beyond the budget' holds for every probe tried."""
+    if entropy is None:
+        from benchmark.studies import gates
+
+        try:
+            entropy = gates.stage0_entropy(study, heldout=True)
+        except Exception:  # noqa: BLE001 - no tokenizer or data here: the corpus size stays unknown
+            entropy = None
+    found = [stage0_projection(name, probe, entropy, study.calibrate.stage0_cpu_hours)
+             for name, probe in stage0.items()]
+    if not found:
+        return None
+    return min(found, key=lambda p: (not p["within_budget"] or False, p["projected_cpu_hours"]
+                                     if p["projected_cpu_hours"] is not None else float("inf")))
 
 
 def _best_stage0(stage0: dict[str, Any], untagged_of: str | None = None) -> str | None:
@@ -279,3 +327,65 @@ def _finetune_probe(study: StudySpec, backbone_name: str, name: str, lr: float,
             else record.final_loss / chance, "validation": scores,
             "bm25_share": min(shares) if shares else None, "steps": record.steps,
             "cpu_s": round(time.process_time() - began, 1)}
+
+
+def calibration_summary(study: StudySpec) -> dict[str, Any] | None:
+    """The stored calibration as the report and the page show it (None when none has run)."""
+    record = _read(study)
+    if not record.get("stage0") and not record.get("arms"):
+        return None
+    stage0 = [{"probe": name, "lr": e.get("lr"), "batch_size": (e.get("overrides") or {}).get("batch_size"),
+               "scheduler": (e.get("overrides") or {}).get("scheduler"), "tokens": e.get("tokens"),
+               "steps": e.get("steps"), "final_heldout_mlm": e.get("final_heldout_mlm"),
+               "threshold": e.get("threshold"), "unigram_entropy": e.get("unigram_entropy")}
+              for name, e in sorted((record.get("stage0") or {}).items())]
+    first_round = _best_stage0(record.get("stage0") or {}, untagged_of=study.id)
+    arms = [{"probe": name, "from": e.get("from", first_round),
+             "objective": e.get("objective"), "lr": e.get("lr"), "term": e.get("term"),
+             "tokens": e.get("tokens"), "start": e.get("start"), "end": e.get("end"),
+             "fall": e.get("fall"), "passes": e.get("passes")}
+            for name, e in sorted((record.get("arms") or {}).items())]
+    keep = ("lr", "final_loss", "chance", "bm25_share", "steps")
+    finetune = [{"probe": name, **{k: e.get(k) for k in keep}}
+                for name, e in sorted((record.get("finetune") or {}).items())]
+    projection = record.get("stage0_projection")
+    if record.get("stage0") and study.stage0 is not None:
+        projection = most_hopeful_projection(study, record["stage0"])
+    return {"stage0": stage0, "projection": projection, "arms": arms,
+            "finetune": finetune, "arm_threshold": study.gates.arm_drop}
+
+
+def calibration_lines(summary: dict[str, Any]) -> list[str]:
+    """The calibration in sentences (CLI and page): each probe with its measure and the gate's
+    threshold, then the projection the design's budget rests on."""
+    lines = []
+    for e in summary.get("stage0") or []:
+        if e["final_heldout_mlm"] is None:
+            continue
+        shape = (f"batch {e['batch_size']}, {e['scheduler']}" if e.get("batch_size")
+                 else "the spec's stage-0 recipe")
+        lines.append(f"stage 0 probe lr {e['lr']:g} ({shape}): held-out MLM {e['final_heldout_mlm']:.3f} "
+                     f"after {e['tokens']:,} tokens in {e['steps']:,} steps (gate: <= {e['threshold']:.3f}, "
+                     f"unigram entropy {e['unigram_entropy']:.3f})")
+    for e in summary.get("arms") or []:
+        if e["fall"] is None:
+            continue
+        judged = "" if e["passes"] is None else (" passes" if e["passes"] else " fails")
+        lines.append(f"arm probe {e['objective']} lr {e['lr']:g} from {e['from']}: {e['term']} "
+                     f"{e['start']:.3f} -> {e['end']:.3f} (fell {e['fall']:+.3f} over {e['tokens']:,} "
+                     "tokens; "                     f"gate: >= {summary['arm_threshold']}){judged}")
+    for e in summary.get("finetune") or []:
+        if e.get("final_loss") is not None:
+            lines.append(f"fine-tuning probe lr {e['lr']:g}: final loss {e['final_loss']:.3f} against chance "
+                         f"{e['chance']:.3f}, {e['bm25_share']:.0%} of BM25 on validation train queries"
+                         if e.get("bm25_share") is not None and e.get("chance") else
+                         f"fine-tuning probe lr {e['lr']:g}: final loss {e['final_loss']:.3f}")
+    p = summary.get("projection")
+    if p and p.get("projected_tokens") is not None:
+        lines.append(
+            f"projection from {p['probe']}: the stage-0 gate needs about {p['projected_tokens']:,.0f} tokens "
+            f"({p['projected_epochs']} passes over its {p['corpus_tokens']:,} training tokens), "
+            f"{p['projected_cpu_hours']} CPU-hours at the probe's {p['tokens_per_cpu_s']:,} tokens per "
+            f"CPU-second, against the {p['cpu_hours_budget']:g} declared: "
+            + ("within" if p["within_budget"] else "beyond"))
+    return lines

@@ -67,6 +67,12 @@ def bottleneck_term(objective: str) -> str | None:
 def unigram_entropy(texts: list[str], tokenizer) -> float:
     """Entropy (nats) of the content-token distribution of `texts` under `tokenizer`: the loss of
     a model that predicts every masked token from corpus frequencies alone, ignoring context."""
+    return unigram_counts(texts, tokenizer)[0]
+
+
+def unigram_counts(texts: list[str], tokenizer) -> tuple[float, int]:
+    """The unigram entropy (nats) and the number of content tokens of `texts` (one pass: the
+    calibration also needs the corpus's size, to say how many epochs a projected budget is)."""
     counts: Counter[int] = Counter()
     for start in range(0, len(texts), 1000):
         encoded = tokenizer(texts[start:start + 1000], add_special_tokens=False,
@@ -74,7 +80,7 @@ def unigram_entropy(texts: list[str], tokenizer) -> float:
         for ids in encoded["input_ids"]:
             counts.update(ids)
     total = sum(counts.values())
-    return -sum(n / total * math.log(n / total) for n in counts.values())
+    return -sum(n / total * math.log(n / total) for n in counts.values()), total
 
 
 def _study_tokenizer(study: StudySpec):
@@ -126,14 +132,16 @@ def stage0_entropy(study: StudySpec, heldout: bool) -> dict[str, Any] | None:
     key = hashlib.sha256(json.dumps([source.fingerprint(), share, init_card_name(study)]).encode()
                          ).hexdigest()[:16]
     cached = (_read_gates_file(study) or {}).get("entropy") or {}
-    if cached.get("key") == key and isinstance(cached.get("nats"), int | float):
+    if (cached.get("key") == key and isinstance(cached.get("nats"), int | float)
+            and isinstance(cached.get("tokens"), int)):
         return cached
     tokenizer = _study_tokenizer(study)
     if tokenizer is None:
         return None
     texts, _ = split_heldout(read_texts(source), share)
-    found = {"key": key, "nats": round(unigram_entropy(texts, tokenizer), 4), "corpus": source.label,
-             "documents": len(texts), "heldout_share": share}
+    nats, tokens = unigram_counts(texts, tokenizer)
+    found = {"key": key, "nats": round(nats, 4), "corpus": source.label, "documents": len(texts),
+             "tokens": tokens, "heldout_share": share}
     _write_gates_file(study, {**(_read_gates_file(study) or {}), "entropy": found})
     return found
 

@@ -297,6 +297,16 @@ def build_report(study: StudySpec, data_dir: Path | None = None) -> dict[str, An
     report["failed_gates"] = gates["failed"]
     report["registration"] = registration
     report["deviations"] = _deviations(study, registration, gates)
+    from benchmark.studies.calibrate import calibration_summary
+
+    calibration = calibration_summary(study)
+    if calibration:
+        report["calibration"] = calibration
+        projection = calibration.get("projection") or {}
+        if report["verdict"] == "pending" and projection.get("within_budget") is False:
+            # calibration says the stage-0 gate cannot pass within the declared means: the study
+            # is not run, and that is its result (issue 25), not a finding about the objectives
+            report["verdict"] = "infeasible"
     if gates["verdict"] == "uninformative":
         # the premises failed: no contrast is a finding, so none is reported as one (kept apart,
         # for the audit trail, never shown as a result)
@@ -431,6 +441,12 @@ def verdict_line(report: dict[str, Any]) -> str:
                 "its contrasts are not findings")
     if verdict == "informative":
         return f"study {study}: every gate passed; its contrasts below are its findings"
+    if verdict == "infeasible":
+        p = (report.get("calibration") or {}).get("projection") or {}
+        return (f"study {study}: not run: calibration projects that stage 0 needs about "
+                f"{p.get('projected_tokens') or 0:,.0f} tokens ({p.get('projected_cpu_hours')} CPU-hours, "
+                f"{p.get('projected_epochs')} passes over its corpus) to pass its gate, beyond the "
+                f"{p.get('cpu_hours_budget')} CPU-hours declared; no finding about the objectives")
     if verdict == "pending":
         return f"study {study}: gates not all judged yet; no contrast is a finding until they pass"
     return f"study {study}: written before gates existed"
@@ -442,6 +458,10 @@ def format_table(report: dict[str, Any]) -> str:
     metric = report["metric"]
     lines = [verdict_line(report)]
     lines += [f"  failed gate: {g}" for g in report.get("failed_gates") or []]
+    if report.get("calibration"):
+        from benchmark.studies.calibrate import calibration_lines
+
+        lines += [f"  calibration: {line}" for line in calibration_lines(report["calibration"])]
     lines += [f"study {report['study']['id']}: {metric} x100, budget {report['budget']} per arm"
              + ("" if report["complete"] else f" (missing: {', '.join(report['missing_cells'])})")]
     if report.get("pilot"):

@@ -215,6 +215,9 @@ class CalibrationSpec(StrictFinite):
     arm_tokens: int = Field(default=250_000, gt=0, le=MAX_BUDGET_TOKENS)
     finetune_learning_rates: tuple[float, ...] = Field(default=(1e-3, 3e-3), min_length=1)
     evaluations: int = Field(default=6, ge=2, le=100)
+    stage0_cpu_hours: float = Field(default=25.0, gt=0, le=10_000, description=(
+        "the most CPU-hours stage 0 may take: a projected budget beyond it means the stage-0 gate "
+        "cannot be passed within the study's means, and the study is not run"))
 
 
 class Deviation(StrictFinite):
