@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,16 @@ if "MAEBENCH_TEST_KEEP_HOME" not in os.environ:
 # torch, 71 s with auto on the shared 2-core machine). The OpenVINO backend has its own tests
 # (tests/test_backend_openvino.py), which clear this variable or name the backend they test.
 os.environ.setdefault("MAEBENCH_BACKEND", "torch")
+# torch's OpenMP threads sleep instead of spinning while they wait for work, as `maebench
+# finetune` sets for itself (benchmark/training/finetune_trainer.py:passive_thread_wait, which
+# measured 12.8 against 5.6 CPU-s a step on this 2-core machine): libgomp reads it when torch is
+# first imported, which is after this file; CLI subprocesses inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenVINO's converter sends telemetry on every conversion unless it runs in CI: each event forks
+# a copy of the test process (35 forks, ~2 s of CPU a conversion here, every one failing offline).
+# The suite runs as CI runs it (CI sets CI=true), subprocesses included; nothing in maebench reads
+# CI.
+os.environ.setdefault("CI", "true")
 
 
 @pytest.fixture
@@ -47,16 +58,18 @@ def tiny_bert_dir(tmp_path_factory, tiny_texts) -> Path:
     return tiny_bert(tmp_path_factory.mktemp("tiny-bert"), tiny_texts)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(autouse=True)
 def one_torch_thread():
-    """Tiny models run faster on one thread, and much faster on a shared, busy CPU (modules that
-    train tiny models use it with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    """Every test starts with one torch thread. Tiny models run faster on one thread, and far
+    faster on a shared, busy CPU: with two, each small op waits for the other thread at a barrier
+    (test_registry's tiny-checkpoint encodings took 0.05 s a test on one thread, 0.4 s on two
+    beside a niced job), and under `-n 2` two workers would run four threads on two cores. A run
+    that sets its own count (fine-tuning uses every core) keeps it until the next test starts;
+    the pooled multi-thread encoding path has its own test (test_encoders.py), and CLI
+    subprocesses keep torch's default."""
+    torch = sys.modules.get("torch")  # never imported here for a test that does not use it
+    if torch is not None and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

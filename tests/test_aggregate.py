@@ -34,6 +34,7 @@ def forum_tasks(tmp_path, monkeypatch):
     return tasks, data
 
 
+@pytest.mark.slow
 def test_mean_of_subtasks_with_prefixed_per_query_scores(forum_tasks, results_dir):
     tasks, data = forum_tasks
     options = RunOptions(results_dir=results_dir, data_dir=data)

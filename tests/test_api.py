@@ -65,6 +65,7 @@ def test_compare_two_stored_models(stored: Path):
     assert [(c.a, c.b, c.task) for c in report.comparisons] == [("bm25", "bm25-multifield", "tiny")]
 
 
+@pytest.mark.slow
 def test_reproduce_only_compares_what_is_stored(tmp_path: Path):
     report = benchmark.reproduce("bm25-beir", results_dir=REPO / "results", no_run=True)
     assert report.id == "bm25-beir" and report.cells

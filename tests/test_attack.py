@@ -800,6 +800,7 @@ def _after_checks(case: dict, trees: dict) -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_every_attack_is_refused_cleanly(workspace, tmp_path):
     cases = build_cases(workspace)
     for case in cases:

@@ -23,8 +23,6 @@ from tests.helpers.cards import tiny_card
 TINY_CORPUS = str(EMBEDDED_DATA_DIR / "tiny" / "corpus.jsonl")
 SMALL = BackboneSize(layers=2, hidden=32, heads=2, ffn=64, max_positions=64, vocab_size=300)
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
@@ -38,6 +36,7 @@ def _texts() -> list[str]:
     return read_texts(resolve_corpus(TINY_CORPUS))
 
 
+@pytest.mark.slow
 def test_vocabulary_and_weights_are_a_function_of_corpus_size_and_seed() -> None:
     texts = _texts()
     model_a, tok_a = build_backbone(texts, SMALL, seed=0)
@@ -55,6 +54,7 @@ def test_vocabulary_and_weights_are_a_function_of_corpus_size_and_seed() -> None
     assert config.vocab_size == len(tok_a) <= 300
 
 
+@pytest.mark.slow
 def test_backbone_new_writes_a_card_and_reads_no_evaluation_split(home, monkeypatch) -> None:
     from transformers import AutoTokenizer
 

@@ -96,6 +96,7 @@ KINDS = ["shared-cls", "shared-mean-normalised", "separate-dpr-pooler-pair", "t5
          "shared-dense-layernorm-head", "dupmae"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_encoder_kind_converts_with_fp32_parity(kinds, kind, home):
     card = kinds[kind]
@@ -134,6 +135,7 @@ def test_the_default_is_openvino_on_cpu_and_torch_on_gpu_or_low_precision(monkey
     assert StoreOptions().backend == "torch"  # how finetune / study / mteb are forced to torch
 
 
+@pytest.mark.slow
 def test_a_cached_model_is_reused_without_converting(kinds, home, monkeypatch):
     card = kinds["shared-cls"]
     first = DenseRetriever(card.retriever, device="cpu", name="a").encode_queries(TEXTS)
@@ -148,6 +150,7 @@ def test_a_cached_model_is_reused_without_converting(kinds, home, monkeypatch):
     np.testing.assert_array_equal(again.encode_queries(TEXTS), first)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["flip-bin", "truncate-xml", "drop-meta"])
 def test_a_corrupt_cached_model_is_detected_and_rebuilt(kinds, home, damage, caplog):
     card = kinds["shared-cls"]
@@ -197,6 +200,7 @@ def test_a_failed_conversion_falls_back_to_torch_once_and_says_why(kinds, home, 
         DenseRetriever(card.retriever, device="cpu", store=OPENVINO)
 
 
+@pytest.mark.slow
 def test_failed_parity_falls_back_to_torch(kinds, home, monkeypatch):
     monkeypatch.setattr(openvino_export, "PARITY_TOLERANCE", 0.0)  # nothing is that exact
     retriever = DenseRetriever(kinds["shared-cls"].retriever, device="cpu")
@@ -204,6 +208,7 @@ def test_failed_parity_falls_back_to_torch(kinds, home, monkeypatch):
     assert retriever.describe()["backend_note"].startswith("parity check failed (max abs diff")
 
 
+@pytest.mark.slow
 def test_bf16_compilation_is_caught(kinds, home):
     """OpenVINO's default on AVX512_BF16 / AMX CPUs is bf16: verify_precision must see it."""
     import openvino as ov
@@ -235,6 +240,7 @@ def test_store_keys_differ_by_backend_and_torch_keys_stay_as_they_were():
     assert torch_key.digest() == hashlib.sha256(legacy.encode()).hexdigest()
 
 
+@pytest.mark.slow
 def test_a_run_records_its_backend_outside_the_evaluation_identity(kinds, home, tmp_path):
     """torch and OpenVINO: separate store entries, the same evaluation (EvalKey) and scores."""
     from benchmark.catalog.tasks import get_task
@@ -285,6 +291,7 @@ def test_a_fallback_rekeys_the_store_entry_before_writing(kinds, home, tmp_path,
     assert torch_runtime["embedding_store"]["shards_from_store"] == 1
 
 
+@pytest.mark.slow
 def test_openvino_batches_like_the_torch_path(kinds, home, monkeypatch):
     """Capped, length-sorted batches; vectors back in the caller's order, whatever the cap."""
     from benchmark.retrievers.backends import torch_backend
@@ -301,6 +308,7 @@ def test_openvino_batches_like_the_torch_path(kinds, home, monkeypatch):
     np.testing.assert_allclose(capped[:5], single, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_backend_errors_are_one_line(tmp_path):
     import subprocess
     import sys
@@ -331,6 +339,7 @@ def test_cli_backend_errors_are_one_line(tmp_path):
 # -- choice by measurement (issue 26) --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_auto_uses_torch_where_torch_measures_faster_and_says_so_with_the_numbers(
         kinds, home, tmp_path, monkeypatch, caplog):
     """The first auto run measures, keeps the numbers, uses the faster (torch here) and records
@@ -372,6 +381,7 @@ def test_auto_uses_torch_where_torch_measures_faster_and_says_so_with_the_number
     assert "calibration" not in forced.describe()["openvino"]
 
 
+@pytest.mark.slow
 def test_auto_uses_openvino_where_it_measures_faster_and_records_the_measurement(kinds, home):
     from benchmark.core.provenance import cpu_isa, cpu_model
 
@@ -387,6 +397,7 @@ def test_auto_uses_openvino_where_it_measures_faster_and_records_the_measurement
     assert again["cache"] == "hit" and not again["calibration"]["measured_now"]
 
 
+@pytest.mark.slow
 def test_the_calibration_is_keyed_by_machine_threads_and_isa_caps(kinds, home, monkeypatch):
     """Another thread setting or an ISA cap is another machine for the choice: measured anew."""
     card = kinds["shared-cls"]
@@ -399,6 +410,7 @@ def test_the_calibration_is_keyed_by_machine_threads_and_isa_caps(kinds, home, m
     assert len(list((home / "openvino" / "calibration").glob("*.json"))) == 3
 
 
+@pytest.mark.slow
 def test_a_real_measurement_encodes_the_sample_with_both_backends(kinds, home, monkeypatch):
     """Unpinned: the sample is real text truncated at the card's max length, both backends
     encode it after a warm-up, and the faster one is what the file and the retriever say."""

@@ -35,6 +35,7 @@ def _invoke(*args: str, env: dict | None = None):
     return CliRunner().invoke(app, list(args), env=env)
 
 
+@pytest.mark.slow
 def test_card_free_run_gives_exactly_the_cards_scores_and_records_the_card(
         minilm_copy, tmp_path):
     results = tmp_path / "results"
@@ -99,6 +100,7 @@ def test_card_free_run_gives_exactly_the_cards_scores_and_records_the_card(
     assert "card models/minilm-copy.yaml would be added" in check.output
 
 
+@pytest.mark.slow
 def test_wrong_pooling_warns_and_is_recorded_strict_refuses(minilm_copy, tmp_path):
     models = tmp_path / "models"
     models.mkdir()
@@ -156,6 +158,7 @@ def test_card_new_comments_sources_and_leaves_required_blanks(minilm_copy, tiny_
     assert "already exists" in str(again.exception)
 
 
+@pytest.mark.slow
 def test_card_errors_all_at_once_and_only_where_needed(tmp_path):
     models = tmp_path / "models"
     shutil.copytree(REPO / "models", models)

@@ -35,6 +35,7 @@ def _invoke(args: list[str], env: dict) -> str:
     return out.output
 
 
+@pytest.mark.slow
 def test_finetune_budget_options_one_progress_display_and_warm_up_warning(backbone, tmp_path):
     env = {"MAEBENCH_HOME": str(tmp_path / "home"), "MAEBENCH_MODELS_DIR": str(backbone["models"])}
     common = ["finetune", "--model", "tiny-backbone", "--task", "scifact", "--recipe",

@@ -113,6 +113,7 @@ def test_embedded_tiny_task_needs_no_data_dir():
     assert not ds.warnings
 
 
+@pytest.mark.integration
 def test_real_scifact_matches_the_official_release():
     folder = shared_dataset("scifact")
     ds = load_dataset(get_task("scifact"), folder.parent)
@@ -122,6 +123,7 @@ def test_real_scifact_matches_the_official_release():
     assert not ds.warnings
 
 
+@pytest.mark.integration
 def test_real_nfcorpus_graded_qrels():
     folder = shared_dataset("nfcorpus")
     ds = load_dataset(get_task("nfcorpus"), folder.parent)

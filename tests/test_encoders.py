@@ -239,6 +239,7 @@ def _kinds(tiny_bert_dir, mlm_dir, dpr_dirs, t5_dir, ance_dir) -> dict[str, Mode
     }
 
 
+@pytest.mark.slow
 def test_every_kind_runs_end_to_end(tiny_bert_dir, mlm_dir, dpr_dirs, t5_dir, ance_dir, tmp_path):
     from benchmark.catalog.tasks import get_task
     from benchmark.pipeline.runner import RunOptions, run_task

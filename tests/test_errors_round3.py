@@ -57,6 +57,7 @@ def test_library_messages_are_cut_at_a_sentence_or_word_never_mid_word():
     assert cut.endswith(" ...") and all(w == "word" for w in cut[:-4].split())
 
 
+@pytest.mark.slow
 def test_run_with_a_display_name_and_a_failure_said_once(tmp_path):
     proc = _cli("run", "--model", "bm25", "--task", "SciFact", "--data-dir", str(tmp_path),
                 "--results-dir", str(tmp_path / "results"))
@@ -67,6 +68,7 @@ def test_run_with_a_display_name_and_a_failure_said_once(tmp_path):
         f"error: task 'scifact': no folder {tmp_path}/scifact (looked in --data-dir {tmp_path})"]
 
 
+@pytest.mark.slow
 def test_several_failures_each_said_once_then_one_summary(tmp_path):
     proc = _cli("run", "--model", "bm25", "--task", "scifact,nfcorpus", "--data-dir",
                 str(tmp_path), "--results-dir", str(tmp_path / "results"))
@@ -77,6 +79,7 @@ def test_several_failures_each_said_once_then_one_summary(tmp_path):
         "above")
 
 
+@pytest.mark.slow
 def test_missing_data_message_appears_once(tmp_path):
     """No --data-dir, nothing cached, no network: the BEIR download and the Hub copy both fail,
     and the long message is printed once (it used to be a warning, a `not run` and the error)."""
@@ -120,6 +123,7 @@ def test_card_new_records_the_parameter_count(tmp_path):
     assert get_card("all-minilm-l6-v2").parameters == 22713216
 
 
+@pytest.mark.slow
 def test_an_openvino_conversion_prints_no_transformers_loss_line(tiny_bert_dir, tmp_path,
                                                                  monkeypatch, caplog):
     pytest.importorskip("openvino")

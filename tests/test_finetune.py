@@ -84,6 +84,7 @@ def test_loss_equals_a_hand_computation_on_two_queries(env):
     assert expected > 0.01  # not a degenerate case
 
 
+@pytest.mark.slow
 def test_saved_weights_load_as_a_plain_cls_encoder_with_the_trainers_vectors(env):
     import numpy as np
     import torch
@@ -134,6 +135,7 @@ def test_saved_weights_load_as_a_plain_cls_encoder_with_the_trainers_vectors(env
         DenseRetriever(card.retriever, device="cpu", name=card.name)
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_and_resume_after_a_crash_continues(env):
     from transformers import TrainerCallback
 
@@ -247,6 +249,7 @@ def test_home_checkpoints_resolve_below_maebench_home(tmp_path, monkeypatch):
                                                             "maebench home")
 
 
+@pytest.mark.slow
 def test_stage_two_mines_with_the_stage_one_model_and_restarts_from_the_backbone(env):
     from benchmark.catalog.registry import load_card
 
@@ -258,6 +261,7 @@ def test_stage_two_mines_with_the_stage_one_model_and_restarts_from_the_backbone
     assert not (env["home"] / "checkpoints" / "two-stage.partial").exists()
 
 
+@pytest.mark.slow
 def test_cli_reports_a_bad_override_on_one_line(env):
     import os
     import subprocess

@@ -104,6 +104,7 @@ def test_fast_step_loss_and_gradients_equal_the_old_computation(env, similarity)
         assert float((new_grads[name] - grad).abs().max()) <= 1e-4 * largest, name
 
 
+@pytest.mark.slow
 def test_every_run_stores_its_curve_and_held_out_evaluations(env):
     from benchmark.catalog.registry import get_card, load_card
     from benchmark.catalog.weights import weights_sha256
@@ -138,6 +139,7 @@ def test_every_run_stores_its_curve_and_held_out_evaluations(env):
     assert finetune_curve(load_card(env["models"] / "tiny-backbone.yaml")) is None
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_the_curve_of_the_uninterrupted_one(env):
     from transformers import TrainerCallback
 
@@ -158,6 +160,7 @@ def test_a_resumed_run_keeps_the_curve_of_the_uninterrupted_one(env):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_a_loss_that_is_not_finite_stops_at_once_and_writes_no_card(env, monkeypatch, bad):
     import torch
@@ -182,6 +185,7 @@ def test_a_loss_that_is_not_finite_stops_at_once_and_writes_no_card(env, monkeyp
     assert not (env["home"] / "checkpoints" / "poisoned").exists()
 
 
+@pytest.mark.slow
 def test_cli_prints_one_error_line_for_a_loss_that_is_not_finite(env, tmp_path):
     """Through the command line, a backbone with one NaN weight (what a plug-in or an exploded
     pre-training leaves): the loss is NaN at step 1, and the run ends with one `error:` line and

@@ -230,6 +230,7 @@ def test_loading_reads_each_corpus_and_nothing_else(env) -> None:
     assert record["pairs"]["held_out"] == len(pairs.held_out) == 2
 
 
+@pytest.mark.slow
 def test_a_short_run_lowers_the_in_batch_loss_and_records_its_source(env) -> None:
     from benchmark.catalog.registry import load_card
     from benchmark.studies.gates import _chance
@@ -260,6 +261,7 @@ def test_a_short_run_lowers_the_in_batch_loss_and_records_its_source(env) -> Non
     assert "held-out loss (2 title -> text pairs)" in card.finetuning.notes
 
 
+@pytest.mark.slow
 def test_held_out_loss_is_the_trainers_loss_on_the_same_batch(env) -> None:
     """The pairs' validation computes loss and accuracy from one set of vectors: the loss equals
     the trainer's own (ClsMultipleNegativesRankingLoss) on the same batch."""
@@ -287,6 +289,7 @@ def test_held_out_loss_is_the_trainers_loss_on_the_same_batch(env) -> None:
     assert seen["mine"][1] in (0.0, 0.5, 1.0)
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_gives_the_uninterrupted_weights(env) -> None:
     from transformers import TrainerCallback
 

@@ -229,6 +229,7 @@ def _tree(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if ".maebench" not in p.parts}
 
 
+@pytest.mark.slow
 def test_every_round3_attack_is_one_error_line(workspace):
     ws = workspace
     found = cases(ws)
@@ -356,6 +357,7 @@ def test_plugins_are_keyed_by_resolved_file(tmp_path, monkeypatch):
                 f"objective code: file {path.resolve()} (sha256 {digest}), class Good"
 
 
+@pytest.mark.slow
 def test_a_bare_spec_name_never_reads_the_working_directory(tmp_path, monkeypatch):
     """A file named `scratch-mae` in the current directory does not replace the bundled spec,
     and the plug-in code it names never runs, with --report-only or when loading it."""
@@ -390,6 +392,7 @@ def test_a_bare_spec_name_never_reads_the_working_directory(tmp_path, monkeypatc
 # --------------------------------------------------------------------------- 7: the vocabulary learner
 
 
+@pytest.mark.slow
 def test_one_huge_word_does_not_slow_the_vocabulary_learner(tiny_texts):
     from tokenizers import BertWordPieceTokenizer
 
@@ -422,6 +425,7 @@ def test_backbone_size_is_checked_against_memory(monkeypatch):
     BackboneSize(layers=12, hidden=1024, ffn=80_000, heads=16).check_fits_memory()
 
 
+@pytest.mark.slow
 def test_pretrain_with_a_misbehaving_plugin_ends_in_one_line_and_no_card(tiny_bert_dir, tmp_path):
     """The adapters as the pre-training loop uses them: a plug-in whose forward raises, returns a
     float or a NaN loss stops `maebench pretrain` with one line naming it; no card, no weights."""

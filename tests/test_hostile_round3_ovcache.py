@@ -134,6 +134,7 @@ def _rebuilt_and_equal(card, clean) -> dict:
 # ------------------------------------------------------------------------ FIFOs and links
 
 
+@pytest.mark.slow
 def test_a_fifo_as_meta_json_is_refused_at_once_and_the_entry_rebuilt(card, clean, home):
     meta = _entry(home) / "meta.json"
     meta.unlink()
@@ -148,6 +149,7 @@ def test_a_fifo_as_meta_json_is_refused_at_once_and_the_entry_rebuilt(card, clea
         _release(meta)
 
 
+@pytest.mark.slow
 def test_a_fifo_as_the_entry_itself_is_replaced(card, clean, home):
     entry = _entry(home)
     shutil.rmtree(entry)
@@ -159,6 +161,7 @@ def test_a_fifo_as_the_entry_itself_is_replaced(card, clean, home):
         _release(entry)
 
 
+@pytest.mark.slow
 def test_a_fifo_as_a_model_file_or_a_stale_temporary_folder_does_not_block(card, clean, home):
     entry = _entry(home)
     (entry / "model.bin").unlink()
@@ -172,6 +175,7 @@ def test_a_fifo_as_a_model_file_or_a_stale_temporary_folder_does_not_block(card,
         _release(stale)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["fifo-blob", "link-blob", "blobs-fifo", "blobs-link"])
 def test_openvino_s_blob_cache_never_blocks_or_leads_out(card, clean, home, tmp_path, what):
     """OpenVINO itself opens `<hash>.blob` for reading: a FIFO there hung the run."""
@@ -207,6 +211,7 @@ def test_openvino_s_blob_cache_never_blocks_or_leads_out(card, clean, home, tmp_
             _release(blobs / name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["openvino", "models"])
 def test_a_fifo_in_place_of_the_cache_folders_is_replaced(card, clean, home, what):
     folder = home / "openvino" if what == "openvino" else home / "openvino" / "models"
@@ -221,6 +226,7 @@ def test_a_fifo_in_place_of_the_cache_folders_is_replaced(card, clean, home, wha
         _release(folder)
 
 
+@pytest.mark.slow
 def test_an_entry_that_is_a_link_is_not_followed_and_its_target_is_left_alone(card, clean, home,
                                                                               tmp_path):
     entry = _entry(home)
@@ -294,6 +300,7 @@ META_DAMAGE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", sorted(META_DAMAGE))
 def test_meta_json_with_wrong_types_reads_as_damaged_not_an_internal_error(card, home, damage):
     entry = _entry(home)
@@ -311,6 +318,7 @@ def test_meta_json_that_is_not_a_valid_object_reads_as_damaged(card, home, text)
     _lookups_refuse(card, entry, digest)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["files-list", "failure-list"])
 def test_meta_json_with_a_list_as_files_or_failure_is_rebuilt(card, clean, home, damage):
     """The two cases issue 27 found as `internal error`, end to end: rebuilt, same vectors."""
@@ -318,6 +326,7 @@ def test_meta_json_with_a_list_as_files_or_failure_is_rebuilt(card, clean, home,
     _rebuilt_and_equal(card, clean)
 
 
+@pytest.mark.slow
 def test_a_run_from_a_damaged_cache_gives_the_run_file_of_a_clean_run(card, clean, home,
                                                                       tmp_path):
     from benchmark.catalog.tasks import get_task
@@ -362,6 +371,7 @@ def test_a_sound_calibration_is_read_not_measured_again(card, home, monkeypatch)
     assert not _measured_again(card, monkeypatch)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["fifo", "link", "folder", "not-json", "choice-list",
                                     "speeds-string", "choice-not-the-faster", "nan", "negative",
                                     "other-key", "huge"])

@@ -225,6 +225,7 @@ def test_two_reports_claiming_one_id_are_refused(tmp_path):
     assert "other.json" in str(info.value)
 
 
+@pytest.mark.slow
 def test_a_fifo_as_a_study_report_does_not_block_the_site(tmp_path):
     results = tmp_path / "res"
     (results / "studies").mkdir(parents=True)

@@ -196,11 +196,13 @@ def test_every_module_belongs_to_a_declared_layer():
     assert not unknown, f"packages missing from LAYERS (add each where its imports put it): {unknown}"
 
 
+@pytest.mark.slow
 def test_the_package_has_no_import_cycle():
     cycles = find_cycles(import_graph(REPO))
     assert not cycles, "import cycles (move the shared code to its owner):\n" + _format_cycles(cycles)
 
 
+@pytest.mark.slow
 def test_no_module_imports_from_a_layer_above_it():
     upward = upward_imports(import_graph(REPO))
     assert not upward, "upward imports (move the code down, or pass it in):\n" + "\n".join(upward)

@@ -16,7 +16,14 @@ from benchmark.retrievers.mteb_adapter import MaebenchEncoder, MaebenchSearch
 from tests.helpers.cards import make_card
 from tests.helpers.paths import REPO
 
-pytest.importorskip("mteb")
+pytestmark = pytest.mark.slow  # every test imports mteb (scikit-learn, pandas)
+
+
+@pytest.fixture(autouse=True)
+def _mteb():
+    """Skip without mteb; imported when a test runs, not at collection (mteb and its
+    scikit-learn and pandas took a third of collecting the suite)."""
+    pytest.importorskip("mteb")
 
 
 def tiny_mteb_task():

@@ -24,8 +24,6 @@ from tests.helpers.cards import tiny_card
 REPO = Path(__file__).resolve().parents[1]
 TINY_CORPUS = str(EMBEDDED_DATA_DIR / "tiny" / "corpus.jsonl")
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 @pytest.fixture(autouse=True)
 def fresh_plugins(monkeypatch):
@@ -51,6 +49,7 @@ def write_plugin(folder: Path, code: str, name: str = "my_objective.py") -> Path
     return path
 
 
+@pytest.mark.slow
 def test_readme_plugin_through_the_cli(tiny_bert_dir, tmp_path) -> None:
     from benchmark.catalog.registry import load_card
     from benchmark.training.pretrain import write_card

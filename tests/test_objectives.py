@@ -15,9 +15,6 @@ from tests.helpers.training import OBJECTIVES, build
 TINY_CORPUS = EMBEDDED_DATA_DIR / "tiny" / "corpus.jsonl"
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
 @pytest.fixture(scope="module")
 def minilm_tokenizer():
     """all-MiniLM-L6-v2's WordPiece tokenizer (real sub-words, so whole words matter)."""
@@ -84,6 +81,7 @@ def test_extended_mask_is_a_superset() -> None:
 # ---------------------------------------------------------------------------- RetroMAE
 
 
+@pytest.mark.slow
 def test_enhanced_decoding_mask(minilm_tokenizer) -> None:
     from benchmark.training.objectives.retromae import enhanced_visibility
 
@@ -116,6 +114,7 @@ def perturb_encoder_tokens(objective):
     return objective.encoder.register_forward_hook(hook)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["retromae", "dupmae", "cotmae"])
 def test_decoder_reads_only_cls_of_encoder(name, tiny_bert_dir, tiny_pairs) -> None:
     objective = build(name, tiny_bert_dir).eval()
@@ -283,6 +282,7 @@ def test_dupmae_pool_ignores_cls_position(tiny_bert_dir, tiny_pairs) -> None:
 # ---------------------------------------------------------------------------- training
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", OBJECTIVES)
 def test_loss_falls(name, tiny_bert_dir, tiny_pairs) -> None:
     from benchmark.training.objectives.base import cosine_decay

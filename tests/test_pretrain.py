@@ -16,9 +16,8 @@ from benchmark.training.pretrain_recipe import load_recipe, parse_budget, resolv
 from tests.helpers.cards import tiny_card
 from tests.helpers.training import die_after_a_save, options
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-
+@pytest.mark.slow
 def test_fixed_seed_same_loss_curve_and_resume(tiny_bert_dir, tmp_path, monkeypatch) -> None:
     from benchmark.core.paths import checkpoints_dir
 

@@ -23,7 +23,6 @@ from benchmark.training.corpus import (
 from tests.helpers.training import OBJECTIVES, build
 
 TINY_CORPUS = EMBEDDED_DATA_DIR / "tiny" / "corpus.jsonl"
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +108,7 @@ def test_heldout_documents_are_chosen_by_their_text() -> None:
     assert set(held) <= set(held2)  # order and neighbours do not change who is held out
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_packing_leaves_under_5_percent_padding_on_the_study_corpus(tokenizer) -> None:
     """The acceptance figure on the real SciFact corpus at the arms' shape (128 tokens, 64 x 128
@@ -131,6 +131,7 @@ def test_packing_leaves_under_5_percent_padding_on_the_study_corpus(tokenizer) -
     assert share([old.batch(s) for s in range(30)]) > 0.05
 
 
+@pytest.mark.slow
 def test_pretrain_records_heldout_terms_and_curves(tiny_bert_dir, tmp_path) -> None:
     from benchmark.catalog.registry import load_card
     from benchmark.core.paths import checkpoints_dir

@@ -76,6 +76,7 @@ def test_compare_returns_a_report_that_prints_as_markdown(tmp_path: Path):
     assert "print(report)" in doc and "benchmark.comparison.compare.to_markdown" not in doc
 
 
+@pytest.mark.slow
 def test_a_reproduction_report_prints_as_its_table():
     report = benchmark.reproduce("bm25-beir", results_dir=REPO / "results", no_run=True)
     from benchmark.reproduction.reproduce import format_table

@@ -130,6 +130,7 @@ def _cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["retromae-beir", "dupmae"])
 def test_unreachable_weights_fail_with_one_line(model, tmp_path):
     proc = _cli(["run", "--model", model, "--task", "tiny", "--results-dir", str(tmp_path / "r")],

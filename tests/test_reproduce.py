@@ -103,6 +103,7 @@ def test_reported_errors_name_file_and_field():
         parse_reported(text.replace("value: 0.5", "value: 66.5", 1), "x.yaml")
 
 
+@pytest.mark.slow
 def test_repository_reported_files_load_and_name_registry_models():
     from benchmark.catalog.registry import load_registry
 
@@ -117,6 +118,7 @@ def test_repository_reported_files_load_and_name_registry_models():
     assert beir[0].cell.value == pytest.approx(0.315) and beir[0].cell.confidence == "medium-high"
 
 
+@pytest.mark.slow
 def test_repository_specs_resolve_against_reported_files():
     specs = load_specs(REPO / "results")
     assert {"bm25-beir", "all-minilm-l6-v2-mteb", "retromae-beir", "dupmae-beir", "cotmae-msmarco",
@@ -262,6 +264,7 @@ def test_cli_list_and_run(workspace):
     assert out.exit_code == 1 and "FAIL 1" in out.output, out.output
 
 
+@pytest.mark.slow
 def test_site_page_shows_badges(workspace, tmp_path):
     from benchmark.site import SiteOptions, build_site
 

@@ -10,7 +10,6 @@ re-runs, or a known difference that would excuse the titles gap.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +17,8 @@ from benchmark.catalog.registry import load_registry
 from benchmark.catalog.tasks import all_tasks
 from benchmark.reproduction.reproduce import _find_reported, load_specs, specs_dir
 from benchmark.results.reported import load_reported
+from tests.helpers.paths import REPO, SHARED
 
-REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "results"
 
 MSMARCO_TASKS = ("msmarco", "trec-dl-2019", "trec-dl-2020")
@@ -75,6 +74,7 @@ def test_every_cell_names_a_catalog_task_and_one_of_its_metrics(specs):
             )
 
 
+@pytest.mark.slow
 def test_every_cell_has_exactly_one_published_value(specs, reported):
     for spec in specs.values():
         for model, file, cell in _cells(spec):
@@ -184,10 +184,11 @@ def test_known_differences_excuse_the_recall_definition_never_the_titles(specs):
         assert "titles" in (specs[spec_id].description or ""), spec_id
 
 
+@pytest.mark.integration
 def test_recall_bound_matches_ms_marco_dev_qrels():
     """The 0.03 bound is the largest possible success@k - recall@k on the dev qrels: the mean
     over queries of (n - 1) / n for n relevant passages."""
-    qrels = REPO.parent / "shared" / "data" / "msmarco-passage" / "dev-small" / "qrels.dev.small.tsv"
+    qrels = SHARED / "data" / "msmarco-passage" / "dev-small" / "qrels.dev.small.tsv"
     if not qrels.is_file():
         pytest.skip("MS MARCO dev qrels not available here")
     counts: dict[str, int] = {}
@@ -201,6 +202,7 @@ def test_recall_bound_matches_ms_marco_dev_qrels():
     assert all(gap <= v < gap + 0.001 for v in bound.values())
 
 
+@pytest.mark.slow
 def test_cli_lists_and_plans_the_msmarco_specs_without_running(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 

@@ -74,6 +74,7 @@ def _real_sigint():
     signal.signal(signal.SIGINT, previous)
 
 
+@pytest.mark.slow
 def test_interrupted_encode_resumes_with_only_the_rest_and_the_same_bytes(
     spread_bert, tmp_path, monkeypatch, capsys
 ):
@@ -109,6 +110,7 @@ def test_interrupted_encode_resumes_with_only_the_rest_and_the_same_bytes(
     assert "parts" not in manifest
 
 
+@pytest.mark.slow
 def test_a_one_batch_call_gets_a_neighbour_and_the_same_bits(spread_bert, tmp_path, monkeypatch):
     """Parts of one batch: each call encodes that batch beside its neighbour (a lone batch would
     run on all torch threads, the others on one each), and the vectors do not change."""
@@ -121,6 +123,7 @@ def test_a_one_batch_call_gets_a_neighbour_and_the_same_bits(spread_bert, tmp_pa
     assert _run_bytes(parts) == _run_bytes(reference)
 
 
+@pytest.mark.slow
 def test_parts_of_another_batch_size_or_damaged_are_encoded_again(
     spread_bert, tmp_path, monkeypatch
 ):
@@ -178,6 +181,7 @@ def test_checkpoint_settings_are_checked(monkeypatch):
     assert CheckpointPolicy.from_env().seconds == 0.5
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_the_command_line_is_one_line_and_the_rerun_resumes(
     spread_bert, tmp_path, monkeypatch, capsys
 ):

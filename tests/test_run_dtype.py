@@ -16,6 +16,7 @@ def _invoke(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
+@pytest.mark.slow
 def test_bfloat16_run_is_recorded_close_to_fp32_and_never_mistaken_for_it(tmp_path):
     fp32_dir, bf16_dir = tmp_path / "fp32", tmp_path / "bf16"
     out = _invoke("run", "-m", "all-minilm-l6-v2", "-t", "tiny", "--results-dir", str(fp32_dir))

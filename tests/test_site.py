@@ -38,6 +38,7 @@ def _files(folder: Path) -> dict[str, bytes]:
             if p.is_file()}
 
 
+@pytest.mark.slow
 def test_site_pages_and_content(site_results, tmp_path):
     out = tmp_path / "site"
     report = _build(site_results, out)
@@ -62,6 +63,7 @@ def test_site_pages_and_content(site_results, tmp_path):
     assert 'id="pq-data"' in queries and "q0000" in queries
 
 
+@pytest.mark.slow
 def test_html_in_names_is_escaped(site_results, tmp_path):
     out = tmp_path / "site"
     _build(site_results, out)
@@ -71,6 +73,7 @@ def test_html_in_names_is_escaped(site_results, tmp_path):
     assert "&lt;b&gt;Evil&lt;/b&gt; &amp; co" in (out / "index.html").read_text()
 
 
+@pytest.mark.slow
 def test_build_is_deterministic_and_offline(site_results, tmp_path):
     _build(site_results, tmp_path / "a")
     _build(site_results, tmp_path / "b")
@@ -83,6 +86,7 @@ def test_build_is_deterministic_and_offline(site_results, tmp_path):
         assert "@import" not in text and "url(http" not in text, name
 
 
+@pytest.mark.slow
 def test_rebuild_replaces_a_site_but_not_other_folders(site_results, tmp_path):
     out = tmp_path / "site"
     _build(site_results, out)
@@ -97,6 +101,7 @@ def test_rebuild_replaces_a_site_but_not_other_folders(site_results, tmp_path):
     assert (other / "notes.txt").read_text() == "keep"
 
 
+@pytest.mark.slow
 def test_incomparable_result_is_flagged_not_compared(site_results, tmp_path):
     from benchmark.catalog.tasks import Fingerprints
 
@@ -111,6 +116,7 @@ def test_incomparable_result_is_flagged_not_compared(site_results, tmp_path):
     assert 'data-model="drift"' not in index  # never ranked on data it was not compared on
 
 
+@pytest.mark.slow
 def test_reported_numbers_are_separate(site_results, tmp_path):
     pytest.importorskip("benchmark.results.reported")
     folder = site_results / "reported"
@@ -129,6 +135,7 @@ def test_reported_numbers_are_separate(site_results, tmp_path):
     assert "98.76" in (out / "models" / "bm25.html").read_text()
 
 
+@pytest.mark.slow
 def test_reported_page_has_means_a_side_by_side_and_the_ms_marco_numbers(site_results, tmp_path):
     """Issue 20 item 4: an aggregate per model, reported next to measured, and MS MARCO MRR@10
     for the retrievers that report nothing else (their rows used to be all dots)."""
@@ -183,6 +190,7 @@ def test_implausible_speeds_are_marked_and_explained(tmp_path):
         ("all-minilm-l6-v2", "task9")]
 
 
+@pytest.mark.slow
 def test_task_page_says_how_to_read_speeds(site_results, tmp_path):
     out = tmp_path / "site"
     _build(site_results, out)
@@ -205,6 +213,7 @@ def test_plot_axes_never_run_below_a_floor():
     assert ">62.5<" in halves  # a 2.5 step keeps its decimal (it printed 62)
 
 
+@pytest.mark.slow
 def test_plugin_pages_extension_point(site_results, tmp_path, monkeypatch):
     from benchmark.site import pages
 
@@ -242,6 +251,7 @@ VISIBLE_ROWS = ("[...document.querySelectorAll('#leaderboard tbody tr')]"
                 ".filter(r => !r.hidden).map(r => r.dataset.model)")
 
 
+@pytest.mark.slow
 def test_site_in_headless_chromium(site_results, tmp_path):
     if not CHROMIUM.is_file():
         pytest.skip("/usr/bin/chromium not found (apt-get install -y chromium); browser test "

@@ -19,9 +19,10 @@ import pytest
 from benchmark.comparison.compare import StatsOptions
 from benchmark.site.build import SiteOptions, build_site
 from tests.helpers.browser import CHROMIUM, Browser
+from tests.helpers.paths import BEIR_DIR, REPO
 
-REPO = Path(__file__).resolve().parents[1]
 FAST = StatsOptions(n_perm=2000, n_boot=2000)
+pytestmark = pytest.mark.slow  # headless Chromium on a site of every stored result
 PAGES = {"leaderboard": "index.html", "task": "tasks/scifact.html",
          "model": "models/all-minilm-l6-v2.html",
          "per-query": "queries/tiny.html#a=bm25-multifield&b=bm25",  # a pair that differs
@@ -55,7 +56,7 @@ def site(tmp_path_factory) -> Path:
         twin = read_result(results / "bm25" / f"{task}.json")
         twin.model.name, twin.model.display_name = "bm25-copy", "BM25 (copy)"
         write_result(results, twin, (results / "bm25" / f"{task}.run.gz").read_bytes())
-    data = REPO.parent / "shared" / "data" / "beir"
+    data = BEIR_DIR
     build_site(SiteOptions(results_dir=results, out_dir=root / "site", stats=FAST,
                            data_dir=data if data.is_dir() else None))
     return root / "site"

@@ -50,6 +50,7 @@ def small_site(tmp_path: Path) -> tuple[Path, Path]:
     return results, models
 
 
+@pytest.mark.slow
 def test_python_and_the_command_build_the_same_site(small_site, tmp_path, monkeypatch):
     from benchmark.cli import app
     from benchmark.site import SiteOptions, build_site
@@ -74,6 +75,7 @@ def test_python_and_the_command_build_the_same_site(small_site, tmp_path, monkey
     assert f"built {len(report.pages)} pages" in out.output
 
 
+@pytest.mark.slow
 def test_every_builder_renders_once_with_the_whole_navigation(small_site, tmp_path, monkeypatch):
     from benchmark.site import SiteOptions, build, build_site, pages
 

@@ -44,6 +44,7 @@ def test_competition_ranks():
     assert competition_ranks([0.5, 0.5]) == [1, 1]
 
 
+@pytest.mark.slow
 def test_tied_scores_share_a_rank_on_the_task_page(site_results, tmp_path):
     _twin(site_results, "strong", "scifact", "strong-copy", 10.0)
     out = tmp_path / "site"
@@ -85,6 +86,7 @@ def test_the_same_weights_timed_far_apart_are_marked_with_the_reason():
     assert timing_flags([a, e], {}) == {}
 
 
+@pytest.mark.slow
 def test_the_reason_for_an_implausible_speed_is_visible(site_results, tmp_path):
     for name, seconds in (("dense-a", 10.0), ("dense-b", 40.0)):
         r = _dense(name, "scifact", seconds)
@@ -152,6 +154,7 @@ def test_compare_names_the_holm_family_on_every_line(results_dir):
     assert "every pair of the" in by_task and "models given" in by_models
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
 def test_at_400px_plot_text_is_readable_and_headers_keep_their_words(site_results, tmp_path):
     out = tmp_path / "site"

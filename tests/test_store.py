@@ -114,6 +114,7 @@ CRASHER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", ["staged", "journal-written", "committed", "renamed-0", "renamed-1"])
 def test_kill_9_at_any_step_leaves_old_or_new_never_a_mix(stored: Path, results_dir: Path, step: str):
     old = _pair(stored)

@@ -92,6 +92,7 @@ def test_one_page_per_benchmark(tmp_path):
     assert "benchmark-beir-13.html" in index
 
 
+@pytest.mark.slow
 def test_leaderboard_and_model_page_mark_a_result_whose_card_changed(tmp_path):
     """A hand-edited card (k1 changed) must not silently lend its name to the old numbers."""
     import shutil
@@ -119,6 +120,7 @@ def test_leaderboard_and_model_page_mark_a_result_whose_card_changed(tmp_path):
     assert "config differs from card" not in index + model_page
 
 
+@pytest.mark.slow
 def test_an_approximate_result_is_labelled_wherever_its_score_is_shown(tmp_path):
     """Issue 10: the site never ranks an approximate (ANN) result among exact ones unlabelled."""
     import shutil

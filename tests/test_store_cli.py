@@ -34,6 +34,7 @@ def _run_bytes(tmp_path, name) -> bytes:
     return gzip.decompress(path.read_bytes())
 
 
+@pytest.mark.slow
 def test_second_run_reads_the_store_and_gives_the_same_bytes(spread_bert, tmp_path):
     card = _card(spread_bert)
     cold = _run(card, tmp_path, "cold")

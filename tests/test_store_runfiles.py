@@ -31,6 +31,7 @@ def test_run_file_scores_round_trip_exactly():
     assert decode_run(encode_run(ranked, 10), "x") == ranked
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize("path", [p for p, _ in _committed()], ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_committed_run_file_rescored_by_pytrec_eval_equals_its_json(path: Path):

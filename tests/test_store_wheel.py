@@ -27,6 +27,7 @@ def _run(argv: list, cwd: Path, env: dict | None = None) -> subprocess.Completed
     return proc
 
 
+@pytest.mark.slow
 def test_wheel_installs_and_builds_a_site_outside_the_checkout(tmp_path: Path):
     if not (REPO / "benchmark" / "site" / "assets").is_symlink():
         pytest.skip("not a checkout")

@@ -44,6 +44,7 @@ def test_bundled_spec_and_scale() -> None:
     assert order[:2] == [("finetune-only", 0), ("mlm", 0)] and order[7] == ("finetune-only", 1)
 
 
+@pytest.mark.slow
 def test_study_runs_reuses_and_survives_a_crash(study_env, tmp_path, monkeypatch) -> None:
     import benchmark.pipeline.runner as runner
 

@@ -20,6 +20,7 @@ FAILED_STAGE0 = {"gate": "stage 0 learnt more than word frequencies", "subject":
                  "unigram_entropy": 7.0, "data": "held-out documents' spans (never trained on)"}
 
 
+@pytest.mark.slow
 def test_a_planted_study_whose_stage0_gate_fails_is_uninformative_and_shows_no_contrast(
         study_env, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(gates, "judge_arms", lambda study: [])  # only the planted gate decides
@@ -73,6 +74,7 @@ def test_stage0_gate_judges_held_out_loss_against_the_unigram_entropy(tmp_path, 
     assert legacy["passed"] is False and "kept no held-out documents" in legacy["data"]
 
 
+@pytest.mark.slow
 def test_the_runner_stops_at_a_failed_gate_before_the_next_stage(study_env, tmp_path, monkeypatch) -> None:
     failed = {"gate": "the arm's own loss moved", "subject": "bow", "objective": "bowpred",
               "term": "bow", "measure": "fall", "value": 0.01, "start": 7.0, "end": 6.99,
@@ -108,6 +110,7 @@ def test_a_design_changed_after_registration_is_a_deviation(tmp_path, monkeypatc
     assert len(listed) == 1 and "seeds" in listed[0]["what"] and not listed[0]["declared"]
 
 
+@pytest.mark.slow
 def test_every_cell_result_carries_the_spec_hash(study_env, tmp_path) -> None:
     from benchmark.studies.spec import spec_digest, study_results_dir
 
@@ -118,6 +121,7 @@ def test_every_cell_result_carries_the_spec_hash(study_env, tmp_path) -> None:
                            for r in results)
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_the_gates_never_read_test_qrels(tmp_path, monkeypatch) -> None:
     """The validation set and its BM25 reference come from the train split only: a loader that
@@ -144,6 +148,7 @@ def test_the_gates_never_read_test_qrels(tmp_path, monkeypatch) -> None:
     assert 0 < score <= 1
 
 
+@pytest.mark.slow
 def test_calibration_records_each_probe_and_resumes(study_env, tmp_path) -> None:
     """Calibration on a study from an init card: each arm x rate probe continues the init on
     held-out-split documents and records its own term's fall, one rate is chosen for every arm,

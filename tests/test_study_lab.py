@@ -11,8 +11,6 @@ import json
 import pytest
 import yaml
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 @pytest.fixture
 def env(scifact_env):
@@ -43,6 +41,7 @@ SPEC = {
 }
 
 
+@pytest.mark.slow
 def test_the_lab_study_end_to_end(env, tmp_path, monkeypatch) -> None:
     from benchmark.catalog.registry import load_card
     from benchmark.core.paths import EMBEDDED_DATA_DIR

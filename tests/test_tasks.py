@@ -52,6 +52,7 @@ def test_catalog_rejects_unknown_keys_and_bad_subtasks():
         }]})
 
 
+@pytest.mark.slow
 def test_mteb_names_and_revisions_match_installed_mteb():
     mteb = pytest.importorskip("mteb")
     checked = 0

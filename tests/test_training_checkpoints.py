@@ -94,6 +94,7 @@ def test_prune_keeps_the_newest_committed_ones(tmp_path):
 # --------------------------------------------------------------------------- wired into training
 
 
+@pytest.mark.slow
 def test_finetune_resumes_past_a_checkpoint_torn_during_its_save(tmp_path, monkeypatch):
     """A kill during the step-3 save (after the weights and optimizer, before the RNG state and
     trainer_state.json) leaves checkpoint-3 without its commit record; the re-run removes it,
@@ -133,6 +134,7 @@ def test_finetune_resumes_past_a_checkpoint_torn_during_its_save(tmp_path, monke
     assert load_card(resumed.card_path).finetuning.record.weights_sha256 == reference
 
 
+@pytest.mark.slow
 def test_pretrain_resume_skips_a_torn_last_state(tiny_bert_dir, tmp_path, monkeypatch):
     """A kill after the step-3 state was written but before it was committed (one of its files
     torn), and a damaged progress.json: --resume uses the step-2 state, same final weights."""
@@ -169,6 +171,7 @@ def test_pretrain_resume_skips_a_torn_last_state(tiny_bert_dir, tmp_path, monkey
     assert resumed.pretraining.weights_sha256 == whole.pretraining.weights_sha256
 
 
+@pytest.mark.slow
 def test_a_real_kill_9_during_a_pretrain_save_resumes_to_the_same_weights(tmp_path):
     """One real SIGKILL at the instant a (seeded) random state folder appears, i.e. while it is
     being written, then --resume; bench/bench_kill_resume.py does this 10 times per job."""

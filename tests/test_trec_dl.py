@@ -52,6 +52,7 @@ def _dl_folder(tmp_path: Path, name: str) -> Path:
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(DL))
 @pytest.mark.parametrize("stream", [False, True])
@@ -105,6 +106,7 @@ def test_malformed_trec_qrels_line_is_named(tmp_path):
     assert load_topics(topics) == {"1": "first", "2": "second"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("threshold", [1, 2])
 def test_per_query_kernels_equal_ranx_evaluate(threshold):
     """evaluate() calls ranx's per-query kernels directly (fast cold start); the numbers must be

