@@ -90,3 +90,24 @@ def test_calibration_lines_name_each_probe_with_its_gate() -> None:
     assert "(gate: <= 5.521, unigram entropy 7.021)" in lines[0]
     assert lines[1].startswith("arm probe retromae lr 0.001 from s: decoder 7.100 -> 6.700")
     assert lines[1].endswith("gate: >= 0.3) passes")
+
+
+@pytest.mark.slow
+def test_calibration_stops_after_stage0_when_its_gate_is_beyond_the_budget(study_env, tmp_path) -> None:
+    """As a failed gate stops a study, a stage 0 projected beyond its CPU-hours stops calibration
+    before any arm or fine-tuning probe is spent (the tiny probe's budget of 1e-9 CPU-hours cannot
+    hold any projection); --continue-past-gates goes on."""
+    from benchmark.studies.calibrate import calibrate
+    from benchmark.studies.spec import StudyOptions
+
+    spec = load_spec(str(write_spec(
+        tmp_path, stage0={"objective": "mlm", "budget_tokens": 512,
+                          "overrides": {"batch_size": 4, "max_length": 32}},
+        calibrate={"stage0_learning_rates": [1e-3], "stage0_tokens": 512, "arm_learning_rates": [1e-3],
+                   "arm_tokens": 256, "finetune_learning_rates": [1e-3], "evaluations": 2,
+                   "stage0_cpu_hours": 1e-9})))
+    lines: list[str] = []
+    record = json.loads(calibrate(spec, StudyOptions(), echo=lines.append).read_text())
+    assert len(record["stage0"]) == 1 and not record.get("arms") and not record.get("finetune")
+    assert record["stopped"] and any(line.startswith("calibration stops") for line in lines)
+    assert record["stage0_projection"]["within_budget"] is False

@@ -159,8 +159,18 @@ def calibrate(study: StudySpec, options: StudyOptions, echo=print) -> Path:
     best0 = _best_stage0(stage0)
     record["chosen_stage0_lr"] = stage0[best0]["lr"]
     record["stage0_probe"] = best0
-    record["stage0_projection"] = most_hopeful_projection(study, stage0, entropy)
+    projection = record["stage0_projection"] = most_hopeful_projection(study, stage0, entropy)
     _write(study, record)
+    if projection and projection["within_budget"] is False and not options.continue_past_gates:
+        # as a failed gate stops the study: no arm or fine-tuning probe is spent on a design whose
+        # stage 0 cannot pass (issue 25: "stop there and report that with the calibration's numbers")
+        echo(f"calibration stops: stage 0 projects {projection['projected_cpu_hours']} CPU-hours to its "
+             f"gate, beyond the {projection['cpu_hours_budget']:g} declared (--continue-past-gates "
+             "probes the arms and fine-tuning anyway)")
+        record["stopped"] = "stage 0 projected beyond calibrate.stage0_cpu_hours"
+        _write(study, record)
+        return calibration_path(study)
+    record.pop("stopped", None)
     return _after_stage0(study, options, echo, record, best0, began)
 
 
