@@ -286,31 +286,28 @@ def paired_test(
 # --------------------------------------------------------------------------- corrections
 
 
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm step-down adjusted p-values (controls the family-wise error rate)."""
+def _step(p_values: Sequence[float], adjust) -> list[float]:
+    """`adjust(sorted p, m)`: the adjusted p-values in ascending order of p, put back in the
+    order of `p_values` (ties keep their order)."""
     p = np.asarray(p_values, dtype=np.float64)
     m = p.size
     if m == 0:
         return []
     order = np.argsort(p, kind="stable")
-    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
     out = np.empty(m)
-    out[order] = adjusted
+    out[order] = adjust(p[order], m)
     return [float(x) for x in out]
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values (controls the family-wise error rate)."""
+    return _step(p_values, lambda p, m: np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p)))
 
 
 def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
     """Benjamini-Hochberg step-up adjusted p-values (controls the false discovery rate)."""
-    p = np.asarray(p_values, dtype=np.float64)
-    m = p.size
-    if m == 0:
-        return []
-    order = np.argsort(p, kind="stable")
-    scaled = p[order] * m / np.arange(1, m + 1)
-    adjusted = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
-    out = np.empty(m)
-    out[order] = adjusted
-    return [float(x) for x in out]
+    return _step(p_values, lambda p, m: np.minimum(
+        1.0, np.minimum.accumulate((p * m / np.arange(1, m + 1))[::-1])[::-1]))
 
 
 def correct(comparisons: Sequence[PairComparison]) -> list[PairComparison]:
