@@ -4,14 +4,13 @@ get_benchmark), the types the verbs take and return, and results a user can prin
 from __future__ import annotations
 
 import inspect
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import benchmark
 from benchmark.core.errors import MaebenchError
+from tests.helpers.imports import loaded_by
 
 REPO = Path(benchmark.__file__).resolve().parents[1]  # the checkout under test
 
@@ -33,11 +32,8 @@ def test_each_type_is_the_class_the_layers_use():
 
 
 def test_naming_a_type_stays_lazy():
-    code = ("import sys; from benchmark import Result, ModelCard, TaskSpec, ComparisonReport; "
-            "print(','.join(m for m in ('torch', 'transformers', 'ranx') if m in sys.modules))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          timeout=120, check=True)
-    assert proc.stdout.strip() == ""
+    assert loaded_by("from benchmark import Result, ModelCard, TaskSpec, ComparisonReport",
+                     ("torch", "transformers", "ranx")) == []
 
 
 def test_lookups_return_the_catalogs_objects_and_name_the_closest_on_a_typo():
