@@ -102,31 +102,13 @@ def build_backbone(folder: Path, corpus: Path, seed: int = 0) -> Path:
 
 
 def card_text(checkpoint: Path) -> str:
-    return f"""name: bench-backbone
-display_name: bench backbone (L4-H256, random)
-family: mae
-description: the scratch-mae study's backbone shape with random weights
-source: bench/bench_finetune_steps.py
-pretraining:
-  objective: none (random weights)
-retriever:
-  kind: dense
-  encoder: shared
-  checkpoint: {checkpoint}
-  pooling: cls
-  normalize: false
-  similarity: dot
-  query_prefix: ''
-  passage_prefix: ''
-  query_max_length: 64
-  passage_max_length: 256
-  title: prepend
-  title_separator: ' '
-  dtype: float32
-  batch_size: 64
-finetuning:
-  stage: none
-"""
+    from tests.helpers.cards import backbone_card
+
+    return backbone_card(str(checkpoint), "bench-backbone",
+                         display_name="bench backbone (L4-H256, random)",
+                         description="the scratch-mae study's backbone shape with random weights",
+                         source="bench/bench_finetune_steps.py", pooling="cls",
+                         passage_max_length=256, title_separator=" ", batch_size=64)
 
 
 def Timer():  # noqa: N802 - a class built lazily (transformers)

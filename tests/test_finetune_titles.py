@@ -17,6 +17,7 @@ import pytest
 
 from benchmark.core.errors import MaebenchError
 from benchmark.datasets.records import Document
+from tests.helpers.cards import backbone_card
 
 COLOURS = ["red", "blue", "green", "amber", "violet", "silver", "golden", "black"]
 THINGS = ["apple", "river", "engine", "violin", "glacier", "tomato", "rocket", "castle", "falcon",
@@ -76,31 +77,6 @@ def tiny_bert(folder: Path, texts: list[str], seed: int = 0) -> Path:
     return folder
 
 
-CARD = """name: tiny-backbone
-display_name: Tiny backbone
-family: mae
-description: a 2-layer random BERT for tests
-source: tests/test_finetune_titles.py
-pretraining:
-  objective: none (random weights)
-retriever:
-  kind: dense
-  encoder: shared
-  checkpoint: {checkpoint}
-  pooling: cls
-  normalize: false
-  similarity: dot
-  query_prefix: ''
-  passage_prefix: ''
-  query_max_length: 64
-  passage_max_length: 64
-  title: prepend
-  dtype: float32
-  batch_size: 8
-finetuning:
-  stage: none
-"""
-
 # 22 pairs to train on (26 titled - 1 duplicate title - 1 duplicate text - 2 held out), 4 per
 # step: 5 steps an epoch
 TINY = {"queries_per_step": "4", "query_max_length": "8", "passage_max_length": "16",
@@ -117,7 +93,8 @@ def setup(tmp_path_factory):
     ckpt = tiny_bert(root / "bert", texts)
     models = root / "models"
     models.mkdir()
-    (models / "tiny-backbone.yaml").write_text(CARD.format(checkpoint=ckpt))
+    (models / "tiny-backbone.yaml").write_text(
+        backbone_card(str(ckpt), pooling="cls", source="tests/test_finetune_titles.py"))
     return {"data": data, "models": models, "root": root}
 
 

@@ -45,29 +45,35 @@ def dense_card(checkpoint) -> ModelCard:
     return parse_card(yaml.safe_dump(raw), "tiny-dense")
 
 
-def backbone_card(checkpoint: str, name: str = "tiny-backbone") -> str:
-    """The YAML of a fine-tunable backbone card (mean pooling, dot)."""
+def backbone_card(checkpoint: str, name: str = "tiny-backbone", *, pooling: str = "mean",
+                  display_name: str = "Tiny backbone",
+                  description: str = "a 2-layer random BERT for tests",
+                  source: str = "tests/helpers/checkpoints.py", passage_max_length: int = 64,
+                  title_separator: str | None = None, batch_size: int = 8) -> str:
+    """The YAML of a fine-tunable backbone card with random weights (by default mean pooling,
+    dot; the fine-tuning tests and bench/bench_finetune_steps.py name their own shape)."""
+    separator = "" if title_separator is None else f"\n  title_separator: '{title_separator}'"
     return f"""name: {name}
-display_name: Tiny backbone
+display_name: {display_name}
 family: mae
-description: a 2-layer random BERT for tests
-source: tests/helpers/checkpoints.py
+description: {description}
+source: {source}
 pretraining:
   objective: none (random weights)
 retriever:
   kind: dense
   encoder: shared
   checkpoint: {checkpoint}
-  pooling: mean
+  pooling: {pooling}
   normalize: false
   similarity: dot
   query_prefix: ''
   passage_prefix: ''
   query_max_length: 64
-  passage_max_length: 64
-  title: prepend
+  passage_max_length: {passage_max_length}
+  title: prepend{separator}
   dtype: float32
-  batch_size: 8
+  batch_size: {batch_size}
 finetuning:
   stage: none
 """
