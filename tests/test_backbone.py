@@ -19,6 +19,7 @@ from benchmark.training.backbone import (
 )
 from benchmark.training.pretrain import PretrainOptions, load_init_parts, pretrain_card
 from tests.helpers.cards import tiny_card
+from tests.helpers.training import corpus_texts
 
 TINY_CORPUS = str(EMBEDDED_DATA_DIR / "tiny" / "corpus.jsonl")
 SMALL = BackboneSize(layers=2, hidden=32, heads=2, ffn=64, max_positions=64, vocab_size=300)
@@ -30,15 +31,9 @@ def home(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _texts() -> list[str]:
-    from benchmark.training.corpus import read_texts, resolve_corpus
-
-    return read_texts(resolve_corpus(TINY_CORPUS))
-
-
 @pytest.mark.slow
 def test_vocabulary_and_weights_are_a_function_of_corpus_size_and_seed() -> None:
-    texts = _texts()
+    texts = corpus_texts()
     model_a, tok_a = build_backbone(texts, SMALL, seed=0)
     model_b, tok_b = build_backbone(texts, SMALL, seed=0)
     model_c, tok_c = build_backbone(texts, SMALL, seed=1)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from benchmark.core.paths import EMBEDDED_DATA_DIR
-from benchmark.training.corpus import Span, build_pairs, read_texts, resolve_corpus
+from benchmark.training.corpus import Span, build_pairs
 from benchmark.training.masking import extend_mask, replace_masked, whole_word_mask, word_groups
-from tests.helpers.training import OBJECTIVES, build
+from tests.helpers.training import OBJECTIVES, build, corpus_texts
 
 TINY_CORPUS = EMBEDDED_DATA_DIR / "tiny" / "corpus.jsonl"
 
@@ -29,7 +29,7 @@ def tiny_pairs(tiny_bert_dir):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
-    return build_pairs(read_texts(resolve_corpus(str(TINY_CORPUS))), tokenizer, 32)
+    return build_pairs(corpus_texts(), tokenizer, 32)
 
 
 # ---------------------------------------------------------------------------- masking
@@ -37,7 +37,7 @@ def tiny_pairs(tiny_bert_dir):
 
 def test_whole_word_mask_rate_and_words(minilm_tokenizer) -> None:
     texts = [p.read_text() for p in [TINY_CORPUS]][0].splitlines()
-    pairs = build_pairs(read_texts(resolve_corpus(str(TINY_CORPUS))), minilm_tokenizer, 64)
+    pairs = build_pairs(corpus_texts(), minilm_tokenizer, 64)
     spans = [s for pair in pairs for s in pair]
     assert texts and any(len(g) > 1 for s in spans for g in word_groups(s.words)), "no sub-words"
     rng = np.random.default_rng(0)
@@ -85,7 +85,7 @@ def test_extended_mask_is_a_superset() -> None:
 def test_enhanced_decoding_mask(minilm_tokenizer) -> None:
     from benchmark.training.objectives.retromae import enhanced_visibility
 
-    pairs = build_pairs(read_texts(resolve_corpus(str(TINY_CORPUS))), minilm_tokenizer, 64)
+    pairs = build_pairs(corpus_texts(), minilm_tokenizer, 64)
     rng = np.random.default_rng(3)
     hidden_rates = []
     for span in [s for pair in pairs[:20] for s in pair]:

@@ -11,18 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.core.paths import EMBEDDED_DATA_DIR
 from benchmark.training.corpus import (
     PackedPairStream,
     PairStream,
     build_pairs,
-    read_texts,
-    resolve_corpus,
     split_heldout,
 )
-from tests.helpers.training import OBJECTIVES, build
-
-TINY_CORPUS = EMBEDDED_DATA_DIR / "tiny" / "corpus.jsonl"
+from tests.helpers.training import OBJECTIVES, build, corpus_texts
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +47,7 @@ def _padded_to(batch: dict, width: int, pad_id: int) -> dict:
 def test_a_packed_batch_has_the_loss_of_the_padded_one(name, tiny_bert_dir, tokenizer) -> None:
     """Where it is defined (every objective here: padding is masked everywhere), padding to the
     batch's own longest span instead of to max_length leaves the loss and each term unchanged."""
-    pairs = build_pairs(read_texts(resolve_corpus(str(TINY_CORPUS))), tokenizer, 32, balanced=True)
+    pairs = build_pairs(corpus_texts(), tokenizer, 32, balanced=True)
     objective = build(name, tiny_bert_dir).eval()
     chosen = sorted(pairs, key=lambda p: len(p[0].ids))[:4]
     batch = objective.corrupt(chosen, np.random.default_rng(0))
@@ -67,7 +62,7 @@ def test_a_packed_batch_has_the_loss_of_the_padded_one(name, tiny_bert_dir, toke
 
 
 def test_balanced_spans_pair_up_evenly(tokenizer) -> None:
-    texts = read_texts(resolve_corpus(str(TINY_CORPUS)))
+    texts = corpus_texts()
     pairs = build_pairs(texts, tokenizer, 32, balanced=True)
     old = build_pairs(texts, tokenizer, 32)
     gap = np.mean([abs(len(a.ids) - len(b.ids)) for a, b in pairs])
@@ -78,7 +73,7 @@ def test_balanced_spans_pair_up_evenly(tokenizer) -> None:
 
 
 def test_packed_stream_fills_the_budget_with_real_tokens(tokenizer) -> None:
-    pairs = build_pairs(read_texts(resolve_corpus(str(TINY_CORPUS))), tokenizer, 32, balanced=True)
+    pairs = build_pairs(corpus_texts(), tokenizer, 32, balanced=True)
     stream = PackedPairStream(pairs, 8 * 32, seed=3)
     real = positions = 0
     for step in range(40):
@@ -117,7 +112,7 @@ def test_packing_leaves_under_5_percent_padding_on_the_study_corpus(tokenizer) -
     from tests.helpers.paths import shared_dataset
 
     folder = shared_dataset("scifact")
-    texts = read_texts(resolve_corpus(str(folder / "corpus.jsonl")))[:1500]
+    texts = corpus_texts(folder / "corpus.jsonl")[:1500]
     packed_pairs = build_pairs(texts, tokenizer, 128, balanced=True)
     packed = PackedPairStream(packed_pairs, 64 * 128, seed=0)
     old = PairStream(build_pairs(texts, tokenizer, 128), 32, seed=0)
@@ -138,7 +133,7 @@ def test_pretrain_records_heldout_terms_and_curves(tiny_bert_dir, tmp_path) -> N
     from benchmark.training.pretrain import PretrainOptions, pretrain_card
     from tests.helpers.cards import tiny_card
 
-    texts = read_texts(resolve_corpus(str(TINY_CORPUS)))
+    texts = corpus_texts()
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"_id": str(i), "title": "", "text": t}) + "\n"
                               for i, t in enumerate(texts * 3)))

@@ -15,6 +15,14 @@ SMALL = {"batch_size": "4", "max_length": "32"}
 OBJECTIVES = ["mlm", "condenser", "cocondenser", "retromae", "dupmae", "cotmae", "bowpred"]
 
 
+def corpus_texts(corpus: str | Path = TINY_CORPUS) -> list[str]:
+    """The texts pre-training reads from a BEIR corpus.jsonl (the embedded tiny one by default):
+    title + text of each document."""
+    from benchmark.training.corpus import read_texts, resolve_corpus
+
+    return read_texts(resolve_corpus(str(corpus)))
+
+
 def build(name: str, folder: Path, seed: int = 0, **params):
     """Objective `name` (its recipe, `params` overriding) around the checkpoint in `folder`."""
     import torch
