@@ -28,6 +28,7 @@ from benchmark.datasets.records import (
     corpus_document,
     json_row,
     text_field,
+    unique_rows,
 )
 
 log = logging.getLogger(__name__)
@@ -77,25 +78,15 @@ def _json_lines(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]
 
 
 def load_corpus(path: Path) -> dict[str, Document]:
-    corpus: dict[str, Document] = {}
-    for lineno, obj in _json_lines(path, ("_id", "text")):
-        doc_id, doc = corpus_document(path, lineno, obj)
-        if doc_id in corpus:
-            raise DataError(f"{path}:{lineno}: duplicate document id '{doc_id}'")
-        corpus[doc_id] = doc
-    if not corpus:
-        raise DataError(f"{path}: the corpus is empty")
-    return corpus
+    rows = ((lineno, *corpus_document(path, lineno, obj))
+            for lineno, obj in _json_lines(path, ("_id", "text")))
+    return unique_rows(path, rows, "document", empty="the corpus is empty")
 
 
 def load_queries(path: Path) -> dict[str, str]:
-    queries: dict[str, str] = {}
-    for lineno, obj in _json_lines(path, ("_id", "text")):
-        query_id = str(obj["_id"])
-        if query_id in queries:
-            raise DataError(f"{path}:{lineno}: duplicate query id '{query_id}'")
-        queries[query_id] = text_field(path, lineno, obj, "text")
-    return queries
+    rows = ((lineno, str(obj["_id"]), text_field(path, lineno, obj, "text"))
+            for lineno, obj in _json_lines(path, ("_id", "text")))
+    return unique_rows(path, rows, "query")
 
 
 def load_qrels(path: Path) -> dict[str, dict[str, int]]:

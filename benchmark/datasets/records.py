@@ -71,6 +71,20 @@ def corpus_document(path: Path, lineno: int, obj: dict) -> tuple[str, Document]:
     return str(obj["_id"]), doc
 
 
+def unique_rows(path: Path, rows, kind: str, empty: str | None = None) -> dict:
+    """`rows` of (line number, id, value) as a dict; an id seen twice is a DataError naming its
+    line (`kind`: "document", "query"), and with `empty` so is a file without rows. The BEIR
+    corpus and queries and the TREC topics share this rule."""
+    found: dict = {}
+    for lineno, key, value in rows:
+        if key in found:
+            raise DataError(f"{path}:{lineno}: duplicate {kind} id '{key}'")
+        found[key] = value
+    if empty is not None and not found:
+        raise DataError(f"{path}: {empty}")
+    return found
+
+
 def add_judgement(qrels: dict[str, dict[str, int]], where: str, query_id: str, doc_id: str,
                   grade: int) -> None:
     """Record one relevance grade; the same (query, document) judged twice with different grades

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmark.core.errors import DataError
-from benchmark.datasets.records import add_judgement
+from benchmark.datasets.records import add_judgement, unique_rows
 
 
 def locate(folder: Path, relative: str) -> Path:
@@ -38,17 +38,14 @@ def _lines(path: Path):
 
 
 def load_topics(path: Path) -> dict[str, str]:
-    queries: dict[str, str] = {}
-    for lineno, line in _lines(path):
-        qid, sep, text = line.partition("\t")
-        if not sep or not qid.strip():
-            raise DataError(f"{path}:{lineno}: expected 'qid<TAB>query'")
-        if qid in queries:
-            raise DataError(f"{path}:{lineno}: duplicate query id '{qid}'")
-        queries[qid] = text
-    if not queries:
-        raise DataError(f"{path}: no queries")
-    return queries
+    def rows():
+        for lineno, line in _lines(path):
+            qid, sep, text = line.partition("\t")
+            if not sep or not qid.strip():
+                raise DataError(f"{path}:{lineno}: expected 'qid<TAB>query'")
+            yield lineno, qid, text
+
+    return unique_rows(path, rows(), "query", empty="no queries")
 
 
 def load_trec_qrels(path: Path) -> dict[str, dict[str, int]]:
