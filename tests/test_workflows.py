@@ -270,13 +270,20 @@ def _bundle_files(bundle: Path) -> dict[str, Path]:
     return {f"submissions/{bundle.name}/{p.name}": p for p in sorted(bundle.iterdir())}
 
 
-@pytest.mark.slow
-def test_check_job_accepts_a_good_bundle_and_publish_builds_the_site(bundles, tmp_path):
-    origin, expressions = _pull_request(tmp_path, _bundle_files(bundles["good"]))
+def _check_pull_request(tmp_path: Path, files: dict[str, Path]):
+    """The submission-check job run on a pull request of `files`, in a fresh workspace:
+    (ok, log, workspace, origin, expressions)."""
+    origin, expressions = _pull_request(tmp_path, files)
     check = _load(WORKFLOWS / "submission-check.yml")["jobs"]["check"]
     workspace = tmp_path / "ws"
     workspace.mkdir()
     ok, log = run_job(check, workspace, origin, expressions)
+    return ok, log, workspace, origin, expressions
+
+
+@pytest.mark.slow
+def test_check_job_accepts_a_good_bundle_and_publish_builds_the_site(bundles, tmp_path):
+    ok, log, workspace, origin, expressions = _check_pull_request(tmp_path, _bundle_files(bundles["good"]))
     assert ok, log
     assert (workspace / "bundle-path.txt").read_text().strip() == "submissions/bm25"
     summary = (workspace / "summary.md").read_text()
@@ -301,11 +308,7 @@ def test_check_job_accepts_a_good_bundle_and_publish_builds_the_site(bundles, tm
 
 @pytest.mark.slow
 def test_check_job_rejects_a_bad_bundle_with_its_reason(bundles, tmp_path):
-    origin, expressions = _pull_request(tmp_path, _bundle_files(bundles["bad"]))
-    check = _load(WORKFLOWS / "submission-check.yml")["jobs"]["check"]
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    ok, log = run_job(check, workspace, origin, expressions)
+    ok, log, workspace, _, _ = _check_pull_request(tmp_path, _bundle_files(bundles["bad"]))
     assert not ok
     summary = (workspace / "summary.md").read_text()
     assert "bm25: rejected" in summary
@@ -318,11 +321,7 @@ def test_check_job_rejects_a_bad_bundle_with_its_reason(bundles, tmp_path):
 def test_check_job_refuses_changes_outside_one_bundle(bundles, tmp_path):
     files = _bundle_files(bundles["good"])
     files["scripts/demo.sh"] = bundles["good"] / "bm25.yaml"  # a change to code as well
-    origin, expressions = _pull_request(tmp_path, files)
-    check = _load(WORKFLOWS / "submission-check.yml")["jobs"]["check"]
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    ok, log = run_job(check, workspace, origin, expressions)
+    ok, log, workspace, _, _ = _check_pull_request(tmp_path, files)
     assert not ok and not (workspace / "summary.md").exists()
     assert "rejected: a submission pull request only adds or changes files in one " \
            "submissions/<model>/ folder; it also has: M scripts/demo.sh" in log
