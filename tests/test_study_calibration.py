@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from benchmark.studies.calibrate import (
+from benchmark.studies.calibration_record import (
     calibration_lines,
     most_hopeful_projection,
     projected_tokens,
@@ -62,9 +62,9 @@ def test_a_study_whose_calibration_puts_the_gate_beyond_its_means_is_not_run(tmp
               "projected_cpu_hours": 27.3, "projected_epochs": 70.7, "corpus_tokens": 2_836_044,
               "tokens_per_cpu_s": 2043.5, "cpu_hours_budget": 25.0, "within_budget": False}
     summary = {"stage0": [], "arms": [], "finetune": [], "projection": beyond, "arm_threshold": 0.3}
-    import benchmark.studies.calibrate as calibrate
+    import benchmark.studies.calibration_record as record_module
 
-    monkeypatch.setattr(calibrate, "calibration_summary", lambda study: summary)
+    monkeypatch.setattr(record_module, "calibration_summary", lambda study: summary)
     report = build_report(spec)
     assert report["verdict"] == "infeasible"
     first = verdict_line(report)

@@ -203,7 +203,7 @@ def study_pages(results_dir: Path) -> Pages:
 
 
 def _render(env: jinja2.Environment, results_dir: Path, reports: list[dict]) -> dict[str, str]:
-    from benchmark.studies.calibrate import calibration_lines
+    from benchmark.studies.calibration_record import calibration_lines
     from benchmark.studies.gates import describe
     from benchmark.studies.report import verdict_line
 

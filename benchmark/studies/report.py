@@ -297,7 +297,7 @@ def build_report(study: StudySpec, data_dir: Path | None = None) -> dict[str, An
     report["failed_gates"] = gates["failed"]
     report["registration"] = registration
     report["deviations"] = _deviations(study, registration, gates)
-    from benchmark.studies.calibrate import calibration_summary
+    from benchmark.studies.calibration_record import calibration_summary
 
     calibration = calibration_summary(study)
     if calibration:
@@ -459,7 +459,7 @@ def format_table(report: dict[str, Any]) -> str:
     lines = [verdict_line(report)]
     lines += [f"  failed gate: {g}" for g in report.get("failed_gates") or []]
     if report.get("calibration"):
-        from benchmark.studies.calibrate import calibration_lines
+        from benchmark.studies.calibration_record import calibration_lines
 
         lines += [f"  calibration: {line}" for line in calibration_lines(report["calibration"])]
     lines += [f"study {report['study']['id']}: {metric} x100, budget {report['budget']} per arm"
