@@ -7,7 +7,7 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import torch, benchmark, pytest, pytrec_eval, ray.data, openvino" >/dev/null 2>&1; then
+if ! .venv/bin/python -c "import torch, benchmark, pytest, xdist, pytrec_eval, ray.data, openvino" >/dev/null 2>&1; then
   .venv/bin/pip install --quiet --disable-pip-version-check torch==2.13.0
   .venv/bin/pip install --quiet --disable-pip-version-check -e ".[test,ray]"
 fi
