@@ -32,6 +32,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # The suite runs as CI runs it (CI sets CI=true), subprocesses included; nothing in maebench reads
 # CI.
 os.environ.setdefault("CI", "true")
+# the suite is offline: a test that reached for the Hugging Face Hub waited on its network
+# timeouts (`pytest -m "not slow"` run without scripts/test.sh: 318 s wall for 61 s of CPU)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture
