@@ -99,8 +99,9 @@ def most_hopeful_projection(study: StudySpec, stage0: dict[str, Any],
              for name, probe in stage0.items()]
     if not found:
         return None
-    return min(found, key=lambda p: (not p["within_budget"] or False, p["projected_cpu_hours"]
-                                     if p["projected_cpu_hours"] is not None else float("inf")))
+    return min(found, key=lambda p: (p["within_budget"] is not True,
+                                     p["projected_cpu_hours"] if p["projected_cpu_hours"] is not None
+                                     else float("inf")))
 
 
 def best_stage0(stage0: dict[str, Any], untagged_of: str | None = None) -> str | None:
