@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -40,12 +38,17 @@ def register(app: typer.Typer) -> None:
                                       "are measured during the run (card: heldout_start/_end)"),
         evaluations: int = typer.Option(10, "--evaluations", min=1, max=1000, help="held-out "
                                         "measurements after step 0"),
+        processes: int | None = typer.Option(None, "--processes", min=1, max=64, help="CPU "
+                                             "training processes, one thread each, sharing every "
+                                             "step's batch (default: one per core for a run of 1M+ "
+                                             "positions whose loss splits over the batch, else 1)"),
     ) -> None:
         """Pre-train with one MAE objective; writes weights under the maebench home and a card."""
         from benchmark.training.finetune import passive_thread_wait
 
         passive_thread_wait()  # training: OpenMP threads sleep, not spin (before torch loads)
         from benchmark.catalog.registry import get_card
+        from benchmark.core.progress import progress_log
         from benchmark.training.objectives import check_objective
         from benchmark.training.pretrain import PretrainOptions, pretrain_card
         from benchmark.training.recipes import parse_overrides
@@ -58,29 +61,6 @@ def register(app: typer.Typer) -> None:
                 recipe_path=recipe, overrides=overrides, data_dir=data_dir, device=device,
                 precision=precision, accumulation=accumulation, resume=resume, overwrite=overwrite,
                 models_dir=models, generator=generator, holdout=holdout, evaluations=evaluations,
+                processes=processes,
             ))
         typer.echo(f"wrote {card}")
-
-
-@contextlib.contextmanager
-def progress_log() -> Iterator[None]:
-    """Pre-training logs its progress (step, loss, seconds) at INFO: show those lines on stderr
-    without --verbose, plainly (warnings keep the root handler's `WARNING` prefix)."""
-    import logging
-    import sys
-
-    logger = logging.getLogger("benchmark.training")
-    if logging.getLogger().isEnabledFor(logging.INFO):  # --verbose shows them already
-        yield
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.addFilter(lambda record: record.levelno < logging.WARNING)
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)

@@ -5,7 +5,8 @@ evaluation compiles numba code for 30-80 s).
 Rich's status line is used (rich is already a dependency of typer). Corpus and query encoding
 draw their own tqdm bar on large inputs; two live displays on one terminal garble each other,
 so the spinner steps aside during those phases. On a non-terminal (a pipe, CI, tests) rich
-draws nothing.
+draws nothing. progress_log shows pre-training's step lines, in the command and in each of its
+data-parallel workers alike.
 """
 
 from __future__ import annotations
@@ -53,3 +54,27 @@ def spinner(console, text: str) -> Iterator[None]:
     """A plain spinner for one long step of a command (statistics, rendering)."""
     with console.status(text, spinner="dots"):
         yield
+
+
+@contextmanager
+def progress_log() -> Iterator[None]:
+    """Pre-training logs its progress (step, loss, seconds) at INFO: show those lines on stderr
+    without --verbose, plainly (warnings keep the root handler's `WARNING` prefix)."""
+    import logging
+    import sys
+
+    logger = logging.getLogger("benchmark.training")
+    if logging.getLogger().isEnabledFor(logging.INFO):  # --verbose shows them already
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(lambda record: record.levelno < logging.WARNING)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

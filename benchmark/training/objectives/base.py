@@ -116,6 +116,11 @@ class Objective(nn.Module):
 
     name: ClassVar[str]
     needs_decoder_mask: ClassVar[bool] = False
+    # True when the loss is a mean of per-example terms, so that data-parallel workers may each
+    # take part of a step's batch and average gradients (what the papers' DDP runs did). False
+    # (the default, for plug-ins too) when examples meet inside the loss (in-batch negatives):
+    # such an objective always trains in one process (training.processes)
+    batch_separable: ClassVar[bool] = False
 
     def __init__(self, encoder, head: nn.Module, tokenizer, params: dict[str, Any]) -> None:
         super().__init__()

@@ -41,6 +41,7 @@ def distinct_bag_of_words(spans: list[Span], vocab_size: int, unk_id: int | None
 
 class BowPred(Objective):
     name = "bowpred"
+    batch_separable = True
 
     def corrupt(self, pairs, rng):
         spans = flatten(pairs)

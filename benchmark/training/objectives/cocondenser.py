@@ -12,6 +12,7 @@ from benchmark.training.objectives.condenser import Condenser
 
 class CoCondenser(Condenser):
     name = "cocondenser"
+    batch_separable = False  # in-batch negatives: the whole batch meets in the loss
 
     def forward(self, batch):
         out, head, late = self.condenser_losses(batch)

@@ -17,6 +17,7 @@ def resolve_skip_from(published: int, layers: int) -> int:
 
 class Condenser(Objective):
     name = "condenser"
+    batch_separable = True
 
     def __init__(self, encoder, head, tokenizer, params) -> None:
         super().__init__(encoder, head, tokenizer, params)

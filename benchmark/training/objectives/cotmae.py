@@ -12,6 +12,7 @@ from benchmark.training.objectives.base import Objective, flatten, mlm_loss
 
 class CoTMAE(Objective):
     name = "cotmae"
+    batch_separable = True
 
     def __init__(self, encoder, head, tokenizer, params) -> None:
         super().__init__(encoder, head, tokenizer, params)

@@ -7,6 +7,7 @@ from benchmark.training.objectives.base import Objective, flatten, mlm_loss
 
 class MLM(Objective):
     name = "mlm"
+    batch_separable = True
 
     def corrupt(self, pairs, rng):
         ids, attention, labels, _ = self.masked_view(flatten(pairs), self.params["encoder_mask"], rng)

@@ -33,6 +33,7 @@ def enhanced_visibility(span, probability: float, rng: np.random.Generator,
 
 class RetroMAE(Objective):
     name = "retromae"
+    batch_separable = True
     needs_decoder_mask = True
 
     def __init__(self, encoder, head, tokenizer, params) -> None:

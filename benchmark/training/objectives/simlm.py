@@ -48,6 +48,7 @@ def load_generator(checkpoint: str | None, vocab_size: int):
 
 class SimLM(Objective):
     name = "simlm"
+    batch_separable = True
 
     def __init__(self, encoder, head, tokenizer, params) -> None:
         super().__init__(encoder, head, tokenizer, params)
