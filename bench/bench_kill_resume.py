@@ -15,6 +15,7 @@ commit record) are counted.
     python bench/bench_kill_resume.py                    # 10 trials each of finetune and pretrain
     python bench/bench_kill_resume.py --jobs finetune --trials 3 --seed 7
     python bench/bench_kill_resume.py --jobs study       # a 2-arm study: every cell's weights
+    python bench/bench_kill_resume.py --jobs pretrain2   # pre-training in 2 data-parallel processes
                                                          # and run files compared at the end
 
 Prints one line per trial and a summary per job, e.g. `finetune: 10/10 resumed to the reference
@@ -88,8 +89,11 @@ def command(job: str, ws: dict, resume: bool) -> list[str]:
         return [sys.executable, "-m", "benchmark.cli", "finetune", "--model", "tiny-backbone",
                 "--task", "scifact", "--recipe", "standard-cpu", "--name", "killed",
                 "--device", "cpu", "--data-dir", str(ws["data"]), *sets]
+    # pretrain2: the same run in two single-threaded data-parallel processes (its own
+    # reference: another process count is another data order); the group kill reaches them
     return [sys.executable, str(Path(__file__).resolve()), "--child", "pretrain",
-            "--child-data", str(ws["data"]), *(["--child-resume"] if resume else [])]
+            "--child-data", str(ws["data"]), *(["--child-resume"] if resume else []),
+            "--child-processes", "2" if job == "pretrain2" else "1"]
 
 
 def environment(home: Path, models: Path) -> dict:
@@ -230,7 +234,7 @@ def bench_job(job: str, ws: dict, trials: int, rng: random.Random) -> tuple[int,
 # --------------------------------------------------------------------------- child: pretrain
 
 
-def child_pretrain(data: Path, resume: bool) -> None:
+def child_pretrain(data: Path, resume: bool, processes: int = 1) -> None:
     from benchmark.catalog.registry import get_card
     from benchmark.core.errors import MaebenchError
     from benchmark.core.paths import EMBEDDED_DATA_DIR
@@ -241,7 +245,7 @@ def child_pretrain(data: Path, resume: bool) -> None:
         objective="mlm", corpus=str(EMBEDDED_DATA_DIR / "tiny" / "corpus.jsonl"),
         data_dir=data, budget=f"{PRETRAIN_STEPS}steps",
         name="killed", seed=0, overrides={"batch_size": "4", "max_length": "32"}, device="cpu",
-        resume=resume, save_every=1,
+        resume=resume, save_every=1, processes=processes,
     )
     try:
         pretrain_card(init, options)
@@ -259,9 +263,10 @@ def main() -> None:
     parser.add_argument("--child", choices=["pretrain"], help=argparse.SUPPRESS)
     parser.add_argument("--child-data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-resume", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-processes", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "pretrain":
-        child_pretrain(args.child_data, args.child_resume)
+        child_pretrain(args.child_data, args.child_resume, args.child_processes)
         return
     root = args.work or Path(tempfile.mkdtemp(prefix="maebench-kill-"))
     ws = make_workspace(root / "ws")

@@ -354,11 +354,18 @@ class _Trainer:
 
     def _start(self) -> dict:
         progress = self.staging / "progress.json"
-        open_staging(self.staging, "state", resume=self.options.resume,  # never a link; no pruning
-                     overwrite=self.options.overwrite, name=self.options.name)  # without --resume
-        # the newest committed state (benchmark.training.checkpoints): one torn by a kill -9
-        # during its save is removed and the one before is used
-        found = newest_committed(self.staging, "state")
+        # never a link; no pruning without --resume. The newest committed state
+        # (benchmark.training.checkpoints): one torn by a kill -9 during its save is removed and
+        # the one before is used. One process checks, clears (--overwrite) and removes in the
+        # folder they all write into; the others then read what it left
+        main = self.accelerator.is_main_process
+        if main:
+            open_staging(self.staging, "state", resume=self.options.resume,
+                         overwrite=self.options.overwrite, name=self.options.name)
+            found = newest_committed(self.staging, "state")
+        self.accelerator.wait_for_everyone()
+        if not main:
+            found = newest_committed(self.staging, "state")
         if progress.is_file() or found is not None:
             if not self.options.resume:
                 raise MaebenchError(
@@ -394,7 +401,9 @@ class _Trainer:
         from benchmark.core.files import atomic_write
 
         folder = f"state-{state['done']}"
-        shutil.rmtree(self.staging / folder, ignore_errors=True)
+        if self.accelerator.is_main_process:  # a torn earlier try at this step: one process
+            shutil.rmtree(self.staging / folder, ignore_errors=True)  # removes it, then all write
+        self.accelerator.wait_for_everyone()
         self.accelerator.save_state(str(self.staging / folder))
         state["state"] = folder
         self.accelerator.wait_for_everyone()  # every process has written its files
