@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
 
         objective = check_objective(objective)  # a plugin's card name: file.py:ClassName
         overrides = parse_overrides(set_)
-        with progress_log():
+        with progress_log("benchmark.training"):
             card = pretrain_card(get_card(init), PretrainOptions(
                 objective=objective, corpus=corpus, budget=budget, name=name, seed=seed,
                 recipe_path=recipe, overrides=overrides, data_dir=data_dir, device=device,

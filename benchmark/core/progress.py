@@ -57,13 +57,14 @@ def spinner(console, text: str) -> Iterator[None]:
 
 
 @contextmanager
-def progress_log() -> Iterator[None]:
-    """Pre-training logs its progress (step, loss, seconds) at INFO: show those lines on stderr
-    without --verbose, plainly (warnings keep the root handler's `WARNING` prefix)."""
+def progress_log(name: str) -> Iterator[None]:
+    """Training logs its progress (step, loss, seconds) at INFO on logger `name`: show those
+    lines on stderr without --verbose, plainly (warnings keep the root handler's `WARNING`
+    prefix)."""
     import logging
     import sys
 
-    logger = logging.getLogger("benchmark.training")
+    logger = logging.getLogger(name)
     if logging.getLogger().isEnabledFor(logging.INFO):  # --verbose shows them already
         yield
         return

@@ -42,7 +42,9 @@ from benchmark.training.pretrain_recipe import (
     warmup_for,
 )
 
-log = logging.getLogger(__name__)
+# the module's name also where a worker runs it as __main__ (python -m), so its step lines
+# stay under benchmark.training, where progress_log shows them
+log = logging.getLogger(__spec__.name if __spec__ else __name__)
 LOSS_WINDOW = 10  # loss_start / loss_end are means over this many first / last steps
 
 
@@ -255,8 +257,9 @@ def pretrain_card(init: ModelCard, options: PretrainOptions) -> Path:
         processes = _processes(options, recipe, steps)
         if processes > 1:
             resolve_corpus(options.corpus, options.data_dir)  # a bad corpus: one line, no workers
+            # the workers run this module (worker_main below): named by __name__, not spelled
             launch_workers(options_to_payload(
-                init, replace(options, objective=given, processes=processes)), processes)
+                init, replace(options, objective=given, processes=processes)), processes, __name__)
             return cards / f"{options.name}.yaml"
     from accelerate.utils import set_seed
 
@@ -741,3 +744,41 @@ def write_card(card: ModelCard, cards: Path, overwrite: bool) -> Path:
                           allow_unicode=True, width=100)
     atomic_write(target, text.encode("utf-8"))
     return target
+
+
+def worker_main() -> int:
+    """One data-parallel worker (`python -m benchmark.training.pretrain`, started by
+    training.processes.launch_workers): the init card and options from the launcher's payload,
+    the same pretrain_card as one process runs; accelerate reads the group from the environment
+    (MULTI_CPU over gloo). An error goes to the launcher as one line (processes.report_failure),
+    not as a second copy of the same `error:` on the terminal."""
+    import os
+
+    from benchmark.training.finetune import passive_thread_wait
+
+    passive_thread_wait()  # before torch loads (the launcher sets it too)
+    from benchmark.core.progress import progress_log
+    from benchmark.training.processes import PAYLOAD_ENV, report_failure
+
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        init, options = options_from_payload(json.loads(os.environ[PAYLOAD_ENV]))
+        if os.environ.get("RANK", "0") == "0":  # process 0 speaks for the run
+            with progress_log("benchmark.training"):
+                pretrain_card(init, options)
+        else:
+            pretrain_card(init, options)
+    except MaebenchError as exc:
+        report_failure(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(worker_main())

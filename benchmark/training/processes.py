@@ -12,8 +12,8 @@ The launcher is written here rather than taken from torchrun / `accelerate launc
 reason: those start their workers in a new session, so a `kill -9` of the command leaves
 workers training and writing on as orphans. Here each worker asks the kernel to SIGKILL it when
 its parent dies (PR_SET_PDEATHSIG), and stays in the command's process group, so Ctrl-C and a
-kill of the group reach it. Workers run `python -m benchmark.training.pretrain_worker` with the
-environment accelerate reads (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR/PORT).
+kill of the group reach it. Workers run `python -m <module>` (pre-training's own module) with
+the environment accelerate reads (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR/PORT).
 """
 
 from __future__ import annotations
@@ -106,9 +106,10 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
-def launch_workers(payload: dict, processes: int) -> None:
-    """Run `processes` single-threaded workers on `payload` and wait for all of them. A worker's
-    failure stops the others and is raised here as its one line (rank 0's when several fail)."""
+def launch_workers(payload: dict, processes: int, module: str) -> None:
+    """Run `processes` single-threaded workers (`python -m module`, reading `payload`) and wait
+    for all of them. A worker's failure stops the others and is raised here as its one line
+    (rank 0's when several fail)."""
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="maebench-workers-") as tmp:
         workers: list[subprocess.Popen] = []
@@ -127,7 +128,7 @@ def launch_workers(payload: dict, processes: int) -> None:
                 log = None if rank == 0 else open(Path(tmp) / f"log-{rank}", "wb")  # noqa: SIM115
                 logs.append(log)
                 workers.append(subprocess.Popen(
-                    [sys.executable, "-m", "benchmark.training.pretrain_worker"], env=env,
+                    [sys.executable, "-m", module], env=env,
                     stdout=log, stderr=log, preexec_fn=_die_with_parent))
             failed = _wait(workers)
         finally:
