@@ -71,6 +71,8 @@ def test_two_processes_train_resume_after_kill_9_and_match_one_on_heldout(tiny_b
     for key, value in one.pretraining.heldout_start.items():
         assert two.pretraining.heldout_start[key] == pytest.approx(value, abs=2e-6), key
     assert two.pretraining.tokens_seen == _log("two")["tokens"] > 0
+    # one learning-rate schedule step per optimizer step, whatever the process count
+    assert _log("two")["lrs"] == _log("one")["lrs"] and len(set(_log("one")["lrs"])) > 2
     assert two.pretraining.cpu_time_s > 0 and len(_log("two")["losses"]) == 6
 
     # kill -9 of the command after its step-2 save: its workers die with it; a resume finishes

@@ -298,7 +298,7 @@ class _Trainer:
                  head_warmup: int = 0, heldout: list | None = None) -> None:
         import torch
         from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs, set_seed
+        from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
         from transformers import get_scheduler
 
         from benchmark.core.devices import pick_device
@@ -307,12 +307,15 @@ class _Trainer:
         self.options, self.recipe, self.steps = options, recipe, steps
         self.device = pick_device(options.device)
         self.precision = _pick_precision(options.precision, recipe, self.device)
-        # find_unused_parameters: the head warm-up freezes the encoder inside the wrapped model
-        # (only matters with several processes; one process is not wrapped)
+        # with several processes (one process is not wrapped): find_unused_parameters because the
+        # head warm-up freezes the encoder inside the wrapped model; split_batches because the
+        # processes share one step's batch, so the schedule advances once per step (accelerate
+        # otherwise steps it once per process, as if each had drawn a batch of its own)
         self.accelerator = Accelerator(
             mixed_precision=self.precision, gradient_accumulation_steps=options.accumulation,
             cpu=self.device == "cpu",
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+            dataloader_config=DataLoaderConfiguration(split_batches=True),
         )
         # each process its own dropout stream (process 0's is the single-process run's); the
         # weights start equal in every process: DDP broadcasts process 0's
