@@ -6,8 +6,9 @@ default threads (one per core) and OpenMP's default wait policy, in this process
 steps of batch_size x max_length positions filled with real tokens (balanced spans, length-sorted
 windows: training.corpus.PackedPairStream), the next batch masked in a prefetch thread, fused
 AdamW, and what `maebench pretrain` does on a CPU by default for a long run: one single-threaded
-worker process per core (OpenMP waits passive), each taking its share of every step's positions,
-gradients averaged by DistributedDataParallel over gloo (training.processes). The objectives'
+worker process per core (OpenMP waits passive), each taking its share of every step's positions
+in micro-batches of at most 2,048 (training.processes.micro_batches), gradients summed over them
+and averaged over processes by DistributedDataParallel over gloo, one optimizer step. The objectives'
 code is the same in both (unchanged since 1d80994). Both paths train the same freshly drawn
 backbone (the study's BERT-mini: L4-H256-A4-FFN1024, an 8,192-token WordPiece learnt from the
 corpus) from the same weights, alternating rounds of `--steps` steps so that load on the machine
@@ -76,7 +77,7 @@ class Path_:
     """One code path's state for one objective: its stream, objective, optimizer."""
 
     def __init__(self, new: bool, name: str, length: int, spans: int, backbone: Path, pairs,
-                 world: int = 1, rank: int = 0) -> None:
+                 world: int = 1, rank: int = 0, micro: int = 1) -> None:
         import torch
         from transformers import AutoTokenizer, BertForMaskedLM
 
@@ -98,9 +99,9 @@ class Path_:
             self.model = DistributedDataParallel(self.objective, find_unused_parameters=True)
         groups = _grouped_parameters(self.objective, 0.01)
         self.optimizer = torch.optim.AdamW(groups, lr=1e-4, fused=new)
-        self.stream = (PackedPairStream(pairs, spans * length // world, 0) if new
+        self.stream = (PackedPairStream(pairs, spans * length // (world * micro), 0) if new
                        else PairStream(pairs, spans // 2, 0))
-        self.world, self.rank = world, rank
+        self.world, self.rank, self.micro = world, rank, micro
         self.new = new
         self.step = 0
         self.pool = None
@@ -130,11 +131,17 @@ class Path_:
         real = positions = 0
         began, wall = time.process_time(), time.perf_counter()
         for _ in range(steps):
-            batch = self.batch()
-            real += int(batch["attention_mask"].sum())
-            positions += int(batch["attention_mask"].numel())
-            loss, _ = self.model(batch)
-            loss.backward()
+            for micro in range(self.micro):  # the trainer's micro-batches: one optimizer step
+                batch = self.batch()
+                real += int(batch["attention_mask"].sum())
+                positions += int(batch["attention_mask"].numel())
+                if micro < self.micro - 1 and self.world > 1:
+                    with self.model.no_sync():  # gradients exchanged once per step, as accelerate
+                        loss, _ = self.model(batch)
+                        (loss / self.micro).backward()
+                else:
+                    loss, _ = self.model(batch)
+                    (loss / self.micro).backward()
             self.optimizer.step()
             self.optimizer.zero_grad()
         return time.process_time() - began, real, positions, time.perf_counter() - wall
@@ -160,8 +167,11 @@ def _worker(rank: int, world: int, port: int, conn, key: str, backbone: Path, pa
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                                          world_size=world)
+    from benchmark.training.processes import micro_batches
+
     name, length, spans = SHAPES[key]
-    path = Path_(True, name, length, spans, backbone, pairs, world, rank)
+    micro = micro_batches(None, "cpu", spans * length // world, length)
+    path = Path_(True, name, length, spans, backbone, pairs, world, rank, micro)
     path.train(1)  # warm-up: one-off allocations
     conn.send("ready")
     while True:
@@ -256,14 +266,15 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(backbone)
-    from benchmark.training.processes import physical_cores
+    from benchmark.training.processes import CPU_MICRO_POSITIONS, physical_cores
 
     workers = args.new_processes or physical_cores()
     peak = _gemm_peak_per_core()
     threads = torch.get_num_threads()
     print(f"CPU: {_cpu()}; {physical_cores()} physical cores; old: 1 process x {threads} threads, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}; new: "
-          + (f"{workers} processes x 1 thread (passive)" if workers > 1 else
+          + (f"{workers} processes x 1 thread (passive), micro-batches of at most "
+             f"{CPU_MICRO_POSITIONS} positions" if workers > 1 else
              f"1 process x {threads} threads (this process)")
           + f"; GEMM peak {peak:.1f} GFLOP/s per core (fp32, torch.mm single-threaded); "
           f"{args.rounds} rounds x {args.steps} steps per path, interleaved", flush=True)

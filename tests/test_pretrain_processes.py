@@ -17,9 +17,14 @@ import pytest
 from benchmark.catalog.registry import load_card
 from benchmark.core.errors import MaebenchError
 from benchmark.training.pretrain import pretrain_card
-from benchmark.training.processes import MIN_POSITIONS_FOR_WORKERS, resolve_processes
+from benchmark.training.processes import (
+    CPU_MICRO_POSITIONS,
+    MIN_POSITIONS_FOR_WORKERS,
+    micro_batches,
+    resolve_processes,
+)
 from tests.helpers.cards import tiny_card
-from tests.helpers.training import SMALL, options
+from tests.helpers.training import SMALL, die_after_a_save, options
 
 NO_WARMUP = dict(SMALL, head_warmup_steps="0")  # the same weights at step 0 in any process count
 
@@ -40,6 +45,35 @@ def test_auto_picks_one_process_per_core_only_where_it_pays(monkeypatch) -> None
         resolve_processes(2, "cpu", False, long_run)
     with pytest.raises(MaebenchError, match="accelerate launch"):
         resolve_processes(2, "cuda", True, long_run)
+
+
+def test_micro_batches_cut_a_step_only_on_a_cpu_and_never_below_a_pair() -> None:
+    assert micro_batches(None, "cpu", 4096, 128) == 4096 // CPU_MICRO_POSITIONS
+    assert micro_batches(None, "cpu", CPU_MICRO_POSITIONS, 128) == 1
+    assert micro_batches(None, "cuda", 8192, 128) == 1
+    assert micro_batches(1000, "cuda", 8192, 128) == 9  # asked for: ceil(8192 / 1000)
+    assert micro_batches(100, "cpu", 8192, 256) == 16  # each still holds a pair of 256-token spans
+    with pytest.raises(MaebenchError, match="positive"):
+        micro_batches(0, "cpu", 8192, 128)
+
+
+@pytest.mark.slow
+def test_micro_batches_train_record_and_resume(tiny_bert_dir, tmp_path, monkeypatch) -> None:
+    """A step in two micro-batches (with the head warm-up): the card says so, tokens are the
+    step's, a run stopped after a save resumes to the same weights, another cut is refused."""
+    from benchmark.core.paths import checkpoints_dir
+
+    init = tiny_card(tiny_bert_dir)
+    kw = dict(objective="retromae", budget="4steps", micro_batch_positions=64)  # 4 x 32 = 128 per step
+    whole = load_card(pretrain_card(init, options(tmp_path, "whole", **kw)))
+    assert whole.pretraining.recipe["micro_batches"] == 2
+    assert whole.pretraining.positions_seen <= 4 * 128 and whole.pretraining.tokens_seen > 4 * 64
+    die_after_a_save(monkeypatch, lambda: pretrain_card(init, options(tmp_path, "cut", **kw)))
+    assert (checkpoints_dir() / ".cut.partial" / "progress.json").is_file()
+    with pytest.raises(MaebenchError, match="micro-batch"):
+        pretrain_card(init, options(tmp_path, "cut", resume=True, **dict(kw, micro_batch_positions=128)))
+    resumed = load_card(pretrain_card(init, options(tmp_path, "cut", resume=True, **kw)))
+    assert resumed.pretraining.weights_sha256 == whole.pretraining.weights_sha256
 
 
 def test_objectives_declare_whether_their_batch_splits() -> None:

@@ -42,6 +42,10 @@ def register(app: typer.Typer) -> None:
                                              "training processes, one thread each, sharing every "
                                              "step's batch (default: one per core for a run of 1M+ "
                                              "positions whose loss splits over the batch, else 1)"),
+        micro_batch_positions: int | None = typer.Option(
+            None, "--micro-batch-positions", min=1, help="most positions per forward pass: each "
+            "process's share of a step is cut into micro-batches this size, one optimizer step "
+            "(default: 2048 on a CPU, where smaller activations fit the caches; whole on a GPU)"),
     ) -> None:
         """Pre-train with one MAE objective; writes weights under the maebench home and a card."""
         from benchmark.training.finetune import passive_thread_wait
@@ -61,6 +65,6 @@ def register(app: typer.Typer) -> None:
                 recipe_path=recipe, overrides=overrides, data_dir=data_dir, device=device,
                 precision=precision, accumulation=accumulation, resume=resume, overwrite=overwrite,
                 models_dir=models, generator=generator, holdout=holdout, evaluations=evaluations,
-                processes=processes,
+                processes=processes, micro_batch_positions=micro_batch_positions,
             ))
         typer.echo(f"wrote {card}")

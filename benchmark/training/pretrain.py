@@ -74,6 +74,10 @@ class PretrainOptions:
     # data-parallel CPU processes (training.processes); None = one per core for a long run of a
     # batch-separable objective, else 1. A resumed run keeps the count it was started with.
     processes: int | None = None
+    # most positions one forward pass takes: a process's share of a step is cut into micro-batches
+    # of at most this many, their gradients summed before the one optimizer step
+    # (training.processes.micro_batches); None = CPU_MICRO_POSITIONS on a CPU, whole on a GPU
+    micro_batch_positions: int | None = None
 
 
 def options_to_payload(init: ModelCard, options: PretrainOptions) -> dict[str, Any]:
@@ -302,17 +306,27 @@ class _Trainer:
         from transformers import get_scheduler
 
         from benchmark.core.devices import pick_device
+        from benchmark.training.corpus import PackedPairStream
         from benchmark.training.objectives import objective_class
+        from benchmark.training.processes import micro_batches, world_size
 
         self.options, self.recipe, self.steps = options, recipe, steps
         self.device = pick_device(options.device)
         self.precision = _pick_precision(options.precision, recipe, self.device)
+        world = world_size()
+        packed = issubclass(stream_cls, PackedPairStream)
+        # a process's share of a step in micro-batches (packed batches only: a span count
+        # cannot be cut evenly); the optimizer still steps once per step
+        self.micro = (micro_batches(options.micro_batch_positions, self.device,
+                                    recipe.batch_size * recipe.max_length // world, recipe.max_length)
+                      if packed else 1)
+        self.accumulation = options.accumulation * self.micro
         # with several processes (one process is not wrapped): find_unused_parameters because the
         # head warm-up freezes the encoder inside the wrapped model; split_batches because the
         # processes share one step's batch, so the schedule advances once per step (accelerate
         # otherwise steps it once per process, as if each had drawn a batch of its own)
         self.accelerator = Accelerator(
-            mixed_precision=self.precision, gradient_accumulation_steps=options.accumulation,
+            mixed_precision=self.precision, gradient_accumulation_steps=self.accumulation,
             cpu=self.device == "cpu",
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
             dataloader_config=DataLoaderConfiguration(split_batches=True),
@@ -334,11 +348,12 @@ class _Trainer:
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
             self.objective, optimizer, scheduler
         )
-        world = max(1, self.accelerator.num_processes)
-        from benchmark.training.corpus import PackedPairStream
-
-        if issubclass(stream_cls, PackedPairStream):  # a budget of positions per process
-            self.stream = stream_cls(pairs, recipe.batch_size * recipe.max_length // world, options.seed)
+        if world != self.accelerator.num_processes:
+            raise MaebenchError(f"WORLD_SIZE says {world} processes, accelerate sees "
+                                f"{self.accelerator.num_processes}")
+        if packed:  # a budget of positions per process and micro-batch
+            self.stream = stream_cls(pairs, recipe.batch_size * recipe.max_length // (world * self.micro),
+                                     options.seed)
         else:
             self.stream = stream_cls(pairs, recipe.batch_size // 2 // world, options.seed)
         self.heldout = heldout or []
@@ -385,6 +400,11 @@ class _Trainer:
                 if (state.get("steps") != self.steps or state.get("objective") != self.options.objective
                         or state.get("head_warmup", 0) != self.head_warmup):
                     raise MaebenchError(f"{self.staging} was started with other settings; pass --overwrite")
+                if state.get("micro_batches", 1) != self.micro:
+                    raise MaebenchError(
+                        f"{self.staging} was started with {state.get('micro_batches', 1)} micro-batch(es) "
+                        f"per step and process, this run has {self.micro}: they are part of the data "
+                        "order; pass the --micro-batch-positions it was started with (or --overwrite)")
                 if state.get("processes", 1) != self.world:
                     raise MaebenchError(
                         f"{self.staging} was started in {state.get('processes', 1)} training "
@@ -396,7 +416,7 @@ class _Trainer:
         self.staging.mkdir(parents=True, exist_ok=True)
         return {"objective": self.options.objective, "steps": self.steps, "done": 0, "losses": [],
                 "parts": [], "lrs": [], "heldout": [], "tokens": 0, "positions": 0,
-                "wall_s": 0.0, "cpu_s": 0.0, "processes": self.world,
+                "wall_s": 0.0, "cpu_s": 0.0, "processes": self.world, "micro_batches": self.micro,
                 "head_warmup": self.head_warmup, "head_warmup_done": self.head_warmup == 0,
                 "head_warmup_losses": []}
 
@@ -439,18 +459,22 @@ class _Trainer:
             param.requires_grad_(False)
         optimizer = torch.optim.AdamW(params, lr=self.recipe.learning_rate,
                                       weight_decay=self.recipe.weight_decay)
-        offset = self.steps * self.options.accumulation
+        offset = self.steps * self.accumulation
         self.model.train()
         try:
             rank = self.accelerator.process_index
             for step in range(self.head_warmup):
-                # as _batch: each process its own share of the step (one process: unchanged)
-                rng = np.random.default_rng([self.options.seed, 13, step] + ([rank] if rank else []))
-                chosen = self.stream.batch((offset + step) * self.world + rank)
-                batch = checked_corrupt(unwrapped, chosen, rng)
-                batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
-                loss, _ = checked_forward(self.model, batch)  # a plug-in's bug or NaN: one line
-                loss.backward()
+                # as _batch: each process its own share of the step, in its micro-batches (one
+                # process, one micro-batch: the seeds and batches of before)
+                loss = 0.0
+                for micro in range(self.micro):
+                    seed = [self.options.seed, 13, step] + ([rank, micro] if rank or micro else [])
+                    chosen = self.stream.batch(((offset + step * self.micro + micro) * self.world) + rank)
+                    batch = checked_corrupt(unwrapped, chosen, np.random.default_rng(seed))
+                    batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
+                    part, _ = checked_forward(self.model, batch)  # a plug-in's bug or NaN: one line
+                    (part / self.micro).backward()
+                    loss = loss + part.detach() / self.micro
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
                 optimizer.zero_grad()
@@ -537,7 +561,7 @@ class _Trainer:
         state.setdefault("positions", 0)
         cpu_before, began_cpu = state.get("cpu_s", 0.0), time.process_time()
         self._warm_up_head(state)
-        accumulation = self.options.accumulation
+        accumulation = self.accumulation  # micro-batches per optimizer step
         save_every = self.options.save_every or max(25, self.steps // 10)
         unwrapped = self.accelerator.unwrap_model(self.model)
         evaluate_at = self._evaluation_steps()
@@ -566,7 +590,7 @@ class _Trainer:
                     positions += int(batch["attention_mask"].numel())
                     batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
                     with self.accelerator.accumulate(self.model):
-                        loss, parts = checked_forward(self.model, batch)  # non-finite: stops here
+                        loss, terms = checked_forward(self.model, batch)  # non-finite: stops here
                         self.accelerator.backward(loss)
                         if self.accelerator.sync_gradients:
                             self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -574,6 +598,8 @@ class _Trainer:
                         self.scheduler.step()
                         self.optimizer.zero_grad()
                     step_loss += float(loss.detach()) / accumulation
+                    for key, value in terms.items():  # the step's terms: means over its batches
+                        parts[key] = parts.get(key, 0.0) + value / accumulation
                 # one exchange per step: every process's tokens, CPU time, loss and terms
                 local_cpu = time.process_time() - began_cpu
                 keys = sorted(parts)
@@ -677,7 +703,7 @@ def _card(init, options, recipe, steps, source, result, folder, notes, n_pairs) 
                     accumulation=options.accumulation,
                     tokens_per_step=tokens_per_step(recipe, options.accumulation),
                     budget=options.budget, n_span_pairs=n_pairs,
-                    processes=result.get("processes", 1))
+                    processes=result.get("processes", 1), micro_batches=result.get("micro_batches", 1))
     retriever = init.retriever.model_dump(mode="json")
     digest = weights_sha256(folder)
     # revision sha256:<digest>: the loader (catalog.weights) checks the weights against it

@@ -34,6 +34,10 @@ from benchmark.core.errors import MaebenchError
 # transformers, the corpus): one process. 1M positions is ~8 CPU-minutes at the study's shapes.
 MIN_POSITIONS_FOR_WORKERS = 1_000_000
 MAX_PROCESSES = 64
+# most positions per forward pass on a CPU: real tokens per CPU-second of one single-threaded
+# process on the study's backbone rose from 1,855 (8,192 positions) to 2,139 (2,048) for MLM at
+# 256 tokens as activations fit the caches (RetroMAE at 128: 1,305 at 4,096, 1,253 at 2,048)
+CPU_MICRO_POSITIONS = 2048
 PAYLOAD_ENV = "MAEBENCH_PRETRAIN_PAYLOAD"
 ERROR_FILE_ENV = "MAEBENCH_WORKER_ERROR_FILE"
 
@@ -87,6 +91,19 @@ def resolve_processes(requested: int | None, device: str, data_parallel: bool,
     if positions < MIN_POSITIONS_FOR_WORKERS:
         return 1, f"{positions:,} positions: too short to repay starting workers"
     return cores, f"one single-threaded process per core ({cores} cores)"
+
+
+def micro_batches(requested: int | None, device: str, positions: int, max_length: int) -> int:
+    """How many micro-batches a process's `positions` per step are cut into: enough that none
+    exceeds `requested` (None: CPU_MICRO_POSITIONS on a CPU, no cut on a GPU), never so many that
+    one could not hold a pair of spans of `max_length`."""
+    cap = requested if requested is not None else (CPU_MICRO_POSITIONS if device == "cpu" else None)
+    if cap is not None and cap < 1:
+        raise MaebenchError(f"--micro-batch-positions {cap}: give a positive number of positions")
+    if cap is None or positions <= cap:
+        return 1
+    most = max(1, positions // (2 * max_length))
+    return max(1, min(-(-positions // cap), most))
 
 
 def _free_port() -> int:
