@@ -5,6 +5,7 @@ budget; a design changed after registration is a deviation; the gates never read
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -132,15 +133,19 @@ def test_the_gates_never_read_test_qrels(tmp_path, monkeypatch) -> None:
 
     folder = shared_dataset("scifact")
     import benchmark.datasets.beir as beir
+    import benchmark.training.negatives as negatives
 
     real = beir.load_qrels
 
     def refuse_test(path, *args, **kwargs):
-        if "test" in str(path):
+        if Path(path).stem == "test":  # the split's file, not a folder such as pytest's
             raise AssertionError(f"a gate read test qrels: {path}")
         return real(path, *args, **kwargs)
 
+    # negatives binds the name at import: patched there too, so that neither keeps the refusing
+    # loader after this test (a later test whose tmp path holds 'pytest' then failed)
     monkeypatch.setattr(beir, "load_qrels", refuse_test)
+    monkeypatch.setattr(negatives, "load_qrels", refuse_test)
     spec = load_spec("scratch-mae")
     data, held = gates.validation_queries(spec, "scifact", folder.parent)
     assert len(held) >= 200 and held <= set(data.dataset.qrels)
