@@ -54,6 +54,11 @@ def torch_gemm_gflops(dtype, tokens: int = 4096, repeats: int = 20) -> float:
         try:
             with ThreadPoolExecutor(threads) as pool:
                 def work(_, a=a, b=b):
+                    # torch.set_num_threads is OpenMP's per-thread setting: a pool thread starts
+                    # at the machine's default, and each of its products used every core (a
+                    # "single-threaded" rate of 146-162 GFLOP/s on a 2-core EPYC whose one
+                    # thread does 71)
+                    torch.set_num_threads(1)
                     for _ in range(repeats):
                         a @ b
                 list(pool.map(work, range(threads)))  # warm-up
