@@ -17,7 +17,7 @@ falls on both alike; the workers wait on a pipe (no CPU) while the old path runs
 Printed per objective and path: processes x threads, real tokens per CPU-second (CPU time of every
 process and thread of the path), real tokens per wall-second, the padding share, GFLOP/s per
 CPU-second (FLOPs of one step counted by torch's FlopCounterMode: matrix products forward and
-backward) against the machine's GEMM peak per core (bench_cpu_roofline.torch_gemm_gflops,
+backward) against one core's GEMM peak (bench_cpu_roofline.torch_gemm_gflops on one thread,
 single-threaded products, the same run), and new/old per CPU-second and per wall-second.
 
   HF_HUB_OFFLINE=1 python bench/bench_pretrain_steps.py --data-dir ../shared/data/beir
