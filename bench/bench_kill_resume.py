@@ -16,6 +16,7 @@ commit record) are counted.
     python bench/bench_kill_resume.py --jobs finetune --trials 3 --seed 7
     python bench/bench_kill_resume.py --jobs study       # a 2-arm study: every cell's weights
     python bench/bench_kill_resume.py --jobs pretrain2   # pre-training in 2 data-parallel processes
+    python bench/bench_kill_resume.py --jobs pretrain-micro  # each step in 2 micro-batches
                                                          # and run files compared at the end
 
 Prints one line per trial and a summary per job, e.g. `finetune: 10/10 resumed to the reference
@@ -90,10 +91,13 @@ def command(job: str, ws: dict, resume: bool) -> list[str]:
                 "--task", "scifact", "--recipe", "standard-cpu", "--name", "killed",
                 "--device", "cpu", "--data-dir", str(ws["data"]), *sets]
     # pretrain2: the same run in two single-threaded data-parallel processes (its own
-    # reference: another process count is another data order); the group kill reaches them
+    # reference: another process count is another data order); the group kill reaches them.
+    # pretrain-micro: one process, each step's 128 positions in two micro-batches of 64 (the
+    # CPU default of 2,048 never cuts these tiny steps), so a kill can land between them
     return [sys.executable, str(Path(__file__).resolve()), "--child", "pretrain",
             "--child-data", str(ws["data"]), *(["--child-resume"] if resume else []),
-            "--child-processes", "2" if job == "pretrain2" else "1"]
+            "--child-processes", "2" if job == "pretrain2" else "1",
+            *(["--child-micro", "64"] if job == "pretrain-micro" else [])]
 
 
 def environment(home: Path, models: Path) -> dict:
@@ -234,7 +238,7 @@ def bench_job(job: str, ws: dict, trials: int, rng: random.Random) -> tuple[int,
 # --------------------------------------------------------------------------- child: pretrain
 
 
-def child_pretrain(data: Path, resume: bool, processes: int = 1) -> None:
+def child_pretrain(data: Path, resume: bool, processes: int = 1, micro: int | None = None) -> None:
     from benchmark.catalog.registry import get_card
     from benchmark.core.errors import MaebenchError
     from benchmark.core.paths import EMBEDDED_DATA_DIR
@@ -245,7 +249,7 @@ def child_pretrain(data: Path, resume: bool, processes: int = 1) -> None:
         objective="mlm", corpus=str(EMBEDDED_DATA_DIR / "tiny" / "corpus.jsonl"),
         data_dir=data, budget=f"{PRETRAIN_STEPS}steps",
         name="killed", seed=0, overrides={"batch_size": "4", "max_length": "32"}, device="cpu",
-        resume=resume, save_every=1, processes=processes,
+        resume=resume, save_every=1, processes=processes, micro_batch_positions=micro,
     )
     try:
         pretrain_card(init, options)
@@ -264,9 +268,10 @@ def main() -> None:
     parser.add_argument("--child-data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-resume", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-processes", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--child-micro", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "pretrain":
-        child_pretrain(args.child_data, args.child_resume, args.child_processes)
+        child_pretrain(args.child_data, args.child_resume, args.child_processes, args.child_micro)
         return
     root = args.work or Path(tempfile.mkdtemp(prefix="maebench-kill-"))
     ws = make_workspace(root / "ws")
