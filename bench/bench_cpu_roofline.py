@@ -57,7 +57,7 @@ def torch_gemm_gflops(dtype, tokens: int = 4096, repeats: int = 20) -> float:
                     # torch.set_num_threads is OpenMP's per-thread setting: a pool thread starts
                     # at the machine's default, and each of its products used every core (a
                     # "single-threaded" rate of 146-162 GFLOP/s on a 2-core EPYC whose one
-                    # thread does 71)
+                    # thread does 71-90)
                     torch.set_num_threads(1)
                     for _ in range(repeats):
                         a @ b

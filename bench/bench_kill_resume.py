@@ -15,9 +15,9 @@ commit record) are counted.
     python bench/bench_kill_resume.py                    # 10 trials each of finetune and pretrain
     python bench/bench_kill_resume.py --jobs finetune --trials 3 --seed 7
     python bench/bench_kill_resume.py --jobs study       # a 2-arm study: every cell's weights
+                                                         # and run files compared at the end
     python bench/bench_kill_resume.py --jobs pretrain2   # pre-training in 2 data-parallel processes
     python bench/bench_kill_resume.py --jobs pretrain-micro  # each step in 2 micro-batches
-                                                         # and run files compared at the end
 
 Prints one line per trial and a summary per job, e.g. `finetune: 10/10 resumed to the reference
 weights (20 kills, 6 inside a save)`. Everything runs offline on CPU in a temporary folder
